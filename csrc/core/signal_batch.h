@@ -1,0 +1,39 @@
+// Maps a flat signal index to element offsets in several tensors at once.
+//
+// A batch of 1-D signals is every index of a tensor except along the signal
+// dimension. Each tensor taking part (input, output, lam, gradients) has its own
+// strides over the same batch sizes; one unravel yields all their offsets, so no
+// tensor is ever copied into a transposed layout. Torch-free and host/device.
+#pragma once
+
+#include "tv_common.h"
+
+namespace tvcli {
+namespace core {
+
+constexpr int kMaxBatchDims = 16;  // more than any tensor after coalescing needs
+constexpr int kMaxOperands = 5;
+
+struct SignalBatch {
+  int ndim = 0;         // batch dimensions after coalescing
+  int noperands = 0;    // tensors described
+  int64_t count = 1;    // number of signals
+  int64_t length = 0;   // samples per signal
+  int64_t sizes[kMaxBatchDims] = {};
+  int64_t strides[kMaxOperands][kMaxBatchDims] = {};
+  int64_t signal_stride[kMaxOperands] = {};  // element stride along the signal
+
+  // Element offsets of signal s (0 <= s < count) in each operand.
+  TV_HOST_DEVICE TV_INLINE void offsets(int64_t s, int64_t* out) const {
+    for (int t = 0; t < noperands; ++t) out[t] = 0;
+    for (int d = ndim - 1; d >= 0; --d) {
+      const int64_t size = sizes[d];
+      const int64_t i = s % size;
+      s /= size;
+      for (int t = 0; t < noperands; ++t) out[t] += i * strides[t][d];
+    }
+  }
+};
+
+}  // namespace core
+}  // namespace tvcli

@@ -1,0 +1,43 @@
+// Shared definitions for the header-only TV solver core.
+//
+// Everything under csrc/core/ is plain C++ that compiles both for the host
+// (g++) and for CUDA devices (nvcc): no allocation, no exceptions, no torch, no
+// standard-library containers. A 1-D signal is a strided view (pointer, length,
+// element stride), so rows and columns of an image are read in place.
+#pragma once
+
+#include <stdint.h>
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define TV_HOST_DEVICE __host__ __device__
+#define TV_INLINE __forceinline__
+#else
+#define TV_HOST_DEVICE
+#define TV_INLINE inline
+#endif
+
+namespace tvcli {
+namespace core {
+
+// True for finite values; false for NaN and +-Inf. Written without <cmath> so
+// that it behaves the same under nvcc and -ffast-math-free host builds.
+template <typename A>
+TV_HOST_DEVICE TV_INLINE bool is_finite(A v) {
+  return (v - v) == (v - v);  // Inf - Inf and NaN - NaN are NaN, and NaN != NaN
+}
+
+template <typename A>
+TV_HOST_DEVICE TV_INLINE A quiet_nan() {
+  // 0/0 is evaluated at run time on purpose: it is the one spelling of NaN
+  // that needs no library call on both host and device.
+  volatile A zero = A(0);
+  return zero / zero;
+}
+
+template <typename A>
+TV_HOST_DEVICE TV_INLINE A sign_of(A v) {
+  return A((v > A(0)) - (v < A(0)));
+}
+
+}  // namespace core
+}  // namespace tvcli

@@ -1,0 +1,85 @@
+// CPU backend of the 1-D TV prox: one signal per task, torch's thread pool.
+//
+// at::parallel_for runs on torch's OpenMP pool, so torch.set_num_threads() and
+// OMP_NUM_THREADS govern it, and it does not fight a second private pool for
+// the cores (DESIGN.md section 8: busy-waiting pools slow shared machines).
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+
+#include <algorithm>
+
+#include "../core/signal_batch.h"
+#include "../core/tv1d_backward.h"
+#include "../core/tv1d_direct.h"
+#include "../signal_batch_torch.h"
+#include "../tv1d_ops.h"
+
+namespace tvcli {
+namespace {
+
+// Signals per task: enough samples that scheduling costs little.
+int64_t grain_for(int64_t length) {
+  return std::max<int64_t>(1, 32768 / std::max<int64_t>(length, 1));
+}
+
+}  // namespace
+
+at::Tensor prox_tv1d_cpu(const at::Tensor& x, const at::Tensor& lam, int64_t dim,
+                         c10::string_view solver_name) {
+  dim = check_prox_args(x, lam, dim);
+  const Solver solver = parse_solver(solver_name);
+  TORCH_CHECK(solver == Solver::kDirect, "tvcli: solver 'pn' is not built in this version");
+  at::Tensor y = at::empty(x.sizes(), x.options());
+  if (x.numel() == 0) return y;
+  const core::SignalBatch b = make_signal_batch(x, dim, {x, y, lam});
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "prox_tv1d_cpu", [&] {
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* lp = lam.const_data_ptr<scalar_t>();
+    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+    const int64_t n = b.length, sx = b.signal_stride[0], sy = b.signal_stride[1];
+    at::parallel_for(0, b.count, grain_for(n), [&](int64_t begin, int64_t end) {
+      int64_t off[core::kMaxOperands];
+      for (int64_t s = begin; s < end; ++s) {
+        b.offsets(s, off);
+        core::tv1d_direct<scalar_t, double>(xp + off[0], n, sx, yp + off[1], sy,
+                                            double(lp[off[2]]));
+      }
+    });
+  });
+  return y;
+}
+
+std::tuple<at::Tensor, at::Tensor> prox_tv1d_backward_cpu(const at::Tensor& grad_y,
+                                                          const at::Tensor& y,
+                                                          const at::Tensor& lam,
+                                                          int64_t dim) {
+  dim = check_prox_args(y, lam, dim);
+  TORCH_CHECK(grad_y.sizes() == y.sizes(), "tvcli: grad_y must have y's shape");
+  TORCH_CHECK(grad_y.scalar_type() == y.scalar_type(), "tvcli: grad_y must have y's dtype");
+  at::Tensor grad_x = at::empty(y.sizes(), y.options());
+  at::Tensor grad_lam = at::empty(lam.sizes(), lam.options());
+  if (y.numel() == 0) return {grad_x, grad_lam.zero_()};
+  const core::SignalBatch b =
+      make_signal_batch(y, dim, {y, grad_y, grad_x, grad_lam, lam});
+  AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "prox_tv1d_backward_cpu", [&] {
+    const scalar_t* yp = y.const_data_ptr<scalar_t>();
+    const scalar_t* gp = grad_y.const_data_ptr<scalar_t>();
+    const scalar_t* lp = lam.const_data_ptr<scalar_t>();
+    scalar_t* gxp = grad_x.mutable_data_ptr<scalar_t>();
+    scalar_t* glp = grad_lam.mutable_data_ptr<scalar_t>();
+    const int64_t n = b.length;
+    const int64_t sy = b.signal_stride[0], sg = b.signal_stride[1], sgx = b.signal_stride[2];
+    at::parallel_for(0, b.count, grain_for(n), [&](int64_t begin, int64_t end) {
+      int64_t off[core::kMaxOperands];
+      for (int64_t s = begin; s < end; ++s) {
+        b.offsets(s, off);
+        glp[off[3]] = scalar_t(core::tv1d_backward<scalar_t, double>(
+            yp + off[0], sy, gp + off[1], sg, gxp + off[2], sgx, n, double(lp[off[4]])));
+      }
+    });
+  });
+  return {grad_x, grad_lam};
+}
+
+}  // namespace tvcli

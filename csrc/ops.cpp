@@ -1,0 +1,58 @@
+// Operator schemas (TORCH_LIBRARY) and the CPU registrations.
+//
+// Autograd and fake (meta) kernels are registered from Python
+// (tvcli/_ops.py) with torch.library, as pytorch/extension-cpp does.
+#include <Python.h>
+
+#include <ATen/core/Tensor.h>
+#include <torch/library.h>
+
+#include "tv1d_ops.h"
+
+// A bare Python module, so that `import tvcli._C` loads this library and runs
+// the registrations below; it carries no Python functions of its own.
+// PyMODINIT_FUNC exports the symbol despite -fvisibility=hidden.
+PyMODINIT_FUNC PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1,
+                                          nullptr};
+  return PyModule_Create(&module_def);
+}
+
+namespace tvcli {
+
+Solver parse_solver(c10::string_view name) {
+  if (name == "direct") return Solver::kDirect;
+  if (name == "pn") return Solver::kPN;
+  TORCH_CHECK(false, "tvcli: unknown solver '", std::string(name),
+              "' (expected 'direct' or 'pn')");
+}
+
+int64_t check_prox_args(const at::Tensor& x, const at::Tensor& lam, int64_t dim) {
+  TORCH_CHECK(x.dim() >= 1, "tvcli: x must have at least one dimension");
+  TORCH_CHECK(dim >= -x.dim() && dim < x.dim(), "tvcli: dim ", dim,
+              " is out of range for a tensor of rank ", x.dim());
+  if (dim < 0) dim += x.dim();
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+              "tvcli: x must be float32 or float64, got ", x.scalar_type());
+  TORCH_CHECK(lam.scalar_type() == x.scalar_type(), "tvcli: lam must have x's dtype");
+  TORCH_CHECK(lam.device() == x.device(), "tvcli: lam must be on x's device");
+  TORCH_CHECK(lam.dim() == x.dim(), "tvcli: lam must have x's rank (broadcast it first)");
+  for (int64_t d = 0; d < x.dim(); ++d) {
+    const int64_t want = d == dim ? 1 : x.size(d);
+    TORCH_CHECK(lam.size(d) == want, "tvcli: lam has size ", lam.size(d),
+                " in dimension ", d, ", expected ", want);
+  }
+  return dim;
+}
+
+TORCH_LIBRARY(tvcli, m) {
+  m.def("prox_tv1d(Tensor x, Tensor lam, int dim, str solver) -> Tensor");
+  m.def("prox_tv1d_backward(Tensor grad_y, Tensor y, Tensor lam, int dim) -> (Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(tvcli, CPU, m) {
+  m.impl("prox_tv1d", &prox_tv1d_cpu);
+  m.impl("prox_tv1d_backward", &prox_tv1d_backward_cpu);
+}
+
+}  // namespace tvcli

@@ -1,0 +1,25 @@
+// Declarations shared by the op registration and the per-device kernels.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/string_view.h>
+
+#include <tuple>
+
+namespace tvcli {
+
+// Solver choice, parsed once from the op's string argument.
+enum class Solver { kDirect, kPN };
+Solver parse_solver(c10::string_view name);
+
+// Checks shared by every backend; returns dim wrapped to [0, x.dim()).
+int64_t check_prox_args(const at::Tensor& x, const at::Tensor& lam, int64_t dim);
+
+at::Tensor prox_tv1d_cpu(const at::Tensor& x, const at::Tensor& lam, int64_t dim,
+                         c10::string_view solver);
+std::tuple<at::Tensor, at::Tensor> prox_tv1d_backward_cpu(const at::Tensor& grad_y,
+                                                          const at::Tensor& y,
+                                                          const at::Tensor& lam,
+                                                          int64_t dim);
+
+}  // namespace tvcli
