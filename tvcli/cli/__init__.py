@@ -1,0 +1,13 @@
+"""The ``tvcli`` command line (Typer + rich).
+
+Each subcommand lives in its own module under ``tvcli/cli/`` and registers
+itself on :data:`app` when imported below. ``main()`` is the console-script
+entry point: it turns expected errors into one clear line and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+from tvcli.cli._app import app, main
+from tvcli.cli import info as _info  # noqa: F401  (registers `tvcli info`)
+
+__all__ = ["app", "main"]

@@ -1,0 +1,60 @@
+"""The Typer application object and the error-handling entry point."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="tvcli",
+    help="Total-variation smoothing, sharpening and TV-layer networks for images.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class CLIError(Exception):
+    """An expected failure: printed as one line, exit status ``code``."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+@app.callback()
+def _root() -> None:
+    """Total-variation smoothing, sharpening and TV-layer networks for images.
+
+    Add --debug to any command to see full tracebacks.
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point. ``--debug`` anywhere shows full tracebacks.
+
+    Usage errors are reported by Typer (exit 2); a :class:`CLIError` becomes one
+    line on stderr and its exit code; anything unexpected one line and exit 1.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    if debug:
+        args.remove("--debug")
+    try:
+        app(args=args, prog_name="tvcli")
+    except CLIError as exc:
+        if debug:
+            raise
+        print(f"tvcli: error: {exc}", file=sys.stderr)
+        sys.exit(exc.code)
+    except KeyboardInterrupt:
+        print("tvcli: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"tvcli: error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
+              file=sys.stderr)
+        sys.exit(1)
