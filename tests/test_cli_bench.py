@@ -119,3 +119,33 @@ def test_bench_subprocess_json():
                        timeout=300)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().startswith("tvcli: error: unknown section")
+
+
+def test_make_report_from_quick_json(tmp_path):
+    """benchmarks/make_report.py turns `bench --json` into markdown (and a plot)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import make_report
+    finally:
+        sys.path.pop(0)
+    out = _bench("--no-peers")
+    src = tmp_path / "b.json"
+    src.write_text(json.dumps(out))
+    md = tmp_path / "docs" / "benchmarks.md"
+    plot = "none" if not _has_matplotlib() else str(tmp_path / "docs" / "b.png")
+    assert make_report.main([str(src), "--out", str(md), "--plot", plot]) == 0
+    text = md.read_text()
+    assert "## Table 1 workload" in text and "| tvcli direct | cpu | forward |" in text
+    assert "QUICK" in text and out["machine"]["date"] in text
+    assert "## Length sweep" in text and "## Batch sweep" in text
+    if plot != "none":
+        assert "](b.png)" in text and Path(plot).is_file()
+    assert make_report.main([str(tmp_path / "missing.json"), "--out", str(md)]) == 2
+
+
+def _has_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
