@@ -15,6 +15,7 @@ line can print it and go on with the next file.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +57,11 @@ def _load(path: Path) -> np.ndarray:
         return np.load(path, allow_pickle=False)
     import imageio.v3 as iio
 
-    return np.asarray(iio.imread(path))
+    with warnings.catch_warnings():
+        # On a file no plugin recognises imageio tries them all, and some warn
+        # about their own deprecation; the one-line error we raise says enough.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return np.asarray(iio.imread(path))
 
 
 def read_image(path: str | Path) -> tuple[np.ndarray, ImageMeta]:
