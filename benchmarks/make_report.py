@@ -81,8 +81,12 @@ def sweep_md(rows: list[dict], axis: str, title: str) -> list[str]:
         ratio = f"{peer / ours:.3g}" if ours and peer else "-"
         out.append(f"| {v:,} | " + " | ".join(_ms(cell.get(c)) for c in cols)
                    + f" | {ratio} |")
-    out += ["", "Median ms over the runs given in the JSON; proxTV / tvcli is proxTV's "
-            "default method over tvcli's direct forward.", ""]
+    full = max((r["repeats"] for r in rows), default=0)
+    few = [f"{_label(r)} at {head} = {r[axis]:,} ({r['repeats']} runs)" for r in rows
+           if r["repeats"] < full]
+    out += ["", f"Median ms of {full} runs per entry"
+            + (f" (fewer for slow entries: {'; '.join(few)})" if few else "")
+            + "; proxTV / tvcli is proxTV's default method over tvcli's direct forward.", ""]
     return out
 
 

@@ -100,6 +100,19 @@ def _solvers(device: str) -> list[str]:
     return ok
 
 
+def _timed(name: str, fn: Callable[[], object], repeats: int, note: str = "") -> Timing:
+    """``time_call`` with fewer runs (>= 5, and said in the row) for entries that
+    take over 0.2 s per call, so that one slow peer cannot stretch a sweep to
+    many minutes."""
+    t0 = time.perf_counter()
+    fn()
+    one = time.perf_counter() - t0
+    rep = repeats if one < 0.2 else min(repeats, max(5, repeats // 5))
+    if rep < repeats:
+        note = (note + "; " if note else "") + f"slow entry: {rep} runs"
+    return time_call(name, fn, rep, warmup=1 if one < 0.2 else 0, note=note)
+
+
 def _row(t: Timing, **fields: object) -> dict:
     d = asdict(t)
     extra = d.pop("extra")
@@ -315,22 +328,22 @@ def length_sweep(lengths: list[int], repeats: int = 25, peers: bool = True) -> l
     for n in lengths:
         x = sweep_signal("step", n)
         for s in _solvers("cpu"):
-            t = time_call(f"tvcli {s} forward", lambda s=s, x=x: tvcli.prox_tv1d(x, LAM, solver=s),
-                          repeats)
+            t = _timed(f"tvcli {s} forward", lambda s=s, x=x: tvcli.prox_tv1d(x, LAM, solver=s),
+                       repeats)
             rows.append(_row(t, impl="tvcli", solver=s, phase="forward", n=n))
         if ext_has_device("cpu"):
             y = tvcli.prox_tv1d(x, LAM)
             g = torch.randn(n, generator=torch.Generator().manual_seed(2))
             lam_b = torch.full((1,), LAM)
-            t = time_call("tvcli backward (op)", lambda y=y, g=g, lam_b=lam_b:
-                          torch.ops.tvcli.prox_tv1d_backward(g, y, lam_b, 0), repeats)
+            t = _timed("tvcli backward (op)", lambda y=y, g=g, lam_b=lam_b:
+                       torch.ops.tvcli.prox_tv1d_backward(g, y, lam_b, 0), repeats)
             rows.append(_row(t, impl="tvcli", solver="any", phase="backward", n=n))
         if ptv is not None:
             xd = x.to(torch.float64).numpy()
             for m in ("hybridtautstring", "pn"):
-                t = time_call(f"proxTV tv1_1d '{m}'", lambda m=m, xd=xd: ptv.tv1_1d(xd, LAM,
+                t = _timed(f"proxTV tv1_1d '{m}'", lambda m=m, xd=xd: ptv.tv1_1d(xd, LAM,
                                                                                    method=m),
-                              repeats)
+                           repeats)
                 rows.append(_row(t, impl="proxTV", solver=m, phase="forward", n=n))
     for r in rows:
         r["ns_per_sample"] = r["median_ms"] * 1e6 / r["n"]
@@ -345,15 +358,15 @@ def batch_sweep(batches: list[int], n: int = 32, repeats: int = 25,
     for b in batches:
         x = table1_workload((b, n))
         for s in _solvers("cpu"):
-            t = time_call(f"tvcli {s} forward", lambda s=s, x=x: tvcli.prox_tv1d(x, LAM, solver=s),
-                          repeats)
+            t = _timed(f"tvcli {s} forward", lambda s=s, x=x: tvcli.prox_tv1d(x, LAM, solver=s),
+                       repeats)
             rows.append(_row(t, impl="tvcli", solver=s, phase="forward", batch=b))
         if ext_has_device("cpu"):
             y = tvcli.prox_tv1d(x, LAM)
             g = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
             lam_b = torch.full((b, 1), LAM)
-            t = time_call("tvcli backward (op)", lambda y=y, g=g, lam_b=lam_b:
-                          torch.ops.tvcli.prox_tv1d_backward(g, y, lam_b, 1), repeats)
+            t = _timed("tvcli backward (op)", lambda y=y, g=g, lam_b=lam_b:
+                       torch.ops.tvcli.prox_tv1d_backward(g, y, lam_b, 1), repeats)
             rows.append(_row(t, impl="tvcli", solver="any", phase="backward", batch=b))
         if ptv is not None:
             xd = x.to(torch.float64).numpy()
@@ -362,12 +375,11 @@ def batch_sweep(batches: list[int], n: int = 32, repeats: int = 25,
                 for r in xd:
                     ptv.tv1_1d(r, LAM)
 
-            rep = repeats if b <= 4096 else max(5, repeats // 5)
-            t = time_call("proxTV tv1_1d row loop", loop, rep, warmup=1,
-                          note="default method, per-row Python calls")
+            t = _timed("proxTV tv1_1d row loop", loop, repeats,
+                       note="default method, per-row Python calls")
             rows.append(_row(t, impl="proxTV", solver="hybridtautstring", phase="forward",
                              batch=b))
-            t = time_call("proxTV tvgen", lambda xd=xd: ptv.tvgen(xd, [LAM], [2], [1]), rep)
+            t = _timed("proxTV tvgen", lambda xd=xd: ptv.tvgen(xd, [LAM], [2], [1]), repeats)
             rows.append(_row(t, impl="proxTV", solver="tvgen", phase="forward", batch=b))
     for r in rows:
         r["us_per_signal"] = r["median_ms"] * 1e3 / r["batch"]
