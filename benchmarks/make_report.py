@@ -55,14 +55,16 @@ def table1_md(rows: list[dict], shape: list[int]) -> list[str]:
         note = r["note"] + (f"; {errs}" if errs else "")
         ratio = r.get("x_tvcli")
         what = r["impl"] + ("" if r["solver"] == "any" else f" {r['solver']}")
-        out.append(f"| {what} | {r['device']} | {r['phase']} | "
+        dev = r["device"] + (f" ({r['threads']} thr.)" if r.get("threads") else "")
+        out.append(f"| {what} | {dev} | {r['phase']} | "
                    f"{_ms(r['median_ms'])} | {_ms(r['q25_ms'])}-{_ms(r['q75_ms'])} | "
                    f"{_ms(r['min_ms'])} | {r['repeats']} | "
                    f"{'-' if ratio is None else f'{ratio:.3g}'} | {note} |")
     out += ["", "x tvcli: median over the median of tvcli's default solver ('direct') on the "
-            "CPU for the same phase (forward rows against tvcli's forward, backward against "
-            "its backward op). proxTV has no backward; cvxpylayers rows are extrapolated "
-            "linearly from the batch named in their note.", "",
+            "CPU with torch's default thread count, same phase (forward rows against "
+            "tvcli's forward, backward against its backward op). proxTV has no backward; "
+            "cvxpylayers rows are extrapolated linearly from the batch named in their note.",
+            "",
             "For orientation, the paper's own Table 1 (other hardware, not comparable as "
             "ratios): " + "; ".join(f"{n} {f:g} / {b:g} ms" for n, f, b in PAPER_TABLE1)
             + " (forward / backward).", ""]

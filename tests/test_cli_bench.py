@@ -135,7 +135,7 @@ def test_make_report_from_quick_json(tmp_path):
     plot = "none" if not _has_matplotlib() else str(tmp_path / "docs" / "b.png")
     assert make_report.main([str(src), "--out", str(md), "--plot", plot]) == 0
     text = md.read_text()
-    assert "## Table 1 workload" in text and "| tvcli direct | cpu | forward |" in text
+    assert "## Table 1 workload" in text and "| tvcli direct | cpu" in text
     assert "QUICK" in text and out["machine"]["date"] in text
     assert "## Length sweep" in text and "## Batch sweep" in text
     if plot != "none":
@@ -149,3 +149,13 @@ def _has_matplotlib() -> bool:
     except ImportError:
         return False
     return True
+
+
+def test_bench_peers_leave_torch_threads_alone():
+    """proxTV's tvgen resets the process's OpenMP thread count; the bench puts
+    torch's back so that later tvcli rows run with the same threads."""
+    import torch
+
+    before = torch.get_num_threads()
+    _bench("--section", "table1,batch")
+    assert torch.get_num_threads() == before

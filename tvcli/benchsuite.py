@@ -165,38 +165,66 @@ def table1(repeats: int = 25, shape: tuple[int, ...] = (256, 32, 32), peers: boo
     g_cpu = torch.randn(x_cpu.shape, generator=torch.Generator().manual_seed(1))
     n_sig = x_cpu.numel() // x_cpu.shape[-1]
     rows: list[dict] = []
+    default_threads = torch.get_num_threads()
     for dev in _devices():
-        x, g = x_cpu.to(dev), g_cpu.to(dev)
-        eng = _engine(dev)
-        for s in _solvers(dev):
-            t = time_call(f"tvcli {s} forward", _synced(
-                lambda s=s, x=x: tvcli.prox_tv1d(x, LAM, solver=s), dev), repeats, note=eng)
-            rows.append(_row(t, impl="tvcli", solver=s, device=dev, phase="forward"))
-        y = tvcli.prox_tv1d(x, LAM)
-        if ext_has_device(dev):
-            lam_b = torch.full((*x.shape[:-1], 1), LAM, device=dev)
-            t = time_call("tvcli backward (op)", _synced(
-                lambda g=g, y=y, lam_b=lam_b: torch.ops.tvcli.prox_tv1d_backward(
-                    g, y, lam_b, y.dim() - 1), dev),
-                repeats, note="grad_x and grad_lam from y; same for every solver")
-            rows.append(_row(t, impl="tvcli", solver="any", device=dev, phase="backward"))
-        for s in _solvers(dev):
-            xr = x.clone().requires_grad_(True)
-            lam_t = torch.tensor(LAM, device=dev, requires_grad=True)
-
-            def fwd_bwd(s: str = s, xr: torch.Tensor = xr, lam_t: torch.Tensor = lam_t,
-                        g: torch.Tensor = g) -> None:
-                xr.grad = None
-                lam_t.grad = None
-                tvcli.prox_tv1d(xr, lam_t, solver=s).backward(g)
-
-            t = time_call(f"tvcli {s} forward+backward", _synced(fwd_bwd, dev), repeats,
-                          note="autograd, grads for x and lam")
-            rows.append(_row(t, impl="tvcli", solver=s, device=dev, phase="forward+backward"))
+        # On the CPU also one thread when torch uses more: on a loaded machine a
+        # parallel loop waits for its slowest thread to be scheduled, and the
+        # difference is worth seeing next to the default.
+        settings = [default_threads] + ([1] if dev == "cpu" and default_threads > 1 else [])
+        for nt in settings if dev == "cpu" else [None]:
+            with torch_threads(nt if nt != default_threads else None):
+                rows += _table1_tvcli(x_cpu, g_cpu, dev, repeats, nt)
     if peers:
-        rows += _table1_proxtv(x_cpu, repeats)
-        rows += _table1_cvxpylayers(x_cpu, g_cpu, repeats, cvx_batch, n_sig)
-    _add_ratios(rows)
+        with _restore_threads():
+            rows += _table1_proxtv(x_cpu, repeats)
+        with _restore_threads():
+            rows += _table1_cvxpylayers(x_cpu, g_cpu, repeats, cvx_batch, n_sig)
+    _add_ratios(rows, default_threads)
+    return rows
+
+
+@contextlib.contextmanager
+def _restore_threads():
+    """Puts torch's thread count back after a peer ran: proxTV's ``tvgen`` calls
+    ``omp_set_num_threads(n_threads)`` (default 1), which silently changes
+    torch's intra-op thread count for the whole process."""
+    n = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def _table1_tvcli(x_cpu: torch.Tensor, g_cpu: torch.Tensor, dev: str, repeats: int,
+                  threads: int | None) -> list[dict]:
+    """tvcli's rows of Table 1 on one device (and CPU thread count)."""
+    rows: list[dict] = []
+    x, g = x_cpu.to(dev), g_cpu.to(dev)
+    eng = _engine(dev) + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else "")
+    fields = {"impl": "tvcli", "device": dev, "threads": threads}
+    for s in _solvers(dev):
+        t = time_call(f"tvcli {s} forward", _synced(
+            lambda s=s, x=x: tvcli.prox_tv1d(x, LAM, solver=s), dev), repeats, note=eng)
+        rows.append(_row(t, solver=s, phase="forward", **fields))
+    y = tvcli.prox_tv1d(x, LAM)
+    if ext_has_device(dev):
+        lam_b = torch.full((*x.shape[:-1], 1), LAM, device=dev)
+        t = time_call("tvcli backward (op)", _synced(
+            lambda: torch.ops.tvcli.prox_tv1d_backward(g, y, lam_b, y.dim() - 1), dev),
+            repeats, note=f"{eng}; grad_x and grad_lam from y, same for every solver")
+        rows.append(_row(t, solver="any", phase="backward", **fields))
+    for s in _solvers(dev):
+        xr = x.clone().requires_grad_(True)
+        lam_t = torch.tensor(LAM, device=dev, requires_grad=True)
+
+        def fwd_bwd(s: str = s, xr: torch.Tensor = xr, lam_t: torch.Tensor = lam_t) -> None:
+            xr.grad = None
+            lam_t.grad = None
+            tvcli.prox_tv1d(xr, lam_t, solver=s).backward(g)
+
+        t = time_call(f"tvcli {s} forward+backward", _synced(fwd_bwd, dev), repeats,
+                      note=f"{eng}; autograd, grads for x and lam")
+        rows.append(_row(t, solver=s, phase="forward+backward", **fields))
     return rows
 
 
@@ -223,7 +251,8 @@ def _table1_proxtv(x: torch.Tensor, repeats: int) -> list[dict]:
         out.append(_row(t, impl="proxTV", solver=method, device="cpu", phase="forward"))
     t = time_call("proxTV tvgen (batched)", lambda: ptv.tvgen(rows2d, [LAM], [2], [1]),
                   repeats, note=f"one call on the {tuple(rows2d.shape)} matrix, float64, "
-                                "default 1 thread")
+                                "default n_threads=1 (it sets the process's OpenMP threads; "
+                                "torch's are restored after)")
     t.extra["max_abs_diff_vs_tvcli"] = float(np.abs(ptv.tvgen(rows2d, [LAM], [2], [1])
                                                 - ref).max())
     out.append(_row(t, impl="proxTV", solver="tvgen", device="cpu", phase="forward"))
@@ -308,11 +337,13 @@ def _timing_from(name: str, samples: list[float], scale: float, note: str) -> Ti
     return Timing(name, statistics.median(s), q[0], q[2], s[0], len(s), note)
 
 
-def _add_ratios(rows: list[dict]) -> None:
-    """``x_tvcli``: median over tvcli's CPU default ('direct') median, same phase;
+def _add_ratios(rows: list[dict], nt: int) -> None:
+    """``x_tvcli``: median over tvcli's CPU default ('direct', torch's default thread
+    count) median, same phase;
     peers' forward rows are compared with tvcli's forward, backward with backward."""
     base = {r["phase"]: r["median_ms"] for r in rows
-            if r["impl"] == "tvcli" and r["device"] == "cpu" and r["solver"] in ("direct", "any")}
+            if r["impl"] == "tvcli" and r["device"] == "cpu" and r["solver"] in ("direct", "any")
+            and r.get("threads") in (None, nt)}
     for r in rows:
         b = base.get(r["phase"])
         r["x_tvcli"] = r["median_ms"] / b if b and r["median_ms"] == r["median_ms"] else None
@@ -379,7 +410,9 @@ def batch_sweep(batches: list[int], n: int = 32, repeats: int = 25,
                        note="default method, per-row Python calls")
             rows.append(_row(t, impl="proxTV", solver="hybridtautstring", phase="forward",
                              batch=b))
-            t = _timed("proxTV tvgen", lambda xd=xd: ptv.tvgen(xd, [LAM], [2], [1]), repeats)
+            with _restore_threads():
+                t = _timed("proxTV tvgen", lambda xd=xd: ptv.tvgen(xd, [LAM], [2], [1]),
+                           repeats, note="default n_threads=1")
             rows.append(_row(t, impl="proxTV", solver="tvgen", phase="forward", batch=b))
     for r in rows:
         r["us_per_signal"] = r["median_ms"] * 1e3 / r["batch"]
@@ -462,6 +495,8 @@ def print_report(result: dict, console=None) -> None:
     from rich.table import Table
 
     con = console or Console()
+    if console is None and not con.is_terminal and con.width < 120:
+        con = Console(width=120)  # piped to a file: do not wrap at 80 columns
     m = result["machine"]
     con.print(f"{m['date']} | {m['cpu']} | {m['cores']} cores, torch threads "
               f"{m['torch_threads']} | load {m.get('loadavg_1m_start', '?')} -> "
@@ -483,7 +518,8 @@ def print_report(result: dict, console=None) -> None:
             if note and note not in notes:
                 notes.append(note)
             ratio = r.get("x_tvcli")
-            what = f"{r['impl']} {r['solver']} {r['device']} {r['phase']}".replace(" any ", " ")
+            dev = r["device"] + (f" x{r['threads']}" if r.get("threads") else "")
+            what = f"{r['impl']} {r['solver']} {dev} {r['phase']}".replace(" any ", " ")
             t.add_row(what, _ms(r["median_ms"]), f"{_ms(r['q25_ms'])}-{_ms(r['q75_ms'])}",
                       _ms(r["min_ms"]), str(r["repeats"]),
                       "-" if ratio is None else f"{ratio:.3g}",
