@@ -51,7 +51,8 @@ def table1_md(rows: list[dict], shape: list[int]) -> list[str]:
            "|---|---|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         errs = ", ".join(f"{k} = {v:.2g}" for k, v in r.items()
-                         if k.startswith(("max_abs", "default_eps")) and v == v)
+                         if k.startswith(("max_abs", "default_eps"))
+                         and isinstance(v, float) and v == v)
         note = r["note"] + (f"; {errs}" if errs else "")
         ratio = r.get("x_tvcli")
         what = r["impl"] + ("" if r["solver"] == "any" else f" {r['solver']}")

@@ -177,3 +177,28 @@ def test_eval_edges(tmp_path):
     s = out["summary"]
     assert 0.8 < s["ods"] <= 1 and 0.8 < s["ois"] <= 1 and 0 < s["ap"] <= 1
     assert out["images"][0]["ois"] == pytest.approx(s["ois"])  # one image: OIS = its best F
+
+
+def test_eval_identical_images_strict_json(tmp_path):
+    """Infinite PSNR is null in --json (strict JSON, parseable by jq), inf in CSV."""
+    rng = np.random.default_rng(4)
+    x, _ = _noisy(rng)
+    iio.imwrite(tmp_path / "p.png", x)
+    iio.imwrite(tmp_path / "g.png", x)
+    res = CliRunner().invoke(app, ["eval", str(tmp_path / "p.png"), str(tmp_path / "g.png"),
+                                   "--json"])
+    assert res.exit_code == 0
+    assert "Infinity" not in res.stdout and "NaN" not in res.stdout
+    out = json.loads(res.stdout)
+    assert out["images"][0]["psnr"] is None and out["images"][0]["ssim"] == pytest.approx(1)
+    res = CliRunner().invoke(app, ["eval", str(tmp_path / "p.png"), str(tmp_path / "g.png"),
+                                   "--csv", "-m", "psnr"])
+    assert res.stdout.splitlines()[1] == "p.png,inf"
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="CUDA present")
+def test_eval_unavailable_device(folders):
+    p, g, _ = folders
+    res = CliRunner().invoke(app, ["eval", str(p), str(g), "--device", "cuda"])
+    assert isinstance(res.exception, CLIError) and res.exception.code == 2
+    assert "--device cuda: not available" in str(res.exception)

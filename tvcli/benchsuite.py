@@ -513,7 +513,7 @@ def print_report(result: dict, console=None) -> None:
         notes: list[str] = []
         for r in result["table1"]:
             errs = "; ".join(f"{k}={v:.2g}" for k, v in r.items()
-                             if k.startswith(("max_abs", "default_eps")) and v == v)
+                             if k.startswith(("max_abs", "default_eps")) and _num(v))
             note = r["note"] + (f"; {errs}" if errs else "")
             if note and note not in notes:
                 notes.append(note)
@@ -561,6 +561,11 @@ def print_report(result: dict, console=None) -> None:
         con.print(t)
 
 
+def _num(v: object) -> bool:
+    """A measured time (JSON null / NaN mark entries that were not measured)."""
+    return isinstance(v, (int, float)) and v == v
+
+
 def _label(r: dict) -> str:
     return f"{r['impl']} {r['solver']} {r['phase']}".replace(" any ", " ")
 
@@ -589,7 +594,7 @@ def plot(result: dict, path: str) -> None:
         rows = result.get(key, [])
         for lab in dict.fromkeys(_label(r) for r in rows):
             pts = sorted((r[axis], r["median_ms"]) for r in rows if _label(r) == lab
-                         and r["median_ms"] == r["median_ms"])
+                         and _num(r["median_ms"]))
             if pts:
                 style = "-" if lab.startswith("tvcli") else "--"
                 ax.plot(*zip(*pts, strict=True), style, marker="o", label=lab)
@@ -606,7 +611,7 @@ def plot(result: dict, path: str) -> None:
         ours = {r[axis]: r["median_ms"] for r in rows if _label(r) == "tvcli direct forward"}
         for peer in ("proxTV hybridtautstring forward", "proxTV tvgen forward"):
             pts = sorted((r[axis], r["median_ms"] / ours[r[axis]]) for r in rows
-                         if _label(r) == peer and ours.get(r[axis]))
+                         if _label(r) == peer and _num(r["median_ms"]) and ours.get(r[axis]))
             if pts:
                 ax.plot(*zip(*pts, strict=True), marker="o",
                         label=f"{peer.split(' forward')[0]} {lab}")

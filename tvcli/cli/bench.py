@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +9,7 @@ from typing import Annotated
 import typer
 
 from tvcli.cli._app import CLIError, app
+from tvcli.cli._jsonout import dumps
 
 
 @app.command("bench")
@@ -71,7 +71,7 @@ def bench_cmd(
         benchsuite.plot(result, str(plot))
         result["plot"] = str(plot)
     if as_json:
-        print(json.dumps(result, indent=1, default=str))
+        print(dumps(result))  # NaN (entries not measured) becomes null
     else:
         benchsuite.print_report(result)
         if plot is not None:

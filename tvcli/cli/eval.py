@@ -42,6 +42,7 @@ from typing import Annotated
 import typer
 
 from tvcli.cli._app import CLIError, app
+from tvcli.cli._jsonout import dumps
 
 METRICS = ("psnr", "ssim", "wrmse", "wmae", "ods", "ois", "ap")
 _EDGE = ("ods", "ois", "ap")
@@ -320,7 +321,8 @@ def eval_cmd(
         "errors": [{"name": n, "error": m} for n, m in errors],
     }
     if as_json:
-        print(json.dumps(result, indent=1, allow_nan=True))
+        # Infinite PSNR (identical images) becomes null: strict JSON for jq & co.
+        print(dumps(result))
     elif as_csv:
         buf = _io.StringIO()
         wr = csv.writer(buf, lineterminator="\n")
