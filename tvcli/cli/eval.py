@@ -31,6 +31,7 @@ Units
 from __future__ import annotations
 
 import csv
+import glob
 import io as _io
 import json
 import math
@@ -43,6 +44,7 @@ import typer
 
 from tvcli.cli._app import CLIError, app
 from tvcli.cli._jsonout import dumps
+from tvcli.io import IMAGE_EXTENSIONS
 
 METRICS = ("psnr", "ssim", "wrmse", "wmae", "ods", "ois", "ap")
 _EDGE = ("ods", "ois", "ap")
@@ -60,16 +62,12 @@ class Pair:
 
 
 def _images_under(root: Path) -> list[Path]:
-    from tvcli.io import IMAGE_EXTENSIONS
-
     return sorted(p for p in root.rglob("*") if p.is_file()
                   and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
 def _gt_set(folder: Path) -> tuple[list[Path], list[float]]:
     """The ground truths and votes of a multi-ground-truth folder."""
-    from tvcli.io import IMAGE_EXTENSIONS
-
     wfile = folder / "weights.json"
     if wfile.is_file():
         try:
@@ -123,9 +121,10 @@ def pair_up(pred: Path, gt: Path) -> tuple[list[Pair], list[tuple[str, str]]]:
         rel = p.relative_to(pred).with_suffix("")
         name = rel.as_posix()
         folder = gt / rel
-        cands = [c for c in (gt / rel.parent).glob(f"{_glob_escape(rel.name)}.*")
-                 if c.is_file() and c.suffix.lower() in _exts()] if (gt / rel.parent).is_dir() \
-            else []
+        parent = gt / rel.parent
+        cands = [c for c in parent.glob(f"{glob.escape(rel.name)}.*")
+                 if c.is_file() and c.suffix.lower() in IMAGE_EXTENSIONS] \
+            if parent.is_dir() else []
         if folder.is_dir():
             try:
                 paths, votes = _gt_set(folder)
@@ -153,18 +152,6 @@ def pair_up(pred: Path, gt: Path) -> tuple[list[Pair], list[tuple[str, str]]]:
         if rel not in pred_names:
             errors.append((rel, f"ground truth {g} has no prediction"))
     return pairs, errors
-
-
-def _exts() -> tuple[str, ...]:
-    from tvcli.io import IMAGE_EXTENSIONS
-
-    return IMAGE_EXTENSIONS
-
-
-def _glob_escape(s: str) -> str:
-    import glob
-
-    return glob.escape(s)
 
 
 def _parse_metrics(spec: str) -> list[str]:
