@@ -237,3 +237,19 @@ def test_read_image_errors(tmp_path):
     np.save(tmp_path / "vol.npy", np.zeros((2, 3, 4, 5), np.float32))
     with pytest.raises(ImageReadError, match="expected one"):
         read_image(tmp_path / "vol.npy")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_metrics_on_cuda_match_cpu():
+    x = torch.rand(2, 3, 32, 40)
+    y = (x + 0.05 * torch.randn_like(x)).clamp(0, 1)
+    for fn in (M.psnr, M.ssim):
+        cpu = fn(x, y, 1.0)
+        gpu = fn(x.cuda(), y.cuda(), 1.0)
+        assert gpu.device.type == "cuda"
+        torch.testing.assert_close(gpu.cpu().double(), cpu.double(), atol=1e-4, rtol=0)
+    wm, wa = M.weighted_errors(x.cuda(), torch.stack([y, x], 1).cuda(), torch.tensor([1.0, 3.0]))
+    cm, ca = M.weighted_errors(x, torch.stack([y, x], 1), torch.tensor([1.0, 3.0]))
+    torch.testing.assert_close(wm.cpu(), cm, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(wa.cpu(), ca, atol=1e-6, rtol=1e-5)
