@@ -40,7 +40,9 @@ def _ms(v: float | None) -> str:
 
 
 def _label(r: dict) -> str:
-    return f"{r['impl']} {r['solver']} {r['phase']}".replace(" any ", " ")
+    from tvcli.benchsuite import row_label
+
+    return row_label(r)
 
 
 def table1_md(rows: list[dict], shape: list[int]) -> list[str]:

@@ -352,23 +352,39 @@ def _add_ratios(rows: list[dict], nt: int) -> None:
 # --------------------------------------------------------------------- sweeps
 
 
+def _sweep_tvcli(x: torch.Tensor, repeats: int, **fields: object) -> list[dict]:
+    """tvcli forward (each solver) and backward op on ``x`` (signals along the last
+    dim), at torch's thread count and, when that is above 1, at one thread too
+    (rows marked ``variant='1 thread'``)."""
+    rows: list[dict] = []
+    default = torch.get_num_threads()
+    for nt in [default] + ([1] if default > 1 else []):
+        extra = {"threads": nt, **({"variant": "1 thread"} if nt != default else {})}
+        with torch_threads(nt if nt != default else None):
+            for s in _solvers("cpu"):
+                t = _timed(f"tvcli {s} forward",
+                           lambda s=s: tvcli.prox_tv1d(x, LAM, solver=s), repeats)
+                rows.append(_row(t, impl="tvcli", solver=s, phase="forward", **fields,
+                                 **extra))
+            if ext_has_device("cpu"):
+                y = tvcli.prox_tv1d(x, LAM)
+                g = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+                lam_b = torch.full((*x.shape[:-1], 1), LAM)
+                t = _timed("tvcli backward (op)", lambda y=y, g=g, lam_b=lam_b:
+                           torch.ops.tvcli.prox_tv1d_backward(g, y, lam_b, x.dim() - 1),
+                           repeats)
+                rows.append(_row(t, impl="tvcli", solver="any", phase="backward", **fields,
+                                 **extra))
+    return rows
+
+
 def length_sweep(lengths: list[int], repeats: int = 25, peers: bool = True) -> list[dict]:
     """One noisy-step signal of each length N at lam = 1 (forward, backward; proxTV)."""
     rows = []
     ptv = _proxtv() if peers else None
     for n in lengths:
         x = sweep_signal("step", n)
-        for s in _solvers("cpu"):
-            t = _timed(f"tvcli {s} forward", lambda s=s, x=x: tvcli.prox_tv1d(x, LAM, solver=s),
-                       repeats)
-            rows.append(_row(t, impl="tvcli", solver=s, phase="forward", n=n))
-        if ext_has_device("cpu"):
-            y = tvcli.prox_tv1d(x, LAM)
-            g = torch.randn(n, generator=torch.Generator().manual_seed(2))
-            lam_b = torch.full((1,), LAM)
-            t = _timed("tvcli backward (op)", lambda y=y, g=g, lam_b=lam_b:
-                       torch.ops.tvcli.prox_tv1d_backward(g, y, lam_b, 0), repeats)
-            rows.append(_row(t, impl="tvcli", solver="any", phase="backward", n=n))
+        rows += _sweep_tvcli(x, repeats, n=n)
         if ptv is not None:
             xd = x.to(torch.float64).numpy()
             for m in ("hybridtautstring", "pn"):
@@ -388,17 +404,7 @@ def batch_sweep(batches: list[int], n: int = 32, repeats: int = 25,
     ptv = _proxtv() if peers else None
     for b in batches:
         x = table1_workload((b, n))
-        for s in _solvers("cpu"):
-            t = _timed(f"tvcli {s} forward", lambda s=s, x=x: tvcli.prox_tv1d(x, LAM, solver=s),
-                       repeats)
-            rows.append(_row(t, impl="tvcli", solver=s, phase="forward", batch=b))
-        if ext_has_device("cpu"):
-            y = tvcli.prox_tv1d(x, LAM)
-            g = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
-            lam_b = torch.full((b, 1), LAM)
-            t = _timed("tvcli backward (op)", lambda y=y, g=g, lam_b=lam_b:
-                       torch.ops.tvcli.prox_tv1d_backward(g, y, lam_b, 1), repeats)
-            rows.append(_row(t, impl="tvcli", solver="any", phase="backward", batch=b))
+        rows += _sweep_tvcli(x, repeats, batch=b)
         if ptv is not None:
             xd = x.to(torch.float64).numpy()
 
@@ -546,14 +552,14 @@ def print_report(result: dict, console=None) -> None:
         if key not in result:
             continue
         rows = result[key]
-        cols = list(dict.fromkeys(_label(r) for r in rows))
+        cols = list(dict.fromkeys(row_label(r) for r in rows))
         t = Table(title=title)
         t.add_column(axis.upper() if axis == "n" else "B", justify="right")
         for c in cols:
             t.add_column(c, justify="right")
         t.add_column("proxTV / tvcli fwd", justify="right")
         for v in dict.fromkeys(r[axis] for r in rows):
-            cell = {_label(r): r["median_ms"] for r in rows if r[axis] == v}
+            cell = {row_label(r): r["median_ms"] for r in rows if r[axis] == v}
             ours = cell.get("tvcli direct forward")
             peer = cell.get("proxTV hybridtautstring forward")
             ratio = f"{peer / ours:.3g}" if ours and peer else "-"
@@ -566,8 +572,11 @@ def _num(v: object) -> bool:
     return isinstance(v, (int, float)) and v == v
 
 
-def _label(r: dict) -> str:
-    return f"{r['impl']} {r['solver']} {r['phase']}".replace(" any ", " ")
+def row_label(r: dict) -> str:
+    """'impl solver phase' (+ ' [variant]'), the column / legend name of a sweep row."""
+    lab = f"{r['impl']} {r['solver']} {r['phase']}".replace(" any ", " ")
+    return lab + (f" [{r['variant']}]" if r.get("variant") else "")
+
 
 
 def _fmt_any(v: object) -> str:
@@ -592,11 +601,11 @@ def plot(result: dict, path: str) -> None:
                                   (axes[1], "batch_sweep", "batch",
                                    "number of signals B (length 32)")):
         rows = result.get(key, [])
-        for lab in dict.fromkeys(_label(r) for r in rows):
-            pts = sorted((r[axis], r["median_ms"]) for r in rows if _label(r) == lab
+        for lab in dict.fromkeys(row_label(r) for r in rows):
+            pts = sorted((r[axis], r["median_ms"]) for r in rows if row_label(r) == lab
                          and _num(r["median_ms"]))
             if pts:
-                style = "-" if lab.startswith("tvcli") else "--"
+                style = (":" if "[" in lab else "-") if lab.startswith("tvcli") else "--"
                 ax.plot(*zip(*pts, strict=True), style, marker="o", label=lab)
         ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel="median time (ms)")
         ax.grid(True, which="both", alpha=0.3)
@@ -608,10 +617,10 @@ def plot(result: dict, path: str) -> None:
     for key, axis, lab in (("length_sweep", "n", "vs N (one signal)"),
                            ("batch_sweep", "batch", "vs B (signals of length 32)")):
         rows = result.get(key, [])
-        ours = {r[axis]: r["median_ms"] for r in rows if _label(r) == "tvcli direct forward"}
+        ours = {r[axis]: r["median_ms"] for r in rows if row_label(r) == "tvcli direct forward"}
         for peer in ("proxTV hybridtautstring forward", "proxTV tvgen forward"):
             pts = sorted((r[axis], r["median_ms"] / ours[r[axis]]) for r in rows
-                         if _label(r) == peer and _num(r["median_ms"]) and ours.get(r[axis]))
+                         if row_label(r) == peer and _num(r["median_ms"]) and ours.get(r[axis]))
             if pts:
                 ax.plot(*zip(*pts, strict=True), marker="o",
                         label=f"{peer.split(' forward')[0]} {lab}")
