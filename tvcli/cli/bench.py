@@ -26,16 +26,18 @@ def bench_cmd(
     no_peers: bool = typer.Option(False, "--no-peers", help="Skip proxTV and cvxpylayers."),
     cvx_batch: int = typer.Option(256, "--cvx-batch", help="Signals cvxpylayers is timed on "
                                                            "(then scaled linearly to 8192)."),
-    threads: int = typer.Option(None, "--threads", help="torch intra-op threads (default: "
+    threads: int | None = typer.Option(None, "--threads", help="torch intra-op threads (default: "
                                                         "torch's)."),
 ) -> None:
-    """Time the TV solvers: the paper's Table 1 workload (forward, backward, every solver
-    and device), the 2-D comparison, a length sweep (N = 32 ... 10^6) and a batch sweep,
-    next to proxTV and cvxpylayers when installed (pip install 'tvcli[bench]').
+    """Time the TV solvers against proxTV and cvxpylayers.
 
-    Medians of >= 25 runs with the spread; cvxpylayers is timed on a smaller batch and
-    extrapolated linearly (every row says so). Nothing is asserted: numbers depend on the
-    machine and its load, which is printed with them.
+    The paper's Table 1 workload (forward, backward, every solver and device),
+    the 2-D comparison, a length sweep (N = 32 ... 10^6) and a batch sweep,
+    next to the peers that are installed (pip install 'tvcli\\[bench]').
+
+    Medians of >= 25 runs with the spread; cvxpylayers is timed on a smaller
+    batch and extrapolated linearly (every row says so). Nothing is asserted:
+    numbers depend on the machine and its load, which is printed with them.
     """
     from tvcli import benchsuite
 
