@@ -142,7 +142,11 @@ def render(result: dict, plot_name: str | None) -> str:
               f"{s.get('cvxpylayers_eps', 1e-7):g}; its measured errors against tvcli, at that "
               "tolerance and at the default one, are in its notes.",
               "- Timings are medians of repeated runs on a shared 2-core machine; compare rows "
-              "of the same run only.", ""]
+              "of the same run only.",
+              "- On a loaded machine (load average above the core count) tvcli's multi-thread "
+              "rows can be dominated by waiting for the other thread to be scheduled: their "
+              "times then cluster at multiples of about 4 ms (a scheduler tick) while the "
+              "1-thread rows show the work itself. Compare both.", ""]
     return "\n".join(lines)
 
 
