@@ -127,7 +127,8 @@ def _skipped(name: str, note: str, **fields: object) -> dict:
 
 
 def peer_versions() -> dict[str, str]:
-    """Installed peers and their versions ("not installed" otherwise)."""
+    """Installed peers and their versions; "not installed", or "unusable (...)"
+    when the package is there but does not import."""
     from importlib import metadata
 
     out = {}
@@ -136,14 +137,22 @@ def peer_versions() -> dict[str, str]:
             out[label] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             out[label] = "not installed"
-    if out["proxTV"] == "not installed" and _proxtv() is not None:
-        out["proxTV"] = "installed"
-    if out["cvxpylayers"] != "not installed":
-        try:
-            import cvxpylayers.torch  # noqa: F401
-        except Exception as exc:  # installed but broken: say why, do not crash
-            out["cvxpylayers"] = f"unusable ({type(exc).__name__})"
+    importable = {"proxTV": _proxtv() is not None, "cvxpylayers": _cvxpylayers_ok()}
+    for label, ok in importable.items():
+        if ok and out[label] == "not installed":
+            out[label] = "installed"  # e.g. built from source under another name
+        elif not ok and out[label] != "not installed":
+            out[label] = f"unusable (version {out[label]} does not import)"
     return out
+
+
+def _cvxpylayers_ok() -> bool:
+    try:
+        import cvxpy  # noqa: F401
+        import cvxpylayers.torch  # noqa: F401
+    except Exception:
+        return False
+    return True
 
 
 def _proxtv():
@@ -231,7 +240,8 @@ def _table1_tvcli(x_cpu: torch.Tensor, g_cpu: torch.Tensor, dev: str, repeats: i
 def _table1_proxtv(x: torch.Tensor, repeats: int) -> list[dict]:
     ptv = _proxtv()
     if ptv is None:
-        return [_skipped("proxTV", "not installed (pip install prox-tv-sdist)", impl="proxTV",
+        status = peer_versions()["proxTV"]
+        return [_skipped("proxTV", f"{status} (pip install prox-tv-sdist)", impl="proxTV",
                          solver="-", device="cpu", phase="forward")]
     import numpy as np
 

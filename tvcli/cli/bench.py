@@ -53,12 +53,12 @@ def bench_cmd(
     if threads is not None and threads < 1:
         raise CLIError("--threads must be >= 1", 2)
     if plot is not None:
+        if not plot.parent.exists():
+            raise CLIError(f"--plot: folder {plot.parent} does not exist", 2)
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             raise CLIError("--plot needs matplotlib: pip install 'tvcli[plot]'", 2) from None
-        if not plot.parent.exists():
-            raise CLIError(f"--plot: folder {plot.parent} does not exist", 2)
     if quick:
         repeats = min(repeats, 3)
 
