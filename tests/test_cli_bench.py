@@ -82,8 +82,23 @@ def test_bench_2d_section_uses_bench2d_when_present(monkeypatch):
     monkeypatch.setitem(sys.modules, "tvcli.bench2d", fake)
     out = _bench("--section", "2d")
     assert seen == {"quick": True}
-    assert out["table2d"] == {"status": "ok", "rows": [
-        {"method": "tvcli dykstra", "ms": 1.5, "max_abs_err": 1e-6}]}
+    assert out["table2d"]["status"] == "ok"
+    assert out["table2d"]["rows"] == [{"method": "tvcli dykstra", "ms": 1.5, "max_abs_err": 1e-6}]
+    out = _bench("--section", "2d")
+    assert out["table2d"]["source"] == "tvcli.bench2d.run"
+    # The tv2d branch's API: bench_photo(repeats, peers=, quick=) -> dict.
+    photo_only = types.ModuleType("tvcli.bench2d")
+    photo_only.bench_photo = lambda repeats, peers=True, quick=False: {
+        "image": "fake", "shape": [8, 8], "lam": 0.1,
+        "to_target": [{"method": "tvcli converged", "target": 1e-3, "ms": 2.0, "error": 5e-4,
+                       "setting": "K=10", "note": ""}],
+        "peers": [{"method": "proxTV tv1_2d", "ms": 9.0, "max_abs_error": 2e-3,
+                   "problem": "same"}]}
+    monkeypatch.setitem(sys.modules, "tvcli.bench2d", photo_only)
+    sec = _bench("--section", "2d")["table2d"]
+    assert sec["status"] == "ok" and sec["source"] == "tvcli.bench2d.bench_photo"
+    assert [r["method"] for r in sec["rows"]] == ["tvcli converged", "proxTV tv1_2d"]
+    assert sec["rows"][0]["max_abs_error"] == 5e-4 and sec["rows"][1]["note"] == "same"
     monkeypatch.setitem(sys.modules, "tvcli.bench2d", None)  # import now fails
     assert _bench("--section", "2d")["table2d"]["status"].startswith("not available")
 

@@ -438,21 +438,42 @@ def batch_sweep(batches: list[int], n: int = 32, repeats: int = 25,
 # --------------------------------------------------------------------- 2-D
 
 
-def bench_2d(quick: bool) -> dict:
-    """The 2-D section from ``tvcli.bench2d.run(quick)`` if that module exists."""
+def bench_2d(quick: bool, peers: bool = True) -> dict:
+    """The 2-D section from ``tvcli.bench2d`` when that module exists.
+
+    Uses ``bench2d.run(quick) -> list[dict]`` if it has one; otherwise adapts
+    ``bench2d.bench_photo(repeats, peers=, quick=)`` (time-to-accuracy rows and
+    peers at their defaults) into rows with the keys method, target, ms,
+    max_abs_error, setting, note. Any failure is reported in ``status`` without
+    losing the other sections.
+    """
     try:
         from tvcli import bench2d  # type: ignore[attr-defined]
     except ImportError:
         return {"status": "not available (tvcli.bench2d is not part of this build)", "rows": []}
-    runner = getattr(bench2d, "run", None)
-    if runner is None:
-        return {"status": "not available (tvcli.bench2d has no run(quick))", "rows": []}
     try:
-        rows = runner(quick=quick)
+        runner = getattr(bench2d, "run", None)
+        if runner is not None:
+            rows = runner(quick=quick)
+            return {"status": "ok", "source": "tvcli.bench2d.run",
+                    "rows": [r if isinstance(r, dict) else asdict(r) for r in rows]}
+        photo_fn = getattr(bench2d, "bench_photo", None)
+        if photo_fn is None:
+            return {"status": "not available (tvcli.bench2d has neither run() nor "
+                              "bench_photo())", "rows": []}
+        photo = photo_fn(3 if quick else 5, peers=peers, quick=quick)
+        rows = [{"method": r["method"], "target": r["target"], "ms": r["ms"],
+                 "max_abs_error": r["error"], "setting": r["setting"], "note": r["note"]}
+                for r in photo.get("to_target", [])]
+        rows += [{"method": r["method"], "target": "-", "ms": r["ms"],
+                  "max_abs_error": r["max_abs_error"], "setting": "defaults",
+                  "note": r.get("problem", "")} for r in photo.get("peers", [])]
+        return {"status": "ok", "source": "tvcli.bench2d.bench_photo",
+                "image": photo.get("image"), "shape": photo.get("shape"),
+                "lam": photo.get("lam"), "rows": rows}
     except Exception as exc:  # report, do not lose the other sections
         return {"status": f"failed: {type(exc).__name__}: {str(exc).splitlines()[0]}",
                 "rows": []}
-    return {"status": "ok", "rows": [r if isinstance(r, dict) else asdict(r) for r in rows]}
 
 
 # --------------------------------------------------------------------- driver
@@ -480,7 +501,7 @@ def run(quick: bool = False, repeats: int = 25, peers: bool = True,
         result["table1"] = table1(repeats, shape, peers, cvx_batch=16 if quick else cvx_batch)
     if "2d" in sections:
         say("2d")
-        result["table2d"] = bench_2d(quick)
+        result["table2d"] = bench_2d(quick, peers)
     if "length" in sections:
         say("length sweep")
         lengths = [32, 1000] if quick else [32, 100, 1_000, 10_000, 100_000, 1_000_000]
