@@ -153,12 +153,24 @@ def test_make_report_from_quick_json(tmp_path):
     plot = "none" if not _has_matplotlib() else str(tmp_path / "docs" / "b.png")
     assert make_report.main([str(src), "--out", str(md), "--plot", plot]) == 0
     text = md.read_text()
-    assert "## Table 1 workload" in text and "| tvcli direct | cpu" in text
+    assert "### Table 1 workload" in text and "| tvcli direct | cpu" in text
     assert "QUICK" in text and out["machine"]["date"] in text
-    assert "## Length sweep" in text and "## Batch sweep" in text
+    assert "### Length sweep" in text and "### Batch sweep" in text
     if plot != "none":
         assert "](b.png)" in text and Path(plot).is_file()
     assert make_report.main([str(tmp_path / "missing.json"), "--out", str(md)]) == 2
+    # Hand-written sections around the generated block survive a regeneration.
+    md.write_text("# Benchmarks\n\nhand-written intro\n\n" + md.read_text().split("\n", 2)[2]
+                  + "\n## other benchmark\n\nkept\n")
+    assert make_report.main([str(src), "--out", str(md), "--plot", "none"]) == 0
+    text2 = md.read_text()
+    assert "hand-written intro" in text2 and "## other benchmark\n\nkept" in text2
+    assert text2.count(make_report.BEGIN) == 1 and text2.count("### Table 1 workload") == 1
+    # A page without markers gets the block appended.
+    md.write_text("# Benchmarks\n\nold page\n")
+    assert make_report.main([str(src), "--out", str(md), "--plot", "none"]) == 0
+    text3 = md.read_text()
+    assert text3.startswith("# Benchmarks\n\nold page\n") and make_report.END in text3
 
 
 def _has_matplotlib() -> bool:
