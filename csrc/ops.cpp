@@ -53,6 +53,9 @@ TORCH_LIBRARY(tvcli, m) {
         "float region_tol) -> (Tensor, Tensor)");
   m.def("prox_tv2d_region_backward(Tensor grad_y, Tensor y, Tensor lam, float region_tol) "
         "-> (Tensor, Tensor)");
+  m.def("prox_tv2d_dykstra(Tensor x, Tensor lam, int iters) -> (Tensor, Tensor)");
+  m.def("prox_tv2d_dykstra_backward(Tensor grad_y, Tensor signs, Tensor lam) "
+        "-> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(tvcli, CPU, m) {
@@ -60,6 +63,8 @@ TORCH_LIBRARY_IMPL(tvcli, CPU, m) {
   m.impl("prox_tv1d_backward", &prox_tv1d_backward_cpu);
   m.impl("prox_tv2d_solve", &prox_tv2d_solve_cpu);
   m.impl("prox_tv2d_region_backward", &prox_tv2d_region_backward_cpu);
+  m.impl("prox_tv2d_dykstra", &prox_tv2d_dykstra_cpu);
+  m.impl("prox_tv2d_dykstra_backward", &prox_tv2d_dykstra_backward_cpu);
 }
 
 }  // namespace tvcli

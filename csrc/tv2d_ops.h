@@ -20,4 +20,12 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_region_backward_cpu(const at::Tenso
                                                                  const at::Tensor& lam,
                                                                  double region_tol);
 
+// Paper mode: K proximal-Dykstra iterations; returns y and the jump signs of every
+// pass (int8, (B, 2K, H, W)) for the backward.
+std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_cpu(const at::Tensor& x,
+                                                         const at::Tensor& lam, int64_t iters);
+std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_backward_cpu(const at::Tensor& grad_y,
+                                                                  const at::Tensor& signs,
+                                                                  const at::Tensor& lam);
+
 }  // namespace tvcli

@@ -115,6 +115,35 @@ def _dykstra(x: torch.Tensor, lam: torch.Tensor, d0: int, d1: int, iters: int) -
     return y
 
 
+def _finite_lam(lam: torch.Tensor) -> bool:
+    """Whether every lam is finite (the fused op needs it; lam = inf goes through
+    prox_tv1d, which handles it). Assumed true while tracing."""
+    if torch.compiler.is_compiling():
+        return True
+    return bool(torch.isfinite(lam.detach()).all())
+
+
+def _dykstra_fused(
+    x: torch.Tensor, lam: torch.Tensor, d0: int, d1: int, iters: int
+) -> torch.Tensor:
+    """Alg. 1 in one C++ op per call (same arithmetic as :func:`_dykstra`): each
+    image's iterates stay in cache and the backward replays only saved jump signs.
+    Images holding NaN/Inf give NaN, as prox_tv1d would make them."""
+    xm = x.movedim((d0, d1), (-2, -1))
+    h, w = xm.shape[-2], xm.shape[-1]
+    x3 = xm.reshape(-1, h, w)
+    lam3 = lam.movedim((d0, d1), (-2, -1)).expand(*xm.shape[:-2], 1, 1).reshape(-1)
+    if x3.shape[0] == 0 or h * w == 0:
+        return x.clone()
+    finite = torch.isfinite(x3).all(dim=2).all(dim=1)
+    x_s = torch.where(finite.reshape(-1, 1, 1), x3, torch.zeros_like(x3))
+    y3, _signs = torch.ops.tvcli.prox_tv2d_dykstra(x_s.contiguous(), lam3.contiguous(), iters)
+    # lam == 0 keeps NaN/Inf images as they are (identity); otherwise NaN.
+    bad = torch.where(lam3.reshape(-1, 1, 1) == 0, x3, torch.full_like(x3, float("nan")))
+    y3 = torch.where(finite.reshape(-1, 1, 1), y3, bad)
+    return y3.reshape(xm.shape).movedim((-2, -1), (d0, d1))
+
+
 def _fista_torch(
     x3: torch.Tensor, lam3: torch.Tensor, tol: float, max_iter: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -268,7 +297,10 @@ def prox_tv2d(
     batch_shape = [s for i, s in enumerate(x.shape) if i not in (d0, d1)]
 
     if iters is not None:
-        y = _dykstra(xc, lam_b, d0, d1, int(iters)).to(x.dtype)
+        if HAS_EXT and ext_has_device(xc.device.type) and _finite_lam(lam_b):
+            y = _dykstra_fused(xc, lam_b, d0, d1, int(iters)).to(x.dtype)
+        else:
+            y = _dykstra(xc, lam_b, d0, d1, int(iters)).to(x.dtype)
         if not return_info:
             return y
         info = Tv2dInfo(

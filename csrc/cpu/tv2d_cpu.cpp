@@ -29,9 +29,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "../core/tv1d_dp.h"
+#include "../core/tv2d_dykstra.h"
 #include "../core/tv2d_regions.h"
 #include "../tv2d_ops.h"
 
@@ -49,6 +52,13 @@ struct Line {
 };
 
 constexpr int64_t kColBlock = 16;
+
+// TVCLI_2D_LINE=dp|condat overrides the inner 1-D solver (for measurements).
+core::LineSolver line_solver(core::LineSolver dflt) {
+  static const char* env = std::getenv("TVCLI_2D_LINE");
+  if (env == nullptr) return dflt;
+  return std::string(env) == "dp" ? core::LineSolver::kDP : core::LineSolver::kCondat;
+}
 
 // Scratch for kColBlock columns of length n (column-major) and one DP workspace.
 struct Tile {
@@ -97,6 +107,7 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_solve_cpu(const at::Tensor& x_in,
     if (!active[b]) ip[b * 3 + 2] = 1.0;
   }
   std::vector<double> row_gap(B * H);
+  const core::LineSolver ls = line_solver(core::LineSolver::kDP);
   double t = 1.0;
   for (int64_t it = 1; it <= max_iter && n_active > 0; ++it) {
     // Row pass: z = w + prox_rows(x - w).
@@ -107,7 +118,7 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_solve_cpu(const at::Tensor& x_in,
         if (!active[b]) continue;
         const int64_t o = s * W;
         for (int64_t j = 0; j < W; ++j) ln.in[j] = xp[o + j] - wp[o + j];
-        core::tv1d_dp_solve<double>(ln.in.data(), W, lp[b], ln.out.data(), ln.ws.data());
+        core::tv1d_line<double>(ln.in.data(), W, lp[b], ln.out.data(), ln.ws.data(), ls);
         for (int64_t j = 0; j < W; ++j) zp[o + j] = wp[o + j] + ln.out[j];
       }
     });
@@ -131,8 +142,8 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_solve_cpu(const at::Tensor& x_in,
         for (int64_t i = 0; i < H; ++i)
           for (int64_t c = 0; c < nc; ++c) tile.in[c * H + i] = zp[o + i * W + c];
         for (int64_t c = 0; c < nc; ++c)
-          core::tv1d_dp_solve<double>(tile.in.data() + c * H, H, lp[b],
-                                      tile.out.data() + c * H, tile.ws.data());
+          core::tv1d_line<double>(tile.in.data() + c * H, H, lp[b],
+                                  tile.out.data() + c * H, tile.ws.data(), ls);
         for (int64_t i = 0; i < H; ++i) {
           for (int64_t c = 0; c < nc; ++c) {
             const int64_t k = o + i * W + c;
@@ -214,6 +225,73 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_region_backward_cpu(const at::Tenso
         glp[b] = scalar_t(core::tv2d_region_backward<scalar_t>(
             yp + b * HW, gp + b * HW, gxp + b * HW, H, W, identity ? 0.0 : region_tol,
             identity, parent.data(), sum.data(), count.data(), bsign.data()));
+      }
+    });
+  });
+  return {gx, glam};
+}
+
+}  // namespace tvcli
+
+namespace tvcli {
+
+// Paper mode: K Dykstra iterations per image, one image per task (a layer's
+// N * C images keep both cores busy; each image's state stays in cache).
+std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_cpu(const at::Tensor& x,
+                                                         const at::Tensor& lam,
+                                                         int64_t iters) {
+  check_images(x, lam);
+  TORCH_CHECK(iters >= 1, "tvcli: iters must be >= 1");
+  const int64_t B = x.size(0), H = x.size(1), W = x.size(2), HW = H * W;
+  at::Tensor y = at::empty_like(x);
+  at::Tensor sgn = at::empty({B, 2 * iters, H, W}, x.options().dtype(at::kChar));
+  if (x.numel() == 0) return {y, sgn};
+  const core::LineSolver ls = line_solver(core::LineSolver::kCondat);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "prox_tv2d_dykstra_cpu", [&] {
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* lp = lam.const_data_ptr<scalar_t>();
+    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+    int8_t* sp = sgn.mutable_data_ptr<int8_t>();
+    at::parallel_for(0, B, std::max<int64_t>(1, 4096 / std::max<int64_t>(HW, 1)),
+                     [&](int64_t begin, int64_t end) {
+      std::vector<double> ws(core::tv2d_dykstra_workspace(H, W));
+      for (int64_t b = begin; b < end; ++b) {
+        core::tv2d_dykstra_forward<scalar_t, double>(xp + b * HW, yp + b * HW,
+                                                     sp + b * 2 * iters * HW, H, W, iters,
+                                                     double(lp[b]), ws.data(), ls);
+      }
+    });
+  });
+  return {y, sgn};
+}
+
+std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_backward_cpu(const at::Tensor& grad_y,
+                                                                  const at::Tensor& sgn,
+                                                                  const at::Tensor& lam) {
+  const at::Tensor g = grad_y.contiguous();
+  check_images(g, lam);
+  TORCH_CHECK(sgn.dim() == 4 && sgn.size(0) == g.size(0) && sgn.size(2) == g.size(1) &&
+                  sgn.size(3) == g.size(2) && sgn.size(1) % 2 == 0 && sgn.is_contiguous() &&
+                  sgn.scalar_type() == at::kChar,
+              "tvcli: signs do not match grad_y");
+  const int64_t B = g.size(0), H = g.size(1), W = g.size(2), HW = H * W;
+  const int64_t iters = sgn.size(1) / 2;
+  at::Tensor gx = at::empty_like(g);
+  at::Tensor glam = at::empty({B}, lam.options());
+  if (g.numel() == 0) return {gx, glam.zero_()};
+  AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "prox_tv2d_dykstra_backward_cpu", [&] {
+    const scalar_t* gp = g.const_data_ptr<scalar_t>();
+    const scalar_t* lp = lam.const_data_ptr<scalar_t>();
+    const int8_t* sp = sgn.const_data_ptr<int8_t>();
+    scalar_t* gxp = gx.mutable_data_ptr<scalar_t>();
+    scalar_t* glp = glam.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, B, std::max<int64_t>(1, 4096 / std::max<int64_t>(HW, 1)),
+                     [&](int64_t begin, int64_t end) {
+      std::vector<double> ws(core::tv2d_dykstra_workspace(H, W));
+      for (int64_t b = begin; b < end; ++b) {
+        glp[b] = scalar_t(core::tv2d_dykstra_backward<scalar_t, double>(
+            sp + b * 2 * iters * HW, gp + b * HW, gxp + b * HW, H, W, iters,
+            !(double(lp[b]) > 0.0), ws.data()));
       }
     });
   });
