@@ -146,8 +146,13 @@ def _load_checkpoint(run: Path, model: nn.Module, opt: torch.optim.Optimizer,
     return meta
 
 
-def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
-    """Runs (or resumes) training; returns the final checkpoint metadata."""
+def train(cfg: TrainConfig, progress: bool = True, log=print,
+          stop_at: int | None = None) -> dict:
+    """Runs (or resumes) training; returns the last checkpoint's metadata.
+
+    ``stop_at`` ends this call after that step (with a checkpoint), as an
+    interruption would; a later call with the same config resumes exactly.
+    """
     torch.manual_seed(cfg.seed)
     run = Path(cfg.out)
     run.mkdir(parents=True, exist_ok=True)
@@ -175,7 +180,8 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
                    dynamic_ncols=True)
     last_val = meta["history"][-1]["val_psnr"] if meta["history"] else float("nan")
     t_start = time.perf_counter() - meta["wall_s"]
-    while meta["step"] < cfg.steps:
+    end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
+    while meta["step"] < end:
         step = meta["step"]
         lr = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * step / cfg.steps))
         for group in opt.param_groups:
@@ -193,7 +199,7 @@ def train(cfg: TrainConfig, progress: bool = True, log=print) -> dict:
             last_val = validate(model, val_imgs, cfg.sigma, cfg.val_crop, cfg.device)
             meta["history"].append({"step": meta["step"], "loss": loss.item(),
                                     "val_psnr": last_val, "wall_s": meta["wall_s"]})
-        if meta["step"] % cfg.ckpt_every == 0 or meta["step"] == cfg.steps:
+        if meta["step"] % cfg.ckpt_every == 0 or meta["step"] == end:
             _save_checkpoint(run, model, opt, gen, meta)
         if bar is not None:
             bar.update(1)
