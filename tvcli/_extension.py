@@ -23,19 +23,26 @@ except ImportError as exc:  # not built, or built against another torch
 _warned = False
 
 
+def _probe_device_kernels() -> frozenset[str]:
+    if not HAS_EXT:
+        return frozenset()
+    has = torch._C._dispatch_has_kernel_for_dispatch_key
+    return frozenset(d for d, key in (("cpu", "CPU"), ("cuda", "CUDA"))
+                     if has("tvcli::prox_tv1d", key))
+
+
+# Probed once at import: a plain set lookup is also what torch.compile can trace.
+_EXT_DEVICES = _probe_device_kernels()
+
+
 def ext_has_device(device_type: str) -> bool:
     """Whether the compiled engine has kernels for ``device_type`` ('cpu', 'cuda')."""
-    if not HAS_EXT:
-        return False
-    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
-    if key is None:
-        return False
-    return torch._C._dispatch_has_kernel_for_dispatch_key("tvcli::prox_tv1d", key)
+    return device_type in _EXT_DEVICES
 
 
 def built_backends() -> list[str]:
     """Backends of the compiled engine, e.g. ``['cpu']`` or ``['cpu', 'cuda']``."""
-    return [d for d in ("cpu", "cuda") if ext_has_device(d)]
+    return sorted(_EXT_DEVICES)
 
 
 def warn_fallback(device_type: str) -> None:
