@@ -295,3 +295,16 @@ def test_layer_torch_compile() -> None:
     (gc,) = torch.autograd.grad((y_comp ** 2).sum(), (layer.lam_param,))
     assert torch.allclose(y_eager, y_comp, atol=1e-6)
     assert torch.allclose(ge, gc, rtol=1e-4, atol=1e-5)
+
+
+def test_paper_mode_non_finite_images() -> None:
+    x = torch.rand(3, 6, 7, dtype=torch.float64)
+    x[1, 2, 2] = float("inf")
+    lam = torch.tensor([0.1, 0.1, 0.0], dtype=torch.float64).reshape(3, 1, 1)
+    x[2, 0, 0] = float("nan")
+    xr = x.clone().requires_grad_()
+    y = tvcli.prox_tv2d(xr, lam, iters=3)
+    assert torch.isnan(y[1]).all() and torch.isfinite(y[0]).all()
+    assert torch.equal(y[2].isnan(), x[2].isnan())  # lam = 0: identity, NaN kept
+    y.sum().backward()
+    assert torch.isnan(xr.grad[1]).all() and torch.isfinite(xr.grad[0]).all()
