@@ -48,11 +48,15 @@ int64_t check_prox_args(const at::Tensor& x, const at::Tensor& lam, int64_t dim)
 TORCH_LIBRARY(tvcli, m) {
   m.def("prox_tv1d(Tensor x, Tensor lam, int dim, str solver) -> Tensor");
   m.def("prox_tv1d_backward(Tensor grad_y, Tensor y, Tensor lam, int dim) -> (Tensor, Tensor)");
+  // Benchmark/diagnostic: solver="pn" plus per-signal iterations and status.
+  m.def("prox_tv1d_pn_stats(Tensor x, Tensor lam, int dim, int max_iter=100) -> "
+        "(Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(tvcli, CPU, m) {
   m.impl("prox_tv1d", &prox_tv1d_cpu);
   m.impl("prox_tv1d_backward", &prox_tv1d_backward_cpu);
+  m.impl("prox_tv1d_pn_stats", &prox_tv1d_pn_stats_cpu);
 }
 
 }  // namespace tvcli
