@@ -19,10 +19,18 @@
 //     stores no factors: a forward pass z_k = g_k + c_{k-1} z_{k-1} and a
 //     backward pass d_k = c_k (z_k + d_{k+1}) with c_k = k / (k + 1), where
 //     c = 0 marks an active index (then d = 0 and the recurrence restarts);
-//  3. projected step w <- clip(w - s d) with Armijo backtracking (sigma = 0.05)
-//     from s = 1, shrinking s by quadratic interpolation of f along the path.
-// It stops when the gap is below gap_tol * lam * TV(x) (relative to the primal
-// objective at y = x), after max_iter iterations, or when no step decreases f.
+//  3. projected step w <- clip(w - s d) with Armijo backtracking (sigma = 0.05,
+//     along the projection arc) from s = 1, shrinking s by quadratic
+//     interpolation of f along the path.
+// Three passes over the signal per iteration when s = 1 is accepted (the
+// usual case): pass 1, the back substitution fused with the trial step, and
+// the next pass 1. It stops when the gap is below gap_tol * lam * TV(x)
+// (relative to the primal objective at y = x), after max_iter iterations, or
+// when no step decreases f (rounding level).
+//
+// Start: see tv1d_pn (each excursion of the unconstrained dual scaled into the
+// box). All of this is the paper's method; the start, the fused passes and the
+// closed-form LDL^T are ours.
 //
 // Polish: the dual only fixes where y may jump (|w_i| = lam). Each segment
 // between such indices gets its exact value
@@ -31,14 +39,15 @@
 // rounding: with w rebuilt from y (w_j = w_{j-1} + y_j - x_j, i.e. u = -w =
 // cumsum(x - y)), |w_j| <= lam inside segments, and at each breakpoint w_i = lam
 // only where y does not decrease (-lam only where it does not increase). These
-// are the KKT conditions, so an accepted y is the exact prox. Otherwise (active
-// set not yet right: iteration cap, stagnation) the signal is solved again by
-// tv1d_condat, so the output is always exact and piecewise constant, which the
+// are the KKT conditions, so an accepted y is the exact prox. If a gap stop is
+// rejected, the iterations go on with the gap test off and the polish is tried
+// once more. Otherwise (active set not yet right: iteration cap, stagnation)
+// the signal is solved again by tv1d_condat, so the output is always exact and piecewise constant, which the
 // exact backward relies on.
 //
 // Workspace: tv1d_pn_workspace_size(n) accumulator values per signal, read and
-// written with an element stride (1 on the CPU; the number of signals on the
-// GPU, so that neighbouring threads touch neighbouring addresses).
+// written with an element stride (1 on the CPU; the number of launched threads
+// on the GPU, so that neighbouring threads touch neighbouring addresses).
 #pragma once
 
 #include "tv1d_direct.h"
@@ -130,6 +139,122 @@ TV_HOST_DEVICE inline bool polish(const T* x, int64_t n, int64_t sx, T* y, int64
   return true;
 }
 
+// Gradient g_i = y_i - y_{i+1} of the dual at w, for one index.
+template <typename T, typename A>
+TV_HOST_DEVICE TV_INLINE A grad_at(const T* x, int64_t sx, const A* w, int64_t wst, int64_t m,
+                                   int64_t i) {
+  const A wi = w[i * wst];
+  const A y_i = A(x[i * sx]) - (i > 0 ? w[(i - 1) * wst] : A(0)) + wi;
+  const A y_next = A(x[(i + 1) * sx]) - wi + (i + 1 < m ? w[(i + 1) * wst] : A(0));
+  return y_i - y_next;
+}
+
+// Projected Newton iterations from the feasible dual in w, until the gap
+// falls to gap_stop (returns true), or no step decreases f, or `iter` reaches
+// max_iter (returns false). w and c are swapped as steps are accepted; d is
+// scratch. See the header comment for the passes.
+//
+// The decrease f(w) - f(w') is summed directly as sum_j delta_j (y_j -
+// delta_j / 2), delta_j = y_j - y'_j = dw_j - dw_{j-1} (dw = w - w'), not as
+// a difference of two values of f: near the solution f(w) - f(w') is far
+// below the rounding error of f itself (1e-11 against f ~ 1e5 on long walks).
+template <typename T, typename A>
+TV_HOST_DEVICE inline bool newton(const T* x, int64_t n, int64_t sx, A lam, A*& w, A*& c,
+                                  A* d, int64_t wst, A gap_stop, int max_iter, int& iter) {
+  const int64_t m = n - 1;
+  const A sigma = A(0.05);
+  for (; iter < max_iter; ++iter) {
+    // Pass 1: gradient, gap, inactive set and forward substitution.
+    A gap = A(0), gd = A(0);
+    A z_prev = A(0), c_prev = A(0);
+    A k = A(0);  // position inside the current run of inactive indices
+    A y_cur = A(x[0]) + w[0];
+    for (int64_t i = 0; i < m; ++i) {
+      const A wi = w[i * wst];
+      const A w_next = i + 1 < m ? w[(i + 1) * wst] : A(0);
+      const A y_next = A(x[(i + 1) * sx]) - wi + w_next;
+      const A g = y_cur - y_next;
+      gap += lam * abs_of(g) + wi * g;
+      const bool active = (wi <= -lam && g > A(0)) || (wi >= lam && g < A(0));
+      A ci = A(0), zi = A(0);
+      if (!active) {
+        k += A(1);
+        ci = k / (k + A(1));
+        zi = g + c_prev * z_prev;
+        gd += ci * zi * zi;  // g_I^T H_II^{-1} g_I = z^T D^{-1} z
+      } else {
+        k = A(0);
+      }
+      c[i * wst] = ci;
+      d[i * wst] = zi;
+      c_prev = ci;
+      z_prev = zi;
+      y_cur = y_next;
+    }
+    if (gap <= gap_stop) return true;
+    if (!(gd > A(0))) return false;  // no inactive index: nothing to move
+    // Pass 2 (backward): back substitution d_i = c_i (z_i + d_{i+1}) (c_i = 0
+    // gives d_i = 0 at active indices and restarts the run), fused with the
+    // full-step trial w' = clip(w - d), written over c as it is consumed.
+    //
+    // Armijo along the projection arc (Bertsekas): accept w(s) = clip(w - s d)
+    // when f(w) - f(w(s)) >= sigma g^T (w - w(s)) = sigma pred. Without
+    // clipping pred = s gd; each clipped index corrects it (rare: its gradient
+    // is recomputed there only).
+    A step = A(1);
+    A pred = gd, dec = A(0);
+    {
+      A d_next = A(0), dw_next = A(0), w_next = A(0);
+      for (int64_t i = m - 1; i >= 0; --i) {
+        d_next = c[i * wst] * (d[i * wst] + d_next);
+        d[i * wst] = d_next;
+        const A wi = w[i * wst];
+        const A wt = wi - d_next;
+        const A wn = clip(wt, lam);
+        if (wn != wt) pred -= grad_at(x, sx, w, wst, m, i) * (wn - wt);
+        c[i * wst] = wn;
+        const A dw = wi - wn;
+        const A delta = dw_next - dw;  // y_{i+1} - y'_{i+1}
+        dec += delta * (A(x[(i + 1) * sx]) - wi + w_next - A(0.5) * delta);
+        dw_next = dw;
+        w_next = wi;
+      }
+      dec += dw_next * (A(x[0]) + w_next - A(0.5) * dw_next);  // j = 0: delta = dw_0
+    }
+    bool accepted = dec > A(0) && dec >= sigma * pred;
+    for (int trial = 0; !accepted && trial < 30; ++trial) {
+      // Minimizer of the quadratic through f(0), slope -pred / step and
+      // f(step) = f(0) - dec, kept within [0.1, 0.5] * step so that the
+      // search always shrinks.
+      const A denom = A(2) * (pred - dec);
+      const A next = denom > A(0) ? step * pred / denom : A(0.5) * step;
+      const A lo = A(0.1) * step, hi = A(0.5) * step;
+      step = next < lo ? lo : (next > hi ? hi : next);
+      pred = A(0);
+      dec = A(0);
+      A dw_prev = A(0), w_prev = A(0);
+      for (int64_t i = 0; i < m; ++i) {
+        const A wi = w[i * wst];
+        const A wn = clip(wi - step * d[i * wst], lam);
+        c[i * wst] = wn;
+        pred += grad_at(x, sx, w, wst, m, i) * (wi - wn);
+        const A dw = wi - wn;
+        const A delta = dw - dw_prev;  // y_i - y'_i
+        dec += delta * (A(x[i * sx]) - w_prev + wi - A(0.5) * delta);
+        dw_prev = dw;
+        w_prev = wi;
+      }
+      dec += -dw_prev * (A(x[m * sx]) - w_prev + A(0.5) * dw_prev);  // j = m: delta = -dw
+      accepted = dec > A(0) && dec >= sigma * pred;
+    }
+    if (!accepted) return false;  // stagnation at rounding level: the polish judges
+    A* t = w;
+    w = c;
+    c = t;
+  }
+  return false;
+}
+
 }  // namespace pn_detail
 
 // The whole pn prox for one strided signal. `ws` holds
@@ -192,88 +317,22 @@ TV_HOST_DEVICE inline PNResult tv1d_pn(const T* x, int64_t n, int64_t sx, T* y, 
       }
     }
   }
-  const A gap_stop = A(opt.gap_tol) * lam * tv;
-  const A sigma = A(0.05);
-
+  // A small gap does not guarantee the exact breakpoints (an index can sit a
+  // rounding error inside the bound; seen with lam ~ 1e-6 on long walks). If
+  // the polish rejects a gap stop, iterate on with the gap test off, until
+  // Newton settles (no inactive index, no descent step) or the cap, and polish
+  // once more.
   int iter = 0;
-  for (; iter < opt.max_iter; ++iter) {
-    // Pass 1: f, gradient, gap, inactive set and forward substitution.
-    A f = A(0), gap = A(0), gd = A(0);
-    A z_prev = A(0), c_prev = A(0);
-    A k = A(0);  // position inside the current run of inactive indices
-    A y_cur = A(x[0]) + w[0];
-    for (int64_t i = 0; i < m; ++i) {
-      const A wi = w[i * wst];
-      const A w_next = i + 1 < m ? w[(i + 1) * wst] : A(0);
-      const A y_next = A(x[(i + 1) * sx]) - wi + w_next;
-      const A g = y_cur - y_next;
-      f += y_cur * y_cur;
-      gap += lam * abs_of(g) + wi * g;
-      const bool active = (wi <= -lam && g > A(0)) || (wi >= lam && g < A(0));
-      A ci = A(0), zi = A(0);
-      if (!active) {
-        k += A(1);
-        ci = k / (k + A(1));
-        zi = g + c_prev * z_prev;
-        gd += ci * zi * zi;  // g_I^T H_II^{-1} g_I = z^T D^{-1} z
-      } else {
-        k = A(0);
-      }
-      c[i * wst] = ci;
-      d[i * wst] = zi;
-      c_prev = ci;
-      z_prev = zi;
-      y_cur = y_next;
-    }
-    f = A(0.5) * (f + y_cur * y_cur);
-    if (gap <= gap_stop || !(gd > A(0))) break;
-    // Pass 2 (backward): back substitution d_i = c_i (z_i + d_{i+1}) (c_i = 0
-    // gives d_i = 0 at active indices and restarts the run), fused with the
-    // full-step trial w_new = clip(w - d), written over c as it is consumed.
-    A step = A(1);
-    A f_new = A(0);
-    {
-      A d_next = A(0), wn_next = A(0);
-      for (int64_t i = m - 1; i >= 0; --i) {
-        d_next = c[i * wst] * (d[i * wst] + d_next);
-        d[i * wst] = d_next;
-        const A wn = clip(w[i * wst] - d_next, lam);
-        c[i * wst] = wn;
-        const A yi = A(x[(i + 1) * sx]) - wn + wn_next;
-        f_new += yi * yi;
-        wn_next = wn;
-      }
-      const A y0 = A(x[0]) + wn_next;
-      f_new = A(0.5) * (f_new + y0 * y0);
-    }
-    bool accepted = f - f_new >= sigma * gd;
-    for (int trial = 0; !accepted && trial < 30; ++trial) {
-      // Minimizer of the quadratic through f(0), f'(0) = -gd and f(step),
-      // kept within [0.1, 0.5] * step so that the search always shrinks.
-      const A denom = A(2) * (f_new - f + step * gd);
-      const A next = denom > A(0) ? step * step * gd / denom : A(0.5) * step;
-      const A lo = A(0.1) * step, hi = A(0.5) * step;
-      step = next < lo ? lo : (next > hi ? hi : next);
-      f_new = A(0);
-      A wn_prev = A(0);
-      for (int64_t i = 0; i < m; ++i) {
-        const A wn = clip(w[i * wst] - step * d[i * wst], lam);
-        c[i * wst] = wn;
-        const A yi = A(x[i * sx]) - wn_prev + wn;
-        f_new += yi * yi;
-        wn_prev = wn;
-      }
-      const A yl = A(x[m * sx]) - wn_prev;
-      f_new = A(0.5) * (f_new + yl * yl);
-      accepted = f - f_new >= sigma * step * gd;
-    }
-    if (!accepted) break;  // stagnation at rounding level: let the polish judge
-    A* t = w;
-    w = c;
-    c = t;
-  }
+  const A gap_stop = A(opt.gap_tol) * lam * tv;
+  bool gap_stopped = pn_detail::newton<T, A>(x, n, sx, lam, w, c, d, wst, gap_stop,
+                                             opt.max_iter, iter);
   if (pn_detail::polish<T, A>(x, n, sx, y, sy, lam, w, wst, xmax))
     return {iter, PNStatus::kPolished};
+  if (gap_stopped && gap_stop > A(0)) {
+    pn_detail::newton<T, A>(x, n, sx, lam, w, c, d, wst, A(-1), opt.max_iter, iter);
+    if (pn_detail::polish<T, A>(x, n, sx, y, sy, lam, w, wst, xmax))
+      return {iter, PNStatus::kPolished};
+  }
   tv1d_condat<T, A>(x, n, sx, y, sy, lam);
   return {iter, PNStatus::kFallback};
 }
