@@ -6,8 +6,10 @@ from numbers import Real
 
 import torch
 
-from tvcli import _ops  # noqa: F401  (registers autograd / fake kernels)
-from tvcli import fallback
+from tvcli import (
+    _ops,  # noqa: F401  (registers autograd / fake kernels)
+    fallback,
+)
 from tvcli._extension import ext_has_device, warn_fallback
 
 __all__ = ["prox_tv1d", "SOLVERS"]

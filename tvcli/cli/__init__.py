@@ -7,7 +7,7 @@ entry point: it turns expected errors into one clear line and a non-zero exit.
 
 from __future__ import annotations
 
-from tvcli.cli._app import app, main
 from tvcli.cli import info as _info  # noqa: F401  (registers `tvcli info`)
+from tvcli.cli._app import app, main
 
 __all__ = ["app", "main"]

@@ -15,7 +15,7 @@ def collect_info() -> dict:
     import torch
 
     import tvcli
-    from tvcli._extension import HAS_EXT, _IMPORT_ERROR
+    from tvcli._extension import _IMPORT_ERROR, HAS_EXT
 
     cuda = torch.cuda.is_available()
     return {
