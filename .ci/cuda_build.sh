@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
 VENV="${TVCLI_CUDA_VENV:-.venv-cuda}"
+case "$VENV" in /*) ;; *) VENV="$root/$VENV" ;; esac  # used after a cd
 PY="$VENV/bin/python"
 export CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-7.5;8.0;9.0}"
@@ -30,10 +31,15 @@ trap 'rm -rf "$work"' EXIT
 # Tracked and untracked-but-not-ignored files: what a fresh clone would have.
 git ls-files -co --exclude-standard -z | xargs -0 tar -cf - | tar -xf - -C "$work"
 cd "$work"
-# Show each compile step as "[k/n] source"; errors and warnings in full.
-FORCE_CUDA=1 "$PY" setup.py -q build_ext --inplace 2>&1 \
-  | sed -E 's/^(\[[0-9]+\/[0-9]+\]) .* -c -c ([^ ]+) .*/\1 \2/' \
-  | grep -E '^\[|error|warning:|Error' | grep -v SetuptoolsDeprecationWarning || true
+# On failure, the whole log; on success, each compile step as "[k/n] source"
+# and any compiler warning.
+if ! FORCE_CUDA=1 "$PY" setup.py -q build_ext --inplace >build.log 2>&1; then
+  cat build.log
+  echo "FAIL: CUDA build"
+  exit 1
+fi
+sed -E 's/^(\[[0-9]+\/[0-9]+\]) .* -c -c ([^ ]+) .*/\1 \2/' build.log \
+  | grep -E '^\[|warning:' | grep -v SetuptoolsDeprecationWarning || true
 ls tvcli/_C*.so >/dev/null  # the build must have produced the module
 t2=$(date +%s)
 echo "== CUDA build in $((t2 - t1)) s"
