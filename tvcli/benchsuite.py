@@ -627,7 +627,7 @@ def plot(result: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 6.2))
     for ax, key, axis, xlabel in ((axes[0], "length_sweep", "n", "signal length N"),
                                   (axes[1], "batch_sweep", "batch",
                                    "number of signals B (length 32)")):
@@ -648,19 +648,25 @@ def plot(result: dict, path: str) -> None:
     for key, axis, lab in (("length_sweep", "n", "vs N (one signal)"),
                            ("batch_sweep", "batch", "vs B (signals of length 32)")):
         rows = result.get(key, [])
-        ours = {r[axis]: r["median_ms"] for r in rows if row_label(r) == "tvcli direct forward"}
-        for peer in ("proxTV hybridtautstring forward", "proxTV tvgen forward"):
-            pts = sorted((r[axis], r["median_ms"] / ours[r[axis]]) for r in rows
-                         if row_label(r) == peer and _num(r["median_ms"]) and ours.get(r[axis]))
-            if pts:
-                ax.plot(*zip(*pts, strict=True), marker="o",
-                        label=f"{peer.split(' forward')[0]} {lab}")
+        # Against tvcli at torch's thread count (solid) and at 1 thread (dotted):
+        # on a loaded machine the two differ a lot (see the caveats).
+        for base, style, tag in (("tvcli direct forward", "-", ""),
+                                 ("tvcli direct forward [1 thread]", ":", ", tvcli 1 thread")):
+            ours = {r[axis]: r["median_ms"] for r in rows if row_label(r) == base}
+            for peer in ("proxTV hybridtautstring forward", "proxTV tvgen forward"):
+                pts = sorted((r[axis], r["median_ms"] / ours[r[axis]]) for r in rows
+                             if row_label(r) == peer and _num(r["median_ms"])
+                             and ours.get(r[axis]))
+                if pts:
+                    ax.plot(*zip(*pts, strict=True), style, marker="o",
+                            label=f"{peer.split(' forward')[0]} {lab}{tag}")
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set(xscale="log", yscale="log", xlabel="N or B", ylabel="peer time / tvcli time",
            title="speed-up of tvcli direct (forward)")
     ax.grid(True, which="both", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+        # Below the axes: inside, six labels would hide the curves.
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.14))
     else:
         ax.text(0.5, 0.5, "no peer measured", ha="center", transform=ax.transAxes)
     m = result["machine"]
