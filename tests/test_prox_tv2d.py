@@ -308,3 +308,17 @@ def test_paper_mode_non_finite_images() -> None:
     assert torch.equal(y[2].isnan(), x[2].isnan())  # lam = 0: identity, NaN kept
     y.sum().backward()
     assert torch.isnan(xr.grad[1]).all() and torch.isfinite(xr.grad[0]).all()
+
+
+def test_converged_mode_torch_compile() -> None:
+    torch._dynamo.reset()
+    x = torch.rand(2, 3, 10, 12, requires_grad=True)
+    lam = torch.tensor(0.1, requires_grad=True)
+    f = torch.compile(lambda a, l_: tvcli.prox_tv2d(a, l_, tol=1e-6), fullgraph=True,
+                      backend="aot_eager")
+    y, y2 = f(x, lam), tvcli.prox_tv2d(x, lam, tol=1e-6)
+    assert torch.equal(y, y2)
+    g1 = torch.autograd.grad((y ** 2).sum(), (x, lam))
+    g2 = torch.autograd.grad((y2 ** 2).sum(), (x, lam))
+    for a, b in zip(g1, g2, strict=True):
+        assert torch.allclose(a, b)
