@@ -290,7 +290,7 @@ def to_markdown(result: dict) -> str:
         f"{m['date']}: {m['cpu']}, {m['cores']} cores, torch threads {m['torch_threads']}, "
         f"1-min load average {m['loadavg_1m']} at the start and "
         f"{result.get('load_end', float('nan'))} at the end (the machine is shared; "
-        "other jobs ran), torch {m['torch']}, engine {m['engine']}.",
+        f"other jobs ran), torch {m['torch']}, engine {m['engine']}.",
         "",
         f"## Time to accuracy: {p['image']}, float32 in [0, 1], lam = {p['lam']}",
         "",
