@@ -8,7 +8,8 @@ Two modes share one function, :func:`prox_tv2d`:
   backward is exact, so this is the derivative of the K-step map the paper trains.
 * **converged mode** (``iters=None``): FISTA on the dual (Chambolle & Pock 2015;
   see ``csrc/cpu/tv2d_cpu.cpp``) until a certified bound on the RMS error is below
-  ``tol``. It reaches a given accuracy in about half the iterations of Dykstra
+  ``tol``. On a 512x512 photo at lam 0.1 it reached max-abs error 1e-3 in 53
+  iterations and 1e-4 in 112, where Dykstra was still at 1.3e-3 after 300
   (``docs/convergence_2d.png``). Gradients use the exact derivative of the prox at
   the region structure of the output (constant regions found with a ``tol``-sized
   threshold), not the unrolled iterations.

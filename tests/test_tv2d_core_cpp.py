@@ -1,0 +1,24 @@
+"""Builds and runs the torch-free 2-D core self-test under AddressSanitizer + UBSan."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+def test_tv2d_core_selftest_under_sanitizers(tmp_path):
+    exe = tmp_path / "tv2d_core_selftest"
+    cmd = ["g++", "-std=c++17", "-O1", "-g", "-fsanitize=address,undefined",
+           "-fno-sanitize-recover=all", "-Wall", "-Wextra", "-Werror",
+           f"-I{ROOT / 'csrc'}", str(ROOT / "tests/cpp/tv2d_core_selftest.cpp"), "-o", str(exe)]
+    build = subprocess.run(cmd, capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    res = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "OK (0 failures)" in res.stdout
