@@ -71,23 +71,8 @@ def test_bench_missing_peers_are_listed(monkeypatch):
 
 
 def test_bench_2d_section_uses_bench2d_when_present(monkeypatch):
-    fake = types.ModuleType("tvcli.bench2d")
-    seen = {}
-
-    def run(quick: bool) -> list[dict]:
-        seen["quick"] = quick
-        return [{"method": "tvcli dykstra", "ms": 1.5, "max_abs_err": 1e-6}]
-
-    fake.run = run
-    monkeypatch.setitem(sys.modules, "tvcli.bench2d", fake)
-    out = _bench("--section", "2d")
-    assert seen == {"quick": True}
-    assert out["table2d"]["status"] == "ok"
-    assert out["table2d"]["rows"] == [{"method": "tvcli dykstra", "ms": 1.5, "max_abs_err": 1e-6}]
-    out = _bench("--section", "2d")
-    assert out["table2d"]["source"] == "tvcli.bench2d.run"
     # The tv2d branch's API: bench_photo(repeats, peers=, quick=) -> dict.
-    photo_only = types.ModuleType("tvcli.bench2d")
+    photo_only = types.ModuleType("tvcli.bench2d")  # bench_photo only, no bench_layer
     photo_only.bench_photo = lambda repeats, peers=True, quick=False: {
         "image": "fake", "shape": [8, 8], "lam": 0.1,
         "to_target": [{"method": "tvcli converged", "target": 1e-3, "ms": 2.0, "error": 5e-4,

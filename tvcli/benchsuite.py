@@ -45,6 +45,7 @@ load average at the start and the end of the run is recorded next to them.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import math
 import os
 import time
@@ -439,35 +440,30 @@ def batch_sweep(batches: list[int], n: int = 32, repeats: int = 25,
 
 
 def bench_2d(quick: bool, peers: bool = True) -> dict:
-    """The 2-D section from ``tvcli.bench2d`` when that module exists.
-
-    Uses ``bench2d.run(quick) -> list[dict]`` if it has one; otherwise adapts
-    ``bench2d.bench_photo(repeats, peers=, quick=)`` (time-to-accuracy rows and
-    peers at their defaults) into rows with the keys method, target, ms,
-    max_abs_error, setting, note. Any failure is reported in ``status`` without
-    losing the other sections.
+    """The 2-D section: ``tvcli.bench2d.bench_photo`` (512 x 512 time-to-accuracy
+    and peers at their defaults) and ``bench_layer`` (TVLayer forward+backward),
+    as rows with the keys method, target, ms, max_abs_error, setting, note. Any
+    failure is reported in ``status`` without losing the other sections.
     """
     try:
-        from tvcli import bench2d  # type: ignore[attr-defined]
+        # import_module (not `from tvcli import`) so that sys.modules decides
+        bench2d = importlib.import_module("tvcli.bench2d")
     except ImportError:
         return {"status": "not available (tvcli.bench2d is not part of this build)", "rows": []}
     try:
-        runner = getattr(bench2d, "run", None)
-        if runner is not None:
-            rows = runner(quick=quick)
-            return {"status": "ok", "source": "tvcli.bench2d.run",
-                    "rows": [r if isinstance(r, dict) else asdict(r) for r in rows]}
-        photo_fn = getattr(bench2d, "bench_photo", None)
-        if photo_fn is None:
-            return {"status": "not available (tvcli.bench2d has neither run() nor "
-                              "bench_photo())", "rows": []}
-        photo = photo_fn(3 if quick else 5, peers=peers, quick=quick)
+        photo = bench2d.bench_photo(3 if quick else 5, peers=peers, quick=quick)
         rows = [{"method": r["method"], "target": r["target"], "ms": r["ms"],
                  "max_abs_error": r["error"], "setting": r["setting"], "note": r["note"]}
                 for r in photo.get("to_target", [])]
         rows += [{"method": r["method"], "target": "-", "ms": r["ms"],
                   "max_abs_error": r["max_abs_error"], "setting": "defaults",
                   "note": r.get("problem", "")} for r in photo.get("peers", [])]
+        layer = getattr(bench2d, "bench_layer", None)
+        if layer is not None:
+            shape = (4, 8, 32, 32) if quick else (64, 64, 32, 32)
+            for t in layer(3 if quick else 5, shape=shape):
+                rows.append({"method": t.name, "target": "-", "ms": t.median_ms,
+                             "max_abs_error": None, "setting": str(shape), "note": t.note})
         return {"status": "ok", "source": "tvcli.bench2d.bench_photo",
                 "image": photo.get("image"), "shape": photo.get("shape"),
                 "lam": photo.get("lam"), "rows": rows}
