@@ -3,9 +3,33 @@
 Functional API: :func:`prox_tv1d`. See README.md for the command line.
 """
 
-from tvcli._extension import HAS_EXT, built_backends
-from tvcli.prox import SOLVERS, prox_tv1d
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
+# Public name -> defining module, imported on first attribute access (PEP 562):
+# `tvcli --help` must not pay torch's ~1.5 s import, which `import tvcli.cli`
+# would otherwise trigger through this package's __init__.
+_LAZY = {
+    "HAS_EXT": "tvcli._extension",
+    "built_backends": "tvcli._extension",
+    "SOLVERS": "tvcli.prox",
+    "prox_tv1d": "tvcli.prox",
+}
+
 __all__ = ["HAS_EXT", "SOLVERS", "built_backends", "prox_tv1d", "__version__"]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tvcli' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tvcli.cli import data as _data  # noqa: F401  (registers `tvcli data`)
 from tvcli.cli import info as _info  # noqa: F401  (registers `tvcli info`)
+from tvcli.cli import smooth as _smooth  # noqa: F401  (registers `tvcli smooth`, `sharpen`)
 from tvcli.cli._app import app, main
 
 __all__ = ["app", "main"]
