@@ -35,6 +35,7 @@ __all__ = [
     "atomic_write_bytes",
     "decode_image",
     "encode_image",
+    "ensure_folder",
     "format_from_path",
     "read_image",
     "to_float",
@@ -294,9 +295,24 @@ def encode_image(img: np.ndarray, fmt: str, dtype: str) -> bytes:
         return buf.getvalue()
     if fmt == "png" and dtype == "uint16":
         return _png16.encode_png16(samples)
-    options = {"jpeg": {"quality": 95}, "webp": {"lossless": True}}.get(fmt, {})
+    # JPEG: high quality without chroma subsampling (TV keeps colour edges sharp);
+    # WebP: lossless, and "exact" keeps the colour under fully transparent pixels.
+    options = {"jpeg": {"quality": 95, "subsampling": 0},
+               "webp": {"lossless": True, "exact": True}}.get(fmt, {})
     return iio.imwrite("<bytes>", samples, extension="." + ("jpg" if fmt == "jpeg" else fmt),
                        plugin="pillow", **options)
+
+
+def ensure_folder(folder: str | os.PathLike) -> None:
+    """Creates ``folder`` and its parents; ImageWriteError (one line) if impossible."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ImageWriteError(f"cannot create folder {str(folder)!r}: a file is in the way "
+                              "(not a folder)") from None
+    except OSError as exc:
+        raise ImageWriteError(
+            f"cannot create folder {str(folder)!r} ({exc.strerror or exc})") from None
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -152,7 +152,7 @@ def process_job(job, settings, dtype: str | None):
         sys.stdout.buffer.flush()
         written = io.ImageMeta("png", stored, meta.width, meta.height, meta.channels)
     else:
-        Path(job.target).parent.mkdir(parents=True, exist_ok=True)
+        io.ensure_folder(Path(job.target).parent)
         written = io.write_image(job.target, out, meta, dtype=dtype)
     if job.compare is not None:
         gap = np.ones((img.shape[0], max(4, img.shape[1] // 100), img.shape[2]), np.float32)

@@ -91,7 +91,7 @@ def filter_image(img: np.ndarray, settings: FilterSettings) -> tuple[np.ndarray,
         x = x.to(settings.device)
         y, iterations = _prox(x, settings)
         if settings.operation == "sharpen":
-            y = torch.sub(x, y).add_(x)  # 2x - prox(x), without a 2x temporary
+            y = y.mul_(-1).add_(x, alpha=2)  # 2x - prox(x) in place (rounds as 2*x - y)
         elif settings.operation != "smooth":
             raise ValueError(f"unknown operation {settings.operation!r}")
         del x
