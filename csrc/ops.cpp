@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include "tv1d_ops.h"
+#include "tv2d_ops.h"
 
 // A bare Python module, so that `import tvcli._C` loads this library and runs
 // the registrations below; it carries no Python functions of its own.
@@ -48,11 +49,22 @@ int64_t check_prox_args(const at::Tensor& x, const at::Tensor& lam, int64_t dim)
 TORCH_LIBRARY(tvcli, m) {
   m.def("prox_tv1d(Tensor x, Tensor lam, int dim, str solver) -> Tensor");
   m.def("prox_tv1d_backward(Tensor grad_y, Tensor y, Tensor lam, int dim) -> (Tensor, Tensor)");
+  m.def("prox_tv2d_solve(Tensor x, Tensor lam, float tol, int max_iter, int check_every, "
+        "float region_tol) -> (Tensor, Tensor)");
+  m.def("prox_tv2d_region_backward(Tensor grad_y, Tensor y, Tensor lam, float region_tol) "
+        "-> (Tensor, Tensor)");
+  m.def("prox_tv2d_dykstra(Tensor x, Tensor lam, int iters) -> (Tensor, Tensor)");
+  m.def("prox_tv2d_dykstra_backward(Tensor grad_y, Tensor signs, Tensor lam) "
+        "-> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(tvcli, CPU, m) {
   m.impl("prox_tv1d", &prox_tv1d_cpu);
   m.impl("prox_tv1d_backward", &prox_tv1d_backward_cpu);
+  m.impl("prox_tv2d_solve", &prox_tv2d_solve_cpu);
+  m.impl("prox_tv2d_region_backward", &prox_tv2d_region_backward_cpu);
+  m.impl("prox_tv2d_dykstra", &prox_tv2d_dykstra_cpu);
+  m.impl("prox_tv2d_dykstra_backward", &prox_tv2d_dykstra_backward_cpu);
 }
 
 }  // namespace tvcli

@@ -1,6 +1,7 @@
 """tvcli: fast, exact, differentiable total-variation operators for PyTorch.
 
-Functional API: :func:`prox_tv1d`. See README.md for the command line.
+Functional API: :func:`prox_tv1d`, :func:`prox_tv2d`, :func:`sharpen_tv1d`,
+:func:`sharpen_tv2d`; modules in :mod:`tvcli.nn`. See README.md for the command line.
 """
 
 from __future__ import annotations
@@ -17,9 +18,23 @@ _LAZY = {
     "built_backends": "tvcli._extension",
     "SOLVERS": "tvcli.prox",
     "prox_tv1d": "tvcli.prox",
+    "Tv2dInfo": "tvcli.prox2d",
+    "prox_tv2d": "tvcli.prox2d",
+    "sharpen_tv1d": "tvcli.prox2d",
+    "sharpen_tv2d": "tvcli.prox2d",
 }
 
-__all__ = ["HAS_EXT", "SOLVERS", "built_backends", "prox_tv1d", "__version__"]
+__all__ = [
+    "HAS_EXT",
+    "SOLVERS",
+    "Tv2dInfo",
+    "built_backends",
+    "prox_tv1d",
+    "prox_tv2d",
+    "sharpen_tv1d",
+    "sharpen_tv2d",
+    "__version__",
+]
 
 
 def __getattr__(name: str):

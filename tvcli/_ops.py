@@ -37,3 +37,70 @@ if HAS_EXT:
     torch.library.register_autograd(
         "tvcli::prox_tv1d", _prox_tv1d_backward, setup_context=_prox_tv1d_setup_context
     )
+
+    # 2-D converged prox: (y, info) = prox_tv2d_solve(x (B, H, W), lam (B,), ...).
+    @torch.library.register_fake("tvcli::prox_tv2d_solve")
+    def _prox_tv2d_solve_fake(
+        x: torch.Tensor, lam: torch.Tensor, tol: float, max_iter: int, check_every: int,
+        region_tol: float,
+    ):
+        torch._check(x.dim() == 3, lambda: "tvcli: expected (B, H, W) images")
+        return x.new_empty(x.shape), x.new_empty((x.shape[0], 3), dtype=torch.float64)
+
+    @torch.library.register_fake("tvcli::prox_tv2d_region_backward")
+    def _prox_tv2d_region_backward_fake(
+        grad_y: torch.Tensor, y: torch.Tensor, lam: torch.Tensor, region_tol: float
+    ):
+        return y.new_empty(y.shape), lam.new_empty(lam.shape)
+
+    def _prox_tv2d_solve_setup_context(ctx, inputs, output) -> None:
+        _x, lam, _tol, _max_iter, _check_every, region_tol = inputs
+        ctx.save_for_backward(output[0], lam)
+        ctx.region_tol = region_tol
+
+    def _prox_tv2d_solve_backward(ctx, grad_y: torch.Tensor, _grad_info):
+        # Exact derivative of the prox at the region structure of y (csrc/core/
+        # tv2d_regions.h), not a replay of the iterations.
+        y, lam = ctx.saved_tensors
+        grad_x, grad_lam = torch.ops.tvcli.prox_tv2d_region_backward(
+            grad_y.contiguous(), y, lam, ctx.region_tol
+        )
+        return grad_x, grad_lam, None, None, None, None
+
+    torch.library.register_autograd(
+        "tvcli::prox_tv2d_solve",
+        _prox_tv2d_solve_backward,
+        setup_context=_prox_tv2d_solve_setup_context,
+    )
+
+    # 2-D paper mode: (y, signs) = prox_tv2d_dykstra(x (B, H, W), lam (B,), iters).
+    @torch.library.register_fake("tvcli::prox_tv2d_dykstra")
+    def _prox_tv2d_dykstra_fake(x: torch.Tensor, lam: torch.Tensor, iters: int):
+        torch._check(x.dim() == 3, lambda: "tvcli: expected (B, H, W) images")
+        b, h, w = x.shape
+        return x.new_empty(x.shape), x.new_empty((b, 2 * iters, h, w), dtype=torch.int8)
+
+    @torch.library.register_fake("tvcli::prox_tv2d_dykstra_backward")
+    def _prox_tv2d_dykstra_backward_fake(
+        grad_y: torch.Tensor, signs: torch.Tensor, lam: torch.Tensor
+    ):
+        return grad_y.new_empty(grad_y.shape), lam.new_empty(lam.shape)
+
+    def _prox_tv2d_dykstra_setup_context(ctx, inputs, output) -> None:
+        _x, lam, _iters = inputs
+        ctx.save_for_backward(output[1], lam)
+        ctx.mark_non_differentiable(output[1])
+
+    def _prox_tv2d_dykstra_backward(ctx, grad_y: torch.Tensor, _grad_signs):
+        # Exact reverse mode of the K unrolled iterations from the saved jump signs.
+        signs, lam = ctx.saved_tensors
+        grad_x, grad_lam = torch.ops.tvcli.prox_tv2d_dykstra_backward(
+            grad_y.contiguous(), signs, lam
+        )
+        return grad_x, grad_lam, None
+
+    torch.library.register_autograd(
+        "tvcli::prox_tv2d_dykstra",
+        _prox_tv2d_dykstra_backward,
+        setup_context=_prox_tv2d_dykstra_setup_context,
+    )
