@@ -339,3 +339,25 @@ def test_help_does_not_import_torch():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert res.returncode == 0, res.stderr.decode()
+
+
+@pytest.mark.skipif(not HAS_2D, reason="needs tvcli.prox_tv2d")
+def test_2d_json_reports_iterations_and_paper_mode(photos, tmp_path):
+    res = invoke("smooth", photos / "gray8.png", "-o", tmp_path / "a.png", "--json")
+    rec = json.loads(res.stdout)
+    assert rec["mode"] == "2d" and rec["stop"] == "tol" and rec["iterations"] >= 1
+    assert rec["error_bound"] <= 1e-4
+    res = invoke("smooth", photos / "gray8.png", "-o", tmp_path / "b.png", "--json",
+                 "--iters", "3")
+    rec = json.loads(res.stdout)
+    assert rec["iterations"] == 3 and rec["stop"] == "iters"
+    img, _ = io.read_image(photos / "gray8.png")
+    x = torch.from_numpy(img).permute(2, 0, 1)
+    expected = io.to_samples(tvcli.prox_tv2d(x, 0.1, iters=3).permute(1, 2, 0).numpy(), "uint8")
+    np.testing.assert_array_equal(samples_of(tmp_path / "b.png"), expected)
+
+
+def test_iteration_options_are_refused_for_exact_1d_modes(photos, tmp_path):
+    res = invoke("smooth", photos / "gray8.png", "-o", tmp_path / "a.png", "--mode", "rows",
+                 "--iters", "3")
+    assert res.exit_code != 0 and "apply to --mode 2d only" in str(res.exception)

@@ -95,6 +95,9 @@ def run_filter(
         raise CLIError("--overwrite and --skip-existing exclude each other")
     if iters is not None and tol is not None:
         raise CLIError("give --iters (fixed iterations) or --tol (converged), not both")
+    if mode != "2d" and (iters is not None or tol is not None or max_iter is not None):
+        raise CLIError("--iters, --tol and --max-iter apply to --mode 2d only "
+                       "(rows and cols are exact)")
     if bit_depth not in _DTYPE_OF_DEPTH:
         raise CLIError(f"--bit-depth must be keep, 8, 16 or float, got {bit_depth!r}")
     if as_json and output == "-":
@@ -145,7 +148,7 @@ def process_job(job, settings, dtype: str | None):
         img, meta = io.decode_image(sys.stdin.buffer.read(), "<stdin>")
     else:
         img, meta = io.read_image(job.source)
-    out, iterations = filter_image(img, settings)
+    out, facts = filter_image(img, settings)
     if job.target == STDIO:
         stored = io.choose_dtype("png", dtype or meta.dtype, strict=dtype is not None)
         sys.stdout.buffer.write(io.encode_image(out, "png", stored))
@@ -161,10 +164,10 @@ def process_job(job, settings, dtype: str | None):
     return Record(
         input=job.source, output=job.target, status="ok", size=[meta.width, meta.height],
         channels=meta.channels, bit_depth=written.bit_depth, lam=settings.lam,
-        iterations=iterations, seconds=round(time.perf_counter() - start, 4),
-        compare=job.compare,
+        iterations=facts.pop("iterations", None),
+        seconds=round(time.perf_counter() - start, 4), compare=job.compare,
         extra={"operation": settings.operation, "mode": settings.mode,
-               "input_bit_depth": meta.bit_depth},
+               "input_bit_depth": meta.bit_depth, **facts},
     )
 
 
@@ -189,8 +192,8 @@ def _register(operation: str, summary: str) -> None:
             None, "--iters", min=1, help="Run exactly K Dykstra iterations (the paper's "
                                          "layer) instead of converging. 2d only."),
         tol: float = typer.Option(
-            None, "--tol", min=0.0, help="Stop the 2-D iterations at this relative change "
-                                         "[default: 1e-4]."),
+            None, "--tol", min=0.0, help="Converged 2-D mode: stop when the certified RMS error "
+                                         "is below this, in [0, 1] units [default: 1e-4]."),
         max_iter: int = typer.Option(None, "--max-iter", min=1,
                                      help="Cap on 2-D iterations when converging."),
         solver: str = typer.Option("direct", "--solver", help="1-D solver: direct or pn."),

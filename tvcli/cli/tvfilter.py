@@ -41,37 +41,45 @@ def has_prox_tv2d() -> bool:
     return hasattr(tvcli, "prox_tv2d")
 
 
-def _iterations(info: object) -> int | None:
-    """The iteration count from prox_tv2d's info (a dict or an object)."""
-    for key in ("iterations", "iters", "n_iter"):
-        value = info.get(key) if isinstance(info, dict) else getattr(info, key, None)
-        if value is not None:
-            return int(value)
-    return None
+def _summarize_info(info: object) -> dict:
+    """Iterations (max over channels), stop reason and error bound from prox_tv2d's info."""
+    import torch
+
+    out: dict = {}
+    iterations = getattr(info, "iterations", None)
+    if isinstance(iterations, torch.Tensor):
+        out["iterations"] = int(iterations.max()) if iterations.numel() else 0
+    elif iterations is not None:
+        out["iterations"] = int(iterations)
+    if getattr(info, "stop", None) is not None:
+        out["stop"] = str(info.stop)
+    bound = getattr(info, "error_bound", None)
+    if isinstance(bound, torch.Tensor) and bound.numel() and not bool(bound.isnan().any()):
+        out["error_bound"] = float(bound.max())
+    return out
 
 
 def _prox(x, settings: FilterSettings):
-    """prox of a (C, H, W) tensor; returns (y, iterations or None for 1-D modes)."""
+    """prox of a (C, H, W) tensor; returns (y, info dict: iterations, stop, error_bound)."""
     import tvcli
 
     if settings.mode == "rows":
-        return tvcli.prox_tv1d(x, settings.lam, dim=-1, solver=settings.solver), None
+        return tvcli.prox_tv1d(x, settings.lam, dim=-1, solver=settings.solver), {}
     if settings.mode == "cols":
-        return tvcli.prox_tv1d(x, settings.lam, dim=-2, solver=settings.solver), None
+        return tvcli.prox_tv1d(x, settings.lam, dim=-2, solver=settings.solver), {}
     if settings.mode != "2d":
         raise ValueError(f"unknown mode {settings.mode!r}; expected one of {MODES}")
     prox_tv2d = tvcli.prox_tv2d
     kwargs: dict = {"iters": settings.iters, "tol": settings.tol, "return_info": True}
-    params = inspect.signature(prox_tv2d).parameters
     if settings.max_iter is not None:
         kwargs["max_iter"] = settings.max_iter
-    if "solver" in params:
+    if "solver" in inspect.signature(prox_tv2d).parameters:
         kwargs["solver"] = settings.solver
     y, info = prox_tv2d(x, settings.lam, dims=(-2, -1), **kwargs)
-    return y, _iterations(info)
+    return y, _summarize_info(info)
 
 
-def filter_image(img: np.ndarray, settings: FilterSettings) -> tuple[np.ndarray, int | None]:
+def filter_image(img: np.ndarray, settings: FilterSettings) -> tuple[np.ndarray, dict]:
     """Smooths or sharpens the colour channels of a float32 (H, W, C) image.
 
     Each colour channel is filtered on its own; an alpha channel (C = 2 or 4)
@@ -79,7 +87,10 @@ def filter_image(img: np.ndarray, settings: FilterSettings) -> tuple[np.ndarray,
     both are the identity at lam = 0.
 
     Returns:
-        (filtered float32 (H, W, C) array, Dykstra iterations run or None).
+        (filtered float32 (H, W, C) array, solver facts: for 2d ``iterations``
+        (max over channels), ``stop`` ("tol", "max_iter", "iters") and, when
+        converged, ``error_bound`` (certified RMS error); empty for rows/cols,
+        which are exact and not iterative).
     """
     import torch
 
@@ -89,7 +100,7 @@ def filter_image(img: np.ndarray, settings: FilterSettings) -> tuple[np.ndarray,
         # (C, H, W) contiguous: each channel is one 2-D problem; rows are dim -1.
         x = torch.from_numpy(np.ascontiguousarray(img[:, :, :color].transpose(2, 0, 1)))
         x = x.to(settings.device)
-        y, iterations = _prox(x, settings)
+        y, facts = _prox(x, settings)
         if settings.operation == "sharpen":
             y = y.mul_(-1).add_(x, alpha=2)  # 2x - prox(x) in place (rounds as 2*x - y)
         elif settings.operation != "smooth":
@@ -99,4 +110,4 @@ def filter_image(img: np.ndarray, settings: FilterSettings) -> tuple[np.ndarray,
         out[:, :, :color] = y.permute(1, 2, 0).cpu().numpy()
     if color < channels:
         out[:, :, color:] = img[:, :, color:]
-    return out, iterations
+    return out, facts
