@@ -7,8 +7,10 @@ are passed through unscaled. C is 1 (gray), 2 (gray + alpha), 3 (RGB) or
 keep the input's bit depth. EXIF orientation is applied on read (the output is
 stored upright without an orientation tag).
 
-Supported: PNG, JPEG, TIFF, BMP, WebP (all without downloads). 16-bit PNGs go
-through :mod:`tvcli._png16` because Pillow truncates 16-bit colour PNGs.
+Supported: PNG, JPEG, TIFF, BMP, WebP (all without downloads), and ``.npy``
+arrays for reading. 16-bit PNGs go through :mod:`tvcli._png16` because Pillow
+truncates 16-bit colour PNGs. Multi-frame files (multi-page TIFF) are rejected
+rather than silently cut to one frame; float data with NaN/Inf is rejected.
 
 Writes are atomic: the encoded bytes go to a temporary file in the destination
 folder which is then renamed over the target, so an interrupted run never
@@ -27,6 +29,7 @@ import numpy as np
 
 __all__ = [
     "EXTENSIONS",
+    "IMAGE_EXTENSIONS",
     "ImageError",
     "ImageMeta",
     "ImageReadError",
@@ -40,6 +43,7 @@ __all__ = [
     "read_image",
     "to_float",
     "to_samples",
+    "to_tensor",
     "write_image",
 ]
 
@@ -55,12 +59,14 @@ _DTYPES = {
 }
 _CHANNELS = {"png": (1, 2, 3, 4), "tiff": (1, 2, 3, 4), "jpeg": (1, 3), "bmp": (1, 3),
              "webp": (3, 4)}
+#: File endings that folder scans for reading treat as images (``tvcli eval``).
+IMAGE_EXTENSIONS = (*EXTENSIONS, ".npy")
 _MAXVAL = {"uint8": 255.0, "uint16": 65535.0}
 # Pillow modes read as they are (P, palette, is expanded to RGB/RGBA by imageio).
 _PILLOW_NATIVE = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "I;16", "I;16B", "I;16L", "I", "F"}
 
 
-class ImageError(Exception):
+class ImageError(ValueError):
     """Base class of image I/O errors; the message is one line for the user."""
 
 
@@ -68,7 +74,7 @@ class ImageReadError(ImageError):
     """The file is unreadable, corrupt or truncated."""
 
 
-class UnsupportedFormatError(ImageError):
+class UnsupportedFormatError(ImageReadError):
     """The format (or its bit depth / channel layout) is not supported."""
 
 
@@ -85,6 +91,7 @@ class ImageMeta:
         dtype: sample type in the file: 'uint8', 'uint16' or 'float32'.
         width, height: size in pixels (after EXIF orientation).
         channels: 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA.
+        path: the file read ('' for bytes).
     """
 
     format: str
@@ -92,6 +99,7 @@ class ImageMeta:
     width: int
     height: int
     channels: int
+    path: str = ""
 
     @property
     def has_alpha(self) -> bool:
@@ -105,8 +113,18 @@ class ImageMeta:
 
     @property
     def bit_depth(self) -> int:
-        """Bits per sample: 8, 16 or 32 (float)."""
-        return {"uint8": 8, "uint16": 16, "float32": 32}[self.dtype]
+        """Bits per integer sample: 8 or 16; 0 for float data (kept as stored)."""
+        return {"uint8": 8, "uint16": 16}.get(self.dtype, 0)
+
+    @property
+    def scale(self) -> float:
+        """The divisor applied on read: 255, 65535, or 1 for float data."""
+        return _MAXVAL.get(self.dtype, 1.0)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of the array :func:`read_image` returns."""
+        return (self.height, self.width, self.channels)
 
     def as_dict(self) -> dict:
         """A JSON-serialisable dict (with bit_depth and has_alpha)."""
@@ -175,6 +193,9 @@ def _decode_tiff(data: bytes) -> np.ndarray:
     import tifffile
 
     with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        if len(tif.pages) > 1:
+            raise UnsupportedFormatError(f"multi-page TIFF ({len(tif.pages)} pages) is not "
+                                         "supported; expected one image")
         page = tif.pages[0]
         img = page.asarray()
         if page.planarconfig == 2 and img.ndim == 3:  # separate planes: (C, H, W)
@@ -191,7 +212,8 @@ def decode_image(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, ImageM
         if not data:
             raise ImageReadError(f"{name}: empty file")
         raise UnsupportedFormatError(
-            f"{name}: not a PNG, JPEG, TIFF, BMP or WebP image (unsupported format)")
+            f"{name}: cannot read: not a PNG, JPEG, TIFF, BMP or WebP image "
+            "(unsupported format)")
     try:
         if fmt == "png" and _png16.is_png16(data):
             samples = _png16.decode_png16(data)
@@ -199,22 +221,29 @@ def decode_image(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, ImageM
             samples = _decode_tiff(data)
         else:
             samples = _decode_pillow(data)
-    except ImageError:
-        raise
+    except ImageError as exc:
+        raise type(exc)(f"{name}: {exc}") from None
     except MemoryError:
         raise
     except Exception as exc:  # Pillow / tifffile / zlib raise many types for bad files
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImageReadError(f"{name}: cannot read {fmt.upper()} image (corrupt or "
                              f"truncated?): {why}") from exc
-    if samples.ndim == 3 and samples.shape[2] > 4:
+    return _from_samples(samples, fmt, name)
+
+
+def _from_samples(samples: np.ndarray, fmt: str, name: str) -> tuple[np.ndarray, ImageMeta]:
+    """Checks the layout, converts to float32 [0, 1] and builds the meta."""
+    if samples.ndim not in (2, 3) or (samples.ndim == 3 and samples.shape[2] > 4) \
+            or samples.size == 0:
         raise UnsupportedFormatError(
-            f"{name}: {samples.shape[2]} channels (only gray, gray+alpha, RGB, RGBA)")
-    if samples.ndim not in (2, 3) or samples.size == 0:
-        raise UnsupportedFormatError(f"{name}: unsupported image shape {samples.shape}")
+            f"{name}: expected one H x W or H x W x C (C <= 4) image, got array of shape "
+            f"{tuple(samples.shape)}")
     img, dtype = to_float(samples)
+    if dtype == "float32" and not np.isfinite(img).all():
+        raise ImageReadError(f"{name}: contains NaN or infinite values")
     height, width, channels = img.shape
-    return img, ImageMeta(fmt, dtype, width, height, channels)
+    return img, ImageMeta(fmt, dtype, width, height, channels, name)
 
 
 def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:
@@ -223,11 +252,23 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:
     8-bit samples are divided by 255 and 16-bit by 65535; float TIFFs are kept as
     stored. EXIF orientation is applied. Palette images become RGB(A), CMYK RGB.
 
+    ``.npy`` files (H x W or H x W x C arrays) are read too; float data is kept
+    as stored and must be finite.
+
     Raises:
-        ImageReadError: missing, unreadable, corrupt or truncated file.
-        UnsupportedFormatError: not a PNG, JPEG, TIFF, BMP or WebP, or an
-            unsupported layout.
+        ImageReadError: missing, unreadable, corrupt or truncated file (a
+            ValueError; the message is one line naming the file).
+        UnsupportedFormatError: (a subclass) not a PNG, JPEG, TIFF, BMP, WebP or
+            .npy, or an unsupported layout.
     """
+    if Path(path).suffix.lower() == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise ImageReadError(f"{path}: no such file") from None
+        except (OSError, ValueError) as exc:
+            raise ImageReadError(f"{path}: cannot read .npy array ({exc})") from None
+        return _from_samples(arr, "npy", str(path))
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
@@ -377,3 +418,11 @@ def write_image(
     atomic_write_bytes(path, encode_image(img, fmt, stored))
     height, width, channels = img.shape
     return ImageMeta(fmt, stored, width, height, channels)
+
+
+def to_tensor(img: np.ndarray, device: str | None = None):
+    """H x W x C float array -> torch float32 tensor of shape (C, H, W)."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).contiguous()
+    return t.to(device) if device is not None else t

@@ -275,8 +275,9 @@ def _report(rec: Record, *, as_json: bool, quiet: bool) -> None:
     elif rec.status == "ok":
         w, h = rec.size or (0, 0)
         its = f", {rec.iterations} iterations" if rec.iterations is not None else ""
-        print(f"{rec.input} -> {rec.output}  ({w}x{h}, {rec.bit_depth}-bit{its}, "
-              f"{rec.seconds:.2f} s)", flush=True)
+        depth = f"{rec.bit_depth}-bit" if rec.bit_depth else "float"
+        print(f"{rec.input} -> {rec.output}  ({w}x{h}, {depth}{its}, {rec.seconds:.2f} s)",
+              flush=True)
 
 
 def summarize(records: list[Record]) -> int:
