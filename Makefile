@@ -3,6 +3,7 @@
 #   make test   - set up, lint and run the test suite
 #   make build  - incremental rebuild of the compiled engine after editing csrc/
 #   make bench  - the solver benchmark (paper Table 1 workload and sweeps)
+#   make bench-docs - full `tvcli bench` run -> docs/benchmarks.{json,md,png}
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -12,7 +13,7 @@ TORCH  ?= torch==2.13.0
 EXT    := $(firstword $(wildcard tvcli/_C*.so))
 CSRC   := $(shell find csrc -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \))
 
-.PHONY: setup build test lint demo bench clean
+.PHONY: setup build test lint demo bench bench-docs clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +43,10 @@ demo: tvcli/.built
 
 bench: tvcli/.built
 	$(PY) -m tvcli.bench
+
+bench-docs: tvcli/.built
+	$(VENV)/bin/tvcli bench --json > docs/benchmarks.json
+	$(PY) benchmarks/make_report.py docs/benchmarks.json --out docs/benchmarks.md
 
 clean:
 	rm -rf build tvcli/_C*.so tvcli/.built

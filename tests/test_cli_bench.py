@@ -1,0 +1,151 @@
+"""`tvcli bench --quick`: runs, JSON parses, peers and the 2-D section are reported
+whether present or not. No timing is asserted (shared, noisy machines)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tvcli import benchsuite
+from tvcli.cli import app
+from tvcli.cli._app import CLIError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench(*args: str) -> dict:
+    res = CliRunner().invoke(app, ["bench", "--quick", "--json", *args])
+    assert res.exit_code == 0, (res.output, res.exception)
+    return json.loads(res.stdout)
+
+
+def test_bench_quick_all_sections_with_installed_peers():
+    out = _bench()
+    assert {"machine", "settings", "peers", "table1", "table2d", "length_sweep",
+            "batch_sweep"} <= set(out)
+    rows = out["table1"]
+    tv = [r for r in rows if r["impl"] == "tvcli"]
+    assert {r["phase"] for r in tv} >= {"forward", "forward+backward"}
+    assert all(r["median_ms"] > 0 and r["repeats"] == 3 for r in tv)
+    base = next(r for r in tv if r["solver"] == "direct" and r["phase"] == "forward")
+    assert base["x_tvcli"] == pytest.approx(1.0)
+    for peer, impl in (("proxTV", "proxTV"), ("cvxpylayers", "cvxpylayers")):
+        prow = [r for r in rows if r["impl"] == impl]
+        assert prow, f"no row for {impl}"
+        if out["peers"][peer] == "not installed":
+            assert all("not installed" in r["note"] for r in prow)
+        else:
+            assert all(r["median_ms"] > 0 for r in prow)
+    cvx = [r for r in rows if r["impl"] == "cvxpylayers" and r["median_ms"] == r["median_ms"]]
+    if cvx:  # extrapolated and says so, with its gradient error against tvcli
+        assert all(r["extrapolated"] and "scaled linearly" in r["note"] for r in cvx)
+        bwd = next(r for r in cvx if r["phase"] == "backward")
+        assert bwd["max_abs_err_grad_x"] < 1e-3
+    assert sorted({r["n"] for r in out["length_sweep"]}) == [32, 1000]
+    assert sorted({r["batch"] for r in out["batch_sweep"]}) == [1, 16]
+    assert out["table2d"]["status"].startswith(("ok", "not available"))
+
+
+def test_bench_missing_peers_are_listed(monkeypatch):
+    monkeypatch.setattr(benchsuite, "_proxtv", lambda: None)
+    monkeypatch.setattr(benchsuite, "peer_versions",
+                        lambda: {"proxTV": "not installed", "cvxpylayers": "not installed"})
+    out = _bench("--section", "table1")
+    notes = {r["impl"]: r["note"] for r in out["table1"] if r["impl"] != "tvcli"}
+    assert "not installed" in notes["proxTV"] and "not installed" in notes["cvxpylayers"]
+    assert all(math.isnan(r["median_ms"]) for r in out["table1"] if r["impl"] != "tvcli")
+    # The rich report prints them too, without crashing on NaN.
+    res = CliRunner().invoke(app, ["bench", "--quick", "--section", "table1"])
+    assert res.exit_code == 0 and "not installed" in res.stdout
+
+
+def test_bench_2d_section_uses_bench2d_when_present(monkeypatch):
+    fake = types.ModuleType("tvcli.bench2d")
+    seen = {}
+
+    def run(quick: bool) -> list[dict]:
+        seen["quick"] = quick
+        return [{"method": "tvcli dykstra", "ms": 1.5, "max_abs_err": 1e-6}]
+
+    fake.run = run
+    monkeypatch.setitem(sys.modules, "tvcli.bench2d", fake)
+    out = _bench("--section", "2d")
+    assert seen == {"quick": True}
+    assert out["table2d"] == {"status": "ok", "rows": [
+        {"method": "tvcli dykstra", "ms": 1.5, "max_abs_err": 1e-6}]}
+    monkeypatch.setitem(sys.modules, "tvcli.bench2d", None)  # import now fails
+    assert _bench("--section", "2d")["table2d"]["status"].startswith("not available")
+
+
+def test_bench_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "b.png"
+    res = CliRunner().invoke(app, ["bench", "--quick", "--no-peers", "--section",
+                                   "length,batch", "--plot", str(png)])
+    assert res.exit_code == 0, res.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--section", "table1,bogus"], "unknown section 'bogus'"),
+    (["--repeats", "0"], "--repeats"),
+    (["--plot", "/nonexistent-dir/x.png"], "does not exist"),
+])
+def test_bench_usage_errors(args, msg):
+    res = CliRunner().invoke(app, ["bench", "--quick", *args])
+    assert isinstance(res.exception, CLIError) and res.exception.code == 2
+    assert msg in str(res.exception)
+
+
+def test_bench_subprocess_json():
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    r = subprocess.run([sys.executable, "-c", "from tvcli.cli import main; main()", "bench",
+                        "--quick", "--json", "--no-peers", "--section", "length"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["peers"] == {"proxTV": "skipped", "cvxpylayers": "skipped"}
+    assert all(row["impl"] == "tvcli" for row in out["length_sweep"])
+    r = subprocess.run([sys.executable, "-c", "from tvcli.cli import main; main()", "bench",
+                        "--section", "nope"], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().startswith("tvcli: error: unknown section")
+
+
+def test_make_report_from_quick_json(tmp_path):
+    """benchmarks/make_report.py turns `bench --json` into markdown (and a plot)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import make_report
+    finally:
+        sys.path.pop(0)
+    out = _bench("--no-peers")
+    src = tmp_path / "b.json"
+    src.write_text(json.dumps(out))
+    md = tmp_path / "docs" / "benchmarks.md"
+    plot = "none" if not _has_matplotlib() else str(tmp_path / "docs" / "b.png")
+    assert make_report.main([str(src), "--out", str(md), "--plot", plot]) == 0
+    text = md.read_text()
+    assert "## Table 1 workload" in text and "| tvcli direct | cpu | forward |" in text
+    assert "QUICK" in text and out["machine"]["date"] in text
+    assert "## Length sweep" in text and "## Batch sweep" in text
+    if plot != "none":
+        assert "](b.png)" in text and Path(plot).is_file()
+    assert make_report.main([str(tmp_path / "missing.json"), "--out", str(md)]) == 2
+
+
+def _has_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -1,0 +1,605 @@
+"""The full solver benchmark behind ``tvcli bench`` (extends :mod:`tvcli.bench`).
+
+Sections (all in one process, on the same data, peers called the way their
+users call them):
+
+table1
+    The paper's Table 1 workload (DESIGN.md section 6): 256 x 32 x 32 float32
+    signals of length 32 (8192 signals), unit step + N(0, 0.1^2), lam = 1.
+    For every device (cpu; cuda when present) and every tvcli solver: forward,
+    the backward op (grad_x and grad_lam for an upstream gradient g; it depends
+    only on the output, so it is one entry per device) and forward + backward
+    through autograd. Peers when installed:
+
+    * proxTV ``tv1_1d`` in a per-row Python loop, float64 (its only dtype), its
+      default method ('hybridtautstring') and 'pn' (the paper's PN), and its
+      batched ``tvgen``; forward only (proxTV has no backward).
+    * cvxpylayers (a generic conic solver with implicit differentiation): its
+      default backend (diffcp + SCS), float64, with SCS ``eps = 1e-7`` because
+      looser tolerances give visibly wrong gradients (DESIGN.md section 8; the
+      error at the default tolerance is measured and reported too). It is timed
+      on a smaller batch (256 signals; 16 with --quick) and the time is
+      *extrapolated linearly* to 8192 signals - every row says so. The layer is
+      built (problem canonicalised) once, outside the timing.
+
+    Every timing is the median of ``repeats`` (>= 25 by default) runs after
+    warm-up, with the interquartile range and the minimum; the few peer entries
+    that take seconds per run use fewer runs and say how many.
+
+2d
+    The 512 x 512 time-to-accuracy comparison from ``tvcli.bench2d.run(quick)``
+    when that module exists ("not available" otherwise).
+
+length
+    One signal of length N = 32 ... 10^6 (unit step + noise, lam = 1): tvcli
+    forward (each solver) and backward, proxTV ``tv1_1d`` default and 'pn'.
+
+batch
+    B = 1 ... 65536 signals of length 32: tvcli forward and backward, proxTV
+    row loop and ``tvgen``.
+
+Timings are never asserted anywhere: the machines are shared and noisy. The
+load average at the start and the end of the run is recorded next to them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict
+
+import torch
+
+import tvcli
+from tvcli._extension import ext_has_device
+from tvcli.bench import Timing, machine_info, sweep_signal, table1_workload, time_call
+
+__all__ = ["run", "print_report", "plot", "SECTIONS"]
+
+SECTIONS = ("table1", "2d", "length", "batch")
+LAM = 1.0
+CVX_EPS = 1e-7
+
+
+# --------------------------------------------------------------------- helpers
+
+
+def _devices() -> list[str]:
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _engine(device: str) -> str:
+    return "C++" if ext_has_device(device) else "pure-PyTorch fallback"
+
+
+def _synced(fn: Callable[[], object], device: str) -> Callable[[], object]:
+    """CUDA launches are asynchronous: time until the work is done."""
+    if device == "cpu":
+        return fn
+
+    def wrapped() -> object:
+        out = fn()
+        torch.cuda.synchronize()
+        return out
+
+    return wrapped
+
+
+def _solvers(device: str) -> list[str]:
+    ok = []
+    for s in tvcli.SOLVERS:
+        try:
+            tvcli.prox_tv1d(torch.zeros(2, 3, device=device), 1.0, solver=s)
+            ok.append(s)
+        except Exception:  # solver not built for this device
+            pass
+    return ok
+
+
+def _timed(name: str, fn: Callable[[], object], repeats: int, note: str = "") -> Timing:
+    """``time_call`` with fewer runs (>= 5, and said in the row) for entries that
+    take over 0.2 s per call, so that one slow peer cannot stretch a sweep to
+    many minutes."""
+    t0 = time.perf_counter()
+    fn()
+    one = time.perf_counter() - t0
+    rep = repeats if one < 0.2 else min(repeats, max(5, repeats // 5))
+    if rep < repeats:
+        note = (note + "; " if note else "") + f"slow entry: {rep} runs"
+    return time_call(name, fn, rep, warmup=1 if one < 0.2 else 0, note=note)
+
+
+def _row(t: Timing, **fields: object) -> dict:
+    d = asdict(t)
+    extra = d.pop("extra")
+    d.update(fields)
+    d.update(extra)
+    return d
+
+
+def _skipped(name: str, note: str, **fields: object) -> dict:
+    nan = float("nan")
+    return _row(Timing(name, nan, nan, nan, nan, 0, note), **fields)
+
+
+def peer_versions() -> dict[str, str]:
+    """Installed peers and their versions ("not installed" otherwise)."""
+    from importlib import metadata
+
+    out = {}
+    for label, dist in (("proxTV", "prox-tv-sdist"), ("cvxpylayers", "cvxpylayers")):
+        try:
+            out[label] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[label] = "not installed"
+    if out["proxTV"] == "not installed" and _proxtv() is not None:
+        out["proxTV"] = "installed"
+    if out["cvxpylayers"] != "not installed":
+        try:
+            import cvxpylayers.torch  # noqa: F401
+        except Exception as exc:  # installed but broken: say why, do not crash
+            out["cvxpylayers"] = f"unusable ({type(exc).__name__})"
+    return out
+
+
+def _proxtv():
+    try:
+        import prox_tv  # type: ignore[import-not-found]
+
+        return prox_tv
+    except Exception:
+        return None
+
+
+# --------------------------------------------------------------------- table 1
+
+
+def table1(repeats: int = 25, shape: tuple[int, ...] = (256, 32, 32), peers: bool = True,
+           cvx_batch: int = 256) -> list[dict]:
+    """Rows for the Table 1 workload (see the module docstring)."""
+    x_cpu = table1_workload(shape)
+    g_cpu = torch.randn(x_cpu.shape, generator=torch.Generator().manual_seed(1))
+    n_sig = x_cpu.numel() // x_cpu.shape[-1]
+    rows: list[dict] = []
+    for dev in _devices():
+        x, g = x_cpu.to(dev), g_cpu.to(dev)
+        eng = _engine(dev)
+        for s in _solvers(dev):
+            t = time_call(f"tvcli {s} forward", _synced(
+                lambda s=s, x=x: tvcli.prox_tv1d(x, LAM, solver=s), dev), repeats, note=eng)
+            rows.append(_row(t, impl="tvcli", solver=s, device=dev, phase="forward"))
+        y = tvcli.prox_tv1d(x, LAM)
+        if ext_has_device(dev):
+            lam_b = torch.full((*x.shape[:-1], 1), LAM, device=dev)
+            t = time_call("tvcli backward (op)", _synced(
+                lambda g=g, y=y, lam_b=lam_b: torch.ops.tvcli.prox_tv1d_backward(
+                    g, y, lam_b, y.dim() - 1), dev),
+                repeats, note="grad_x and grad_lam from y; same for every solver")
+            rows.append(_row(t, impl="tvcli", solver="any", device=dev, phase="backward"))
+        for s in _solvers(dev):
+            xr = x.clone().requires_grad_(True)
+            lam_t = torch.tensor(LAM, device=dev, requires_grad=True)
+
+            def fwd_bwd(s: str = s, xr: torch.Tensor = xr, lam_t: torch.Tensor = lam_t,
+                        g: torch.Tensor = g) -> None:
+                xr.grad = None
+                lam_t.grad = None
+                tvcli.prox_tv1d(xr, lam_t, solver=s).backward(g)
+
+            t = time_call(f"tvcli {s} forward+backward", _synced(fwd_bwd, dev), repeats,
+                          note="autograd, grads for x and lam")
+            rows.append(_row(t, impl="tvcli", solver=s, device=dev, phase="forward+backward"))
+    if peers:
+        rows += _table1_proxtv(x_cpu, repeats)
+        rows += _table1_cvxpylayers(x_cpu, g_cpu, repeats, cvx_batch, n_sig)
+    _add_ratios(rows)
+    return rows
+
+
+def _table1_proxtv(x: torch.Tensor, repeats: int) -> list[dict]:
+    ptv = _proxtv()
+    if ptv is None:
+        return [_skipped("proxTV", "not installed (pip install prox-tv-sdist)", impl="proxTV",
+                         solver="-", device="cpu", phase="forward")]
+    import numpy as np
+
+    rows2d = x.reshape(-1, x.shape[-1]).to(torch.float64).numpy()
+    ref = tvcli.prox_tv1d(torch.from_numpy(rows2d), LAM).numpy()
+    out = []
+    rep = max(5, repeats // 5)  # each run is ~0.1-0.3 s of Python calls
+    for method in ("hybridtautstring", "pn"):
+        def loop(m: str = method) -> None:
+            for r in rows2d:
+                ptv.tv1_1d(r, LAM, method=m)
+
+        t = time_call(f"proxTV tv1_1d '{method}' row loop", loop, rep, warmup=1,
+                      note="per-row Python calls, float64, forward only")
+        got = np.stack([ptv.tv1_1d(r, LAM, method=method) for r in rows2d[:512]])
+        t.extra["max_abs_diff_vs_tvcli"] = float(np.abs(got - ref[:512]).max())
+        out.append(_row(t, impl="proxTV", solver=method, device="cpu", phase="forward"))
+    t = time_call("proxTV tvgen (batched)", lambda: ptv.tvgen(rows2d, [LAM], [2], [1]),
+                  repeats, note=f"one call on the {tuple(rows2d.shape)} matrix, float64, "
+                                "default 1 thread")
+    t.extra["max_abs_diff_vs_tvcli"] = float(np.abs(ptv.tvgen(rows2d, [LAM], [2], [1])
+                                                - ref).max())
+    out.append(_row(t, impl="proxTV", solver="tvgen", device="cpu", phase="forward"))
+    return out
+
+
+def _cvx_layer(n: int):
+    import cvxpy as cp
+    from cvxpylayers.torch import CvxpyLayer
+
+    xp = cp.Parameter(n)
+    lp = cp.Parameter(nonneg=True)
+    y = cp.Variable(n)
+    prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(y - xp) + lp * cp.norm1(cp.diff(y))))
+    return CvxpyLayer(prob, parameters=[xp, lp], variables=[y])
+
+
+def _table1_cvxpylayers(x: torch.Tensor, g: torch.Tensor, repeats: int, batch: int,
+                        n_sig: int) -> list[dict]:
+    status = peer_versions()["cvxpylayers"]
+    if status == "not installed" or status.startswith("unusable"):
+        return [_skipped("cvxpylayers", f"{status} (pip install cvxpylayers)",
+                         impl="cvxpylayers", solver="-", device="cpu", phase="forward")]
+    n = x.shape[-1]
+    batch = min(batch, n_sig)
+    xb = x.reshape(-1, n)[:batch].to(torch.float64)
+    gb = g.reshape(-1, n)[:batch].to(torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SCS "Solved/Inaccurate" chatter; accuracy is measured
+        layer = _cvx_layer(n)
+
+        def solve(eps: float | None):
+            xr = xb.clone().requires_grad_(True)
+            lam = torch.full((batch,), LAM, dtype=torch.float64, requires_grad=True)
+            t0 = time.perf_counter()
+            (y,) = layer(xr, lam, solver_args={} if eps is None else {"eps": eps})
+            t1 = time.perf_counter()
+            gx, gl = torch.autograd.grad((y * gb).sum(), [xr, lam])
+            t2 = time.perf_counter()
+            return (t1 - t0) * 1e3, (t2 - t1) * 1e3, y.detach(), gx, gl
+
+        # Reference: tvcli's exact values and gradients on the same signals.
+        xr = xb.clone().requires_grad_(True)
+        lam_r = torch.full((batch, 1), LAM, dtype=torch.float64, requires_grad=True)
+        y_ref = tvcli.prox_tv1d(xr, lam_r)
+        gx_ref, gl_ref = torch.autograd.grad((y_ref * gb).sum(), [xr, lam_r])
+
+        def errors(y, gx, gl) -> dict:
+            return {"max_abs_err_y": float((y - y_ref).abs().max()),
+                    "max_abs_err_grad_x": float((gx - gx_ref).abs().max()),
+                    "max_abs_err_grad_lam": float((gl - gl_ref[:, 0]).abs().max())}
+
+        default_err = errors(*solve(None)[2:])
+        solve(CVX_EPS)  # warm-up
+        rep = max(3, min(repeats, 25))
+        fw, bw = [], []
+        for _ in range(rep):
+            f, b, y, gx, gl = solve(CVX_EPS)
+            fw.append(f)
+            bw.append(b)
+        tight_err = errors(y, gx, gl)
+    scale = n_sig / batch
+    rows = []
+    for phase, samples in (("forward", fw), ("backward", bw)):
+        t = _timing_from(f"cvxpylayers {phase} (x{scale:g} extrapolated)", samples, scale,
+                         note=f"measured on {batch} signals, scaled linearly to {n_sig}; "
+                              f"diffcp+SCS eps={CVX_EPS:g}, float64")
+        t.extra.update(measured_batch=batch, measured_median_ms=t.median_ms / scale,
+                       extrapolated=True)
+        if phase == "backward":
+            t.extra.update(tight_err)
+            t.extra.update({f"default_eps_{k}": v for k, v in default_err.items()})
+        rows.append(_row(t, impl="cvxpylayers", solver="diffcp-scs", device="cpu", phase=phase))
+    return rows
+
+
+def _timing_from(name: str, samples: list[float], scale: float, note: str) -> Timing:
+    import statistics
+
+    s = sorted(v * scale for v in samples)
+    q = statistics.quantiles(s, n=4) if len(s) > 1 else s * 3
+    return Timing(name, statistics.median(s), q[0], q[2], s[0], len(s), note)
+
+
+def _add_ratios(rows: list[dict]) -> None:
+    """``x_tvcli``: median over tvcli's CPU default ('direct') median, same phase;
+    peers' forward rows are compared with tvcli's forward, backward with backward."""
+    base = {r["phase"]: r["median_ms"] for r in rows
+            if r["impl"] == "tvcli" and r["device"] == "cpu" and r["solver"] in ("direct", "any")}
+    for r in rows:
+        b = base.get(r["phase"])
+        r["x_tvcli"] = r["median_ms"] / b if b and r["median_ms"] == r["median_ms"] else None
+
+
+# --------------------------------------------------------------------- sweeps
+
+
+def length_sweep(lengths: list[int], repeats: int = 25, peers: bool = True) -> list[dict]:
+    """One noisy-step signal of each length N at lam = 1 (forward, backward; proxTV)."""
+    rows = []
+    ptv = _proxtv() if peers else None
+    for n in lengths:
+        x = sweep_signal("step", n)
+        for s in _solvers("cpu"):
+            t = _timed(f"tvcli {s} forward", lambda s=s, x=x: tvcli.prox_tv1d(x, LAM, solver=s),
+                       repeats)
+            rows.append(_row(t, impl="tvcli", solver=s, phase="forward", n=n))
+        if ext_has_device("cpu"):
+            y = tvcli.prox_tv1d(x, LAM)
+            g = torch.randn(n, generator=torch.Generator().manual_seed(2))
+            lam_b = torch.full((1,), LAM)
+            t = _timed("tvcli backward (op)", lambda y=y, g=g, lam_b=lam_b:
+                       torch.ops.tvcli.prox_tv1d_backward(g, y, lam_b, 0), repeats)
+            rows.append(_row(t, impl="tvcli", solver="any", phase="backward", n=n))
+        if ptv is not None:
+            xd = x.to(torch.float64).numpy()
+            for m in ("hybridtautstring", "pn"):
+                t = _timed(f"proxTV tv1_1d '{m}'", lambda m=m, xd=xd: ptv.tv1_1d(xd, LAM,
+                                                                                   method=m),
+                           repeats)
+                rows.append(_row(t, impl="proxTV", solver=m, phase="forward", n=n))
+    for r in rows:
+        r["ns_per_sample"] = r["median_ms"] * 1e6 / r["n"]
+    return rows
+
+
+def batch_sweep(batches: list[int], n: int = 32, repeats: int = 25,
+                peers: bool = True) -> list[dict]:
+    """B signals of length ``n`` (Table 1 signals) at lam = 1."""
+    rows = []
+    ptv = _proxtv() if peers else None
+    for b in batches:
+        x = table1_workload((b, n))
+        for s in _solvers("cpu"):
+            t = _timed(f"tvcli {s} forward", lambda s=s, x=x: tvcli.prox_tv1d(x, LAM, solver=s),
+                       repeats)
+            rows.append(_row(t, impl="tvcli", solver=s, phase="forward", batch=b))
+        if ext_has_device("cpu"):
+            y = tvcli.prox_tv1d(x, LAM)
+            g = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+            lam_b = torch.full((b, 1), LAM)
+            t = _timed("tvcli backward (op)", lambda y=y, g=g, lam_b=lam_b:
+                       torch.ops.tvcli.prox_tv1d_backward(g, y, lam_b, 1), repeats)
+            rows.append(_row(t, impl="tvcli", solver="any", phase="backward", batch=b))
+        if ptv is not None:
+            xd = x.to(torch.float64).numpy()
+
+            def loop(xd=xd) -> None:
+                for r in xd:
+                    ptv.tv1_1d(r, LAM)
+
+            t = _timed("proxTV tv1_1d row loop", loop, repeats,
+                       note="default method, per-row Python calls")
+            rows.append(_row(t, impl="proxTV", solver="hybridtautstring", phase="forward",
+                             batch=b))
+            t = _timed("proxTV tvgen", lambda xd=xd: ptv.tvgen(xd, [LAM], [2], [1]), repeats)
+            rows.append(_row(t, impl="proxTV", solver="tvgen", phase="forward", batch=b))
+    for r in rows:
+        r["us_per_signal"] = r["median_ms"] * 1e3 / r["batch"]
+    return rows
+
+
+# --------------------------------------------------------------------- 2-D
+
+
+def bench_2d(quick: bool) -> dict:
+    """The 2-D section from ``tvcli.bench2d.run(quick)`` if that module exists."""
+    try:
+        from tvcli import bench2d  # type: ignore[attr-defined]
+    except ImportError:
+        return {"status": "not available (tvcli.bench2d is not part of this build)", "rows": []}
+    runner = getattr(bench2d, "run", None)
+    if runner is None:
+        return {"status": "not available (tvcli.bench2d has no run(quick))", "rows": []}
+    try:
+        rows = runner(quick=quick)
+    except Exception as exc:  # report, do not lose the other sections
+        return {"status": f"failed: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+                "rows": []}
+    return {"status": "ok", "rows": [r if isinstance(r, dict) else asdict(r) for r in rows]}
+
+
+# --------------------------------------------------------------------- driver
+
+
+def run(quick: bool = False, repeats: int = 25, peers: bool = True,
+        sections: tuple[str, ...] = SECTIONS, cvx_batch: int = 256,
+        progress: Callable[[str], None] | None = None) -> dict:
+    """Runs the selected sections; returns one JSON-serialisable dict."""
+    say = progress or (lambda s: None)
+    load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    t_start = time.perf_counter()
+    result: dict = {
+        "machine": machine_info(),
+        "settings": {"quick": quick, "repeats": repeats, "lam": LAM, "peers": peers,
+                     "sections": list(sections), "cvxpylayers_eps": CVX_EPS,
+                     "devices": _devices(),
+                     "engines": {d: _engine(d) for d in _devices()}},
+        "peers": peer_versions() if peers else {"proxTV": "skipped", "cvxpylayers": "skipped"},
+    }
+    if "table1" in sections:
+        say("table1")
+        shape = (4, 8, 32) if quick else (256, 32, 32)
+        result["settings"]["table1_shape"] = list(shape)
+        result["table1"] = table1(repeats, shape, peers, cvx_batch=16 if quick else cvx_batch)
+    if "2d" in sections:
+        say("2d")
+        result["table2d"] = bench_2d(quick)
+    if "length" in sections:
+        say("length sweep")
+        lengths = [32, 1000] if quick else [32, 100, 1_000, 10_000, 100_000, 1_000_000]
+        result["length_sweep"] = length_sweep(lengths, repeats, peers)
+    if "batch" in sections:
+        say("batch sweep")
+        batches = [1, 16] if quick else [1, 16, 256, 4096, 65536]
+        result["batch_sweep"] = batch_sweep(batches, 32, repeats, peers)
+    result["machine"]["loadavg_1m_start"] = round(load0, 2)
+    result["machine"]["loadavg_1m_end"] = round(os.getloadavg()[0], 2) \
+        if hasattr(os, "getloadavg") else float("nan")
+    result["machine"]["wall_s"] = round(time.perf_counter() - t_start, 1)
+    return result
+
+
+# --------------------------------------------------------------------- output
+
+
+def _ms(v: float | None) -> str:
+    if v is None or v != v:
+        return "-"
+    return f"{v:.3g}" if v < 10 else f"{v:,.1f}"
+
+
+def print_report(result: dict, console=None) -> None:
+    """Rich tables of a :func:`run` result."""
+    from rich.console import Console
+    from rich.table import Table
+
+    con = console or Console()
+    m = result["machine"]
+    con.print(f"{m['date']} | {m['cpu']} | {m['cores']} cores, torch threads "
+              f"{m['torch_threads']} | load {m.get('loadavg_1m_start', '?')} -> "
+              f"{m.get('loadavg_1m_end', '?')} | torch {m['torch']} | tvcli {m['tvcli']}")
+    con.print("peers: " + ", ".join(f"{k} {v}" for k, v in result["peers"].items()))
+    if "table1" in result:
+        # Notes go below the table as numbered footnotes: they are long and a
+        # note column would squeeze the numbers on an 80-column terminal.
+        shp = result["settings"].get("table1_shape", [256, 32, 32])
+        t = Table(title=f"Table 1 workload: {' x '.join(map(str, shp))} float32 "
+                        f"({math.prod(shp) // shp[-1]} signals of length {shp[-1]}), lam = 1")
+        for c in ("what", "median ms", "IQR ms", "min ms", "runs", "x tvcli", "note"):
+            t.add_column(c, justify="left" if c == "what" else "right")
+        notes: list[str] = []
+        for r in result["table1"]:
+            errs = "; ".join(f"{k}={v:.2g}" for k, v in r.items()
+                             if k.startswith(("max_abs", "default_eps")) and v == v)
+            note = r["note"] + (f"; {errs}" if errs else "")
+            if note and note not in notes:
+                notes.append(note)
+            ratio = r.get("x_tvcli")
+            what = f"{r['impl']} {r['solver']} {r['device']} {r['phase']}".replace(" any ", " ")
+            t.add_row(what, _ms(r["median_ms"]), f"{_ms(r['q25_ms'])}-{_ms(r['q75_ms'])}",
+                      _ms(r["min_ms"]), str(r["repeats"]),
+                      "-" if ratio is None else f"{ratio:.3g}",
+                      f"[{notes.index(note) + 1}]" if note else "")
+        con.print(t)
+        for i, note in enumerate(notes, 1):
+            con.print(f"  [{i}] {note}", highlight=False)
+    if "table2d" in result:
+        sec = result["table2d"]
+        if sec["status"] != "ok" or not sec["rows"]:
+            con.print(f"2-D time-to-accuracy: {sec['status']}")
+        else:
+            keys = list(dict.fromkeys(k for r in sec["rows"] for k in r))
+            t = Table(title="2-D time-to-accuracy (tvcli.bench2d)")
+            for k in keys:
+                t.add_column(k)
+            for r in sec["rows"]:
+                t.add_row(*[_fmt_any(r.get(k)) for k in keys])
+            con.print(t)
+    for key, axis, title in (("length_sweep", "n", "Length sweep: one signal of length N, "
+                                                     "median ms"),
+                             ("batch_sweep", "batch", "Batch sweep: B signals of length 32, "
+                                                      "median ms")):
+        if key not in result:
+            continue
+        rows = result[key]
+        cols = list(dict.fromkeys(_label(r) for r in rows))
+        t = Table(title=title)
+        t.add_column(axis.upper() if axis == "n" else "B", justify="right")
+        for c in cols:
+            t.add_column(c, justify="right")
+        t.add_column("proxTV / tvcli fwd", justify="right")
+        for v in dict.fromkeys(r[axis] for r in rows):
+            cell = {_label(r): r["median_ms"] for r in rows if r[axis] == v}
+            ours = cell.get("tvcli direct forward")
+            peer = cell.get("proxTV hybridtautstring forward")
+            ratio = f"{peer / ours:.3g}" if ours and peer else "-"
+            t.add_row(f"{v:,}", *[_ms(cell.get(c)) for c in cols], ratio)
+        con.print(t)
+
+
+def _label(r: dict) -> str:
+    return f"{r['impl']} {r['solver']} {r['phase']}".replace(" any ", " ")
+
+
+def _fmt_any(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "-" if v is None else str(v)
+
+
+def plot(result: dict, path: str) -> None:
+    """Writes a PNG: length sweep, batch sweep and speed-up over proxTV.
+
+    Raises:
+        ImportError: matplotlib is not installed (``pip install tvcli[plot]``).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    for ax, key, axis, xlabel in ((axes[0], "length_sweep", "n", "signal length N"),
+                                  (axes[1], "batch_sweep", "batch",
+                                   "number of signals B (length 32)")):
+        rows = result.get(key, [])
+        for lab in dict.fromkeys(_label(r) for r in rows):
+            pts = sorted((r[axis], r["median_ms"]) for r in rows if _label(r) == lab
+                         and r["median_ms"] == r["median_ms"])
+            if pts:
+                style = "-" if lab.startswith("tvcli") else "--"
+                ax.plot(*zip(*pts, strict=True), style, marker="o", label=lab)
+        ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel="median time (ms)")
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    axes[0].set_title("one signal, lam = 1")
+    axes[1].set_title("Table 1 signals, lam = 1")
+    ax = axes[2]
+    for key, axis, lab in (("length_sweep", "n", "vs N (one signal)"),
+                           ("batch_sweep", "batch", "vs B (signals of length 32)")):
+        rows = result.get(key, [])
+        ours = {r[axis]: r["median_ms"] for r in rows if _label(r) == "tvcli direct forward"}
+        for peer in ("proxTV hybridtautstring forward", "proxTV tvgen forward"):
+            pts = sorted((r[axis], r["median_ms"] / ours[r[axis]]) for r in rows
+                         if _label(r) == peer and ours.get(r[axis]))
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o",
+                        label=f"{peer.split(' forward')[0]} {lab}")
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set(xscale="log", yscale="log", xlabel="N or B", ylabel="peer time / tvcli time",
+           title="speed-up of tvcli direct (forward)")
+    ax.grid(True, which="both", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no peer measured", ha="center", transform=ax.transAxes)
+    m = result["machine"]
+    fig.suptitle(f"tvcli {m['tvcli']} | {m['cpu']} | torch threads {m['torch_threads']} | "
+                 f"load {m.get('loadavg_1m_start', '?')} | {m['date']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Temporarily sets torch's intra-op thread count."""
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+

@@ -1,0 +1,395 @@
+"""``tvcli eval PRED GT``: image-quality and edge metrics over files or folders.
+
+Pairing
+  * PRED and GT are both files: one pair.
+  * Both folders: every image under PRED (recursively) is paired with the
+    ground truth of the same relative path without extension, so
+    ``pred/sub/a.png`` pairs with ``gt/sub/a.png``, ``gt/sub/a.tif`` or the
+    multi-ground-truth folder ``gt/sub/a/`` (below). A prediction with no
+    counterpart, a ground truth with no prediction, two candidate files for one
+    stem, unreadable files and size mismatches are reported on stderr, one line
+    each; the other images are still evaluated and the exit status is then 1.
+
+Several ground truths per image (WRMSE / WMAE, BSDS-style edge sets)
+  ``gt/<stem>/`` holds the K ground-truth images of ``pred/<stem>.<ext>``
+  (any names), optionally with ``gt/<stem>/weights.json``, a JSON object
+  mapping file names in that folder to annotator votes (numbers >= 0), e.g.
+  ``{"gt_0.png": 3, "gt_1.png": 1}``. With weights.json exactly the files it
+  names are used; without it every image in the folder, with equal votes.
+  Votes are normalised to sum 1 per image (see :mod:`tvcli.metrics`). PSNR and
+  SSIM against several ground truths are the weighted means over them.
+
+Units
+  Images are read into [0, 1] (8-bit / 255, 16-bit / 65535; float files as
+  stored). ``--data-range`` is the range of the data as read (1 unless float
+  files hold other values); PSNR is in dB, SSIM unitless, WRMSE / WMAE in 8-bit
+  grey levels (x 255 / data range, as in Zhu et al. 2019 and the paper's
+  Table 5), ODS / OIS / AP unitless. Edge maps with several channels are
+  averaged to one; ground-truth edge maps count every non-zero pixel.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tvcli.cli._app import CLIError, app
+
+METRICS = ("psnr", "ssim", "wrmse", "wmae", "ods", "ois", "ap")
+_EDGE = ("ods", "ois", "ap")
+_DEFAULT = "psnr,ssim"
+
+
+@dataclass
+class Pair:
+    """One prediction and its ground truths (paths) with votes."""
+
+    name: str
+    pred: Path
+    gts: list[Path] = field(default_factory=list)
+    votes: list[float] = field(default_factory=list)
+
+
+def _images_under(root: Path) -> list[Path]:
+    from tvcli.io import IMAGE_EXTENSIONS
+
+    return sorted(p for p in root.rglob("*") if p.is_file()
+                  and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _gt_set(folder: Path) -> tuple[list[Path], list[float]]:
+    """The ground truths and votes of a multi-ground-truth folder."""
+    from tvcli.io import IMAGE_EXTENSIONS
+
+    wfile = folder / "weights.json"
+    if wfile.is_file():
+        try:
+            table = json.loads(wfile.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{wfile}: not valid JSON ({exc})") from None
+        if not isinstance(table, dict) or not table:
+            raise ValueError(f"{wfile}: expected an object mapping file names to votes")
+        paths, votes = [], []
+        for fname, vote in table.items():
+            if not isinstance(vote, (int, float)) or isinstance(vote, bool) or vote < 0 \
+                    or not math.isfinite(vote):
+                raise ValueError(f"{wfile}: vote for {fname!r} must be a number >= 0")
+            if not (folder / fname).is_file():
+                raise ValueError(f"{wfile}: names {fname!r}, which is not in {folder}")
+            paths.append(folder / fname)
+            votes.append(float(vote))
+        if sum(votes) <= 0:
+            raise ValueError(f"{wfile}: all votes are 0")
+        return paths, votes
+    paths = sorted(p for p in folder.iterdir() if p.is_file()
+                   and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not paths:
+        raise ValueError(f"{folder}: ground-truth folder holds no images")
+    return paths, [1.0] * len(paths)
+
+
+def pair_up(pred: Path, gt: Path) -> tuple[list[Pair], list[tuple[str, str]]]:
+    """Pairs predictions with ground truths. Returns ``(pairs, errors)`` where
+    errors are ``(name, message)`` for entries that cannot be evaluated."""
+    if not pred.exists():
+        raise CLIError(f"{pred}: no such file or folder", 2)
+    if not gt.exists():
+        raise CLIError(f"{gt}: no such file or folder", 2)
+    errors: list[tuple[str, str]] = []
+    if pred.is_file():
+        if gt.is_dir():
+            # One prediction against a multi-ground-truth folder.
+            try:
+                paths, votes = _gt_set(gt)
+            except ValueError as exc:
+                return [], [(pred.name, str(exc))]
+            return [Pair(pred.name, pred, paths, votes)], []
+        return [Pair(pred.name, pred, [gt], [1.0])], []
+    if gt.is_file():
+        raise CLIError(f"PRED {pred} is a folder but GT {gt} is a file; give two folders "
+                       "or two files", 2)
+    pairs: list[Pair] = []
+    used_gt: set[Path] = set()
+    for p in _images_under(pred):
+        rel = p.relative_to(pred).with_suffix("")
+        name = rel.as_posix()
+        folder = gt / rel
+        cands = [c for c in (gt / rel.parent).glob(f"{_glob_escape(rel.name)}.*")
+                 if c.is_file() and c.suffix.lower() in _exts()] if (gt / rel.parent).is_dir() \
+            else []
+        if folder.is_dir():
+            try:
+                paths, votes = _gt_set(folder)
+            except ValueError as exc:
+                errors.append((name, str(exc)))
+                used_gt.update(_images_under(folder))
+                continue
+            used_gt.update(_images_under(folder))
+            pairs.append(Pair(name, p, paths, votes))
+        elif len(cands) == 1:
+            used_gt.add(cands[0])
+            pairs.append(Pair(name, p, [cands[0]], [1.0]))
+        elif len(cands) > 1:
+            used_gt.update(cands)
+            errors.append((name, "several ground truths with this name: "
+                           + ", ".join(sorted(c.name for c in cands))))
+        else:
+            errors.append((name, f"no ground truth for {p} (looked for {gt / rel}.* and "
+                           f"{gt / rel}/)"))
+    pred_names = {e[0] for e in errors} | {q.name for q in pairs}
+    for g in _images_under(gt):
+        if g in used_gt:
+            continue
+        rel = g.relative_to(gt).with_suffix("").as_posix()
+        if rel not in pred_names:
+            errors.append((rel, f"ground truth {g} has no prediction"))
+    return pairs, errors
+
+
+def _exts() -> tuple[str, ...]:
+    from tvcli.io import IMAGE_EXTENSIONS
+
+    return IMAGE_EXTENSIONS
+
+
+def _glob_escape(s: str) -> str:
+    import glob
+
+    return glob.escape(s)
+
+
+def _parse_metrics(spec: str) -> list[str]:
+    names = [m.strip().lower() for m in spec.split(",") if m.strip()]
+    if not names:
+        raise CLIError("--metric is empty; choose from " + ", ".join(METRICS), 2)
+    bad = [m for m in names if m not in METRICS + ("edges",)]
+    if bad:
+        raise CLIError(f"unknown metric {bad[0]!r}; choose from " + ", ".join(METRICS)
+                       + " (or 'edges' for ods,ois,ap)", 2)
+    out: list[str] = []
+    for m in names:
+        for x in (_EDGE if m == "edges" else (m,)):
+            if x not in out:
+                out.append(x)
+    return out
+
+
+def evaluate_pair(pair: Pair, metrics: list[str], data_range: float, device: str,
+                  thresholds: int, max_dist: float) -> tuple[dict, object]:
+    """Metrics of one pair. Returns ``(row, edge_counts_or_None)``; raises
+    ValueError with a one-line message for unreadable files or size mismatch."""
+    import numpy as np
+    import torch
+
+    from tvcli import metrics as M
+    from tvcli.io import read_image
+
+    pred, _ = read_image(pair.pred)
+    gts = [read_image(g)[0] for g in pair.gts]
+    edges = any(m in _EDGE for m in metrics)
+    for g, gp in zip(gts, pair.gts, strict=True):
+        if g.shape[:2] != pred.shape[:2]:
+            raise ValueError(f"size mismatch: prediction {pred.shape[1]}x{pred.shape[0]} vs "
+                             f"ground truth {gp.name} {g.shape[1]}x{g.shape[0]} (W x H)")
+        if g.shape[2] != pred.shape[2] and any(m not in _EDGE for m in metrics):
+            raise ValueError(f"channel mismatch: prediction has {pred.shape[2]}, ground "
+                             f"truth {gp.name} has {g.shape[2]}")
+    w = M.normalize_weights(torch.tensor(pair.votes, dtype=torch.float64))
+    row: dict = {}
+    p_t = torch.from_numpy(pred).permute(2, 0, 1).to(device)
+    g_t = torch.stack([torch.from_numpy(g).permute(2, 0, 1) for g in gts]).to(device) \
+        if not edges or any(m not in _EDGE for m in metrics) else None
+    if "psnr" in metrics:
+        vals = M.psnr(p_t[None].expand_as(g_t), g_t, data_range).double().cpu()
+        keep = w > 0  # a zero-vote ground truth must not turn inf * 0 into NaN
+        row["psnr"] = float((w[keep] * vals[keep]).sum())
+    if "ssim" in metrics:
+        vals = M.ssim(p_t[None].expand_as(g_t), g_t, data_range).double().cpu()
+        row["ssim"] = float((w * vals).sum())
+    if "wrmse" in metrics or "wmae" in metrics:
+        wmse_, wmae_ = M.weighted_errors(p_t, g_t, w)
+        row["_wmse"] = float(wmse_)
+        row["_wmae"] = float(wmae_)
+        scale = 255.0 / data_range
+        if "wrmse" in metrics:
+            row["wrmse"] = math.sqrt(float(wmse_)) * scale
+        if "wmae" in metrics:
+            row["wmae"] = float(wmae_) * scale
+    counts = None
+    if edges:
+        e = pred.mean(axis=2)
+        counts = M.edge_counts(e, [np.asarray(g.max(axis=2)) for g in gts],
+                               thresholds=thresholds, max_dist=max_dist)
+        if "ois" in metrics:
+            # This image's best F over thresholds (what OIS sums its counts at).
+            row["ois"] = M.edge_aggregate([counts], thresholds).per_image[0]["f"]
+    return row, counts
+
+
+def _fmt(m: str, v: float | None) -> str:
+    if v is None:
+        return "-"
+    if m == "psnr":
+        return f"{v:.2f}" if math.isfinite(v) else "inf"
+    return f"{v:.4f}" if m in ("ssim",) + _EDGE else f"{v:.3f}"
+
+
+@app.command("eval")
+def eval_cmd(
+    pred: Annotated[Path, typer.Argument(help="Prediction image, or a folder of them.")],
+    gt: Annotated[Path, typer.Argument(help="Ground-truth image or folder (same relative "
+                                            "names).")],
+    metric: str = typer.Option(_DEFAULT, "--metric", "-m",
+                               help="Comma list from psnr, ssim, wrmse, wmae, ods, ois, ap "
+                                    "('edges' = ods,ois,ap)."),
+    data_range: float = typer.Option(1.0, "--data-range",
+                                     help="Range of the values as read (1 for 8/16-bit "
+                                          "files, read into [0, 1])."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_csv: bool = typer.Option(False, "--csv", help="Print CSV (one row per image, then "
+                                                     "'mean')."),
+    thresholds: int = typer.Option(99, "--thresholds",
+                                   help="Edge metrics: number of thresholds (BSDS: 99)."),
+    max_dist: float = typer.Option(0.0075, "--max-dist",
+                                   help="Edge metrics: match tolerance, fraction of the "
+                                        "image diagonal."),
+    device: str = typer.Option("cpu", "--device", help="Torch device for the metrics."),
+) -> None:
+    """Evaluate predictions against ground truth: PSNR, SSIM, WRMSE/WMAE, edge ODS/OIS/AP.
+
+    Files or folders (paired by relative path without extension). For several
+    ground truths per image, GT/<name>/ holds them, with optional weights.json
+    ({"file": votes}). Per-image problems are reported one per line on stderr;
+    the rest is still evaluated and the exit status is 1.
+    """
+    if as_json and as_csv:
+        raise CLIError("--json and --csv are exclusive", 2)
+    if not (data_range > 0 and math.isfinite(data_range)):
+        raise CLIError(f"--data-range must be a positive number, got {data_range}", 2)
+    if thresholds < 1:
+        raise CLIError("--thresholds must be >= 1", 2)
+    if not max_dist > 0:
+        raise CLIError("--max-dist must be > 0", 2)
+    metrics = _parse_metrics(metric)
+    if any(m in _EDGE for m in metrics):
+        from tvcli.metrics import edge_backend_available
+
+        if not edge_backend_available():
+            raise CLIError("edge metrics (ods, ois, ap) need pyEdgeEval and OpenCV: "
+                           "pip install 'tvcli[edges]'", 2)
+    if device != "cpu":
+        import torch
+
+        try:
+            torch.empty(1, device=device)
+        except Exception as exc:
+            raise CLIError(f"--device {device}: not available ({str(exc).splitlines()[0]})",
+                           2) from None
+    pairs, errors = pair_up(pred, gt)
+    rows: list[dict] = []
+    counts = []
+    for pair in pairs:
+        try:
+            row, c = evaluate_pair(pair, metrics, data_range, device, thresholds, max_dist)
+        except ValueError as exc:
+            errors.append((pair.name, str(exc).splitlines()[0]))
+            continue
+        rows.append({"name": pair.name, "pred": str(pair.pred),
+                     "gt": [str(g) for g in pair.gts], **row})
+        if c is not None:
+            counts.append(c)
+    for name, msg in errors:
+        print(f"tvcli: error: {name}: {msg}", file=sys.stderr)
+    summary = _summary(rows, metrics, data_range, counts, thresholds)
+    for r in rows:
+        r.pop("_wmse", None)
+        r.pop("_wmae", None)
+    result = {
+        "pred": str(pred), "gt": str(gt), "metrics": metrics, "data_range": data_range,
+        "units": {"psnr": "dB", "ssim": "1", "wrmse": "8-bit grey levels",
+                  "wmae": "8-bit grey levels", "ods": "1", "ois": "1", "ap": "1"},
+        "n_images": len(rows), "images": rows, "summary": summary,
+        "errors": [{"name": n, "error": m} for n, m in errors],
+    }
+    if as_json:
+        print(json.dumps(result, indent=1, allow_nan=True))
+    elif as_csv:
+        buf = _io.StringIO()
+        wr = csv.writer(buf, lineterminator="\n")
+        wr.writerow(["name", *metrics])
+        for r in rows:
+            wr.writerow([r["name"], *[_csv(r.get(m)) for m in metrics]])
+        wr.writerow(["mean", *[_csv(summary.get(m)) for m in metrics]])
+        sys.stdout.write(buf.getvalue())
+    else:
+        _print_table(rows, metrics, summary, data_range)
+    if not rows:
+        raise CLIError("nothing could be evaluated", 1)
+    if errors:
+        raise typer.Exit(1)
+
+
+def _csv(v: float | None) -> str:
+    return "" if v is None else repr(float(v))
+
+
+def _summary(rows: list[dict], metrics: list[str], data_range: float, counts: list,
+             thresholds: int) -> dict:
+    """Data-set values: mean PSNR / SSIM over images, WRMSE as the root of the
+    mean weighted MSE (Zhu et al.), mean WMAE, and ODS / OIS / AP."""
+    out: dict = {}
+    if not rows:
+        return out
+    n = len(rows)
+    if "psnr" in metrics:
+        out["psnr"] = sum(r["psnr"] for r in rows) / n
+    if "ssim" in metrics:
+        out["ssim"] = sum(r["ssim"] for r in rows) / n
+    scale = 255.0 / data_range
+    if "wrmse" in metrics:
+        out["wrmse"] = math.sqrt(sum(r["_wmse"] for r in rows) / n) * scale
+    if "wmae" in metrics:
+        out["wmae"] = sum(r["_wmae"] for r in rows) / n * scale
+    if counts:
+        from tvcli.metrics import edge_aggregate
+
+        res = edge_aggregate(counts, thresholds)
+        for m in _EDGE:
+            if m in metrics:
+                out[m] = getattr(res, m)
+        out["ods_threshold"] = res.ods_threshold
+    return out
+
+
+def _print_table(rows: list[dict], metrics: list[str], summary: dict,
+                 data_range: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    units = {"psnr": "dB", "wrmse": "8-bit", "wmae": "8-bit"}
+    table = Table(title=f"tvcli eval ({len(rows)} images, data range {data_range:g})")
+    table.add_column("image")
+    for m in metrics:
+        table.add_column(f"{m} ({units[m]})" if m in units else m, justify="right")
+    for r in rows:
+        table.add_row(r["name"], *[_fmt(m, r.get(m)) for m in metrics])
+    if rows:
+        table.add_section()
+        table.add_row("[bold]mean[/bold]", *[_fmt(m, summary.get(m)) for m in metrics])
+    Console().print(table)
+    notes = []
+    if "wrmse" in metrics:
+        notes.append("wrmse mean row = sqrt(mean weighted MSE) over images")
+    if any(m in _EDGE for m in metrics):
+        notes.append("per-image ois = that image's best F; ods/ap are data-set values "
+                     f"(ODS threshold {summary.get('ods_threshold', float('nan')):.3f})")
+    for note in notes:
+        Console().print(f"[dim]{note}[/dim]")
