@@ -165,10 +165,11 @@ def to_float(samples: np.ndarray) -> tuple[np.ndarray, str]:
         samples = samples[:, :, None]
     if samples.dtype == np.bool_:
         return samples.astype(np.float32), "uint8"
-    if samples.dtype == np.uint8:
-        return samples.astype(np.float32) / np.float32(255.0), "uint8"
-    if samples.dtype == np.uint16:
-        return samples.astype(np.float32) / np.float32(65535.0), "uint16"
+    if samples.dtype in (np.uint8, np.uint16):  # divide in place: one float copy, not two
+        dtype = str(samples.dtype)
+        img = samples.astype(np.float32)
+        img /= np.float32(_MAXVAL[dtype])
+        return img, dtype
     if samples.dtype in (np.int32, np.uint32) and samples.size and samples.max() <= 65535 \
             and samples.min() >= 0:  # Pillow's 'I' mode for 16-bit gray
         return samples.astype(np.float32) / np.float32(65535.0), "uint16"

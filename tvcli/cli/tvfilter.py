@@ -79,6 +79,19 @@ def _prox(x, settings: FilterSettings):
     return y, _summarize_info(info)
 
 
+def _merge_facts(per_channel: list[dict]) -> dict:
+    """One summary for the image: most iterations, worst bound, worst stop reason."""
+    merged: dict = {}
+    for facts in per_channel:
+        if "iterations" in facts:
+            merged["iterations"] = max(merged.get("iterations", 0), facts["iterations"])
+        if "error_bound" in facts:
+            merged["error_bound"] = max(merged.get("error_bound", 0.0), facts["error_bound"])
+        if "stop" in facts and merged.get("stop") != "max_iter":
+            merged["stop"] = facts["stop"]
+    return merged
+
+
 def filter_image(img: np.ndarray, settings: FilterSettings) -> tuple[np.ndarray, dict]:
     """Smooths or sharpens the colour channels of a float32 (H, W, C) image.
 
@@ -96,18 +109,23 @@ def filter_image(img: np.ndarray, settings: FilterSettings) -> tuple[np.ndarray,
 
     channels = img.shape[2]
     color = channels - 1 if channels in (2, 4) else channels
+    out = np.empty_like(img)
+    per_channel: list[dict] = []
     with torch.inference_mode():
-        # (C, H, W) contiguous: each channel is one 2-D problem; rows are dim -1.
-        x = torch.from_numpy(np.ascontiguousarray(img[:, :, :color].transpose(2, 0, 1)))
-        x = x.to(settings.device)
-        y, facts = _prox(x, settings)
-        if settings.operation == "sharpen":
-            y = y.mul_(-1).add_(x, alpha=2)  # 2x - prox(x) in place (rounds as 2*x - y)
-        elif settings.operation != "smooth":
-            raise ValueError(f"unknown operation {settings.operation!r}")
-        del x
-        out = np.empty_like(img)
-        out[:, :, :color] = y.permute(1, 2, 0).cpu().numpy()
+        # One channel at a time: channels are independent problems (scalar lam), and
+        # the solver's temporaries then scale with one channel, not all three
+        # (a 24-megapixel RGB photo: ~1 GB less peak memory in 2-D mode).
+        for c in range(color):
+            x = torch.from_numpy(np.ascontiguousarray(img[:, :, c]))[None].to(settings.device)
+            y, facts = _prox(x, settings)
+            if settings.operation == "sharpen":
+                y = y.mul_(-1).add_(x, alpha=2)  # 2x - prox(x) in place (rounds as 2*x - y)
+            elif settings.operation != "smooth":
+                raise ValueError(f"unknown operation {settings.operation!r}")
+            out[:, :, c] = y[0].cpu().numpy()
+            per_channel.append(facts)
+            del x, y
     if color < channels:
         out[:, :, color:] = img[:, :, color:]
+    facts = _merge_facts(per_channel)
     return out, facts
