@@ -361,3 +361,42 @@ def test_iteration_options_are_refused_for_exact_1d_modes(photos, tmp_path):
     res = invoke("smooth", photos / "gray8.png", "-o", tmp_path / "a.png", "--mode", "rows",
                  "--iters", "3")
     assert res.exit_code != 0 and "apply to --mode 2d only" in str(res.exception)
+
+
+def test_progress_bar_on_a_terminal_results_on_stdout(photos, tmp_path):
+    pty = pytest.importorskip("pty")
+    master, slave = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100", "TERM": "xterm"}
+    proc = subprocess.Popen([sys.executable, "-m", "tvcli", "smooth", str(photos), "-o",
+                             str(tmp_path / "o"), "--mode", "rows"], env=env,
+                            stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    out, _ = proc.communicate(timeout=60)
+    os.close(master)
+    err = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0
+    assert "6/6" in err and "smooth" in err  # rich bar: files done / total
+    assert len(out.decode().splitlines()) == 6 and "6/6" not in out.decode()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses Linux paths")
+def test_unwritable_output_folder(photos, tmp_path):
+    if os.geteuid() == 0:  # root ignores permission bits; sysfs refuses new files even to root
+        locked = Path("/sys")
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+    res = tvcli_proc("smooth", photos / "rgb8.png", "-o", locked / "x.png", "--mode", "rows")
+    err = res.stderr.decode()
+    assert res.returncode == 1 and "cannot write in folder" in err, err
+    assert len(err.splitlines()) == 1 and not (locked / "x.png").exists()

@@ -368,6 +368,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".part")
     except FileNotFoundError:
+        if folder.is_dir():  # e.g. /proc: the folder is there but files cannot be made
+            raise ImageWriteError(f"{path}: cannot write in folder {str(folder)!r}") from None
         raise ImageWriteError(f"{path}: folder {str(folder)!r} does not exist") from None
     except NotADirectoryError:
         raise ImageWriteError(f"{path}: {str(folder)!r} is not a folder") from None
