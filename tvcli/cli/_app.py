@@ -16,6 +16,11 @@ app = typer.Typer(
 )
 
 
+#: Set by :func:`main` for ``--debug``: batch commands then print the traceback of
+#: each failed file as well as its one-line error.
+DEBUG = False
+
+
 class CLIError(Exception):
     """An expected failure: printed as one line, exit status ``code``."""
 
@@ -44,6 +49,8 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     if debug:
         args.remove("--debug")
+    global DEBUG
+    DEBUG = debug
     try:
         # standalone_mode=False: usage errors come back to us as exceptions, so
         # they can be printed as one line instead of Typer's multi-line panel.

@@ -13,10 +13,12 @@ import json
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tvcli.cli import _app
 from tvcli.io import EXTENSIONS
 
 STDIO = "-"
@@ -246,6 +248,8 @@ def run_jobs(
                 try:
                     rec = process(job)
                 except (ImageError, OSError, ValueError, RuntimeError) as exc:
+                    if _app.DEBUG:
+                        traceback.print_exc()
                     msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                     if job.source not in msg and job.target not in msg:
                         msg = f"{job.source}: {msg}"
