@@ -400,3 +400,20 @@ def test_unwritable_output_folder(photos, tmp_path):
     err = res.stderr.decode()
     assert res.returncode == 1 and "cannot write in folder" in err, err
     assert len(err.splitlines()) == 1 and not (locked / "x.png").exists()
+
+
+def test_two_inputs_with_one_output_name_and_existing_comparison(photos, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(photos / "rgb8.png", other / "rgb8.png")
+    out = tmp_path / "out"
+    res = invoke("smooth", photos / "rgb8.png", other / "rgb8.png", "-o", out, "--mode", "rows",
+                 "--json")
+    status = [json.loads(line) for line in res.stdout.splitlines()]
+    assert res.exit_code == 1 and [r["status"] for r in status] == ["ok", "error"]
+    assert "also the output of" in status[1]["error"]
+    (tmp_path / "o.compare.png").write_bytes(b"keep")
+    res = invoke("smooth", photos / "rgb8.png", "-o", tmp_path / "o.png", "--mode", "rows",
+                 "--compare")
+    assert res.exit_code == 1 and (tmp_path / "o.compare.png").read_bytes() == b"keep"
+    assert not (tmp_path / "o.png").exists()

@@ -148,7 +148,9 @@ def process_job(job, settings, dtype: str | None):
         img, meta = io.decode_image(sys.stdin.buffer.read(), "<stdin>")
     else:
         img, meta = io.read_image(job.source)
+    t_read = time.perf_counter()
     out, facts = filter_image(img, settings)
+    t_solve = time.perf_counter()
     if job.target == STDIO:
         stored = io.choose_dtype("png", dtype or meta.dtype, strict=dtype is not None)
         sys.stdout.buffer.write(io.encode_image(out, "png", stored))
@@ -161,13 +163,16 @@ def process_job(job, settings, dtype: str | None):
         gap = np.ones((img.shape[0], max(4, img.shape[1] // 100), img.shape[2]), np.float32)
         side = np.concatenate([img, gap, out], axis=1)
         io.write_image(job.compare, side, meta, dtype=written.dtype)
+    t_write = time.perf_counter()
     return Record(
         input=job.source, output=job.target, status="ok", size=[meta.width, meta.height],
         channels=meta.channels, bit_depth=written.bit_depth, lam=settings.lam,
         iterations=facts.pop("iterations", None),
         seconds=round(time.perf_counter() - start, 4), compare=job.compare,
         extra={"operation": settings.operation, "mode": settings.mode,
-               "input_bit_depth": meta.bit_depth, **facts},
+               "input_bit_depth": meta.bit_depth, **facts,
+               "timings": {"read": round(t_read - start, 4), "solve": round(t_solve - t_read, 4),
+                           "write": round(t_write - t_solve, 4)}},
     )
 
 
