@@ -64,6 +64,9 @@ TV_HOST_DEVICE inline A tv1d_backward_from_signs(const int8_t* sgn, int64_t ss, 
   return glam;
 }
 
+// Stored in the first sign of an image whose input held NaN/Inf (signs are -1..1).
+constexpr int8_t kBadImage = 2;
+
 template <typename A>
 TV_HOST_DEVICE TV_INLINE int8_t jump_sign(A a, A b) {
   return int8_t((b > a) - (b < a));
@@ -71,7 +74,7 @@ TV_HOST_DEVICE TV_INLINE int8_t jump_sign(A a, A b) {
 
 // Forward. x, y: h*w contiguous (T); sgn: 2*K planes of h*w (plane 2k: row pass k,
 // element (i, j) = sign(Z[i][j+1] - Z[i][j]); plane 2k+1: column pass k, element
-// (i, j) = sign(Y[i+1][j] - Y[i][j])). lam finite >= 0, x finite.
+// (i, j) = sign(Y[i+1][j] - Y[i][j])). lam finite >= 0; x may hold NaN/Inf.
 template <typename T, typename A>
 TV_HOST_DEVICE inline void tv2d_dykstra_forward(const T* x, T* y, int8_t* sgn, int64_t h,
                                                 int64_t w, int64_t iters, A lam, A* ws,
@@ -84,10 +87,21 @@ TV_HOST_DEVICE inline void tv2d_dykstra_forward(const T* x, T* y, int8_t* sgn, i
   A* in = Z + hw;
   A* out = in + n;
   A* dp = out + n;
+  bool finite = true;
   for (int64_t k = 0; k < hw; ++k) {
     Y[k] = A(x[k]);
+    finite = finite && is_finite(Y[k]);
     P[k] = A(0);
     Q[k] = A(0);
+  }
+  if (!finite) {
+    // As prox_tv1d: lam == 0 keeps the image (identity), otherwise all NaN; the
+    // marker kBadImage in the first sign tells the backward to return NaN.
+    const T nan = T(quiet_nan<A>());
+    for (int64_t k = 0; k < hw; ++k) y[k] = lam == A(0) ? x[k] : nan;
+    for (int64_t k = 0; k < 2 * iters * hw; ++k) sgn[k] = 0;
+    sgn[0] = kBadImage;
+    return;
   }
   for (int64_t it = 0; it < iters; ++it) {
     int8_t* sr = sgn + (2 * it) * hw;
@@ -129,6 +143,10 @@ TV_HOST_DEVICE inline A tv2d_dykstra_backward(const int8_t* sgn, const T* g, T* 
   A* gQ = gP + hw;
   A* in = ws + 4 * hw;
   A* out = in + n;
+  if (hw > 0 && sgn[0] == kBadImage) {
+    for (int64_t k = 0; k < hw; ++k) gx[k] = T(quiet_nan<A>());
+    return quiet_nan<A>();
+  }
   A glam = A(0);
   for (int64_t k = 0; k < hw; ++k) {
     gY[k] = A(g[k]);

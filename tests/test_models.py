@@ -1,0 +1,121 @@
+"""Denoiser models, tiled inference, weights registry and training smoke tests."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tvcli.models import DnCNN, WeightsError, build_model, list_weights, load_pretrained
+from tvcli.models.inference import denoise, tile_starts
+
+
+def _random_dncnn(width=8) -> DnCNN:
+    m = DnCNN(depth=17, width=width).eval()
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
+    return m
+
+
+def test_dncnn_starts_as_identity_and_keeps_shape():
+    m = DnCNN(depth=5, width=8)
+    x = torch.rand(2, 3, 17, 23)
+    assert torch.equal(m(x), x)
+
+
+@pytest.mark.parametrize("size,tile,overlap", [(300, 64, 36), (277, 100, 40), (64, 64, 10)])
+def test_tile_starts_cover(size, tile, overlap):
+    starts = tile_starts(size, tile, overlap)
+    assert starts[0] == 0 and starts[-1] + min(tile, size) == size
+    for a, b in itertools.pairwise(starts):
+        assert b - a <= tile - overlap
+
+
+def test_tiled_equals_untiled_for_a_local_network():
+    m = _random_dncnn()
+    img = torch.rand(3, 150, 131)
+    full = denoise(m, img, tile=None)
+    tiled = denoise(m, img, tile=64, overlap=36)  # >= 2 x receptive radius 17
+    assert float((tiled - full).abs().max()) < 1e-5
+    narrow = denoise(m, img, tile=64, overlap=4)  # too little overlap: seams differ
+    assert float((narrow - full).abs().max()) > 1e-4
+
+
+def test_registry_rejects_unknown_and_corrupt(tmp_path):
+    with pytest.raises(WeightsError, match="unknown model"):
+        build_model("nope")
+    with pytest.raises(WeightsError, match="no shipped weights"):
+        load_pretrained("dncnn", 25, weights_dir=tmp_path)
+    from safetensors.torch import save_file
+
+    m = DnCNN(depth=3, width=4)
+    save_file(dict(m.state_dict()), str(tmp_path / "w.safetensors"))
+    entry = {"model": "dncnn", "file": "w.safetensors", "sigma": 25, "sha256": "0" * 64,
+             "config": {"depth": 3, "width": 4}}
+    (tmp_path / "manifest.json").write_text(json.dumps({"weights": [entry]}))
+    with pytest.raises(WeightsError, match="corrupt"):
+        load_pretrained("dncnn", 25, weights_dir=tmp_path)
+    import hashlib
+
+    entry["sha256"] = hashlib.sha256((tmp_path / "w.safetensors").read_bytes()).hexdigest()
+    (tmp_path / "manifest.json").write_text(json.dumps({"weights": [entry]}))
+    loaded, e = load_pretrained("dncnn", 30, weights_dir=tmp_path)
+    assert e["sigma"] == 25 and not loaded.training
+
+
+def test_shipped_weights_load_and_denoise():
+    weights = list_weights()
+    if not weights:
+        pytest.skip("no weights shipped yet")
+    gen = torch.Generator().manual_seed(0)
+    clean = torch.rand(3, 48, 48, generator=gen).cumsum(1) / 48  # smooth ramps
+    for w in weights:
+        model, entry = load_pretrained(w["model"], w["sigma"])
+        noisy = clean + w["sigma"] / 255 * torch.randn(clean.shape, generator=gen)
+        out = denoise(model, noisy, tile=None).clamp(0, 1)
+        err_in = float((noisy - clean).pow(2).mean())
+        err_out = float((out - clean).pow(2).mean())
+        assert err_out < err_in, f"{w['file']} does not denoise"
+
+
+def _tiny_dataset(root: Path) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 3), ("val", 2)):
+        (root / split).mkdir(parents=True)
+        for i in range(n):
+            arr = (rng.random((40, 48, 3)) * 255).astype(np.uint8)
+            Image.fromarray(arr).save(root / split / f"img{i}.png")
+    files = sorted(p for p in root.rglob("*.png"))
+    from tvcli.data.recipe import manifest_digest
+
+    man = {"images": [{"file": str(p.relative_to(root)), "sha256": "x"} for p in files]}
+    man["digest"] = manifest_digest(man)
+    (root / "manifest.json").write_text(json.dumps(man))
+    return root
+
+
+def test_training_smoke_resume_and_export(tmp_path):
+    from tvcli.train import TrainConfig, export_weights, train
+
+    data = _tiny_dataset(tmp_path / "data")
+    cfg = TrainConfig(model="dncnn", data=str(data), out=str(tmp_path / "run"), steps=4,
+                      batch=2, patch=16, val_every=2, ckpt_every=2, val_crop=32,
+                      model_config={"depth": 3, "width": 4})
+    meta = train(cfg, progress=False, log=lambda m: None)
+    assert meta["step"] == 4 and len(meta["history"]) == 2
+    # an interrupted run resumes where it stopped and ends where a straight run ends
+    cfg2 = TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "run2")})
+    assert train(cfg2, progress=False, log=lambda m: None, stop_at=3)["step"] == 3
+    meta2 = train(cfg2, progress=False, log=lambda m: None)
+    assert meta2["step"] == 4
+    assert meta2["history"][-1]["loss"] == meta["history"][-1]["loss"]
+    entry = export_weights(tmp_path / "run", tmp_path / "weights")
+    model, e = load_pretrained("dncnn", 25, weights_dir=tmp_path / "weights")
+    assert e["steps"] == 4 and e["sha256"] == entry["sha256"]

@@ -1,0 +1,90 @@
+"""``tvcli train`` and ``tvcli models``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from tvcli.cli._app import CLIError, app
+
+
+@app.command("train")
+def train_cmd(
+    model: str = typer.Argument(..., help="Architecture: dncnn or dncnn-tv."),
+    data: Path = typer.Option(..., "--data", help="Folder made by `tvcli data fetch`."),
+    out: Path = typer.Option(None, "--out", "-o", help="Run folder (checkpoints; resumes "
+                             "if it holds one). Default: runs/MODEL-sSIGMA."),
+    sigma: float = typer.Option(25.0, "--sigma", min=0, max=255,
+                                help="Noise std in 0-255 units."),
+    steps: int = typer.Option(3000, "--steps", min=1, help="Optimizer steps in total."),
+    batch: int = typer.Option(16, "--batch", min=1),
+    patch: int = typer.Option(40, "--patch", min=8, help="Patch side, pixels."),
+    lr: float = typer.Option(1e-3, "--lr", help="Initial learning rate (cosine to 1e-5)."),
+    seed: int = typer.Option(0, "--seed"),
+    val_every: int = typer.Option(250, "--val-every", min=1),
+    ckpt_every: int = typer.Option(100, "--ckpt-every", min=1),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    depth: int = typer.Option(17, "--depth", min=3, help="Conv layers."),
+    width: int = typer.Option(64, "--width", min=4, help="Feature channels."),
+    export: Path = typer.Option(None, "--export", help="When done, write the weights and "
+                                "their manifest entry into this folder (e.g. weights/)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Train a denoiser on random noisy patches; checkpoints let it resume."""
+    import torch
+
+    from tvcli.models import MODELS
+    from tvcli.train import TrainConfig, export_weights, train
+
+    if model not in MODELS:
+        raise CLIError(f"unknown model {model!r}; known: {', '.join(sorted(MODELS))}")
+    if not (data / "manifest.json").exists():
+        raise CLIError(f"{data} has no manifest.json: run `tvcli data fetch {data}` first")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CLIError("--device cuda asked for, but no CUDA device is available")
+    out = out or Path("runs") / f"{model}-s{int(sigma)}"
+    cfg = TrainConfig(model=model, data=str(data), out=str(out), sigma=sigma, steps=steps,
+                      batch=batch, patch=patch, lr=lr, seed=seed, val_every=val_every,
+                      ckpt_every=ckpt_every, device=device,
+                      model_config={"depth": depth, "width": width})
+    meta = train(cfg, progress=not quiet)
+    last = meta["history"][-1] if meta["history"] else {}
+    print(json.dumps({"model": model, "run": str(out), "step": meta["step"],
+                      "wall_s": round(meta["wall_s"], 1), "val_psnr": last.get("val_psnr")}))
+    if export is not None:
+        entry = export_weights(out, export)
+        print(f"wrote {export / entry['file']} (sha256 {entry['sha256'][:12]}...)")
+
+
+@app.command("models")
+def models_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List the learned models, their shipped weights and provenance."""
+    from tvcli.models import MODELS, list_weights
+
+    weights = list_weights()
+    if as_json:
+        print(json.dumps({"models": {k: v.description for k, v in MODELS.items()},
+                          "weights": weights}, indent=1))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="tvcli models")
+    for col in ("model", "sigma", "file", "steps", "train time", "val PSNR*", "description"):
+        table.add_column(col)
+    for name, spec in MODELS.items():
+        mine = [w for w in weights if w["model"] == name] or [None]
+        for w in mine:
+            if w is None:
+                table.add_row(name, "-", "no weights shipped", "-", "-", "-", spec.description)
+            else:
+                table.add_row(name, f"{w['sigma']:g}", w["file"], str(w["steps"]),
+                              f"{w['wall_s'] / 60:.0f} min", f"{w['val_psnr_crop']:.2f}",
+                              spec.description)
+    Console().print(table)
+    print("* validation PSNR on center crops during training; full results in "
+          "docs/denoising.md")

@@ -1,0 +1,111 @@
+"""Registry of the learned denoisers and of the weights shipped in ``weights/``.
+
+Weights are safetensors files (never pickles) described in
+``weights/manifest.json``: architecture and config, noise level, the digest of
+the data manifest they were trained on, steps, wall time, validation PSNR and
+the file's sha256, which is checked before every load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tvcli.models.dncnn import DnCNN, DnCNNTV
+
+__all__ = ["ModelSpec", "MODELS", "WEIGHTS_DIR", "WeightsError", "build_model",
+           "list_weights", "load_pretrained", "weights_manifest"]
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
+
+
+class WeightsError(RuntimeError):
+    """Missing, unknown or corrupt weights."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A network architecture known to tvcli."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    description: str
+
+
+MODELS: dict[str, ModelSpec] = {
+    "dncnn": ModelSpec("dncnn", DnCNN, "DnCNN, 17 conv layers x 64 channels, residual "
+                       "(Zhang et al. 2017; the paper's baseline)"),
+    "dncnn-tv": ModelSpec("dncnn-tv", DnCNNTV, "DnCNN with TV2D-smooth layers at input and "
+                          "output, learned per-channel lam (Yeh et al. 2022, eq. 14)"),
+}
+
+
+def build_model(name: str, **config) -> nn.Module:
+    """A freshly initialised model of the registered architecture ``name``."""
+    if name not in MODELS:
+        raise WeightsError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
+    return MODELS[name].builder(**config)
+
+
+def weights_manifest(weights_dir: Path = WEIGHTS_DIR) -> dict:
+    """The parsed ``manifest.json`` of a weights folder ({} when there is none)."""
+    path = weights_dir / "manifest.json"
+    if not path.exists():
+        return {"weights": []}
+    return json.loads(path.read_text())
+
+
+def list_weights(weights_dir: Path = WEIGHTS_DIR) -> list[dict]:
+    """Manifest entries of the shipped weights."""
+    return list(weights_manifest(weights_dir).get("weights", []))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def find_weights(name: str, sigma: float | None = None,
+                 weights_dir: Path = WEIGHTS_DIR) -> dict:
+    """The manifest entry of model ``name`` nearest to noise level ``sigma`` (0-255)."""
+    entries = [e for e in list_weights(weights_dir) if e["model"] == name]
+    if not entries:
+        raise WeightsError(f"no shipped weights for model {name!r} in {weights_dir}")
+    if sigma is None:
+        return sorted(entries, key=lambda e: e["sigma"])[0]
+    return min(entries, key=lambda e: abs(e["sigma"] - sigma))
+
+
+def load_pretrained(name: str, sigma: float | None = None,
+                    weights_dir: Path = WEIGHTS_DIR, device: str | torch.device = "cpu"
+                    ) -> tuple[nn.Module, dict]:
+    """Builds model ``name`` and loads its shipped weights after checking sha256.
+
+    Returns (model in eval mode on ``device``, manifest entry).
+    """
+    from safetensors.torch import load_file
+
+    entry = find_weights(name, sigma, weights_dir)
+    path = weights_dir / entry["file"]
+    if not path.exists():
+        raise WeightsError(f"weights file {path} is missing")
+    digest = _sha256(path)
+    if digest != entry["sha256"]:
+        raise WeightsError(f"weights file {path} is corrupt: sha256 {digest[:12]}... does not "
+                           f"match the manifest's {entry['sha256'][:12]}...")
+    model = build_model(name, **entry["config"])
+    state = load_file(str(path), device=str(device))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise WeightsError(f"weights {path.name} do not fit model {name!r}: missing "
+                           f"{missing[:3]}, unexpected {unexpected[:3]}")
+    return model.to(device).eval(), entry
