@@ -126,6 +126,9 @@ def plan_jobs(
         raise ValueError("-o - (stdout) needs exactly one input file")
     if compare_out is not None and not single_file:
         raise ValueError("--compare-out FILE needs exactly one input file; use --compare")
+    if (compare or compare_out is not None) and single_file and (
+            output == STDIO or (output is None and inputs[0] == STDIO)):
+        raise ValueError("--compare needs an output file, not stdout")
     out_root = Path(output) if into_folder else None
 
     jobs: list[Job] = []
