@@ -417,3 +417,19 @@ def test_two_inputs_with_one_output_name_and_existing_comparison(photos, tmp_pat
                  "--compare")
     assert res.exit_code == 1 and (tmp_path / "o.compare.png").read_bytes() == b"keep"
     assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize(("mode", "iters"), [("rows", None), ("2d", 3), ("2d", None)])
+def test_channel_at_a_time_path_gives_the_same_result(monkeypatch, mode, iters):
+    if mode == "2d" and not HAS_2D:
+        pytest.skip("needs tvcli.prox_tv2d")
+    from tvcli.cli import tvfilter
+
+    img, _ = io.read_image(EXAMPLES / "coffee.png")
+    img = img[:64, :80]
+    settings = tvfilter.FilterSettings("sharpen", 0.1, mode, iters)
+    batched, facts_b = tvfilter.filter_image(img, settings)
+    monkeypatch.setattr(tvfilter, "_BATCH_SAMPLES", 0)  # what a 24-MP photo takes
+    single, facts_s = tvfilter.filter_image(img, settings)
+    np.testing.assert_array_equal(single, batched)
+    assert facts_s == facts_b
