@@ -433,3 +433,16 @@ def test_channel_at_a_time_path_gives_the_same_result(monkeypatch, mode, iters):
     single, facts_s = tvfilter.filter_image(img, settings)
     np.testing.assert_array_equal(single, batched)
     assert facts_s == facts_b
+
+
+def test_inplace_filtering_matches(photos):
+    from tvcli.cli import tvfilter
+
+    img, _ = io.read_image(photos / "rgba8.png")
+    settings = tvfilter.FilterSettings("smooth", 0.1, "cols")
+    expected, _ = tvfilter.filter_image(img, settings)
+    work = img.copy()
+    got, _ = tvfilter.filter_image(work, settings, inplace=True)
+    assert got is work
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got[..., 3], img[..., 3])

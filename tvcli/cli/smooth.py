@@ -149,7 +149,8 @@ def process_job(job, settings, dtype: str | None):
     else:
         img, meta = io.read_image(job.source)
     t_read = time.perf_counter()
-    out, facts = filter_image(img, settings)
+    # Without a comparison picture the input array is not needed afterwards.
+    out, facts = filter_image(img, settings, inplace=job.compare is None)
     t_solve = time.perf_counter()
     if job.target == STDIO:
         stored = io.choose_dtype("png", dtype or meta.dtype, strict=dtype is not None)
@@ -159,7 +160,7 @@ def process_job(job, settings, dtype: str | None):
     else:
         io.ensure_folder(Path(job.target).parent)
         written = io.write_image(job.target, out, meta, dtype=dtype)
-    if job.compare is not None:
+    if job.compare is not None:  # (img is intact: filter_image ran out of place)
         gap = np.ones((img.shape[0], max(4, img.shape[1] // 100), img.shape[2]), np.float32)
         side = np.concatenate([img, gap, out], axis=1)
         io.write_image(job.compare, side, meta, dtype=written.dtype)
