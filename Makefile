@@ -33,7 +33,7 @@ tvcli/.built: $(CSRC) $(VENV)/.installed
 	touch $@
 
 lint: setup
-	$(VENV)/bin/ruff check tvcli tests benchmarks examples
+	$(VENV)/bin/ruff check tvcli tests $(wildcard benchmarks examples)
 
 test: tvcli/.built lint
 	$(VENV)/bin/pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc

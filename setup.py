@@ -5,7 +5,7 @@ Build against the installed torch, without build isolation:
     pip install --no-build-isolation -e .
 
 CPU-only by default. The CUDA engine is built when FORCE_CUDA=1, or when the
-installed torch has CUDA and nvcc is found (see README, "Building").
+installed torch has CUDA and nvcc is found (docs/building.md).
 Set TVCLI_NO_EXT=1 to skip the compiled engine entirely (pure-PyTorch fallback).
 """
 
@@ -20,22 +20,45 @@ from setuptools import setup
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
+def _want_cuda() -> bool:
+    """FORCE_CUDA=1, or a CUDA build of torch and an nvcc under CUDA_HOME."""
+    if os.environ.get("FORCE_CUDA", "0") == "1":
+        return True
+    import torch
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    if torch.version.cuda is None or CUDA_HOME is None:
+        return False
+    return os.path.exists(os.path.join(CUDA_HOME, "bin", "nvcc"))
+
+
 def _extensions():
     if os.environ.get("TVCLI_NO_EXT", "0") == "1":
         return [], {}
-    from torch.utils.cpp_extension import BuildExtension, CppExtension
+    from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
     openmp = ["-fopenmp"] if sys.platform.startswith("linux") else []
     cxx_flags = ["-O3", "-g0", "-std=c++20", "-fvisibility=hidden", *openmp]
-    ext = CppExtension(
+    common = dict(
         name="tvcli._C",
-        sources=sources,
         include_dirs=[os.path.join(ROOT, "csrc")],
-        extra_compile_args={"cxx": cxx_flags},
         extra_link_args=[*openmp, "-s"],
         py_limited_api=False,
     )
+    if _want_cuda():
+        # Kernels: csrc/cuda/*.cu (torch-free); torch glue: csrc/cuda/*.cpp.
+        # --fmad=false keeps GPU results equal to the CPU's (no fused multiply-add).
+        # Architectures come from TORCH_CUDA_ARCH_LIST (see docs/building.md).
+        sources += sorted(glob.glob("csrc/cuda/*.cpp") + glob.glob("csrc/cuda/*.cu"))
+        nvcc_flags = ["-O3", "-std=c++20", "--fmad=false", "-Xcompiler", "-fvisibility=hidden"]
+        ext = CUDAExtension(
+            sources=sources,
+            extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},
+            **common,
+        )
+    else:
+        ext = CppExtension(sources=sources, extra_compile_args={"cxx": cxx_flags}, **common)
     return [ext], {"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)}
 
 

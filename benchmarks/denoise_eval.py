@@ -27,13 +27,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tvcli.metrics import psnr, ssim
 
 import tvcli
-from tvcli.metrics import psnr, ssim
 
 ROOT = Path(__file__).resolve().parents[1]
 
-PAPER_TABLE6 = """| Method (paper, Table 6) | CBSD68 σ=25 | CBSD68 σ=50 | Kodak24 σ=25 | Kodak24 σ=50 | McMaster σ=25 | McMaster σ=50 |
+PAPER_TABLE6 = """| Method (paper, Table 6) | CBSD68 σ=25 | CBSD68 σ=50 | Kodak24 σ=25 \
+| Kodak24 σ=50 | McMaster σ=25 | McMaster σ=50 |
 | --- | --- | --- | --- | --- | --- | --- |
 | DnCNN | 31.24 | 27.95 | 32.14 | 28.95 | 31.52 | 28.62 |
 | DnCNN-TV | 31.26 | 28.07 | 32.15 | 29.09 | 32.32 | 29.35 |"""

@@ -56,6 +56,9 @@ TORCH_LIBRARY(tvcli, m) {
   m.def("prox_tv2d_dykstra(Tensor x, Tensor lam, int iters) -> (Tensor, Tensor)");
   m.def("prox_tv2d_dykstra_backward(Tensor grad_y, Tensor signs, Tensor lam) "
         "-> (Tensor, Tensor)");
+  // Benchmark/diagnostic: solver="pn" plus per-signal iterations and status.
+  m.def("prox_tv1d_pn_stats(Tensor x, Tensor lam, int dim, int max_iter=100) -> "
+        "(Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(tvcli, CPU, m) {
@@ -65,6 +68,7 @@ TORCH_LIBRARY_IMPL(tvcli, CPU, m) {
   m.impl("prox_tv2d_region_backward", &prox_tv2d_region_backward_cpu);
   m.impl("prox_tv2d_dykstra", &prox_tv2d_dykstra_cpu);
   m.impl("prox_tv2d_dykstra_backward", &prox_tv2d_dykstra_backward_cpu);
+  m.impl("prox_tv1d_pn_stats", &prox_tv1d_pn_stats_cpu);
 }
 
 }  // namespace tvcli

@@ -17,6 +17,13 @@ int64_t check_prox_args(const at::Tensor& x, const at::Tensor& lam, int64_t dim)
 
 at::Tensor prox_tv1d_cpu(const at::Tensor& x, const at::Tensor& lam, int64_t dim,
                          c10::string_view solver);
+// solver="pn" on every signal with an iteration cap, also returning per-signal
+// Newton iterations (int32) and how each signal finished (int8, core::PNStatus),
+// both in lam's shape.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> prox_tv1d_pn_stats_cpu(const at::Tensor& x,
+                                                                      const at::Tensor& lam,
+                                                                      int64_t dim,
+                                                                      int64_t max_iter);
 std::tuple<at::Tensor, at::Tensor> prox_tv1d_backward_cpu(const at::Tensor& grad_y,
                                                           const at::Tensor& y,
                                                           const at::Tensor& lam,

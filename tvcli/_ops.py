@@ -24,6 +24,16 @@ if HAS_EXT:
     ):
         return y.new_empty(y.shape), lam.new_empty(lam.shape)
 
+    @torch.library.register_fake("tvcli::prox_tv1d_pn_stats")
+    def _prox_tv1d_pn_stats_fake(
+        x: torch.Tensor, lam: torch.Tensor, dim: int, max_iter: int = 100
+    ):
+        return (
+            x.new_empty(x.shape),
+            lam.new_empty(lam.shape, dtype=torch.int32),
+            lam.new_empty(lam.shape, dtype=torch.int8),
+        )
+
     def _prox_tv1d_setup_context(ctx, inputs, output) -> None:
         _x, lam, dim, _solver = inputs
         ctx.save_for_backward(output, lam)

@@ -33,6 +33,26 @@ struct SignalBatch {
       for (int t = 0; t < noperands; ++t) out[t] += i * strides[t][d];
     }
   }
+
+  // The same for the first N operands, N known at compile time: the unrolled
+  // loop keeps out[] in registers on the GPU (a runtime-bounded loop over a
+  // local array would put it in local memory).
+  template <int N>
+  TV_HOST_DEVICE TV_INLINE void offsets_fixed(int64_t s, int64_t (&out)[N]) const {
+#if defined(__CUDACC__)
+#pragma unroll
+#endif
+    for (int t = 0; t < N; ++t) out[t] = 0;
+    for (int d = ndim - 1; d >= 0; --d) {
+      const int64_t size = sizes[d];
+      const int64_t i = s % size;
+      s /= size;
+#if defined(__CUDACC__)
+#pragma unroll
+#endif
+      for (int t = 0; t < N; ++t) out[t] += i * strides[t][d];
+    }
+  }
 };
 
 }  // namespace core

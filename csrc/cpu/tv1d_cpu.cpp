@@ -8,10 +8,12 @@
 #include <ATen/ops/empty.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "../core/signal_batch.h"
 #include "../core/tv1d_backward.h"
 #include "../core/tv1d_direct.h"
+#include "../core/tv1d_pn.h"
 #include "../signal_batch_torch.h"
 #include "../tv1d_ops.h"
 
@@ -25,29 +27,72 @@ int64_t grain_for(int64_t length) {
 
 }  // namespace
 
-at::Tensor prox_tv1d_cpu(const at::Tensor& x, const at::Tensor& lam, int64_t dim,
-                         c10::string_view solver_name) {
-  dim = check_prox_args(x, lam, dim);
-  const Solver solver = parse_solver(solver_name);
-  TORCH_CHECK(solver == Solver::kDirect, "tvcli: solver 'pn' is not built in this version");
-  at::Tensor y = at::empty(x.sizes(), x.options());
-  if (x.numel() == 0) return y;
-  const core::SignalBatch b = make_signal_batch(x, dim, {x, y, lam});
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "prox_tv1d_cpu", [&] {
-    const scalar_t* xp = x.const_data_ptr<scalar_t>();
-    const scalar_t* lp = lam.const_data_ptr<scalar_t>();
-    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-    const int64_t n = b.length, sx = b.signal_stride[0], sy = b.signal_stride[1];
-    at::parallel_for(0, b.count, grain_for(n), [&](int64_t begin, int64_t end) {
-      int64_t off[core::kMaxOperands];
+namespace {
+
+// Runs the chosen solver over every signal. iters/status (pn only, may be
+// null) are written through operands 3 and 4 of the batch.
+template <typename scalar_t>
+void prox_loop(const core::SignalBatch& b, Solver solver, const scalar_t* xp,
+               scalar_t* yp, const scalar_t* lp, const core::PNOptions& opt,
+               int32_t* iters, int8_t* status) {
+  const int64_t n = b.length, sx = b.signal_stride[0], sy = b.signal_stride[1];
+  at::parallel_for(0, b.count, grain_for(n), [&](int64_t begin, int64_t end) {
+    int64_t off[core::kMaxOperands];
+    if (solver == Solver::kDirect) {
       for (int64_t s = begin; s < end; ++s) {
         b.offsets(s, off);
         core::tv1d_direct<scalar_t, double>(xp + off[0], n, sx, yp + off[1], sy,
                                             double(lp[off[2]]));
       }
-    });
+      return;
+    }
+    // One workspace per task, reused for all its signals (contiguous, stride 1).
+    std::vector<double> ws(static_cast<size_t>(core::tv1d_pn_workspace_size(n)));
+    for (int64_t s = begin; s < end; ++s) {
+      b.offsets(s, off);
+      const core::PNResult r = core::tv1d_pn<scalar_t, double>(
+          xp + off[0], n, sx, yp + off[1], sy, double(lp[off[2]]), ws.data(), 1, opt);
+      if (iters != nullptr) iters[off[3]] = r.iterations;
+      if (status != nullptr) status[off[4]] = static_cast<int8_t>(r.status);
+    }
+  });
+}
+
+}  // namespace
+
+at::Tensor prox_tv1d_cpu(const at::Tensor& x, const at::Tensor& lam, int64_t dim,
+                         c10::string_view solver_name) {
+  dim = check_prox_args(x, lam, dim);
+  const Solver solver = parse_solver(solver_name);
+  at::Tensor y = at::empty(x.sizes(), x.options());
+  if (x.numel() == 0) return y;
+  const core::SignalBatch b = make_signal_batch(x, dim, {x, y, lam});
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "prox_tv1d_cpu", [&] {
+    prox_loop<scalar_t>(b, solver, x.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(),
+                        lam.const_data_ptr<scalar_t>(), core::PNOptions(), nullptr, nullptr);
   });
   return y;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> prox_tv1d_pn_stats_cpu(const at::Tensor& x,
+                                                                      const at::Tensor& lam,
+                                                                      int64_t dim,
+                                                                      int64_t max_iter) {
+  dim = check_prox_args(x, lam, dim);
+  TORCH_CHECK(max_iter >= 0 && max_iter <= (1 << 20), "tvcli: max_iter out of range");
+  core::PNOptions opt;
+  opt.max_iter = static_cast<int>(max_iter);
+  at::Tensor y = at::empty(x.sizes(), x.options());
+  at::Tensor iters = at::empty(lam.sizes(), x.options().dtype(at::kInt));
+  at::Tensor status = at::empty(lam.sizes(), x.options().dtype(at::kChar));
+  if (x.numel() == 0) return {y, iters.zero_(), status.zero_()};
+  const core::SignalBatch b = make_signal_batch(x, dim, {x, y, lam, iters, status});
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "prox_tv1d_pn_stats_cpu", [&] {
+    prox_loop<scalar_t>(b, Solver::kPN, x.const_data_ptr<scalar_t>(),
+                        y.mutable_data_ptr<scalar_t>(), lam.const_data_ptr<scalar_t>(), opt,
+                        iters.mutable_data_ptr<int32_t>(), status.mutable_data_ptr<int8_t>());
+  });
+  return {y, iters, status};
 }
 
 std::tuple<at::Tensor, at::Tensor> prox_tv1d_backward_cpu(const at::Tensor& grad_y,

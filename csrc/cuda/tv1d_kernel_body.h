@@ -1,0 +1,130 @@
+// Per-thread bodies of the CUDA kernels, torch-free and host/device.
+//
+// Each __global__ kernel in tv1d_kernels.cu is one line: it passes its
+// blockIdx.x / blockDim.x / threadIdx.x / gridDim.x to the body below. The CPU
+// build compiles the same bodies (csrc/testing.cpp) and runs them over an
+// emulated grid, so the signal-to-thread mapping, the grid-stride loop, the
+// strides and the workspace layout are tested without a GPU.
+//
+// Mapping: one signal per thread. Thread t = block * block_dim + thread takes
+// signals t, t + T, t + 2T, ... (T = grid_dim * block_dim), so any grid covers
+// any batch. Signal s is unravelled by core::SignalBatch, whose last batch
+// dimension varies fastest: for column signals of a contiguous tensor (dim
+// other than the last) neighbouring threads read neighbouring addresses
+// (coalesced). Row signals (dim = -1) are N elements apart per thread; staging
+// them through shared memory is a possible later optimisation.
+//
+// Arithmetic is in double for both storages, as on the CPU, so that the CUDA
+// results equal the CPU ones (the .cu is compiled with --fmad=false for the
+// same reason). half / bfloat16 never reach here: tvcli.prox_tv1d converts
+// them to float32 in Python.
+#pragma once
+
+#include "../core/signal_batch.h"
+#include "../core/tv1d_backward.h"
+#include "../core/tv1d_direct.h"
+#include "../core/tv1d_pn.h"
+
+namespace tvcli {
+namespace cuda {
+
+// Operand order in `batch`: 0 x, 1 y, 2 lam, and for pn statistics 3 iters,
+// 4 status (both may be null).
+template <typename T>
+struct ProxArgs {
+  core::SignalBatch batch;
+  const T* x;
+  T* y;
+  const T* lam;
+  double* ws;  // pn only: one slot per launched thread, element stride = threads
+  core::PNOptions opt;
+  int32_t* iters;
+  int8_t* status;
+};
+
+// Operand order in `batch`: 0 y, 1 grad_y, 2 grad_x, 3 grad_lam, 4 lam (as
+// prox_tv1d_backward_cpu).
+template <typename T>
+struct BackwardArgs {
+  core::SignalBatch batch;
+  const T* y;
+  const T* g;
+  T* gx;
+  T* glam;
+  const T* lam;
+};
+
+// Index arithmetic shared by every kernel.
+struct ThreadIndex {
+  int64_t first;   // this thread's first signal (its global thread id)
+  int64_t stride;  // signals between its successive signals (threads launched)
+};
+
+TV_HOST_DEVICE TV_INLINE ThreadIndex thread_index(uint32_t block, uint32_t block_dim,
+                                                  uint32_t thread, uint32_t grid_dim) {
+  return {static_cast<int64_t>(block) * block_dim + thread,
+          static_cast<int64_t>(grid_dim) * block_dim};
+}
+
+template <typename T>
+TV_HOST_DEVICE inline void prox_direct_thread(const ProxArgs<T>& a, uint32_t block,
+                                              uint32_t block_dim, uint32_t thread,
+                                              uint32_t grid_dim) {
+  const ThreadIndex ti = thread_index(block, block_dim, thread, grid_dim);
+  const int64_t n = a.batch.length;
+  const int64_t sx = a.batch.signal_stride[0], sy = a.batch.signal_stride[1];
+  for (int64_t s = ti.first; s < a.batch.count; s += ti.stride) {
+    int64_t off[3];
+    a.batch.template offsets_fixed<3>(s, off);
+    core::tv1d_direct<T, double>(a.x + off[0], n, sx, a.y + off[1], sy, double(a.lam[off[2]]));
+  }
+}
+
+// The workspace slot of thread t starts at ws + t and is strided by the number
+// of threads, so that the threads of a warp touch consecutive doubles.
+template <typename T>
+TV_HOST_DEVICE inline void prox_pn_thread(const ProxArgs<T>& a, uint32_t block,
+                                          uint32_t block_dim, uint32_t thread,
+                                          uint32_t grid_dim) {
+  const ThreadIndex ti = thread_index(block, block_dim, thread, grid_dim);
+  const int64_t n = a.batch.length;
+  const int64_t sx = a.batch.signal_stride[0], sy = a.batch.signal_stride[1];
+  for (int64_t s = ti.first; s < a.batch.count; s += ti.stride) {
+    int64_t off[5];
+    a.batch.template offsets_fixed<5>(s, off);
+    const core::PNResult r = core::tv1d_pn<T, double>(a.x + off[0], n, sx, a.y + off[1], sy,
+                                                      double(a.lam[off[2]]), a.ws + ti.first,
+                                                      ti.stride, a.opt);
+    if (a.iters != nullptr) a.iters[off[3]] = r.iterations;
+    if (a.status != nullptr) a.status[off[4]] = static_cast<int8_t>(r.status);
+  }
+}
+
+template <typename T>
+TV_HOST_DEVICE inline void backward_thread(const BackwardArgs<T>& a, uint32_t block,
+                                           uint32_t block_dim, uint32_t thread,
+                                           uint32_t grid_dim) {
+  const ThreadIndex ti = thread_index(block, block_dim, thread, grid_dim);
+  const int64_t n = a.batch.length;
+  const int64_t sy = a.batch.signal_stride[0], sg = a.batch.signal_stride[1];
+  const int64_t sgx = a.batch.signal_stride[2];
+  for (int64_t s = ti.first; s < a.batch.count; s += ti.stride) {
+    int64_t off[5];
+    a.batch.template offsets_fixed<5>(s, off);
+    a.glam[off[3]] = T(core::tv1d_backward<T, double>(a.y + off[0], sy, a.g + off[1], sg,
+                                                      a.gx + off[2], sgx, n,
+                                                      double(a.lam[off[4]])));
+  }
+}
+
+// Threads to launch for a batch: enough for every signal, at most max_threads
+// (the pn workspace holds one slot per thread), rounded up to whole blocks.
+TV_HOST_DEVICE TV_INLINE int64_t launch_blocks(int64_t count, int64_t block_dim,
+                                               int64_t max_threads) {
+  int64_t threads = count < max_threads ? count : max_threads;
+  if (threads < 1) threads = 1;
+  return (threads + block_dim - 1) / block_dim;
+}
+
+}  // namespace cuda
+}  // namespace tvcli

@@ -1,0 +1,108 @@
+// Test-only op: runs the CUDA kernels' per-thread bodies on the CPU over an
+// emulated grid (csrc/cuda/tv1d_kernel_body.h), so that the GPU's signal-to-
+// thread mapping, grid-stride loop, strides and pn workspace layout are
+// exercised by the CPU test suite (tests/test_grid_emulation.py).
+//
+// The bodies are the very functions the __global__ kernels call; here they run
+// thread by thread for block = 0..grid_dim-1, thread = 0..block_dim-1. Outputs
+// start as NaN so that an element no thread wrote is visible, and the pn
+// workspace is surrounded by canaries that must survive.
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/full.h>
+#include <torch/library.h>
+
+#include <limits>
+#include <vector>
+
+#include "cuda/tv1d_kernel_body.h"
+#include "signal_batch_torch.h"
+#include "tv1d_ops.h"
+
+namespace tvcli {
+namespace {
+
+constexpr int64_t kGuard = 64;  // canary doubles on each side of the workspace
+constexpr double kCanary = -12345.678;
+
+template <typename Body>
+void run_grid(int64_t grid_dim, int64_t block_dim, Body body) {
+  for (int64_t b = 0; b < grid_dim; ++b)
+    for (int64_t t = 0; t < block_dim; ++t)
+      body(static_cast<uint32_t>(b), static_cast<uint32_t>(block_dim), static_cast<uint32_t>(t),
+           static_cast<uint32_t>(grid_dim));
+}
+
+// kernel: "direct" or "pn" (a = x, b unused; returns y and, for pn, the
+// iteration counts as a's dtype), or "backward" (a = grad_y, b = y; returns
+// grad_x and grad_lam).
+std::tuple<at::Tensor, at::Tensor> emulate_cuda_grid(c10::string_view kernel,
+                                                     const at::Tensor& a, const at::Tensor& b,
+                                                     const at::Tensor& lam, int64_t dim,
+                                                     int64_t grid_dim, int64_t block_dim) {
+  TORCH_CHECK(a.device().is_cpu(), "tvcli: the grid emulation runs on the CPU");
+  TORCH_CHECK(grid_dim >= 1 && block_dim >= 1 && grid_dim * block_dim <= (int64_t(1) << 22),
+              "tvcli: emulated grid too large");
+  dim = check_prox_args(a, lam, dim);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  at::Tensor out = at::full(a.sizes(), nan, a.options());
+  at::Tensor out_lam = at::full(lam.sizes(), nan, a.options());
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "emulate_cuda_grid", [&] {
+    if (kernel == "backward") {
+      TORCH_CHECK(b.sizes() == a.sizes() && b.scalar_type() == a.scalar_type(),
+                  "tvcli: y must have grad_y's shape and dtype");
+      cuda::BackwardArgs<scalar_t> args{};
+      args.batch = make_signal_batch(b, dim, {b, a, out, out_lam, lam});
+      args.y = b.const_data_ptr<scalar_t>();
+      args.g = a.const_data_ptr<scalar_t>();
+      args.gx = out.mutable_data_ptr<scalar_t>();
+      args.glam = out_lam.mutable_data_ptr<scalar_t>();
+      args.lam = lam.const_data_ptr<scalar_t>();
+      run_grid(grid_dim, block_dim, [&](uint32_t bl, uint32_t bd, uint32_t th, uint32_t gd) {
+        cuda::backward_thread<scalar_t>(args, bl, bd, th, gd);
+      });
+      return;
+    }
+    TORCH_CHECK(kernel == "direct" || kernel == "pn", "tvcli: unknown kernel '",
+                std::string(kernel), "'");
+    at::Tensor iters = at::full(lam.sizes(), -1, a.options().dtype(at::kInt));
+    at::Tensor status = at::full(lam.sizes(), -1, a.options().dtype(at::kChar));
+    cuda::ProxArgs<scalar_t> args{};
+    args.batch = make_signal_batch(a, dim, {a, out, lam, iters, status});
+    args.x = a.const_data_ptr<scalar_t>();
+    args.y = out.mutable_data_ptr<scalar_t>();
+    args.lam = lam.const_data_ptr<scalar_t>();
+    if (kernel == "direct") {
+      run_grid(grid_dim, block_dim, [&](uint32_t bl, uint32_t bd, uint32_t th, uint32_t gd) {
+        cuda::prox_direct_thread<scalar_t>(args, bl, bd, th, gd);
+      });
+      return;
+    }
+    // The CUDA glue's layout: one slot per launched thread, interleaved.
+    const int64_t per_thread = std::max<int64_t>(core::tv1d_pn_workspace_size(a.size(dim)), 1);
+    const int64_t threads = grid_dim * block_dim;
+    std::vector<double> ws(static_cast<size_t>(threads * per_thread + 2 * kGuard), kCanary);
+    args.ws = ws.data() + kGuard;
+    args.iters = iters.mutable_data_ptr<int32_t>();
+    args.status = status.mutable_data_ptr<int8_t>();
+    run_grid(grid_dim, block_dim, [&](uint32_t bl, uint32_t bd, uint32_t th, uint32_t gd) {
+      cuda::prox_pn_thread<scalar_t>(args, bl, bd, th, gd);
+    });
+    for (int64_t i = 0; i < kGuard; ++i)
+      TORCH_CHECK(ws[i] == kCanary && ws[ws.size() - 1 - i] == kCanary,
+                  "tvcli: pn workspace written out of bounds");
+    out_lam.copy_(iters);
+  });
+  return {out, out_lam};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(tvcli, m) {
+  m.def("_emulate_cuda_grid(str kernel, Tensor a, Tensor b, Tensor lam, int dim, "
+        "int grid_dim, int block_dim) -> (Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(tvcli, CPU, m) { m.impl("_emulate_cuda_grid", &emulate_cuda_grid); }
+
+}  // namespace tvcli
