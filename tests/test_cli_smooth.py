@@ -235,6 +235,9 @@ def test_solver_pn_is_either_used_or_clearly_refused(photos, tmp_path):
         assert np.abs(samples_of(out).astype(int) - expected.astype(int)).max() <= 1
     else:
         assert res.stderr.decode().startswith("tvcli: error: --solver pn is not available")
+    res = invoke("smooth", photos / "rgb8.png", "-o", tmp_path / "x.png", "--solver", "pn")
+    assert res.exit_code != 0  # 2d: refused (not built, or not a 2-D option), never ignored
+    assert "--solver" in str(res.exception)
 
 
 def test_overwrite_and_skip_existing(photos, tmp_path):

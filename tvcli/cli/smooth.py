@@ -66,6 +66,15 @@ def check_solver(solver: str, device: str) -> None:
                        f"{str(exc).removeprefix('tvcli: ')}") from None
 
 
+def _tv2d_takes_solver() -> bool:
+    """Whether this build's prox_tv2d accepts a ``solver`` argument."""
+    import inspect
+
+    import tvcli
+
+    return "solver" in inspect.signature(tvcli.prox_tv2d).parameters
+
+
 def run_filter(
     operation: str,
     inputs: list[str],
@@ -125,6 +134,9 @@ def run_filter(
                        "use --mode rows or --mode cols")
     if solver != "direct":
         check_solver(solver, dev)
+        if mode == "2d" and not _tv2d_takes_solver():
+            raise CLIError("--solver applies to --mode rows / cols; the 2-D operator picks "
+                           "its own inner 1-D solver")
     settings = FilterSettings(operation, lam, mode, iters, 1e-4 if tol is None else tol,
                               max_iter, solver, dev)
     dtype = _DTYPE_OF_DEPTH[bit_depth]
@@ -202,7 +214,8 @@ def _register(operation: str, summary: str) -> None:
                                          "is below this, in [0, 1] units [default: 1e-4]."),
         max_iter: int = typer.Option(None, "--max-iter", min=1,
                                      help="Cap on 2-D iterations when converging."),
-        solver: str = typer.Option("direct", "--solver", help="1-D solver: direct or pn."),
+        solver: str = typer.Option("direct", "--solver",
+                                   help="1-D solver for rows / cols: direct or pn."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
         threads: int = typer.Option(None, "--threads", "-j", min=1,
                                     help="CPU threads (default: torch's)."),
