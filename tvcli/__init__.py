@@ -4,11 +4,25 @@ Functional API: :func:`prox_tv1d`, :func:`prox_tv2d`, :func:`sharpen_tv1d`,
 :func:`sharpen_tv2d`; modules in :mod:`tvcli.nn`. See README.md for the command line.
 """
 
-from tvcli._extension import HAS_EXT, built_backends
-from tvcli.prox import SOLVERS, prox_tv1d
-from tvcli.prox2d import Tv2dInfo, prox_tv2d, sharpen_tv1d, sharpen_tv2d
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
+
+# Public name -> defining module, imported on first attribute access (PEP 562):
+# `tvcli --help` must not pay torch's ~1.5 s import, which `import tvcli.cli`
+# would otherwise trigger through this package's __init__.
+_LAZY = {
+    "HAS_EXT": "tvcli._extension",
+    "built_backends": "tvcli._extension",
+    "SOLVERS": "tvcli.prox",
+    "prox_tv1d": "tvcli.prox",
+    "Tv2dInfo": "tvcli.prox2d",
+    "prox_tv2d": "tvcli.prox2d",
+    "sharpen_tv1d": "tvcli.prox2d",
+    "sharpen_tv2d": "tvcli.prox2d",
+}
 
 __all__ = [
     "HAS_EXT",
@@ -21,3 +35,16 @@ __all__ = [
     "sharpen_tv2d",
     "__version__",
 ]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tvcli' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -16,6 +16,11 @@ app = typer.Typer(
 )
 
 
+#: Set by :func:`main` for ``--debug``: batch commands then print the traceback of
+#: each failed file as well as its one-line error.
+DEBUG = False
+
+
 class CLIError(Exception):
     """An expected failure: printed as one line, exit status ``code``."""
 
@@ -38,12 +43,32 @@ def main(argv: list[str] | None = None) -> None:
     Usage errors are reported by Typer (exit 2); a :class:`CLIError` becomes one
     line on stderr and its exit code; anything unexpected one line and exit 1.
     """
+    from typer._click import exceptions as click_exc  # Typer's bundled Click
+
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     if debug:
         args.remove("--debug")
+    global DEBUG
+    DEBUG = debug
     try:
-        app(args=args, prog_name="tvcli")
+        # standalone_mode=False: usage errors come back to us as exceptions, so
+        # they can be printed as one line instead of Typer's multi-line panel.
+        code = app(args=args, prog_name="tvcli", standalone_mode=False)
+    except click_exc.NoArgsIsHelpError:  # the help text has been printed
+        sys.exit(2)
+    except click_exc.UsageError as exc:
+        if debug:
+            raise
+        where = exc.ctx.command_path if exc.ctx is not None else "tvcli"
+        print(f"tvcli: error: {exc.format_message()} (see '{where} --help')", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except click_exc.ClickException as exc:
+        print(f"tvcli: error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("tvcli: interrupted", file=sys.stderr)
+        sys.exit(130)
     except CLIError as exc:
         if debug:
             raise
@@ -58,3 +83,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"tvcli: error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
               file=sys.stderr)
         sys.exit(1)
+    if code == 130:  # Typer turns KeyboardInterrupt into Exit(130)
+        print("tvcli: interrupted", file=sys.stderr)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+from importlib import metadata
 
 import typer
 
@@ -18,6 +19,12 @@ def collect_info() -> dict:
     from tvcli._extension import _IMPORT_ERROR, HAS_EXT
 
     cuda = torch.cuda.is_available()
+    image_io = {}
+    for dist in ("imageio", "pillow", "tifffile"):
+        try:
+            image_io[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            image_io[dist] = None
     return {
         "tvcli": tvcli.__version__,
         "torch": torch.__version__,
@@ -30,6 +37,7 @@ def collect_info() -> dict:
         "parallel_info": torch.__config__.parallel_info().splitlines()[0:3],
         "torch_cuda": torch.version.cuda,
         "cuda_available": cuda,
+        "image_io": [f"{k} {v or 'missing'}" for k, v in image_io.items()],
         "devices": ["cpu"]
         + ([f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())]
            if cuda else []),

@@ -1,0 +1,6 @@
+"""``python -m tvcli``: the command line."""
+
+from tvcli.cli import main
+
+if __name__ == "__main__":
+    main()

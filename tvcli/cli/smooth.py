@@ -1,0 +1,256 @@
+"""``tvcli smooth`` and ``tvcli sharpen``: TV-filter image files and folders.
+
+Both commands share their options and their driver, :func:`run_filter`. Heavy
+modules (torch, numpy, imageio) are imported only when a command runs, so that
+``tvcli --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import typer
+
+from tvcli.cli._app import CLIError, app
+
+LAM_HELP = ("TV weight in [0, 1] intensity units, the same for 8-bit, 16-bit and float "
+            "images. Typical: 0.02 light, 0.1 strong, 0.5 cartoon. 0 = unchanged.")
+_DTYPE_OF_DEPTH = {"keep": None, "8": "uint8", "16": "uint16", "float": "float32"}
+
+
+def parse_lam(text: str) -> float:
+    """``--lam`` as a float >= 0; CLIError (exit 2) otherwise."""
+    try:
+        lam = float(text)
+    except ValueError:
+        raise CLIError(f"--lam must be a number >= 0, got {text!r}") from None
+    if math.isnan(lam) or lam < 0:
+        raise CLIError(f"--lam must be a number >= 0, got {text!r}")
+    return lam
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' where usable else 'cpu'; CLIError for an unusable 'cuda'."""
+    import torch
+
+    import tvcli
+
+    if device == "cpu":
+        return "cpu"
+    usable = torch.cuda.is_available()
+    if device == "auto":
+        return "cuda" if usable and "cuda" in tvcli.built_backends() else "cpu"
+    if device != "cuda":
+        raise CLIError(f"--device must be auto, cpu or cuda, got {device!r}")
+    if not usable:
+        why = ("this torch is a CPU-only build" if torch.version.cuda is None
+               else "no CUDA GPU is visible")
+        raise CLIError(f"--device cuda: CUDA is not available ({why}); use --device cpu")
+    return "cuda"
+
+
+def check_solver(solver: str, device: str) -> None:
+    """CLIError when ``solver`` is unknown or not built into this installation."""
+    import torch
+
+    import tvcli
+
+    if solver not in tvcli.SOLVERS:
+        raise CLIError(f"--solver must be one of {', '.join(tvcli.SOLVERS)}, got {solver!r}")
+    try:
+        tvcli.prox_tv1d(torch.zeros(1, 2, device=device), 0.1, solver=solver)
+    except (RuntimeError, NotImplementedError) as exc:
+        raise CLIError(f"--solver {solver} is not available here: "
+                       f"{str(exc).removeprefix('tvcli: ')}") from None
+
+
+def _tv2d_takes_solver() -> bool:
+    """Whether this build's prox_tv2d accepts a ``solver`` argument."""
+    import inspect
+
+    import tvcli
+
+    return "solver" in inspect.signature(tvcli.prox_tv2d).parameters
+
+
+def run_filter(
+    operation: str,
+    inputs: list[str],
+    output: str | None,
+    lam_text: str,
+    mode: str,
+    iters: int | None,
+    tol: float | None,
+    max_iter: int | None,
+    solver: str,
+    device: str,
+    threads: int | None,
+    bit_depth: str,
+    recursive: bool,
+    overwrite: bool,
+    skip_existing: bool,
+    compare: bool,
+    compare_out: str | None,
+    as_json: bool,
+    quiet: bool,
+) -> int:
+    """Checks the options, plans the jobs, runs them; returns the exit status."""
+    lam = parse_lam(lam_text)
+    if mode not in ("2d", "rows", "cols"):
+        raise CLIError(f"--mode must be 2d, rows or cols, got {mode!r}")
+    if overwrite and skip_existing:
+        raise CLIError("--overwrite and --skip-existing exclude each other")
+    if iters is not None and tol is not None:
+        raise CLIError("give --iters (fixed iterations) or --tol (converged), not both")
+    if mode != "2d" and (iters is not None or tol is not None or max_iter is not None):
+        raise CLIError("--iters, --tol and --max-iter apply to --mode 2d only "
+                       "(rows and cols are exact)")
+    if bit_depth not in _DTYPE_OF_DEPTH:
+        raise CLIError(f"--bit-depth must be keep, 8, 16 or float, got {bit_depth!r}")
+    if as_json and output == "-":
+        raise CLIError("--json cannot be used with -o - (stdout carries the image)")
+
+    from tvcli.cli import batch
+    from tvcli.cli.tvfilter import FilterSettings, has_prox_tv2d
+
+    try:
+        jobs = batch.plan_jobs(
+            inputs, output, operation, recursive=recursive, overwrite=overwrite,
+            skip_existing=skip_existing, compare=compare, compare_out=compare_out)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    if any(j.target == batch.STDIO for j in jobs) and as_json:
+        raise CLIError("--json cannot be used when the image goes to stdout; give -o FILE")
+
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    if mode == "2d" and not has_prox_tv2d():
+        raise CLIError("--mode 2d needs tvcli.prox_tv2d, which this build lacks; "
+                       "use --mode rows or --mode cols")
+    if solver != "direct":
+        check_solver(solver, dev)
+        if mode == "2d" and not _tv2d_takes_solver():
+            raise CLIError("--solver applies to --mode rows / cols; the 2-D operator picks "
+                           "its own inner 1-D solver")
+    settings = FilterSettings(operation, lam, mode, iters, 1e-4 if tol is None else tol,
+                              max_iter, solver, dev)
+    dtype = _DTYPE_OF_DEPTH[bit_depth]
+    records = batch.run_jobs(jobs, lambda job: process_job(job, settings, dtype),
+                             as_json=as_json, quiet=quiet, label=operation)
+    return batch.summarize(records)
+
+
+def process_job(job, settings, dtype: str | None):
+    """Reads, filters and writes one job; returns its :class:`batch.Record`."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from tvcli import io
+    from tvcli.cli.batch import STDIO, Record
+    from tvcli.cli.tvfilter import filter_image
+
+    start = time.perf_counter()
+    if job.source == STDIO:
+        img, meta = io.decode_image(sys.stdin.buffer.read(), "<stdin>")
+    else:
+        img, meta = io.read_image(job.source)
+    t_read = time.perf_counter()
+    # Without a comparison picture the input array is not needed afterwards.
+    out, facts = filter_image(img, settings, inplace=job.compare is None)
+    t_solve = time.perf_counter()
+    if job.target == STDIO:
+        stored = io.choose_dtype("png", dtype or meta.dtype, strict=dtype is not None)
+        sys.stdout.buffer.write(io.encode_image(out, "png", stored))
+        sys.stdout.buffer.flush()
+        written = io.ImageMeta("png", stored, meta.width, meta.height, meta.channels)
+    else:
+        io.ensure_folder(Path(job.target).parent)
+        written = io.write_image(job.target, out, meta, dtype=dtype)
+    if job.compare is not None:  # (img is intact: filter_image ran out of place)
+        gap = np.ones((img.shape[0], max(4, img.shape[1] // 100), img.shape[2]), np.float32)
+        side = np.concatenate([img, gap, out], axis=1)
+        io.write_image(job.compare, side, meta, dtype=written.dtype)
+    t_write = time.perf_counter()
+    return Record(
+        input=job.source, output=job.target, status="ok", size=[meta.width, meta.height],
+        channels=meta.channels, bit_depth=written.bit_depth, lam=settings.lam,
+        iterations=facts.pop("iterations", None),
+        seconds=round(time.perf_counter() - start, 4), compare=job.compare,
+        extra={"operation": settings.operation, "mode": settings.mode,
+               "input_bit_depth": meta.bit_depth, **facts,
+               "timings": {"read": round(t_read - start, 4), "solve": round(t_solve - t_read, 4),
+                           "write": round(t_write - t_solve, 4)}},
+    )
+
+
+def _register(operation: str, summary: str) -> None:
+    """Registers ``tvcli <operation>`` with the shared options."""
+
+    def command(
+        inputs: list[str] = typer.Argument(
+            ..., metavar="INPUT", show_default=False,
+            help="Image files and/or folders; '-' reads one image from stdin."),
+        output: str = typer.Option(
+            None, "--output", "-o", metavar="OUT",
+            help="Output file (one input), or folder (several inputs or a folder: the "
+                 "input tree is mirrored); '-' writes PNG to stdout. Default: "
+                 f"NAME.{operation}.EXT beside each file, FOLDER-{operation}/ for a "
+                 "folder, stdout for stdin."),
+        lam: str = typer.Option("0.1", "--lam", "-l", metavar="LAM", help=LAM_HELP),
+        mode: str = typer.Option(
+            "2d", "--mode", "-m", help="2d: anisotropic 2-D TV; rows / cols: exact 1-D TV "
+                                       "along each row / column."),
+        iters: int = typer.Option(
+            None, "--iters", min=1, help="Run exactly K Dykstra iterations (the paper's "
+                                         "layer) instead of converging. 2d only."),
+        tol: float = typer.Option(
+            None, "--tol", min=0.0, help="Converged 2-D mode: stop when the certified RMS error "
+                                         "is below this, in [0, 1] units [default: 1e-4]."),
+        max_iter: int = typer.Option(None, "--max-iter", min=1,
+                                     help="Cap on 2-D iterations when converging."),
+        solver: str = typer.Option("direct", "--solver",
+                                   help="1-D solver for rows / cols: direct or pn."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+        threads: int = typer.Option(None, "--threads", "-j", min=1,
+                                    help="CPU threads (default: torch's)."),
+        bit_depth: str = typer.Option(
+            "keep", "--bit-depth", help="Output samples: keep (the input's, where the "
+                                        "format allows), 8, 16 or float (TIFF)."),
+        recursive: bool = typer.Option(False, "--recursive", "-r",
+                                       help="Descend into subfolders of folder inputs."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+        skip_existing: bool = typer.Option(
+            False, "--skip-existing", help="Leave existing outputs alone (resume a batch)."),
+        compare: bool = typer.Option(
+            False, "--compare", help="Also write OUT.compare.EXT: before | after, side by "
+                                     "side."),
+        compare_out: str = typer.Option(None, "--compare-out", metavar="FILE",
+                                        help="Write the side-by-side picture here (one "
+                                             "input)."),
+        as_json: bool = typer.Option(False, "--json", help="One JSON record per file on "
+                                                           "stdout."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="Print errors only."),
+    ) -> None:
+        code = run_filter(operation, inputs, output, lam, mode, iters, tol, max_iter, solver,
+                          device, threads, bit_depth, recursive, overwrite, skip_existing,
+                          compare, compare_out, as_json, quiet)
+        if code:
+            raise typer.Exit(code)
+
+    command.__doc__ = summary
+    app.command(operation)(command)
+
+
+_register("smooth", """Smooth images with total variation (edge-preserving, flattens noise).
+
+Examples:  tvcli smooth photo.png --lam 0.1   |   tvcli smooth photos/ -o out/ -r
+|   cat a.png | tvcli smooth - --lam 0.05 > b.png""")
+_register("sharpen", """Sharpen images with total variation: 2 x - prox(x).
+
+Examples:  tvcli sharpen photo.png --lam 0.05   |   tvcli sharpen photos/ -o out/""")

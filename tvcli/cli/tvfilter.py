@@ -1,0 +1,141 @@
+"""Applies a TV smoothing or sharpening to one image array (the CLI's compute step).
+
+Kept free of file handling so that tests can compare the CLI's output with a
+direct library call on the same array.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import numpy as np
+
+MODES = ("2d", "rows", "cols")
+# Images up to this many colour samples are filtered in one batched call.
+_BATCH_SAMPLES = 4 * 1024 * 1024
+OPERATIONS = ("smooth", "sharpen")
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    """What to compute. ``lam`` is in [0, 1] intensity units.
+
+    ``iters`` None means the converged 2-D operator (stop at ``tol``); an integer
+    runs exactly that many Dykstra iterations (the paper's layer). ``rows`` and
+    ``cols`` are exact 1-D proxes along image rows / columns.
+    """
+
+    operation: str = "smooth"
+    lam: float = 0.1
+    mode: str = "2d"
+    iters: int | None = None
+    tol: float = 1e-4
+    max_iter: int | None = None
+    solver: str = "direct"
+    device: str = "cpu"
+
+
+def has_prox_tv2d() -> bool:
+    """Whether this tvcli build has the 2-D operator."""
+    import tvcli
+
+    return hasattr(tvcli, "prox_tv2d")
+
+
+def _summarize_info(info: object) -> dict:
+    """Iterations (max over channels), stop reason and error bound from prox_tv2d's info."""
+    import torch
+
+    out: dict = {}
+    iterations = getattr(info, "iterations", None)
+    if isinstance(iterations, torch.Tensor):
+        out["iterations"] = int(iterations.max()) if iterations.numel() else 0
+    elif iterations is not None:
+        out["iterations"] = int(iterations)
+    if getattr(info, "stop", None) is not None:
+        out["stop"] = str(info.stop)
+    bound = getattr(info, "error_bound", None)
+    if isinstance(bound, torch.Tensor) and bound.numel() and not bool(bound.isnan().any()):
+        out["error_bound"] = float(bound.max())
+    return out
+
+
+def _prox(x, settings: FilterSettings):
+    """prox of a (C, H, W) tensor; returns (y, info dict: iterations, stop, error_bound)."""
+    import tvcli
+
+    if settings.mode == "rows":
+        return tvcli.prox_tv1d(x, settings.lam, dim=-1, solver=settings.solver), {}
+    if settings.mode == "cols":
+        return tvcli.prox_tv1d(x, settings.lam, dim=-2, solver=settings.solver), {}
+    if settings.mode != "2d":
+        raise ValueError(f"unknown mode {settings.mode!r}; expected one of {MODES}")
+    prox_tv2d = tvcli.prox_tv2d
+    kwargs: dict = {"iters": settings.iters, "tol": settings.tol, "return_info": True}
+    if settings.max_iter is not None:
+        kwargs["max_iter"] = settings.max_iter
+    if "solver" in inspect.signature(prox_tv2d).parameters:
+        kwargs["solver"] = settings.solver
+    y, info = prox_tv2d(x, settings.lam, dims=(-2, -1), **kwargs)
+    return y, _summarize_info(info)
+
+
+def _merge_facts(per_group: list[dict]) -> dict:
+    """One summary for the image: most iterations, worst bound, worst stop reason."""
+    merged: dict = {}
+    for facts in per_group:
+        if "iterations" in facts:
+            merged["iterations"] = max(merged.get("iterations", 0), facts["iterations"])
+        if "error_bound" in facts:
+            merged["error_bound"] = max(merged.get("error_bound", 0.0), facts["error_bound"])
+        if "stop" in facts and merged.get("stop") != "max_iter":
+            merged["stop"] = facts["stop"]
+    return merged
+
+
+def filter_image(
+    img: np.ndarray, settings: FilterSettings, *, inplace: bool = False
+) -> tuple[np.ndarray, dict]:
+    """Smooths or sharpens the colour channels of a float32 (H, W, C) image.
+
+    Each colour channel is filtered on its own; an alpha channel (C = 2 or 4)
+    is copied through untouched. Sharpening is ``2 x - prox(x)`` (paper eq. 4);
+    both are the identity at lam = 0. With ``inplace`` the result overwrites
+    ``img`` (one image-sized buffer less at the solver's peak; each channel
+    group is copied out before it is overwritten).
+
+    Returns:
+        (filtered float32 (H, W, C) array, solver facts: for 2d ``iterations``
+        (max over channels), ``stop`` ("tol", "max_iter", "iters") and, when
+        converged, ``error_bound`` (certified RMS error); empty for rows/cols,
+        which are exact and not iterative).
+    """
+    import torch
+
+    channels = img.shape[2]
+    color = channels - 1 if channels in (2, 4) else channels
+    out = img if inplace else np.empty_like(img)
+    per_group: list[dict] = []
+    # Small images: all colour channels in one call (the engine parallelises over
+    # images, and per-call overhead is paid once: ~2x less CPU on a 256^2 RGB photo).
+    # Large images: one channel at a time, so that the solver's temporaries scale with
+    # one channel (a 24-megapixel RGB photo: ~1 GB less peak memory in 2-D mode).
+    # Channels are independent problems, so the results are the same either way.
+    group = color if img.shape[0] * img.shape[1] * color <= _BATCH_SAMPLES else 1
+    with torch.inference_mode():
+        for c0 in range(0, color, group):
+            chw = np.ascontiguousarray(img[:, :, c0:c0 + group].transpose(2, 0, 1))
+            x = torch.from_numpy(chw).to(settings.device)
+            y, facts = _prox(x, settings)
+            if settings.operation == "sharpen":
+                y = y.mul_(-1).add_(x, alpha=2)  # 2x - prox(x) in place (rounds as 2*x - y)
+            elif settings.operation != "smooth":
+                raise ValueError(f"unknown operation {settings.operation!r}")
+            out[:, :, c0:c0 + group] = y.permute(1, 2, 0).cpu().numpy()
+            per_group.append(facts)
+            del x, y, chw
+    if color < channels and not inplace:
+        out[:, :, color:] = img[:, :, color:]
+    facts = _merge_facts(per_group)
+    return out, facts
