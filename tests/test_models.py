@@ -119,3 +119,50 @@ def test_training_smoke_resume_and_export(tmp_path):
     entry = export_weights(tmp_path / "run", tmp_path / "weights")
     model, e = load_pretrained("dncnn", 25, weights_dir=tmp_path / "weights")
     assert e["steps"] == 4 and e["sha256"] == entry["sha256"]
+
+
+def _ship(tmp_path: Path) -> Path:
+    """A weights folder with an untrained (identity) DnCNN, as `tvcli train --export` writes."""
+    from tvcli.train import TrainConfig, export_weights, train
+
+    data = _tiny_dataset(tmp_path / "data")
+    cfg = TrainConfig(model="dncnn", data=str(data), out=str(tmp_path / "run"), steps=1,
+                      batch=1, patch=8, val_every=1, ckpt_every=1, val_crop=16, lr=0.0,
+                      lr_min=0.0, model_config={"depth": 3, "width": 4})
+    train(cfg, progress=False, log=lambda m: None)
+    export_weights(tmp_path / "run", tmp_path / "weights")
+    return tmp_path / "weights"
+
+
+def test_cli_run_batch_errors_and_json(tmp_path, monkeypatch):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from tvcli.cli import app
+
+    monkeypatch.setenv("TVCLI_WEIGHTS_DIR", str(_ship(tmp_path)))
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    Image.fromarray((rng.random((20, 24, 3)) * 255).astype(np.uint8)).save(src / "a.png")
+    Image.fromarray((rng.random((20, 24)) * 255).astype(np.uint8)).save(src / "gray.png")
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    res = CliRunner().invoke(app, ["run", "dncnn", str(src), "-o", str(tmp_path / "out"),
+                                   "--json", "--add-noise", "10", "--tile", "16",
+                                   "--overlap", "8"])
+    assert res.exit_code == 1  # the broken file fails, the others are written
+    recs = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    status = {Path(r["input"]).name: r["status"] for r in recs}
+    assert status == {"a.png": "ok", "gray.png": "ok", "broken.png": "error"}
+    out = np.asarray(Image.open(tmp_path / "out" / "gray.png"))
+    assert out.shape == (20, 24)  # gray stays gray
+    # lr = 0 kept the network the identity: the output is the seeded noisy input
+    noisy_a = np.asarray(Image.open(tmp_path / "out" / "a.png")).astype(float)
+    clean_a = np.asarray(Image.open(src / "a.png")).astype(float)
+    assert 5 < np.abs(noisy_a - clean_a).mean() < 15
+    res2 = CliRunner().invoke(app, ["run", "dncnn", str(src / "a.png"), "-o",
+                                    str(tmp_path / "again.png"), "--add-noise", "10"])
+    assert res2.exit_code == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "again.png")), noisy_a)
+    bad = CliRunner().invoke(app, ["run", "nope", str(src / "a.png")])
+    assert "unknown model 'nope'" in str(bad.exception)  # main() prints it, exit 2

@@ -80,11 +80,12 @@ def models_cmd(
         mine = [w for w in weights if w["model"] == name] or [None]
         for w in mine:
             if w is None:
-                table.add_row(name, "-", "no weights shipped", "-", "-", "-", spec.description)
+                table.add_row(name, "-", "no weights shipped", "-", "-", "-",
+                              spec.description.split(" (")[0])
             else:
                 table.add_row(name, f"{w['sigma']:g}", w["file"], str(w["steps"]),
                               f"{w['wall_s'] / 60:.0f} min", f"{w['val_psnr_crop']:.2f}",
-                              spec.description)
+                              spec.description.split(" (")[0])
     Console().print(table)
     print("* validation PSNR on center crops during training; full results in "
           "docs/denoising.md")

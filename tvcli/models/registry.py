@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +21,16 @@ from torch import nn
 from tvcli.models.dncnn import DnCNN, DnCNNTV
 
 __all__ = ["ModelSpec", "MODELS", "WEIGHTS_DIR", "WeightsError", "build_model",
-           "list_weights", "load_pretrained", "weights_manifest"]
+           "default_weights_dir", "list_weights", "load_pretrained", "weights_manifest"]
 
+# The repository's weights/ folder (an editable install, as the README sets up).
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
+
+
+def default_weights_dir() -> Path:
+    """Where shipped weights are looked for: $TVCLI_WEIGHTS_DIR (e.g. for a wheel
+    install, or your own trained runs) or the repository's ``weights/``."""
+    return Path(os.environ.get("TVCLI_WEIGHTS_DIR", WEIGHTS_DIR))
 
 
 class WeightsError(RuntimeError):
@@ -53,17 +61,17 @@ def build_model(name: str, **config) -> nn.Module:
     return MODELS[name].builder(**config)
 
 
-def weights_manifest(weights_dir: Path = WEIGHTS_DIR) -> dict:
+def weights_manifest(folder: Path | None = None) -> dict:
     """The parsed ``manifest.json`` of a weights folder ({} when there is none)."""
-    path = weights_dir / "manifest.json"
+    path = (folder or default_weights_dir()) / "manifest.json"
     if not path.exists():
         return {"weights": []}
     return json.loads(path.read_text())
 
 
-def list_weights(weights_dir: Path = WEIGHTS_DIR) -> list[dict]:
+def list_weights(folder: Path | None = None) -> list[dict]:
     """Manifest entries of the shipped weights."""
-    return list(weights_manifest(weights_dir).get("weights", []))
+    return list(weights_manifest(folder).get("weights", []))
 
 
 def _sha256(path: Path) -> str:
@@ -74,28 +82,28 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def find_weights(name: str, sigma: float | None = None,
-                 weights_dir: Path = WEIGHTS_DIR) -> dict:
+def find_weights(name: str, sigma: float | None = None, folder: Path | None = None) -> dict:
     """The manifest entry of model ``name`` nearest to noise level ``sigma`` (0-255)."""
-    entries = [e for e in list_weights(weights_dir) if e["model"] == name]
+    folder = folder or default_weights_dir()
+    entries = [e for e in list_weights(folder) if e["model"] == name]
     if not entries:
-        raise WeightsError(f"no shipped weights for model {name!r} in {weights_dir}")
+        raise WeightsError(f"no shipped weights for model {name!r} in {folder}")
     if sigma is None:
         return sorted(entries, key=lambda e: e["sigma"])[0]
     return min(entries, key=lambda e: abs(e["sigma"] - sigma))
 
 
-def load_pretrained(name: str, sigma: float | None = None,
-                    weights_dir: Path = WEIGHTS_DIR, device: str | torch.device = "cpu"
-                    ) -> tuple[nn.Module, dict]:
+def load_pretrained(name: str, sigma: float | None = None, weights_dir: Path | None = None,
+                    device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Builds model ``name`` and loads its shipped weights after checking sha256.
 
     Returns (model in eval mode on ``device``, manifest entry).
     """
     from safetensors.torch import load_file
 
-    entry = find_weights(name, sigma, weights_dir)
-    path = weights_dir / entry["file"]
+    folder = weights_dir or default_weights_dir()
+    entry = find_weights(name, sigma, folder)
+    path = folder / entry["file"]
     if not path.exists():
         raise WeightsError(f"weights file {path} is missing")
     digest = _sha256(path)
