@@ -39,7 +39,8 @@ test: tvcli/.built lint
 	$(VENV)/bin/pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
 demo: tvcli/.built
-	$(PY) examples/demo.py
+	$(VENV)/bin/tvcli smooth examples/images/astronaut_noisy.png -o build/demo/astronaut_smooth.png --lam 0.05 --compare --overwrite
+	@echo "wrote build/demo/astronaut_smooth.png and build/demo/astronaut_smooth.compare.png (input | output)"
 
 bench: tvcli/.built
 	$(PY) -m tvcli.bench
