@@ -37,7 +37,13 @@ __all__ = [
 ]
 
 
+# Subpackages reachable as attributes (`tvcli.nn.TVLayer`) without an explicit import.
+_SUBMODULES = ("nn", "metrics", "models", "io", "data")
+
+
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"tvcli.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'tvcli' has no attribute {name!r}")
@@ -47,4 +53,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
