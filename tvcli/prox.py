@@ -18,14 +18,25 @@ SOLVERS = ("direct", "pn")
 _COMPUTE_DTYPES = (torch.float32, torch.float64)
 
 
-def _check_lam_values(lam: torch.Tensor) -> None:
-    """Raises ValueError for a negative or NaN lam (skipped while tracing)."""
-    if torch.compiler.is_compiling():
-        return
-    if bool(torch.any(lam.detach() < 0)):
-        raise ValueError("tvcli: lam must be >= 0 everywhere (got a negative value)")
-    if bool(torch.any(torch.isnan(lam.detach()))):
+def _check_lam_values(lam: float | torch.Tensor) -> None:
+    """Raises ValueError for a negative or NaN lam (tensors: skipped while tracing).
+
+    A tensor costs one reduction in the common case (``~(lam >= 0)`` is true for
+    negatives and NaN alike); which of the two it was is worked out only on error.
+    """
+    if not isinstance(lam, torch.Tensor):
+        bad = not lam >= 0
+        is_nan = lam != lam
+    else:
+        if torch.compiler.is_compiling():
+            return
+        lam = lam.detach()
+        bad = bool(torch.any(~(lam >= 0)))
+        is_nan = bad and bool(torch.any(torch.isnan(lam)))
+    if is_nan:
         raise ValueError("tvcli: lam must not be NaN")
+    if bad:
+        raise ValueError("tvcli: lam must be >= 0 everywhere (got a negative value)")
 
 
 def _broadcast_lam(
@@ -144,8 +155,8 @@ def prox_tv1d(
         raise ValueError(f"tvcli: dim={dim} is out of range for x of rank {x.dim()}")
     dim = dim % x.dim()
     compute_dtype = x.dtype if x.dtype in _COMPUTE_DTYPES else torch.float32
-    lam_b = _broadcast_lam(lam, x, dim, compute_dtype)
-    _check_lam_values(lam_b)
+    lam_b = _broadcast_lam(lam, x, dim, compute_dtype)  # also rejects non-numbers
+    _check_lam_values(lam if isinstance(lam, torch.Tensor) else float(lam))
     xc = x.to(compute_dtype)
     if ext_has_device(xc.device.type):
         y = torch.ops.tvcli.prox_tv1d(xc, lam_b, dim, solver)
