@@ -225,6 +225,7 @@ def export_weights(run: Path, weights_dir: Path, name: str | None = None) -> dic
     tmp = weights_dir / (fname + ".tmp")
     save_file(state, str(tmp), metadata={"model": cfg["model"], "sigma": str(cfg["sigma"])})
     os.replace(tmp, weights_dir / fname)
+    os.chmod(weights_dir / fname, 0o644)  # a shipped, read-only artefact for everyone
     digest = hashlib.sha256((weights_dir / fname).read_bytes()).hexdigest()
     entry = {
         "model": cfg["model"], "file": fname, "sigma": cfg["sigma"],

@@ -74,18 +74,19 @@ def models_cmd(
     from rich.table import Table
 
     table = Table(title="tvcli models")
-    for col in ("model", "sigma", "file", "steps", "train time", "val PSNR*", "description"):
-        table.add_column(col)
-    for name, spec in MODELS.items():
+    for col in ("model", "sigma", "file", "steps", "train time", "val PSNR*"):
+        table.add_column(col, no_wrap=col == "file")
+    for name in MODELS:
         mine = [w for w in weights if w["model"] == name] or [None]
         for w in mine:
             if w is None:
-                table.add_row(name, "-", "no weights shipped", "-", "-", "-",
-                              spec.description.split(" (")[0])
+                table.add_row(name, "-", "no weights shipped", "-", "-", "-")
             else:
                 table.add_row(name, f"{w['sigma']:g}", w["file"], str(w["steps"]),
-                              f"{w['wall_s'] / 60:.0f} min", f"{w['val_psnr_crop']:.2f}",
-                              spec.description.split(" (")[0])
-    Console().print(table)
+                              f"{w['wall_s'] / 60:.0f} min", f"{w['val_psnr_crop']:.2f}")
+    console = Console()
+    console.print(table)
+    for name, spec in MODELS.items():
+        console.print(f"[bold]{name}[/bold]: {spec.description}", highlight=False)
     print("* validation PSNR on center crops during training; full results in "
           "docs/denoising.md")
