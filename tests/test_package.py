@@ -27,3 +27,19 @@ layer = tvcli.nn.TVLayer(3, mode="smooth", direction="2d", lam_init=0.05)
 assert lam.grad.shape == (3, 1) and layer(img).shape == img.shape
 """
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_prox_tv2d_on_a_device_without_2d_kernels(monkeypatch):
+    """Where only the 1-D op has kernels (CUDA today), prox_tv2d composes it in Python."""
+    import torch
+
+    import tvcli
+    import tvcli._extension as ext
+
+    x = torch.rand(2, 3, 20, 24, dtype=torch.float64)
+    ref_k = tvcli.prox_tv2d(x, 0.1, iters=4)
+    ref_c = tvcli.prox_tv2d(x, 0.1, tol=1e-7)
+    monkeypatch.setitem(ext._EXT_DEVICES, "prox_tv2d_solve", frozenset())
+    monkeypatch.setitem(ext._EXT_DEVICES, "prox_tv2d_dykstra", frozenset())
+    torch.testing.assert_close(tvcli.prox_tv2d(x, 0.1, iters=4), ref_k)
+    torch.testing.assert_close(tvcli.prox_tv2d(x, 0.1, tol=1e-7), ref_c, atol=1e-4, rtol=0)

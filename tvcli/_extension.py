@@ -23,26 +23,34 @@ except ImportError as exc:  # not built, or built against another torch
 _warned = False
 
 
-def _probe_device_kernels() -> frozenset[str]:
+_OPS = ("prox_tv1d", "prox_tv1d_pn_stats", "prox_tv2d_solve", "prox_tv2d_dykstra")
+
+
+def _probe_device_kernels() -> dict[str, frozenset[str]]:
+    """For each op, the devices ('cpu', 'cuda') the compiled engine has kernels for."""
     if not HAS_EXT:
-        return frozenset()
+        return {op: frozenset() for op in _OPS}
     has = torch._C._dispatch_has_kernel_for_dispatch_key
-    return frozenset(d for d, key in (("cpu", "CPU"), ("cuda", "CUDA"))
-                     if has("tvcli::prox_tv1d", key))
+    return {op: frozenset(d for d, key in (("cpu", "CPU"), ("cuda", "CUDA"))
+                          if has(f"tvcli::{op}", key)) for op in _OPS}
 
 
-# Probed once at import: a plain set lookup is also what torch.compile can trace.
+# Probed once at import: a plain dict/set lookup is also what torch.compile can trace.
 _EXT_DEVICES = _probe_device_kernels()
 
 
-def ext_has_device(device_type: str) -> bool:
-    """Whether the compiled engine has kernels for ``device_type`` ('cpu', 'cuda')."""
-    return device_type in _EXT_DEVICES
+def ext_has_device(device_type: str, op: str = "prox_tv1d") -> bool:
+    """Whether the compiled engine has ``tvcli::<op>`` kernels for ``device_type``.
+
+    The 2-D ops are CPU-only for now: on CUDA, tvcli.prox_tv2d composes the 1-D op
+    (which has CUDA kernels) in Python instead.
+    """
+    return device_type in _EXT_DEVICES.get(op, ())
 
 
 def built_backends() -> list[str]:
     """Backends of the compiled engine, e.g. ``['cpu']`` or ``['cpu', 'cuda']``."""
-    return sorted(_EXT_DEVICES)
+    return sorted(_EXT_DEVICES["prox_tv1d"])
 
 
 def warn_fallback(device_type: str) -> None:

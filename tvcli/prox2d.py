@@ -23,7 +23,7 @@ from numbers import Real
 import torch
 
 from tvcli import _ops  # noqa: F401  (registers autograd / fake kernels)
-from tvcli._extension import HAS_EXT, ext_has_device
+from tvcli._extension import ext_has_device
 from tvcli.prox import _check_lam_values, prox_tv1d
 
 __all__ = ["Tv2dInfo", "prox_tv2d", "sharpen_tv1d", "sharpen_tv2d"]
@@ -203,7 +203,7 @@ def _converged(
     skip = ~finite | constant
     lam_s = torch.where(skip.reshape(-1, 1, 1), torch.zeros_like(lam3), lam3)
     x_s = torch.where(finite.reshape(-1, 1, 1), x3, torch.zeros_like(x3))
-    if HAS_EXT and ext_has_device(x3.device.type):
+    if ext_has_device(x3.device.type, "prox_tv2d_solve"):
         y, info = torch.ops.tvcli.prox_tv2d_solve(
             x_s.contiguous(), lam_s.reshape(-1).contiguous(), float(tol), int(max_iter), 1,
             float(tol),
@@ -295,7 +295,7 @@ def prox_tv2d(
     batch_shape = [s for i, s in enumerate(x.shape) if i not in (d0, d1)]
 
     if iters is not None:
-        if HAS_EXT and ext_has_device(xc.device.type) and _finite_lam(lam_b):
+        if ext_has_device(xc.device.type, "prox_tv2d_dykstra") and _finite_lam(lam_b):
             y = _dykstra_fused(xc, lam_b, d0, d1, int(iters)).to(x.dtype)
         else:
             y = _dykstra(xc, lam_b, d0, d1, int(iters)).to(x.dtype)

@@ -37,7 +37,7 @@ def prox_tv1d_pn_stats(
     """
     if x.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"tvcli: x must be float32 or float64, got {x.dtype}")
-    if not ext_has_device(x.device.type):
+    if not ext_has_device(x.device.type, "prox_tv1d_pn_stats"):
         raise RuntimeError(f"tvcli: the compiled engine has no {x.device.type} kernels")
     dim = dim % x.dim()
     lam_b = _broadcast_lam(lam, x, dim, x.dtype)
