@@ -39,6 +39,8 @@ PAPER_TABLE6 = """| Method (paper, Table 6) | CBSD68 σ=25 | CBSD68 σ=50 | Koda
 | DnCNN | 31.24 | 27.95 | 32.14 | 28.95 | 31.52 | 28.62 |
 | DnCNN-TV | 31.26 | 28.07 | 32.15 | 29.09 | 32.32 | 29.35 |"""
 
+HAND_WRITTEN = "<!-- hand-written notes below: kept when this file is regenerated -->"
+
 _SCICO_SCRIPT = r"""
 import sys, numpy as np, time
 from scico import denoiser
@@ -243,7 +245,10 @@ def main(argv: list[str] | None = None) -> None:
     machine = (f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d}, {cpu}, {os.cpu_count()} cores, "
                f"torch {torch.__version__}, load {os.getloadavg()[0]:.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(to_markdown(res, machine))
+    keep = ""  # hand-written notes below the marker survive regeneration
+    if args.out.exists() and HAND_WRITTEN in args.out.read_text():
+        keep = args.out.read_text().split(HAND_WRITTEN, 1)[1]
+    args.out.write_text(to_markdown(res, machine) + "\n" + HAND_WRITTEN + keep)
     args.out.with_suffix(".json").write_text(json.dumps(res, indent=1))
     print(f"wrote {args.out}", file=sys.stderr)
 
