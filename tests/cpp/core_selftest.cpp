@@ -11,6 +11,7 @@
 
 #include "core/tv1d_backward.h"
 #include "core/tv1d_direct.h"
+#include "kkt.h"
 
 using tvcli::core::tv1d_backward;
 using tvcli::core::tv1d_direct;
@@ -18,24 +19,6 @@ using tvcli::core::tv1d_direct;
 namespace {
 
 int failures = 0;
-
-// Largest KKT violation of y for x, relative to max|x| + lam.
-double kkt_violation(const std::vector<double>& x, const std::vector<double>& y, double lam) {
-  const size_t n = x.size();
-  double scale = lam, u = 0, worst = 0;
-  for (double v : x) scale = std::max(scale, std::fabs(v));
-  for (size_t i = 0; i < n; ++i) {
-    u += x[i] - y[i];
-    if (i + 1 == n) {
-      worst = std::max(worst, std::fabs(u));
-    } else {
-      worst = std::max(worst, std::fabs(u) - lam);
-      const double d = y[i + 1] - y[i];
-      if (d != 0) worst = std::max(worst, std::fabs(u + lam * (d > 0 ? 1 : -1)));
-    }
-  }
-  return worst / (scale + 1e-300) / double(n);
-}
 
 template <typename T>
 void check(const std::vector<double>& xd, double lam, int64_t stride, const char* what) {
@@ -50,7 +33,7 @@ void check(const std::vector<double>& xd, double lam, int64_t stride, const char
     ys[i] = double(y[i * stride]);
   }
   const double tol = sizeof(T) == 4 ? 1e-6 : 1e-13;
-  const double v = kkt_violation(xs, ys, lam);
+  const double v = tvcli_test::kkt_violation(xs, ys, lam);
   if (!(v <= tol)) {
     std::printf("FAIL %s n=%lld lam=%g violation=%g\n", what, (long long)n, lam, v);
     ++failures;

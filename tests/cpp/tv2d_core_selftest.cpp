@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "kkt.h"
 #include "core/tv1d_direct.h"
 #include "core/tv1d_dp.h"
 #include "core/tv2d_dykstra.h"
@@ -29,24 +30,6 @@ void check(bool ok, const char* what, double value) {
   }
 }
 
-// Largest KKT violation of the 1-D prox y of x, relative to max|x| + lam.
-double kkt(const std::vector<double>& x, const std::vector<double>& y, double lam) {
-  const size_t n = x.size();
-  double scale = lam, u = 0, worst = 0;
-  for (double v : x) scale = std::max(scale, std::fabs(v));
-  for (size_t i = 0; i < n; ++i) {
-    u += x[i] - y[i];
-    if (i + 1 == n) {
-      worst = std::max(worst, std::fabs(u));
-    } else {
-      worst = std::max(worst, std::fabs(u) - lam);
-      const double d = y[i + 1] - y[i];
-      if (d != 0) worst = std::max(worst, std::fabs(u + lam * (d > 0 ? 1 : -1)));
-    }
-  }
-  return worst / scale / double(n);
-}
-
 void check_line(const std::vector<double>& x, double lam) {
   const int64_t n = int64_t(x.size());
   std::vector<double> y(n), yc(n), ws(tv1d_dp_workspace(n));
@@ -57,7 +40,7 @@ void check_line(const std::vector<double>& x, double lam) {
     diff = std::max(diff, std::fabs(y[i] - yc[i]));
     scale = std::max(scale, std::fabs(x[i]));
   }
-  check(kkt(x, y, lam) <= 1e-12, "dp kkt", kkt(x, y, lam));
+  check(tvcli_test::kkt_violation(x, y, lam) <= 1e-12, "dp kkt", tvcli_test::kkt_violation(x, y, lam));
   check(diff <= 1e-9 * scale, "dp vs condat", diff);
 }
 
