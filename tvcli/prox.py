@@ -40,14 +40,23 @@ def _check_lam_values(lam: float | torch.Tensor) -> None:
 
 
 def _broadcast_lam(
-    lam: float | torch.Tensor, x: torch.Tensor, dim: int, compute_dtype: torch.dtype
+    lam: float | torch.Tensor, x: torch.Tensor, dims: int | tuple[int, ...],
+    compute_dtype: torch.dtype,
 ) -> torch.Tensor:
-    """lam as a tensor of x's rank with size 1 along ``dim`` (a broadcast view)."""
+    """lam as a tensor of x's rank with size 1 along ``dims`` (a broadcast view).
+
+    ``dims`` are the problem's dimensions (one for a 1-D signal, two for an
+    image): lam holds one value per problem, broadcast over the others.
+    """
+    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    what = "dim=" + str(dims[0]) if len(dims) == 1 else f"dims={dims}"
+    per = "signal" if len(dims) == 1 else "image"
     target = list(x.shape)
-    target[dim] = 1
+    for d in dims:
+        target[d] = 1
     if isinstance(lam, torch.Tensor):
-        if lam.is_complex() or not (lam.is_floating_point() or lam.dtype == torch.int64
-                                    or lam.dtype == torch.int32):
+        if lam.is_complex() or not (lam.is_floating_point() or lam.dtype in (torch.int32,
+                                                                             torch.int64)):
             raise TypeError(f"tvcli: lam must be a real tensor, got {lam.dtype}")
         lam_t = lam.to(device=x.device, dtype=compute_dtype)
         if lam_t.dim() > x.dim():
@@ -55,9 +64,9 @@ def _broadcast_lam(
                 f"tvcli: lam has {lam_t.dim()} dimensions but x has only {x.dim()}"
             )
         shape = [1] * (x.dim() - lam_t.dim()) + list(lam_t.shape)
-        if shape[dim] != 1:
+        if any(shape[d] != 1 for d in dims):
             raise ValueError(
-                f"tvcli: lam must have size 1 along dim={dim} (one lam per signal), "
+                f"tvcli: lam must have size 1 along {what} (one lam per {per}), "
                 f"got lam of shape {tuple(lam.shape)} for x of shape {tuple(x.shape)}"
             )
         try:
@@ -65,7 +74,7 @@ def _broadcast_lam(
         except RuntimeError:
             raise ValueError(
                 f"tvcli: lam of shape {tuple(lam.shape)} does not broadcast to "
-                f"x of shape {tuple(x.shape)} with dim={dim}"
+                f"x of shape {tuple(x.shape)} with {what}"
             ) from None
     if isinstance(lam, bool) or not isinstance(lam, Real):
         raise TypeError(f"tvcli: lam must be a number or a tensor, got {type(lam).__name__}")

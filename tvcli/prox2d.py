@@ -18,13 +18,12 @@ Two modes share one function, :func:`prox_tv2d`:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from numbers import Real
 
 import torch
 
 from tvcli import _ops  # noqa: F401  (registers autograd / fake kernels)
 from tvcli._extension import ext_has_device
-from tvcli.prox import _check_lam_values, prox_tv1d
+from tvcli.prox import _broadcast_lam, _check_lam_values, prox_tv1d
 
 __all__ = ["Tv2dInfo", "prox_tv2d", "sharpen_tv1d", "sharpen_tv2d"]
 
@@ -65,37 +64,6 @@ def _normalize_dims(x: torch.Tensor, dims: tuple[int, int]) -> tuple[int, int]:
     if d0 == d1:
         raise ValueError(f"tvcli: dims must be two different dimensions, got {dims!r}")
     return d0, d1
-
-
-def _broadcast_lam2d(
-    lam: float | torch.Tensor, x: torch.Tensor, dims: tuple[int, int], dtype: torch.dtype
-) -> torch.Tensor:
-    """lam as a tensor of x's rank with size 1 along both ``dims`` (a broadcast view)."""
-    target = list(x.shape)
-    target[dims[0]] = target[dims[1]] = 1
-    if isinstance(lam, torch.Tensor):
-        if lam.is_complex() or not (lam.is_floating_point() or lam.dtype in (torch.int32,
-                                                                             torch.int64)):
-            raise TypeError(f"tvcli: lam must be a real tensor, got {lam.dtype}")
-        lam_t = lam.to(device=x.device, dtype=dtype)
-        if lam_t.dim() > x.dim():
-            raise ValueError(f"tvcli: lam has {lam_t.dim()} dimensions but x has {x.dim()}")
-        shape = [1] * (x.dim() - lam_t.dim()) + list(lam_t.shape)
-        if shape[dims[0]] != 1 or shape[dims[1]] != 1:
-            raise ValueError(
-                f"tvcli: lam must have size 1 along dims={dims} (one lam per image), got "
-                f"lam of shape {tuple(lam.shape)} for x of shape {tuple(x.shape)}"
-            )
-        try:
-            return lam_t.reshape(shape).expand(target)
-        except RuntimeError:
-            raise ValueError(
-                f"tvcli: lam of shape {tuple(lam.shape)} does not broadcast to x of shape "
-                f"{tuple(x.shape)} with dims={dims}"
-            ) from None
-    if isinstance(lam, bool) or not isinstance(lam, Real):
-        raise TypeError(f"tvcli: lam must be a number or a tensor, got {type(lam).__name__}")
-    return torch.full((1,) * x.dim(), float(lam), dtype=dtype, device=x.device).expand(target)
 
 
 def _dykstra(x: torch.Tensor, lam: torch.Tensor, d0: int, d1: int, iters: int) -> torch.Tensor:
@@ -289,7 +257,7 @@ def prox_tv2d(
     if int(max_iter) < 1:
         raise ValueError(f"tvcli: max_iter must be >= 1, got {max_iter!r}")
     compute_dtype = x.dtype if x.dtype in _COMPUTE_DTYPES else torch.float32
-    lam_b = _broadcast_lam2d(lam, x, (d0, d1), compute_dtype)
+    lam_b = _broadcast_lam(lam, x, (d0, d1), compute_dtype)
     _check_lam_values(lam_b)
     xc = x.to(compute_dtype)
     batch_shape = [s for i, s in enumerate(x.shape) if i not in (d0, d1)]
