@@ -46,7 +46,9 @@ echo "== CUDA build in $((t2 - t1)) s"
 
 "$PY" - <<'PY'
 import torch
+
 import tvcli
+import tvcli._extension  # noqa: F401  (tvcli imports lazily; this loads tvcli._C)
 
 ops = ["prox_tv1d", "prox_tv1d_backward", "prox_tv1d_pn_stats"]
 for op in ops:
