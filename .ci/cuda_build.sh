@@ -21,8 +21,10 @@ t0=$(date +%s)
 if ! "$PY" -c "import torch; assert torch.__version__.startswith('2.14.1')" 2>/dev/null; then
   echo "== creating $VENV with torch==2.14.1"
   python3 -m venv "$VENV"
-  "$PY" -m pip install -q torch==2.14.1 numpy pytest hypothesis typer rich setuptools wheel ninja
+  "$PY" -m pip install -q torch==2.14.1 setuptools wheel ninja
 fi
+# tvcli's runtime and test dependencies (a no-op once present).
+"$PY" -m pip install -q numpy typer rich imageio tifffile pillow safetensors tqdm pytest hypothesis
 t1=$(date +%s)
 echo "== venv ready in $((t1 - t0)) s: $("$PY" -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda)')"
 
