@@ -7,9 +7,11 @@ sigma) it compares: the noisy input; the converged 2-D TV prox with the best
 single lam per sigma (chosen on these same images: an oracle upper bound for
 plain TV); BM3D (PyPI ``bm3d``); scico's pretrained DnCNN (17 layers, trained
 per channel at std 0.06 / 0.10 / 0.20, run in a separate Python that has scico,
-since it needs jax and flax); and tvcli's DnCNN and DnCNN-TV with the shipped
-weights (the model of the nearest trained sigma). PSNR and SSIM (data range 1)
-per image and mean, and seconds per megapixel on this machine.
+since it needs jax and flax); tvcli's DnCNN and DnCNN-TV with the shipped
+weights (the model of the nearest trained sigma) and its FFDNet-style models
+(one blind-range model for sigma 0-55, given the true sigma as its noise map).
+PSNR and SSIM (data range 1) per image and mean, and seconds per megapixel on
+this machine.
 """
 
 from __future__ import annotations
@@ -139,11 +141,11 @@ def run_ours(name: str, x: torch.Tensor, sigma: float):
     model, entry = load_pretrained(name, sigma)
     inp = x.expand(3, -1, -1) if x.shape[0] == 1 else x
     t = time.perf_counter()
-    y = denoise(model, inp, tile=512, overlap=48)
+    y = denoise(model, inp, tile=512, overlap=48, sigma=sigma / 255.0)
     secs = time.perf_counter() - t
     if x.shape[0] == 1:
         y = y.mean(0, keepdim=True)
-    return y, secs, entry["sigma"]
+    return y, secs, entry["sigma"] if entry["sigma"] is not None else sigma
 
 
 def evaluate(data: Path, sigmas: list[float], scico_py: str | None, quick: bool) -> dict:
@@ -183,7 +185,7 @@ def evaluate(data: Path, sigmas: list[float], scico_py: str | None, quick: bool)
                 result["notes"]["scico"] = f"not run: {exc}"
         else:
             result["notes"]["scico"] = "not run: no --scico-python given"
-        for name in ("dncnn", "dncnn-tv"):
+        for name in ("dncnn", "dncnn-tv", "ffdnet", "ffdnet-tv"):
             log(f"sigma {sigma:g}: {name}")
             try:
                 res = [run_ours(name, n, sigma) for n in noisy]

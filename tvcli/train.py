@@ -1,10 +1,12 @@
 """Training of the learned denoisers (``tvcli train``).
 
 Random patches from the recipe's training images (``tvcli data fetch``), the 8
-dihedral flips/rotations, additive white Gaussian noise of a fixed sigma, MSE
-loss, Adam with a cosine learning-rate schedule. Everything random is drawn
-from one seeded generator whose state is checkpointed, so a run resumed after
-an interruption continues exactly as if it had not stopped.
+dihedral flips/rotations, additive white Gaussian noise of a fixed sigma (or,
+for models with a noise-level input, a sigma drawn per patch from
+``sigma_range``: one blind-range model), MSE loss, Adam with a cosine
+learning-rate schedule. Everything random is drawn from one seeded generator
+whose state is checkpointed, so a run resumed after an interruption continues
+exactly as if it had not stopped.
 
 Checkpoints are safetensors (model and optimizer tensors, the RNG state) plus a
 JSON file (step, config, history): no pickles anywhere.
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tvcli.models.inference import apply_model
 from tvcli.models.registry import build_model
 
 __all__ = ["TrainConfig", "load_images", "train", "validate", "export_weights"]
@@ -30,12 +33,15 @@ __all__ = ["TrainConfig", "load_images", "train", "validate", "export_weights"]
 
 @dataclass
 class TrainConfig:
-    """Settings of one training run. ``sigma`` is in 0-255 units."""
+    """Settings of one training run. ``sigma`` is in 0-255 units; with
+    ``sigma_range = [lo, hi]`` (models with a noise-level input only) each patch
+    gets a sigma drawn uniformly from it, and ``sigma`` is the validation level."""
 
     model: str
     data: str
     out: str
     sigma: float = 25.0
+    sigma_range: list[float] | None = None
     steps: int = 3000
     batch: int = 16
     patch: int = 40
@@ -103,7 +109,8 @@ def validate(model: nn.Module, images: list[torch.Tensor], sigma: float, crop: i
             y, x = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
             img = img[:, y:y + crop, x:x + crop]
         noisy = img + sigma / 255.0 * torch.randn(img.shape, generator=gen)
-        out = model(noisy.unsqueeze(0).to(device)).squeeze(0).cpu().clamp(0, 1)
+        out = apply_model(model, noisy.unsqueeze(0).to(device), sigma / 255.0)
+        out = out.squeeze(0).cpu().clamp(0, 1)
         scores.append(psnr(out, img))
     model.train(was_training)
     return float(np.mean(scores))
@@ -162,6 +169,13 @@ def train(cfg: TrainConfig, progress: bool = True, log=print,
     val_imgs = load_images(data / "val")
     weights = torch.tensor([float(im.shape[-1] * im.shape[-2]) for im in train_imgs])
     model = build_model(cfg.model, **cfg.model_config).to(cfg.device)
+    if cfg.sigma_range is not None:
+        if not getattr(model, "takes_sigma", False):
+            raise ValueError(f"model {cfg.model!r} has no noise-level input: train it with "
+                             "one --sigma, not a range")
+        lo, hi = (float(v) for v in cfg.sigma_range)
+        if not 0 <= lo <= hi:
+            raise ValueError(f"sigma range must satisfy 0 <= lo <= hi, got {cfg.sigma_range}")
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     meta = {"config": asdict(cfg), "step": 0, "wall_s": 0.0, "history": [],
@@ -187,9 +201,13 @@ def train(cfg: TrainConfig, progress: bool = True, log=print,
         for group in opt.param_groups:
             group["lr"] = lr
         clean = _sample_batch(train_imgs, weights, cfg.batch, cfg.patch, gen)
-        noisy = clean + sigma * torch.randn(clean.shape, generator=gen)
+        if cfg.sigma_range is None:
+            level = torch.full((clean.shape[0],), sigma)
+        else:
+            level = (lo + (hi - lo) * torch.rand(clean.shape[0], generator=gen)) / 255.0
+        noisy = clean + level.view(-1, 1, 1, 1) * torch.randn(clean.shape, generator=gen)
         clean, noisy = clean.to(cfg.device), noisy.to(cfg.device)
-        loss = nn.functional.mse_loss(model(noisy), clean)
+        loss = nn.functional.mse_loss(apply_model(model, noisy, level.to(cfg.device)), clean)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -220,15 +238,19 @@ def export_weights(run: Path, weights_dir: Path, name: str | None = None) -> dic
     cfg = meta["config"]
     tensors = load_file(str(run / "ckpt.safetensors"))
     state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-    fname = f"{name or cfg['model']}-s{int(cfg['sigma'])}.safetensors"
+    srange = cfg.get("sigma_range")
+    tag = "blind" if srange else f"s{int(cfg['sigma'])}"
+    fname = f"{name or cfg['model']}-{tag}.safetensors"
     weights_dir.mkdir(parents=True, exist_ok=True)
     tmp = weights_dir / (fname + ".tmp")
-    save_file(state, str(tmp), metadata={"model": cfg["model"], "sigma": str(cfg["sigma"])})
+    save_file(state, str(tmp), metadata={"model": cfg["model"],
+                                         "sigma": str(srange or cfg["sigma"])})
     os.replace(tmp, weights_dir / fname)
     os.chmod(weights_dir / fname, 0o644)  # a shipped, read-only artefact for everyone
     digest = hashlib.sha256((weights_dir / fname).read_bytes()).hexdigest()
     entry = {
-        "model": cfg["model"], "file": fname, "sigma": cfg["sigma"],
+        "model": cfg["model"], "file": fname, "sigma": None if srange else cfg["sigma"],
+        **({"sigma_range": srange, "val_sigma": cfg["sigma"]} if srange else {}),
         "config": meta["model_config"], "data_digest": meta["data_digest"],
         "steps": meta["step"], "batch": cfg["batch"], "patch": cfg["patch"],
         "wall_s": round(meta["wall_s"], 1), "seed": cfg["seed"],
@@ -239,7 +261,7 @@ def export_weights(run: Path, weights_dir: Path, name: str | None = None) -> dic
     man_path = weights_dir / "manifest.json"
     man = json.loads(man_path.read_text()) if man_path.exists() else {"weights": []}
     man["weights"] = [e for e in man["weights"] if e["file"] != fname] + [entry]
-    man["weights"].sort(key=lambda e: (e["model"], e["sigma"]))
+    man["weights"].sort(key=lambda e: (e["model"], e["sigma"] if e["sigma"] is not None else -1))
     tmpm = weights_dir / "manifest.json.tmp"
     tmpm.write_text(json.dumps(man, indent=1) + "\n")
     os.replace(tmpm, man_path)

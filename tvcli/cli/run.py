@@ -16,8 +16,12 @@ from tvcli.cli._app import CLIError, app
 
 
 def denoise_array(model, img, *, device: str, tile: int | None, overlap: int,
-                  add_noise: float | None = None, seed: int = 0, name: str = ""):
+                  add_noise: float | None = None, seed: int = 0, name: str = "",
+                  sigma: float | None = None):
     """Denoises the colour channels of a float32 (H, W, C) image in [0, 1].
+
+    ``sigma`` (0-255 units) is the noise level fed to models with a noise-level
+    input (FFDNet-style); the others ignore it.
 
     Gray images go through the colour network as three equal channels and come
     back as their mean; an alpha channel is passed through. ``add_noise`` (0-255
@@ -39,7 +43,8 @@ def denoise_array(model, img, *, device: str, tile: int | None, overlap: int,
     noisy = x.permute(1, 2, 0).numpy()
     inp = x.expand(3, -1, -1) if color == 1 else x
     with torch.inference_mode():
-        y = denoise(model, inp.to(device), tile=tile, overlap=overlap).cpu()
+        level = None if sigma is None else sigma / 255.0
+        y = denoise(model, inp.to(device), tile=tile, overlap=overlap, sigma=level).cpu()
         if color == 1:
             y = y.mean(0, keepdim=True)
         y = y.clamp_(0, 1).permute(1, 2, 0).numpy()
@@ -53,7 +58,7 @@ def denoise_array(model, img, *, device: str, tile: int | None, overlap: int,
 def run_cmd(
     model_name: str = typer.Argument(..., metavar="MODEL",
                                      help="A learned model (see `tvcli models`): dncnn-tv, "
-                                          "dncnn."),
+                                          "dncnn, ffdnet-tv, ffdnet."),
     inputs: list[str] = typer.Argument(..., metavar="INPUT", show_default=False,
                                        help="Image files and/or folders; '-' reads stdin."),
     output: str = typer.Option(None, "--output", "-o", metavar="OUT",
@@ -61,7 +66,8 @@ def run_cmd(
                                     "stdout. Default: NAME.MODEL.EXT beside each file."),
     sigma: float = typer.Option(25.0, "--sigma", min=0, max=255,
                                 help="Noise level of the input (0-255 units): picks the "
-                                     "shipped weights trained nearest to it."),
+                                     "shipped weights trained nearest to it, and is the "
+                                     "noise-map input of the FFDNet-style models."),
     add_noise: float = typer.Option(None, "--add-noise", min=0, max=255, metavar="SIGMA",
                                     help="Add Gaussian noise of this std (0-255) first, for "
                                          "demos and evaluation (implies --sigma SIGMA)."),
@@ -81,7 +87,8 @@ def run_cmd(
     as_json: bool = typer.Option(False, "--json", help="One JSON record per file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print errors only."),
 ) -> None:
-    """Denoise images with a learned network (DnCNN-TV, the paper's eq. 14, or DnCNN).
+    """Denoise images with a learned network (DnCNN-TV, the paper's eq. 14; DnCNN;
+    the faster FFDNet-style ffdnet-tv / ffdnet, one model for sigma 0-55).
 
     Examples:  tvcli run dncnn-tv noisy.png --sigma 25   |
     tvcli run dncnn-tv photos/ -o clean/ --sigma 50   |
@@ -117,7 +124,8 @@ def run_cmd(
         raise CLIError(str(exc)) from None
 
     def process(job):
-        return _process_job(job, model, entry, dev, tile or None, overlap, add_noise, seed)
+        return _process_job(job, model, entry, dev, tile or None, overlap, add_noise, seed,
+                            sigma)
 
     records = batch.run_jobs(jobs, process, as_json=as_json, quiet=quiet, label=model_name)
     code = batch.summarize(records)
@@ -125,7 +133,7 @@ def run_cmd(
         raise typer.Exit(code)
 
 
-def _process_job(job, model, entry, device, tile, overlap, add_noise, seed):
+def _process_job(job, model, entry, device, tile, overlap, add_noise, seed, sigma):
     import sys
     from pathlib import Path
 
@@ -140,7 +148,8 @@ def _process_job(job, model, entry, device, tile, overlap, add_noise, seed):
     else:
         img, meta = io.read_image(job.source)
     out, noisy = denoise_array(model, img, device=device, tile=tile, overlap=overlap,
-                               add_noise=add_noise, seed=seed, name=Path(job.source).name)
+                               add_noise=add_noise, seed=seed, name=Path(job.source).name,
+                               sigma=sigma)
     if job.target == STDIO:
         stored = io.choose_dtype("png", meta.dtype)
         sys.stdout.buffer.write(io.encode_image(out, "png", stored))
@@ -159,5 +168,6 @@ def _process_job(job, model, entry, device, tile, overlap, add_noise, seed):
         channels=meta.channels, bit_depth=meta.bit_depth,
         seconds=round(time.perf_counter() - start, 4), compare=job.compare,
         extra={"model": entry["model"], "weights": entry["file"],
-               "trained_sigma": entry["sigma"], "added_noise": add_noise},
+               "trained_sigma": entry["sigma"], "sigma_range": entry.get("sigma_range"),
+               "sigma": sigma, "added_noise": add_noise},
     )

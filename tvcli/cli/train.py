@@ -12,12 +12,17 @@ from tvcli.cli._app import CLIError, app
 
 @app.command("train")
 def train_cmd(
-    model: str = typer.Argument(..., help="Architecture: dncnn or dncnn-tv."),
+    model: str = typer.Argument(..., help="Architecture (see `tvcli models`)."),
     data: Path = typer.Option(..., "--data", help="Folder made by `tvcli data fetch`."),
     out: Path = typer.Option(None, "--out", "-o", help="Run folder (checkpoints; resumes "
                              "if it holds one). Default: runs/MODEL-sSIGMA."),
     sigma: float = typer.Option(25.0, "--sigma", min=0, max=255,
-                                help="Noise std in 0-255 units."),
+                                help="Noise std in 0-255 units (the validation level "
+                                "with --sigma-range)."),
+    sigma_range: str = typer.Option(None, "--sigma-range", metavar="LO,HI",
+                                    help="Blind-range training for models with a "
+                                    "noise-level input (ffdnet, ffdnet-tv): each patch "
+                                    "gets a sigma drawn uniformly from [LO, HI] (0-255)."),
     steps: int = typer.Option(3000, "--steps", min=1, help="Optimizer steps in total."),
     batch: int = typer.Option(16, "--batch", min=1),
     patch: int = typer.Option(40, "--patch", min=8, help="Patch side, pixels."),
@@ -26,8 +31,9 @@ def train_cmd(
     val_every: int = typer.Option(250, "--val-every", min=1),
     ckpt_every: int = typer.Option(100, "--ckpt-every", min=1),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    depth: int = typer.Option(17, "--depth", min=3, help="Conv layers."),
-    width: int = typer.Option(64, "--width", min=4, help="Feature channels."),
+    depth: int = typer.Option(None, "--depth", min=3,
+                              help="Conv layers (default: the model's, 17 for DnCNN)."),
+    width: int = typer.Option(None, "--width", min=4, help="Feature channels (default 64)."),
     export: Path = typer.Option(None, "--export", help="When done, write the weights and "
                                 "their manifest entry into this folder (e.g. weights/)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -44,12 +50,28 @@ def train_cmd(
         raise CLIError(f"{data} has no manifest.json: run `tvcli data fetch {data}` first")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise CLIError("--device cuda asked for, but no CUDA device is available")
-    out = out or Path("runs") / f"{model}-s{int(sigma)}"
-    cfg = TrainConfig(model=model, data=str(data), out=str(out), sigma=sigma, steps=steps,
-                      batch=batch, patch=patch, lr=lr, seed=seed, val_every=val_every,
-                      ckpt_every=ckpt_every, device=device,
-                      model_config={"depth": depth, "width": width})
-    meta = train(cfg, progress=not quiet)
+    srange = None
+    if sigma_range is not None:
+        try:
+            srange = [float(v) for v in sigma_range.split(",")]
+        except ValueError:
+            srange = []
+        if len(srange) != 2 or not 0 <= srange[0] <= srange[1] <= 255:
+            raise CLIError(f"--sigma-range must be LO,HI with 0 <= LO <= HI <= 255, got "
+                           f"{sigma_range!r}")
+        if not getattr(MODELS[model].builder, "takes_sigma", False):
+            raise CLIError(f"model {model!r} has no noise-level input; give one --sigma")
+    tag = "blind" if srange else f"s{int(sigma)}"
+    out = out or Path("runs") / f"{model}-{tag}"
+    model_config = {k: v for k, v in (("depth", depth), ("width", width)) if v is not None}
+    cfg = TrainConfig(model=model, data=str(data), out=str(out), sigma=sigma,
+                      sigma_range=srange, steps=steps, batch=batch, patch=patch, lr=lr,
+                      seed=seed, val_every=val_every, ckpt_every=ckpt_every, device=device,
+                      model_config=model_config)
+    try:
+        meta = train(cfg, progress=not quiet)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     last = meta["history"][-1] if meta["history"] else {}
     print(json.dumps({"model": model, "run": str(out), "step": meta["step"],
                       "wall_s": round(meta["wall_s"], 1), "val_psnr": last.get("val_psnr")}))
@@ -82,7 +104,9 @@ def models_cmd(
             if w is None:
                 table.add_row(name, "-", "no weights shipped", "-", "-", "-")
             else:
-                table.add_row(name, f"{w['sigma']:g}", w["file"], str(w["steps"]),
+                sig = (f"{w['sigma']:g}" if w["sigma"] is not None else
+                       "{:g}-{:g} (blind)".format(*w["sigma_range"]))
+                table.add_row(name, sig, w["file"], str(w["steps"]),
                               f"{w['wall_s'] / 60:.0f} min", f"{w['val_psnr_crop']:.2f}")
     console = Console()
     console.print(table)

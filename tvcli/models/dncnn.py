@@ -26,6 +26,8 @@ class DnCNN(nn.Module):
     Shape: (N, channels, H, W) -> (N, channels, H, W), any H, W.
     """
 
+    takes_sigma = False  # trained for one noise level: model(x)
+
     def __init__(self, channels: int = 3, depth: int = 17, width: int = 64):
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(True)]
@@ -59,6 +61,8 @@ class DnCNNTV(nn.Module):
         iters: proximal-Dykstra iterations per TV layer (the paper's layer mode).
     Shape: (N, channels, H, W) -> (N, channels, H, W).
     """
+
+    takes_sigma = False
 
     def __init__(self, channels: int = 3, depth: int = 17, width: int = 64,
                  lam_init: float = 0.01, iters: int = 4):

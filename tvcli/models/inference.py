@@ -5,28 +5,46 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["denoise", "tile_starts"]
+__all__ = ["apply_model", "denoise", "tile_starts"]
 
 
-def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+def apply_model(model: nn.Module, x: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
+    """``model(x)``, or ``model(x, sigma)`` for a model with a noise-level input
+    (``model.takes_sigma``); sigma in [0, 1] intensity units (sigma_255 / 255)."""
+    if getattr(model, "takes_sigma", False):
+        if sigma is None:
+            raise ValueError("this model needs the noise level sigma")
+        return model(x, sigma)
+    return model(x)
+
+
+def tile_starts(size: int, tile: int, overlap: int, multiple: int = 1) -> list[int]:
     """Start offsets of tiles of length ``tile`` covering ``size`` with at least
-    ``overlap`` shared pixels between neighbours; the last tile ends at ``size``."""
+    ``overlap`` shared pixels between neighbours; the last tile ends at ``size``.
+
+    With ``multiple`` > 1 every start is a multiple of it (networks that work on a
+    downsampled grid, e.g. FFDNet's 2x2 pixel groups, then see the same grouping
+    in every tile as in the whole image); the last tile may then be up to
+    ``multiple - 1`` pixels longer than ``tile``.
+    """
     if size <= tile:
         return [0]
-    step = tile - overlap
-    starts = list(range(0, size - tile, step))
-    starts.append(size - tile)
+    step = max(multiple, (tile - overlap) // multiple * multiple)
+    last = (size - tile) // multiple * multiple
+    starts = list(range(0, last, step))
+    starts.append(last)
     return starts
 
 
 @torch.no_grad()
 def denoise(model: nn.Module, image: torch.Tensor, tile: int | None = 512,
-            overlap: int = 32) -> torch.Tensor:
+            overlap: int = 32, sigma: float | None = None) -> torch.Tensor:
     """Runs ``model`` over ``image`` in overlapping tiles.
 
     Each output pixel is taken from the tile in which it lies farthest from a
     tile border (no blending): with ``overlap`` at least the network's receptive
-    radius (17 for DnCNN), tiles give the untiled result up to rounding.
+    radius (17 for DnCNN), tiles give the untiled result up to rounding. Tile
+    offsets are multiples of ``model.tile_multiple`` (default 1).
 
     Args:
         model: maps (1, C, h, w) -> (1, C, h, w).
@@ -34,24 +52,28 @@ def denoise(model: nn.Module, image: torch.Tensor, tile: int | None = 512,
         tile: tile side in pixels; None runs the whole image at once.
         overlap: pixels shared by neighbouring tiles (even, >= 2x receptive radius
             for an exact seam).
+        sigma: noise level in [0, 1] units, for models with a noise-level input
+            (``model.takes_sigma``); ignored by the others.
     Returns:
         (C, H, W) tensor, same dtype and device.
     """
     c, h, w = image.shape
     if tile is None or (h <= tile and w <= tile):
-        return model(image.unsqueeze(0)).squeeze(0)
+        return apply_model(model, image.unsqueeze(0), sigma).squeeze(0)
+    mult = int(getattr(model, "tile_multiple", 1))
     out = torch.empty_like(image)
-    ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
+    ys, xs = tile_starts(h, tile, overlap, mult), tile_starts(w, tile, overlap, mult)
+    # tile i spans [starts[i], ends[i]); the last one runs to the image border
+    yend = [min(y + tile, h) for y in ys[:-1]] + [h]
+    xend = [min(x + tile, w) for x in xs[:-1]] + [w]
     for iy, y in enumerate(ys):
-        th = min(tile, h)
-        # rows of this tile that it owns: from the middle of the overlap with the
-        # previous tile to the middle of the overlap with the next one
-        y0 = 0 if iy == 0 else (ys[iy - 1] + th + y) // 2 - y
-        y1 = th if iy == len(ys) - 1 else (y + th + ys[iy + 1]) // 2 - y
+        # rows this tile owns: from the middle of its overlap with the previous tile
+        # to the middle of its overlap with the next one
+        y0 = y if iy == 0 else (y + yend[iy - 1]) // 2
+        y1 = h if iy == len(ys) - 1 else (ys[iy + 1] + yend[iy]) // 2
         for ix, x in enumerate(xs):
-            tw = min(tile, w)
-            x0 = 0 if ix == 0 else (xs[ix - 1] + tw + x) // 2 - x
-            x1 = tw if ix == len(xs) - 1 else (x + tw + xs[ix + 1]) // 2 - x
-            res = model(image[:, y:y + th, x:x + tw].unsqueeze(0)).squeeze(0)
-            out[:, y + y0:y + y1, x + x0:x + x1] = res[:, y0:y1, x0:x1]
+            x0 = x if ix == 0 else (x + xend[ix - 1]) // 2
+            x1 = w if ix == len(xs) - 1 else (xs[ix + 1] + xend[ix]) // 2
+            res = apply_model(model, image[:, y:yend[iy], x:xend[ix]].unsqueeze(0), sigma)
+            out[:, y0:y1, x0:x1] = res.squeeze(0)[:, y0 - y:y1 - y, x0 - x:x1 - x]
     return out
