@@ -348,9 +348,11 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_cpu(const at::Tensor& x,
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     int8_t* sp = sgn.mutable_data_ptr<int8_t>();
     if (!per_image) {
-      // Photo-like inputs: the DP is faster on their smooth iterates (see tv1d_dp.h).
-      dykstra_lines<scalar_t>(xp, lp, yp, sp, B, H, W, iters,
-                              line_solver(core::LineSolver::kDP));
+      // Photo-like inputs. Condat's sweep, as for layer channels: over K = 4
+      // iterations it beat the DP at every lam we tried (camera 512x512, lam 0.01:
+      // 47 vs 65 ms; lam 0.1: 54 vs 56 ms; astronaut RGB, lam 0.003-0.3: 1.1-1.8x);
+      // the DP only pays on the much smoother iterates of the converged mode.
+      dykstra_lines<scalar_t>(xp, lp, yp, sp, B, H, W, iters, ls);
       return;
     }
     at::parallel_for(0, B, std::max<int64_t>(1, 4096 / std::max<int64_t>(HW, 1)),
