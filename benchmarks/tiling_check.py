@@ -30,14 +30,16 @@ def main() -> None:
     torch.set_grad_enabled(False)
     images = load_images(args.data / "val")[:3]
     for w in list_weights():
-        model, _ = load_pretrained(w["model"], w["sigma"])
+        sigma = w["sigma"] if w["sigma"] is not None else w["val_sigma"]  # blind: 25
+        model, _ = load_pretrained(w["model"], sigma)
         for i, img in enumerate(images):
             gen = torch.Generator().manual_seed(i)
-            noisy = img + w["sigma"] / 255 * torch.randn(img.shape, generator=gen)
+            noisy = img + sigma / 255 * torch.randn(img.shape, generator=gen)
             t0 = time.perf_counter()
-            full = denoise(model, noisy, tile=None)
+            full = denoise(model, noisy, tile=None, sigma=sigma / 255)
             t1 = time.perf_counter()
-            tiled = denoise(model, noisy, tile=args.tile, overlap=args.overlap)
+            tiled = denoise(model, noisy, tile=args.tile, overlap=args.overlap,
+                            sigma=sigma / 255)
             t2 = time.perf_counter()
             mse = float((full - tiled).pow(2).mean())
             p = math.inf if mse == 0 else 10 * math.log10(1 / mse)
