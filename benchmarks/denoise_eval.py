@@ -1,6 +1,11 @@
 """Denoising evaluation on the recipe's validation set -> docs/denoising.md.
 
     python benchmarks/denoise_eval.py --data DATA_DIR [--scico-python PY] [--quick]
+    python benchmarks/denoise_eval.py --data DATA_DIR --only ffdnet-tv ffdnet   # update
+
+``--only`` re-runs just those tvcli models and merges their rows into the
+existing docs/denoising.json (same images, sigmas and seeded noise); the report
+lists every run that contributed rows, with its date and load.
 
 For sigma = 15, 25, 50 (0-255 units; noise drawn with a fixed seed per image and
 sigma) it compares: the noisy input; the converged 2-D TV prox with the best
@@ -148,6 +153,43 @@ def run_ours(name: str, x: torch.Tensor, sigma: float):
     return y, secs, entry["sigma"] if entry["sigma"] is not None else sigma
 
 
+OURS = ("dncnn", "dncnn-tv", "ffdnet", "ffdnet-tv")
+
+
+def run_models(names: list[str], noisy: list[torch.Tensor], clean: list[torch.Tensor],
+               mp: list[float], sigma: float, rows: dict, notes: dict) -> None:
+    """Adds a row per tvcli model in ``names`` (skipped with a note when it fails)."""
+    for name in names:
+        log(f"sigma {sigma:g}: {name}")
+        try:
+            res = [run_ours(name, n, sigma) for n in noisy]
+        except Exception as exc:
+            notes[name] = f"not run: {exc}"
+            continue
+        trained = res[0][2]
+        label = f"tvcli {name}" + (f" (σ={trained:g} weights)" if trained != sigma else "")
+        rows[label] = {"scores": [score(o, c) for (o, _, _), c in zip(res, clean, strict=True)],
+                       "s_per_mp": float(np.median([s / m for (_, s, _), m in
+                                                    zip(res, mp, strict=True)]))}
+
+
+def update_models(previous: dict, data: Path, names: list[str]) -> dict:
+    """Re-runs the tvcli models ``names`` and merges their rows into ``previous``."""
+    val = load_val(data)
+    if [n for n, _ in val] != previous["images"]:
+        raise SystemExit("the validation images differ from the previous run's: run all")
+    clean = [im for _, im in val]
+    mp = [im.shape[-1] * im.shape[-2] / 1e6 for im in clean]
+    for sigma in previous["sigmas"]:
+        noisy = [add_noise(c, sigma, i) for i, c in enumerate(clean)]
+        rows = previous["methods"][str(int(sigma))]
+        for label in [k for k in rows if any(k == f"tvcli {n}" or k.startswith(f"tvcli {n} (")
+                                             for n in names)]:
+            del rows[label]
+        run_models(names, noisy, clean, mp, sigma, rows, previous["notes"])
+    return previous
+
+
 def evaluate(data: Path, sigmas: list[float], scico_py: str | None, quick: bool) -> dict:
     val = load_val(data)
     if quick:
@@ -185,26 +227,16 @@ def evaluate(data: Path, sigmas: list[float], scico_py: str | None, quick: bool)
                 result["notes"]["scico"] = f"not run: {exc}"
         else:
             result["notes"]["scico"] = "not run: no --scico-python given"
-        for name in ("dncnn", "dncnn-tv", "ffdnet", "ffdnet-tv"):
-            log(f"sigma {sigma:g}: {name}")
-            try:
-                res = [run_ours(name, n, sigma) for n in noisy]
-            except Exception as exc:
-                result["notes"][name] = f"not run: {exc}"
-                continue
-            trained = res[0][2]
-            label = f"tvcli {name}" + (f" (σ={trained:g} weights)" if trained != sigma else "")
-            rows[label] = {"scores": [score(o, c) for (o, _, _), c in
-                                      zip(res, clean, strict=True)],
-                           "s_per_mp": float(np.median([s / m for (_, s, _), m in
-                                                        zip(res, mp, strict=True)]))}
+        run_models(list(OURS), noisy, clean, mp, sigma, rows, result["notes"])
         result["methods"][str(int(sigma))] = rows
     return result
 
 
 def to_markdown(res: dict, machine: str) -> str:
+    runs = res.get("runs") or [{"machine": machine, "methods": "all"}]
     lines = ["# Denoising results", "",
-             f"Made by `python benchmarks/denoise_eval.py` on {machine}.", "",
+             "Made by `python benchmarks/denoise_eval.py`: "
+             + "; ".join(f"{r['methods']} on {r['machine']}" for r in runs) + ".", "",
              "Validation set of the data recipe (`tvcli data fetch`; never trained on): "
              + ", ".join(res["images"]) + ". Additive white Gaussian noise with a fixed seed "
              "per image and σ; PSNR (dB) and SSIM on [0, 1] images, outputs clipped to [0, 1]. "
@@ -240,18 +272,37 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--scico-python", default=None, help="a python that can import scico")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "denoising.md")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", nargs="+", choices=OURS, default=None,
+                    help="re-run only these tvcli models, merging into the existing JSON")
     args = ap.parse_args(argv)
     torch.set_grad_enabled(False)
-    res = evaluate(args.data, args.sigmas, args.scico_python, args.quick)
     cpu = platform.processor() or platform.machine()
-    machine = (f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d}, {cpu}, {os.cpu_count()} cores, "
-               f"torch {torch.__version__}, load {os.getloadavg()[0]:.1f}")
+    load0 = os.getloadavg()[0]
+    json_path = args.out.with_suffix(".json")
+    if args.only:
+        if not json_path.exists():
+            raise SystemExit(f"--only needs a previous full run ({json_path} is missing)")
+        previous = json.loads(json_path.read_text())
+        runs = previous.get("runs")
+        if not runs:  # a report from before runs were recorded: take its header line
+            head = args.out.read_text().splitlines()[2] if args.out.exists() else ""
+            was = head.split(" on ", 1)[1].rstrip(".") if " on " in head else "an earlier run"
+            runs = [{"machine": was, "methods": "all"}]
+        res = update_models(previous, args.data, args.only)
+    else:
+        runs = []
+        res = evaluate(args.data, args.sigmas, args.scico_python, args.quick)
+    machine = (f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu}, "
+               f"{os.cpu_count()} cores, torch {torch.__version__}, load "
+               f"{load0:.1f}-{os.getloadavg()[0]:.1f}")
+    res["runs"] = runs + [{"machine": machine,
+                           "methods": ", ".join(args.only) if args.only else "all"}]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     keep = ""  # hand-written notes below the marker survive regeneration
     if args.out.exists() and HAND_WRITTEN in args.out.read_text():
         keep = args.out.read_text().split(HAND_WRITTEN, 1)[1]
     args.out.write_text(to_markdown(res, machine) + "\n" + HAND_WRITTEN + keep)
-    args.out.with_suffix(".json").write_text(json.dumps(res, indent=1))
+    json_path.write_text(json.dumps(res, indent=1))
     print(f"wrote {args.out}", file=sys.stderr)
 
 
