@@ -180,6 +180,8 @@ def update_models(previous: dict, data: Path, names: list[str]) -> dict:
         raise SystemExit("the validation images differ from the previous run's: run all")
     clean = [im for _, im in val]
     mp = [im.shape[-1] * im.shape[-2] / 1e6 for im in clean]
+    for name in names:
+        previous["notes"].pop(name, None)
     for sigma in previous["sigmas"]:
         noisy = [add_noise(c, sigma, i) for i, c in enumerate(clean)]
         rows = previous["methods"][str(int(sigma))]
