@@ -285,10 +285,11 @@ inline double run_means_strip8(const Tin* a, double* d, double* m, const int8_t*
   for (int64_t p = 1; p < n; ++p) {
     const int64_t o = p * ld;
     v2l keep[4];  // same run as p - 1
-    spread8(load8(s + o - ld) == 0, keep);
+    spread8((v16b)(load8(s + o - ld) == 0), keep);
     for (int q = 0; q < 4; ++q) {
       // keep ? c + x : -0 + x (== x, bit for bit)
-      c[q] = (v2d)(((v2l)c[q] & keep[q]) | (sign & ~keep[q])) + input<IO, Tin>(a, d, m, o + 2 * q);
+      const v2d x = input<IO, Tin>(a, d, m, o + 2 * q);
+      c[q] = (v2d)(((v2l)c[q] & keep[q]) | (sign & ~keep[q])) + x;
       cnt[q] = (v2d)((v2l)cnt[q] & keep[q]) + one;
       store(m + o + 2 * q, c[q] / cnt[q]);
     }
@@ -301,13 +302,12 @@ inline double run_means_strip8(const Tin* a, double* d, double* m, const int8_t*
   }
   for (int64_t p = n - 2; p >= 0; --p) {
     const int64_t o = p * ld;
-    const v16b b = load8(s + o);
-    v2l inner[4], sg[4];  // inner: not a run's end; sg & sign: sign bit of s
-    spread8(b == 0, inner);
-    spread8(b, sg);
+    v2l sg[4];  // s repeated over each lane: its sign bit is s's, and it is 0 iff s is
+    spread8(load8(s + o), sg);
     for (int q = 0; q < 4; ++q) {
+      const v2l inner = (v2l)((v4i)sg[q] == 0);  // not a run's end (both halves agree)
       const v2l nx = (v2l)next[q];
-      const v2d out = (v2d)((((v2l)load(m + o + 2 * q) ^ nx) & ~inner[q]) ^ nx);
+      const v2d out = (v2d)((((v2l)load(m + o + 2 * q) ^ nx) & ~inner) ^ nx);
       acc[q] += (v2d)((v2l)(out - next[q]) ^ (sg[q] & sign));  // s * (out - next)
       next[q] = out;
       output<IO>(d, m, o + 2 * q, out);
@@ -322,7 +322,8 @@ inline void store8(int8_t* p, v16b v, int half) {
   memcpy(p, &t, sizeof t);
 }
 
-// dst[j * h + i] = src[i * w + j] for an 8 x 8 block at (i0, j0): 3 unpack steps.
+// dst[j * h + i] = src[i * w + j] for i, j < 8 (an 8 x 8 block of a w-wide image into
+// its h-wide transpose): 3 unpack steps.
 inline void transpose8x8(const int8_t* src, int64_t w, int8_t* dst, int64_t h) {
   v16b r[8];
   for (int k = 0; k < 8; ++k) r[k] = load8(src + k * w);
@@ -405,7 +406,10 @@ TV_HOST_DEVICE inline void rows_gather(const A* gQ, const A* gP, const int8_t* s
       }
       if (w % 2 != 0) {
         const int64_t j = w - 1;
-        for (int64_t i = i0; i < i0 + 2; ++i) m[j * h + i] = First ? gQ[i * w + j] : gQ[i * w + j] - gP[i * w + j];
+        for (int64_t i = i0; i < i0 + 2; ++i) {
+          const int64_t k = i * w + j;
+          m[j * h + i] = First ? gQ[k] : gQ[k] - gP[k];
+        }
       }
     }
   }
@@ -439,7 +443,8 @@ TV_HOST_DEVICE inline void rows_scatter(A* gP, const A* m, int64_t h, int64_t w)
       const int64_t o = i0 * w;
       for (int64_t j = 0; j + 2 <= w; j += 2) {
         const simd::v2d a = simd::load(m + j * h + i0), b = simd::load(m + (j + 1) * h + i0);
-        simd::v2d r0 = __builtin_shufflevector(a, b, 0, 2), r1 = __builtin_shufflevector(a, b, 1, 3);
+        simd::v2d r0 = __builtin_shufflevector(a, b, 0, 2);
+        simd::v2d r1 = __builtin_shufflevector(a, b, 1, 3);
         if (!First) {
           r0 += simd::load(gP + o + j);
           r1 += simd::load(gP + o + w + j);
@@ -449,7 +454,10 @@ TV_HOST_DEVICE inline void rows_scatter(A* gP, const A* m, int64_t h, int64_t w)
       }
       if (w % 2 != 0) {
         const int64_t j = w - 1;
-        for (int64_t i = i0; i < i0 + 2; ++i) gP[i * w + j] = First ? m[j * h + i] : gP[i * w + j] + m[j * h + i];
+        for (int64_t i = i0; i < i0 + 2; ++i) {
+          const int64_t k = i * w + j;
+          gP[k] = First ? m[j * h + i] : gP[k] + m[j * h + i];
+        }
       }
     }
   }
