@@ -205,10 +205,10 @@ TV_HOST_DEVICE inline A run_means_lines(const Tin* a, A* d, A* m, const int8_t* 
   return glam;
 }
 
-#if !defined(__CUDACC__) && !defined(__HIPCC__) && !defined(TVCLI_NO_SIMD) && defined(__has_builtin)
-#if __has_builtin(__builtin_shufflevector) && __has_builtin(__builtin_convertvector)
+// g++ >= 9 or clang: vector extensions with __builtin_convertvector.
+#if !defined(__CUDACC__) && !defined(__HIPCC__) && !defined(TVCLI_NO_SIMD) && \
+    (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 9))
 #define TVCLI_BWD_SIMD 1
-#endif
 #endif
 
 #if defined(TVCLI_BWD_SIMD)
@@ -222,6 +222,30 @@ typedef int64_t v2l __attribute__((vector_size(16)));
 typedef int32_t v4i __attribute__((vector_size(16)));
 typedef int16_t v8s __attribute__((vector_size(16)));
 typedef int8_t v16b __attribute__((vector_size(16)));
+
+// Lanes I... of the concatenation a:b (__builtin_shufflevector is g++ >= 12 / clang).
+#if defined(__clang__) || (__GNUC__ >= 12 && !defined(TVCLI_SIMD_GNU_SHUFFLE))
+#define TVCLI_SHUFFLE(a, b, Mask, I) __builtin_shufflevector(a, b, I...)
+#else
+#define TVCLI_SHUFFLE(a, b, Mask, I) __builtin_shuffle(a, b, Mask{I...})
+#endif
+template <int... I>
+inline v16b shuffle(v16b a, v16b b) {
+  return TVCLI_SHUFFLE(a, b, v16b, I);
+}
+template <int... I>
+inline v8s shuffle(v8s a, v8s b) {
+  return TVCLI_SHUFFLE(a, b, v8s, I);
+}
+template <int... I>
+inline v4i shuffle(v4i a, v4i b) {
+  return TVCLI_SHUFFLE(a, b, v4i, I);
+}
+template <int... I>
+inline v2d shuffle(v2d a, v2d b) {
+  return TVCLI_SHUFFLE(a, b, v2l, I);
+}
+#undef TVCLI_SHUFFLE
 
 inline v2d load(const double* p) {
   v2d v;
@@ -246,14 +270,14 @@ inline v16b load8(const int8_t* p) {
 // Bytes 0..7 of b, each repeated over a 64-bit lane (0 -> 0, -1 -> all ones, and the
 // lane's sign bit is the byte's): 3 unpack steps.
 inline void spread8(v16b b, v2l out[4]) {
-  const v16b b2 = __builtin_shufflevector(b, b, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  const v16b b2 = shuffle<0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7>(b, b);
   const v8s w = (v8s)b2;
-  const v4i lo = (v4i)__builtin_shufflevector(w, w, 0, 0, 1, 1, 2, 2, 3, 3);
-  const v4i hi = (v4i)__builtin_shufflevector(w, w, 4, 4, 5, 5, 6, 6, 7, 7);
-  out[0] = (v2l)__builtin_shufflevector(lo, lo, 0, 0, 1, 1);
-  out[1] = (v2l)__builtin_shufflevector(lo, lo, 2, 2, 3, 3);
-  out[2] = (v2l)__builtin_shufflevector(hi, hi, 0, 0, 1, 1);
-  out[3] = (v2l)__builtin_shufflevector(hi, hi, 2, 2, 3, 3);
+  const v4i lo = (v4i)shuffle<0, 0, 1, 1, 2, 2, 3, 3>(w, w);
+  const v4i hi = (v4i)shuffle<4, 4, 5, 5, 6, 6, 7, 7>(w, w);
+  out[0] = (v2l)shuffle<0, 0, 1, 1>(lo, lo);
+  out[1] = (v2l)shuffle<2, 2, 3, 3>(lo, lo);
+  out[2] = (v2l)shuffle<0, 0, 1, 1>(hi, hi);
+  out[3] = (v2l)shuffle<2, 2, 3, 3>(hi, hi);
 }
 
 template <LockstepIO IO, typename Tin>
@@ -329,17 +353,17 @@ inline void transpose8x8(const int8_t* src, int64_t w, int8_t* dst, int64_t h) {
   for (int k = 0; k < 8; ++k) r[k] = load8(src + k * w);
   v8s a[4];
   for (int k = 0; k < 4; ++k) {
-    a[k] = (v8s)__builtin_shufflevector(r[2 * k], r[2 * k + 1], 0, 16, 1, 17, 2, 18, 3, 19, 4,
-                                        20, 5, 21, 6, 22, 7, 23);
+    a[k] = (v8s)shuffle<0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23>(r[2 * k],
+                                                                                r[2 * k + 1]);
   }
-  const v4i b0 = (v4i)__builtin_shufflevector(a[0], a[1], 0, 8, 1, 9, 2, 10, 3, 11);
-  const v4i b1 = (v4i)__builtin_shufflevector(a[0], a[1], 4, 12, 5, 13, 6, 14, 7, 15);
-  const v4i b2 = (v4i)__builtin_shufflevector(a[2], a[3], 0, 8, 1, 9, 2, 10, 3, 11);
-  const v4i b3 = (v4i)__builtin_shufflevector(a[2], a[3], 4, 12, 5, 13, 6, 14, 7, 15);
-  const v16b c[4] = {(v16b)__builtin_shufflevector(b0, b2, 0, 4, 1, 5),
-                     (v16b)__builtin_shufflevector(b0, b2, 2, 6, 3, 7),
-                     (v16b)__builtin_shufflevector(b1, b3, 0, 4, 1, 5),
-                     (v16b)__builtin_shufflevector(b1, b3, 2, 6, 3, 7)};
+  const v4i b0 = (v4i)shuffle<0, 8, 1, 9, 2, 10, 3, 11>(a[0], a[1]);
+  const v4i b1 = (v4i)shuffle<4, 12, 5, 13, 6, 14, 7, 15>(a[0], a[1]);
+  const v4i b2 = (v4i)shuffle<0, 8, 1, 9, 2, 10, 3, 11>(a[2], a[3]);
+  const v4i b3 = (v4i)shuffle<4, 12, 5, 13, 6, 14, 7, 15>(a[2], a[3]);
+  const v16b c[4] = {(v16b)shuffle<0, 4, 1, 5>(b0, b2),
+                     (v16b)shuffle<2, 6, 3, 7>(b0, b2),
+                     (v16b)shuffle<0, 4, 1, 5>(b1, b3),
+                     (v16b)shuffle<2, 6, 3, 7>(b1, b3)};
   for (int k = 0; k < 4; ++k) {
     store8(dst + (2 * k) * h, c[k], 0);
     store8(dst + (2 * k + 1) * h, c[k], 1);
@@ -401,8 +425,8 @@ TV_HOST_DEVICE inline void rows_gather(const A* gQ, const A* gP, const int8_t* s
           r0 -= simd::load(gP + o + j);
           r1 -= simd::load(gP + o + w + j);
         }
-        simd::store(m + j * h + i0, __builtin_shufflevector(r0, r1, 0, 2));
-        simd::store(m + (j + 1) * h + i0, __builtin_shufflevector(r0, r1, 1, 3));
+        simd::store(m + j * h + i0, simd::shuffle<0, 2>(r0, r1));
+        simd::store(m + (j + 1) * h + i0, simd::shuffle<1, 3>(r0, r1));
       }
       if (w % 2 != 0) {
         const int64_t j = w - 1;
@@ -443,8 +467,8 @@ TV_HOST_DEVICE inline void rows_scatter(A* gP, const A* m, int64_t h, int64_t w)
       const int64_t o = i0 * w;
       for (int64_t j = 0; j + 2 <= w; j += 2) {
         const simd::v2d a = simd::load(m + j * h + i0), b = simd::load(m + (j + 1) * h + i0);
-        simd::v2d r0 = __builtin_shufflevector(a, b, 0, 2);
-        simd::v2d r1 = __builtin_shufflevector(a, b, 1, 3);
+        simd::v2d r0 = simd::shuffle<0, 2>(a, b);
+        simd::v2d r1 = simd::shuffle<1, 3>(a, b);
         if (!First) {
           r0 += simd::load(gP + o + j);
           r1 += simd::load(gP + o + w + j);
