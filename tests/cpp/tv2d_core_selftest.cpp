@@ -162,6 +162,98 @@ void test_dykstra_backward_fd() {
   check(std::isnan(y[0]) && std::isnan(gx[0]) && std::isnan(glam), "nan image", 0);
 }
 
+// The per-run Dykstra backward that tv2d_dykstra_backward's lockstep passes replaced
+// (one line at a time, one loop per run): the reference for the latter.
+double ref_line_backward(const int8_t* sgn, int64_t ss, const double* g, double* out, int64_t n,
+                         bool identity) {
+  double glam = 0, left = 0;
+  int64_t start = 0;
+  while (start < n) {
+    int64_t end = start;
+    double sum = g[start];
+    while (end + 1 < n && sgn[end * ss] == 0) sum += g[++end];
+    ++end;
+    const double mean = sum / double(end - start);
+    const double right = end < n ? double(sgn[(end - 1) * ss]) : 0.0;
+    glam += (right - left) * mean;
+    left = right;
+    for (int64_t i = start; i < end; ++i) out[i] = identity ? g[i] : mean;
+    start = end;
+  }
+  return glam;
+}
+
+double ref_backward(const int8_t* sgn, const double* g, double* gx, int64_t h, int64_t w,
+                    int64_t iters, bool identity) {
+  const int64_t hw = h * w, n = std::max(h, w);
+  if (sgn[0] == kBadImage) {
+    for (int64_t k = 0; k < hw; ++k) gx[k] = NAN;
+    return NAN;
+  }
+  std::vector<double> gY(g, g + hw), gP(hw, 0.0), gQ(hw, 0.0), in(n), out(n);
+  double glam = 0;
+  for (int64_t it = iters - 1; it >= 0; --it) {
+    const int8_t* sr = sgn + (2 * it) * hw;
+    const int8_t* sc = sr + hw;
+    for (int64_t j = 0; j < w; ++j) {
+      for (int64_t i = 0; i < h; ++i) in[i] = gY[i * w + j] - gQ[i * w + j];
+      glam += ref_line_backward(sc + j, w, in.data(), out.data(), h, identity);
+      for (int64_t i = 0; i < h; ++i) gQ[i * w + j] += out[i];
+    }
+    for (int64_t i = 0; i < h; ++i) {
+      for (int64_t j = 0; j < w; ++j) in[j] = gQ[i * w + j] - gP[i * w + j];
+      glam += ref_line_backward(sr + i * w, 1, in.data(), out.data(), w, identity);
+      for (int64_t j = 0; j < w; ++j) {
+        gP[i * w + j] += out[j];
+        gY[i * w + j] = gP[i * w + j];
+      }
+    }
+  }
+  for (int64_t k = 0; k < hw; ++k) gx[k] = gY[k];
+  return glam;
+}
+
+// The backward against the per-run reference: gradient w.r.t. x equal bit for bit
+// (same sums and divisions), dL/dlam to rounding (another order of summation), NaN in
+// g where the reference has it. Shapes cover strips of 8 lines and remainders.
+void test_dykstra_backward_vs_reference() {
+  std::mt19937 rng(5);
+  std::normal_distribution<double> nd;
+  const std::pair<int64_t, int64_t> shapes[] = {{1, 1}, {1, 2}, {2, 1}, {3, 3}, {1, 9},
+                                                {9, 1}, {5, 17}, {17, 5}, {8, 8}, {16, 9},
+                                                {9, 16}, {19, 11}, {32, 32}, {24, 40}};
+  for (auto [h, w] : shapes) {
+    for (double lam : {0.0, 0.02, 0.1, 0.6, 1e3}) {
+      for (int kind = 0; kind < 3; ++kind) {
+        const int64_t k = 3, n = h * w;
+        std::vector<double> x(n), g(n), y(n), gx(n), gr(n), ws(tv2d_dykstra_workspace(h, w));
+        std::vector<int8_t> sgn(2 * k * n);
+        for (int64_t i = 0; i < n; ++i) {
+          x[i] = kind == 1 ? 0.25 : kind == 2 ? double(i % 3) : nd(rng);
+          g[i] = nd(rng);
+        }
+        if (kind == 2) g[n / 2] = NAN;
+        tv2d_dykstra_forward<double, double>(x.data(), y.data(), sgn.data(), h, w, k, lam,
+                                             ws.data(), LineSolver::kCondat);
+        const bool identity = !(lam > 0);
+        const double glam = tv2d_dykstra_backward<double, double>(sgn.data(), g.data(),
+                                                                  gx.data(), h, w, k, identity,
+                                                                  ws.data());
+        const double gref = ref_backward(sgn.data(), g.data(), gr.data(), h, w, k, identity);
+        bool same = true;
+        for (int64_t i = 0; i < n; ++i) {
+          same = same && (std::isnan(gr[i]) ? std::isnan(gx[i]) : gx[i] == gr[i]);
+        }
+        check(same, "dykstra backward vs reference: grad x", double(h * 1000 + w));
+        const bool lam_ok = std::isnan(gref)
+                                ? std::isnan(glam)
+                                : std::fabs(glam - gref) <= 1e-12 * (1 + std::fabs(gref));
+        check(lam_ok, "dykstra backward vs reference: grad lam", glam - gref);
+      }
+    }
+  }
+}
+
 void test_regions() {
   // Two regions: left 3 columns 0.2, right 2 columns 0.9 (4 rows). With g = 1 on the
   // left region only: grad x = 1 on the left, 0 on the right; dL/dlam = -(sum of
@@ -188,6 +280,7 @@ int main() {
   test_dp_random();
   test_dp_on_dykstra_iterates();
   test_dykstra_backward_fd();
+  test_dykstra_backward_vs_reference();
   test_regions();
   std::printf("OK (%d failures)\n", failures);
   return failures == 0 ? 0 : 1;
