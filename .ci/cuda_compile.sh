@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CI tier (a): every CUDA source compiles warning-free for the oldest and the
 # current architectures, with no register spills. Needs nvcc only (no GPU, no
-# torch): the kernels in csrc/cuda/*.cu are torch-free. Prints ptxas's
+# torch): the kernels in csrc/cuda/*.cu are torch-free, and tests/cuda/*.cu
+# compile the other header-only core solvers as device code. Prints ptxas's
 # register / spill report for the record and the compile time per arch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,7 @@ out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 "$NVCC" --version | tail -1
 shopt -s nullglob
-sources=(csrc/cuda/*.cu)
+sources=(csrc/cuda/*.cu tests/cuda/*.cu)
 if [ ${#sources[@]} -eq 0 ]; then echo "no .cu files"; exit 1; fi
 status=0
 for src in "${sources[@]}"; do
@@ -26,7 +27,7 @@ for src in "${sources[@]}"; do
     ms=$(( ($(date +%s%N) - t0) / 1000000 ))
     printf '== %s sm_%s: %d.%01d s\n' "$src" "$arch" $((ms / 1000)) $((ms % 1000 / 100))
     # One line per kernel: mangled name shortened, registers, stack, spills.
-    awk '/Compiling entry function/ { match($0, /(prox_direct|prox_pn|backward)_kernelI[fd]/);
+    awk '/Compiling entry function/ { match($0, /(prox_direct|prox_pn|backward)_kernelI[fd]|dykstra_(forward|backward)_checkI[fd]/);
                                        k = substr($0, RSTART, RLENGTH) }
          /spill stores/ { sp = $0; sub(/^ +/, "", sp) }
          /Used [0-9]+ registers/ { match($0, /Used [0-9]+ registers/);
