@@ -15,7 +15,8 @@ def train_cmd(
     model: str = typer.Argument(..., help="Architecture (see `tvcli models`)."),
     data: Path = typer.Option(..., "--data", help="Folder made by `tvcli data fetch`."),
     out: Path = typer.Option(None, "--out", "-o", help="Run folder (checkpoints; resumes "
-                             "if it holds one). Default: runs/MODEL-sSIGMA."),
+                             "if it holds one). Default: runs/MODEL-sSIGMA, or "
+                             "runs/MODEL-blind with --sigma-range."),
     sigma: float = typer.Option(25.0, "--sigma", min=0, max=255,
                                 help="Noise std in 0-255 units (the validation level "
                                 "with --sigma-range)."),
@@ -23,7 +24,10 @@ def train_cmd(
                                     help="Blind-range training for models with a "
                                     "noise-level input (ffdnet, ffdnet-tv): each patch "
                                     "gets a sigma drawn uniformly from [LO, HI] (0-255)."),
-    steps: int = typer.Option(3000, "--steps", min=1, help="Optimizer steps in total."),
+    steps: int = typer.Option(3000, "--steps", min=1,
+                              help="Optimizer steps in total. Rerunning a run folder with "
+                              "more steps continues it, the cosine schedule stretched over "
+                              "the new total."),
     batch: int = typer.Option(16, "--batch", min=1),
     patch: int = typer.Option(40, "--patch", min=8, help="Patch side, pixels."),
     lr: float = typer.Option(1e-3, "--lr", help="Initial learning rate (cosine to 1e-5)."),
@@ -32,7 +36,8 @@ def train_cmd(
     ckpt_every: int = typer.Option(100, "--ckpt-every", min=1),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     depth: int = typer.Option(None, "--depth", min=3,
-                              help="Conv layers (default: the model's, 17 for DnCNN)."),
+                              help="Conv layers (default: the model's: 17 for DnCNN, 10 "
+                              "for FFDNet)."),
     width: int = typer.Option(None, "--width", min=4, help="Feature channels (default 64)."),
     export: Path = typer.Option(None, "--export", help="When done, write the weights and "
                                 "their manifest entry into this folder (e.g. weights/)."),
