@@ -297,6 +297,9 @@ def main(argv: list[str] | None = None) -> None:
     machine = (f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu}, "
                f"{os.cpu_count()} cores, torch {torch.__version__}, load "
                f"{load0:.1f}-{os.getloadavg()[0]:.1f}")
+    if args.only:  # earlier runs whose rows have all been replaced are no longer cited
+        runs = [r for r in runs if r["methods"] == "all"
+                or not set(r["methods"].split(", ")) <= set(args.only)]
     res["runs"] = runs + [{"machine": machine,
                            "methods": ", ".join(args.only) if args.only else "all"}]
     args.out.parent.mkdir(parents=True, exist_ok=True)
