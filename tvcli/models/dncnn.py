@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["DnCNN", "DnCNNTV"]
+__all__ = ["DnCNN", "DnCNNTV", "TVWrapped"]
 
 
 class DnCNN(nn.Module):
@@ -52,7 +52,34 @@ class DnCNN(nn.Module):
         return x - self.body(x)
 
 
-class DnCNNTV(nn.Module):
+class TVWrapped(nn.Module):
+    """TV2D-smooth layers (learned per-channel lam) around a residual denoiser, as
+    paper eq. 14: ``X_t = Prox2D(I, lam_in)``, ``Y = Prox2D(X_t - R(X_t), lam_out)``.
+
+    Args:
+        net: a module with ``residual(x, *extra)`` and a ``config`` dict.
+        channels: image channels.
+        lam_init: initial lam of both TV layers, in [0, 1] intensity units.
+        iters: proximal-Dykstra iterations per TV layer (the paper's layer mode).
+    """
+
+    def __init__(self, net: nn.Module, channels: int, lam_init: float, iters: int):
+        super().__init__()
+        from tvcli.nn import TVLayer
+
+        self.net = net
+        self.tv_in = TVLayer(channels, mode="smooth", direction="2d", lam_init=lam_init,
+                             iters=iters)
+        self.tv_out = TVLayer(channels, mode="smooth", direction="2d", lam_init=lam_init,
+                              iters=iters)
+        self.config = {**net.config, "lam_init": lam_init, "iters": iters}
+
+    def _denoise(self, x: torch.Tensor, *extra) -> torch.Tensor:
+        xt = self.tv_in(x)
+        return self.tv_out(xt - self.net.residual(xt, *extra))
+
+
+class DnCNNTV(TVWrapped):
     """DnCNN with TV2D-smooth layers at its input and output (paper eq. 14).
 
     Args:
@@ -66,16 +93,7 @@ class DnCNNTV(nn.Module):
 
     def __init__(self, channels: int = 3, depth: int = 17, width: int = 64,
                  lam_init: float = 0.01, iters: int = 4):
-        super().__init__()
-        from tvcli.nn import TVLayer
-
-        self.net = DnCNN(channels, depth, width)
-        self.tv_in = TVLayer(channels, mode="smooth", direction="2d", lam_init=lam_init,
-                             iters=iters)
-        self.tv_out = TVLayer(channels, mode="smooth", direction="2d", lam_init=lam_init,
-                              iters=iters)
-        self.config = {**self.net.config, "lam_init": lam_init, "iters": iters}
+        super().__init__(DnCNN(channels, depth, width), channels, lam_init, iters)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xt = self.tv_in(x)
-        return self.tv_out(xt - self.net.residual(xt))
+        return self._denoise(x)

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tvcli.models.dncnn import TVWrapped
+
 __all__ = ["FFDNet", "FFDNetTV"]
 
 
@@ -76,7 +78,7 @@ class FFDNet(nn.Module):
         return x - self.residual(x, sigma)
 
 
-class FFDNetTV(nn.Module):
+class FFDNetTV(TVWrapped):
     """FFDNet with TV2D-smooth layers at its input and output (as paper eq. 14).
 
     Args:
@@ -91,17 +93,8 @@ class FFDNetTV(nn.Module):
 
     def __init__(self, channels: int = 3, depth: int = 10, width: int = 64,
                  lam_init: float = 0.01, iters: int = 4):
-        super().__init__()
-        from tvcli.nn import TVLayer
-
-        self.net = FFDNet(channels, depth, width)
-        self.tv_in = TVLayer(channels, mode="smooth", direction="2d", lam_init=lam_init,
-                             iters=iters)
-        self.tv_out = TVLayer(channels, mode="smooth", direction="2d", lam_init=lam_init,
-                              iters=iters)
-        self.config = {**self.net.config, "lam_init": lam_init, "iters": iters}
+        super().__init__(FFDNet(channels, depth, width), channels, lam_init, iters)
 
     def forward(self, x: torch.Tensor, sigma: float | torch.Tensor | None = None
                 ) -> torch.Tensor:
-        xt = self.tv_in(x)
-        return self.tv_out(xt - self.net.residual(xt, sigma))
+        return self._denoise(x, sigma)
