@@ -229,21 +229,18 @@ typedef int8_t v16b __attribute__((vector_size(16)));
 #else
 #define TVCLI_SHUFFLE(a, b, Mask, I) __builtin_shuffle(a, b, Mask{I...})
 #endif
-template <int... I>
-inline v16b shuffle(v16b a, v16b b) {
-  return TVCLI_SHUFFLE(a, b, v16b, I);
-}
-template <int... I>
-inline v8s shuffle(v8s a, v8s b) {
-  return TVCLI_SHUFFLE(a, b, v8s, I);
-}
-template <int... I>
-inline v4i shuffle(v4i a, v4i b) {
-  return TVCLI_SHUFFLE(a, b, v4i, I);
-}
-template <int... I>
-inline v2d shuffle(v2d a, v2d b) {
-  return TVCLI_SHUFFLE(a, b, v2l, I);
+// __builtin_shuffle's mask: an integer vector of the operand's lane width.
+template <typename V>
+struct ShuffleMask {
+  using type = V;
+};
+template <>
+struct ShuffleMask<v2d> {
+  using type = v2l;
+};
+template <int... I, typename V>
+inline V shuffle(V a, V b) {
+  return TVCLI_SHUFFLE(a, b, typename ShuffleMask<V>::type, I);
 }
 #undef TVCLI_SHUFFLE
 
