@@ -233,16 +233,19 @@ def run_jobs(
     as_json: bool = False,
     quiet: bool = False,
     label: str = "processing",
+    sink: list[Record] | None = None,
 ) -> list[Record]:
     """Runs ``process`` on every job, printing one result or error line per job.
 
     A failing job (an ImageError, OSError or ValueError from ``process``, or a
     planning error) gives an error record; the others still run.
     KeyboardInterrupt propagates (already written outputs are complete).
+    ``sink``, if given, is the list the records are appended to (and returned):
+    after an interruption it still holds the records of the finished jobs.
     """
     from tvcli.io import ImageError
 
-    records: list[Record] = []
+    records: list[Record] = [] if sink is None else sink
     progress = _progress(len(jobs), quiet)
     task = None
     if progress is not None:

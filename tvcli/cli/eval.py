@@ -44,6 +44,7 @@ import typer
 
 from tvcli.cli._app import CLIError, app
 from tvcli.cli._jsonout import dumps
+from tvcli.cli.shard import SHARD_HELP
 from tvcli.io import IMAGE_EXTENSIONS
 
 METRICS = ("psnr", "ssim", "wrmse", "wmae", "ods", "ois", "ap")
@@ -232,9 +233,10 @@ def _fmt(m: str, v: float | None) -> str:
 
 @app.command("eval")
 def eval_cmd(
-    pred: Annotated[Path, typer.Argument(help="Prediction image, or a folder of them.")],
-    gt: Annotated[Path, typer.Argument(help="Ground-truth image or folder (same relative "
-                                            "names).")],
+    paths: Annotated[list[Path], typer.Argument(
+        metavar="PRED GT", show_default=False,
+        help="Prediction image or folder, then the ground-truth image or folder (same "
+             "relative names). With --merge: the part files to merge.")],
     metric: str = typer.Option(_DEFAULT, "--metric", "-m",
                                help="Comma list from psnr, ssim, wrmse, wmae, ods, ois, ap "
                                     "('edges' = ods,ois,ap)."),
@@ -250,6 +252,14 @@ def eval_cmd(
                                    help="Edge metrics: match tolerance, fraction of the "
                                         "image diagonal."),
     device: str = typer.Option("cpu", "--device", help="Torch device for the metrics."),
+    shard: str = typer.Option(None, "--shard", metavar="K/N|auto", help=SHARD_HELP),
+    summary: str = typer.Option(
+        None, "--summary", metavar="FILE.json",
+        help="Write this run's part file (results plus the raw per-image values a merge "
+             "needs, and timings); {index} and {count} become the shard numbers."),
+    merge: bool = typer.Option(
+        False, "--merge", help="Merge part files written by --summary (one per shard) "
+                               "into the report of the whole data set."),
 ) -> None:
     """Evaluate predictions against ground truth: PSNR, SSIM, WRMSE/WMAE, edge ODS/OIS/AP.
 
@@ -257,9 +267,49 @@ def eval_cmd(
     ground truths per image, GT/<name>/ holds them, with optional weights.json
     ({"file": votes}). Per-image problems are reported one per line on stderr;
     the rest is still evaluated and the exit status is 1.
+
+    Sharded: `tvcli eval PRED GT --shard K/N --summary part-{index}.json` on each
+    shard, then `tvcli eval --merge part-*.json` (the same report as unsharded).
     """
     if as_json and as_csv:
         raise CLIError("--json and --csv are exclusive", 2)
+    if merge:
+        if shard is not None:
+            raise CLIError("--merge and --shard exclude each other", 2)
+        if summary is not None:
+            raise CLIError("--summary does not apply to --merge (use --json > FILE)", 2)
+        from tvcli.cli.eval_merge import merge_parts
+
+        try:
+            result, errors = merge_parts(paths)
+        except ValueError as exc:
+            raise CLIError(str(exc), 2) from None
+        _emit(result, errors, as_json, as_csv)
+        return
+    if len(paths) != 2:
+        raise CLIError(f"give PRED and GT (got {len(paths)} paths); several part files "
+                       "need --merge", 2)
+    pred, gt = paths
+    _evaluate_cmd(pred, gt, metric, data_range, as_json, as_csv, thresholds, max_dist, device,
+                  shard, summary)
+
+
+def _evaluate_cmd(pred: Path, gt: Path, metric: str, data_range: float, as_json: bool,
+                  as_csv: bool, thresholds: int, max_dist: float, device: str,
+                  shard_text: str | None, summary: str | None) -> None:
+    """``tvcli eval PRED GT``: checks the options, evaluates (this shard's share of)
+    the pairs, prints the report and writes the ``--summary`` part file."""
+    import time
+
+    from tvcli.cli import shard as sh
+
+    try:
+        shard = sh.parse_shard(shard_text)
+        part_path = sh.summary_path(summary, shard)
+    except ValueError as exc:
+        raise CLIError(str(exc), 2) from None
+    if part_path is not None and part_path.suffix.lower() != ".json":
+        raise CLIError(f"--summary {part_path}: the file name must end in .json", 2)
     if not (data_range > 0 and math.isfinite(data_range)):
         raise CLIError(f"--data-range must be a positive number, got {data_range}", 2)
     if thresholds < 1:
@@ -281,32 +331,78 @@ def eval_cmd(
         except Exception as exc:
             raise CLIError(f"--device {device}: not available ({str(exc).splitlines()[0]})",
                            2) from None
-    pairs, errors = pair_up(pred, gt)
+    started = time.time()
+    pairs, pair_errors = pair_up(pred, gt)
+    if part_path is not None:
+        for p in pairs:
+            for f in (p.pred, *p.gts):
+                if part_path.exists() and f.exists() and part_path.samefile(f):
+                    raise CLIError(f"--summary {part_path} is an input of the evaluation", 2)
+    n_planned = len(pairs)
+    # Every shard pairs the whole data set (so it reports the same pairing
+    # problems), then keeps what it owns: the key is the pairing name, the
+    # order is the unsharded one (``order`` lets a merge restore it exactly).
+    errors = [(n, m, [0, i]) for i, (n, m) in enumerate(pair_errors)]
+    indexed = list(enumerate(pairs))
+    if shard is not None and shard.count > 1:
+        indexed = [(i, p) for i, p in indexed if sh.shard_of(p.name, shard.count) == shard.index]
+        errors = [e for e in errors if sh.shard_of(e[0], shard.count) == shard.index]
     rows: list[dict] = []
     counts = []
-    for pair in pairs:
+    for i, pair in indexed:
         try:
             row, c = evaluate_pair(pair, metrics, data_range, device, thresholds, max_dist)
         except ValueError as exc:
-            errors.append((pair.name, str(exc).splitlines()[0]))
+            errors.append((pair.name, str(exc).splitlines()[0], [1, i]))
             continue
         rows.append({"name": pair.name, "pred": str(pair.pred),
                      "gt": [str(g) for g in pair.gts], **row})
+        rows[-1]["_index"] = i
         if c is not None:
+            rows[-1]["_edge_counts"] = c
             counts.append(c)
-    for name, msg in errors:
-        print(f"tvcli: error: {name}: {msg}", file=sys.stderr)
-    summary = _summary(rows, metrics, data_range, counts, thresholds)
-    for r in rows:
-        r.pop("_wmse", None)
-        r.pop("_wmae", None)
-    result = {
-        "pred": str(pred), "gt": str(gt), "metrics": metrics, "data_range": data_range,
+    settings = {"metrics": metrics, "data_range": data_range, "thresholds": thresholds,
+                "max_dist": max_dist}
+    result = _result(str(pred), str(gt), settings, rows, counts, errors)
+    if part_path is not None:
+        from tvcli.cli.eval_merge import part_file
+
+        wall = time.time() - started
+        try:
+            sh.write_json_atomic(part_path, part_file(
+                result, rows, errors, shard, n_planned, settings,
+                timings={"wall_s": round(wall, 3),
+                         "images_per_s": round(len(rows) / wall, 4) if wall > 0 else None}))
+        except OSError as exc:
+            raise CLIError(f"--summary {part_path}: {exc.strerror or exc}", 1) from None
+    # A shard may own no image at all (small data set, many shards): not an error.
+    _emit(result, [(n, m) for n, m, _ in errors], as_json, as_csv,
+          empty_ok=shard is not None and not indexed)
+
+
+def _result(pred: str, gt: str, settings: dict, rows: list[dict], counts: list,
+            errors: list) -> dict:
+    """The report (what --json prints) from evaluated rows (with their private
+    ``_...`` fields, left in place) and the errors ``(name, message, order)``."""
+    metrics = settings["metrics"]
+    summary = _summary(rows, metrics, settings["data_range"], counts, settings["thresholds"])
+    public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+    return {
+        "pred": pred, "gt": gt, "metrics": metrics, "data_range": settings["data_range"],
         "units": {"psnr": "dB", "ssim": "1", "wrmse": "8-bit grey levels",
                   "wmae": "8-bit grey levels", "ods": "1", "ois": "1", "ap": "1"},
-        "n_images": len(rows), "images": rows, "summary": summary,
-        "errors": [{"name": n, "error": m} for n, m in errors],
+        "n_images": len(rows), "images": public, "summary": summary,
+        "errors": [{"name": e[0], "error": e[1]} for e in errors],
     }
+
+
+def _emit(result: dict, errors: list[tuple[str, str]], as_json: bool, as_csv: bool,
+          empty_ok: bool = False) -> None:
+    """Prints the errors (stderr) and the report; raises the exit status."""
+    for name, msg in errors:
+        print(f"tvcli: error: {name}: {msg}", file=sys.stderr)
+    rows, metrics, summary = result["images"], result["metrics"], result["summary"]
+    data_range = result["data_range"]
     if as_json:
         # Infinite PSNR (identical images) becomes null: strict JSON for jq & co.
         print(dumps(result))
@@ -320,7 +416,7 @@ def eval_cmd(
         sys.stdout.write(buf.getvalue())
     else:
         _print_table(rows, metrics, summary, data_range)
-    if not rows:
+    if not rows and not empty_ok:
         raise CLIError("nothing could be evaluated", 1)
     if errors:
         raise typer.Exit(1)

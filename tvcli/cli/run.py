@@ -13,6 +13,7 @@ import zlib
 import typer
 
 from tvcli.cli._app import CLIError, app
+from tvcli.cli.shard import SHARD_HELP, SUMMARY_HELP
 
 
 def denoise_array(model, img, *, device: str, tile: int | None, overlap: int,
@@ -86,6 +87,8 @@ def run_cmd(
                                  help="Also write OUT.compare.EXT: input | output."),
     as_json: bool = typer.Option(False, "--json", help="One JSON record per file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print errors only."),
+    shard: str = typer.Option(None, "--shard", metavar="K/N|auto", help=SHARD_HELP),
+    summary: str = typer.Option(None, "--summary", metavar="FILE.json", help=SUMMARY_HELP),
 ) -> None:
     """Denoise images with a learned network (DnCNN-TV, the paper's eq. 14; DnCNN;
     the faster FFDNet-style ffdnet-tv / ffdnet, one model for sigma 0-55).
@@ -95,9 +98,14 @@ def run_cmd(
     tvcli run dncnn-tv clean.png --add-noise 25 --compare
     """
     from tvcli.cli import batch
+    from tvcli.cli.shard import parse_shard, run_batch
     from tvcli.cli.smooth import resolve_device
     from tvcli.models import MODELS, WeightsError, load_pretrained
 
+    try:
+        shard_spec = parse_shard(shard)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     if model_name not in MODELS:
         raise CLIError(f"unknown model {model_name!r}; known: {', '.join(sorted(MODELS))} "
                        "(see `tvcli models`)")
@@ -127,8 +135,9 @@ def run_cmd(
         return _process_job(job, model, entry, dev, tile or None, overlap, add_noise, seed,
                             sigma)
 
-    records = batch.run_jobs(jobs, process, as_json=as_json, quiet=quiet, label=model_name)
-    code = batch.summarize(records)
+    code = run_batch("run", inputs, jobs, process, shard=shard_spec, summary=summary,
+                     as_json=as_json, quiet=quiet, label=model_name,
+                     extra={"model": model_name, "sigma": sigma})
     if code:
         raise typer.Exit(code)
 

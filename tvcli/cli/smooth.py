@@ -14,6 +14,7 @@ import time
 import typer
 
 from tvcli.cli._app import CLIError, app
+from tvcli.cli.shard import SHARD_HELP, SUMMARY_HELP
 
 LAM_HELP = ("TV weight in [0, 1] intensity units, the same for 8-bit, 16-bit and float "
             "images. Typical: 0.02 light, 0.1 strong, 0.5 cartoon. 0 = unchanged.")
@@ -95,9 +96,18 @@ def run_filter(
     compare_out: str | None,
     as_json: bool,
     quiet: bool,
+    shard: str | None = None,
+    summary: str | None = None,
 ) -> int:
-    """Checks the options, plans the jobs, runs them; returns the exit status."""
+    """Checks the options, plans the jobs, runs them (this ``shard``'s share, see
+    :mod:`tvcli.cli.shard`); returns the exit status."""
     lam = parse_lam(lam_text)
+    from tvcli.cli.shard import parse_shard
+
+    try:
+        shard_spec = parse_shard(shard)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     if mode not in ("2d", "rows", "cols"):
         raise CLIError(f"--mode must be 2d, rows or cols, got {mode!r}")
     if overwrite and skip_existing:
@@ -140,9 +150,11 @@ def run_filter(
     settings = FilterSettings(operation, lam, mode, iters, 1e-4 if tol is None else tol,
                               max_iter, solver, dev)
     dtype = _DTYPE_OF_DEPTH[bit_depth]
-    records = batch.run_jobs(jobs, lambda job: process_job(job, settings, dtype),
-                             as_json=as_json, quiet=quiet, label=operation)
-    return batch.summarize(records)
+    from tvcli.cli.shard import run_batch
+
+    return run_batch(operation, inputs, jobs, lambda job: process_job(job, settings, dtype),
+                     shard=shard_spec, summary=summary, as_json=as_json, quiet=quiet,
+                     label=operation)
 
 
 def process_job(job, settings, dtype: str | None):
@@ -236,10 +248,13 @@ def _register(operation: str, summary: str) -> None:
         as_json: bool = typer.Option(False, "--json", help="One JSON record per file on "
                                                            "stdout."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="Print errors only."),
+        shard: str = typer.Option(None, "--shard", metavar="K/N|auto", help=SHARD_HELP),
+        summary: str = typer.Option(None, "--summary", metavar="FILE.json",
+                                    help=SUMMARY_HELP),
     ) -> None:
         code = run_filter(operation, inputs, output, lam, mode, iters, tol, max_iter, solver,
                           device, threads, bit_depth, recursive, overwrite, skip_existing,
-                          compare, compare_out, as_json, quiet)
+                          compare, compare_out, as_json, quiet, shard, summary)
         if code:
             raise typer.Exit(code)
 
