@@ -391,9 +391,26 @@ def train(cfg: TrainConfig, progress: bool = True, log=print,
     """
     from safetensors.torch import load_file
 
+    from tvcli import distributed as dist_
+
     torch.manual_seed(cfg.seed)
     task = get_task(cfg)
-    device = torch.device(cfg.device)
+    # Under torchrun: join the process group (see tvcli/distributed.py); rank 0
+    # alone logs, validates and writes. Otherwise env is inactive and nothing changes.
+    env, dev_name = dist_.init(cfg.device)
+    try:
+        return _train(cfg, task, env, dev_name, progress, log, stop_at, load_file, dist_)
+    finally:
+        dist_.shutdown(env)
+
+
+def _train(cfg: TrainConfig, task: Task, env, dev_name: str, progress: bool, log,
+           stop_at: int | None, load_file, dist_) -> dict:
+    """The body of :func:`train` on this rank."""
+    if not env.is_main:
+        progress = False
+        log = _silent
+    device = torch.device(dev_name)
     run = Path(cfg.out)
     run.mkdir(parents=True, exist_ok=True)
     data = Path(cfg.data)
@@ -405,6 +422,7 @@ def train(cfg: TrainConfig, progress: bool = True, log=print,
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    model = dist_.prepare_model(model, env, dev_name)  # synchronised BN (several ranks)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -420,6 +438,13 @@ def train(cfg: TrainConfig, progress: bool = True, log=print,
         meta = _load_checkpoint(run, model, opt, gen, dgen)
         meta["config"] = asdict(cfg)  # e.g. more --steps than the first run asked for
         log(f"resumed {cfg.model} at step {meta['step']} from {run}")
+    # Samples drawn so far (all ranks): where the sample-indexed stream of a
+    # distributed run continues, whatever the world size now.
+    meta.setdefault("samples", meta["step"] * cfg.batch)
+    meta.setdefault("skipped_steps", 0)
+    net = dist_.wrap_model(model, env, dev_name)  # DDP with several ranks, else model
+    several = env.active and env.world_size > 1
+    skipped_in_row = 0
     model.train()
     bar = None
     if progress:
@@ -436,18 +461,53 @@ def train(cfg: TrainConfig, progress: bool = True, log=print,
         lr = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * step / cfg.steps))
         for group in opt.param_groups:
             group["lr"] = lr
-        inputs, targets, cond = task.sample(train_set, gen, dgen, device)
-        if cfg.channels_last:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with _autocast(cfg, device):
-            pred = task.forward(model, inputs, cond)
-        loss = task.loss(pred, targets, cond)
+        if not env.active:
+            inputs, targets, cond = task.sample(train_set, gen, dgen, device)
+            loss = _forward_loss(task, net, cfg, device, inputs, targets, cond)
+        else:
+            # Every rank must reach the same collectives: agree that all ranks drew
+            # their batch before the forward pass (synchronised BN communicates),
+            # and that all losses are finite before the backward pass (DDP's
+            # gradient all-reduce); otherwise all skip this step together.
+            start = meta["samples"] + env.rank * cfg.batch
+            loss, problem = None, None
+            try:
+                inputs, targets, cond = _indexed_sample(task, train_set, cfg, device, start)
+            except (ValueError, RuntimeError, OSError, IndexError) as exc:
+                problem = f"rank {env.rank}: batch at sample {start}: {exc}"
+            if dist_.all_ok(problem is None, env, dev_name):
+                loss = _forward_loss(task, net, cfg, device, inputs, targets, cond)
+                if not bool(torch.isfinite(loss.detach())):
+                    problem = f"rank {env.rank}: non-finite loss at sample {start}"
+            meta["samples"] += cfg.batch * env.world_size
+            if not dist_.all_ok(problem is None, env, dev_name):
+                if problem is not None:
+                    print(f"tvcli: warning: {problem}; every rank skips step {step + 1}",
+                          flush=True)
+                meta["skipped_steps"] += 1
+                skipped_in_row += 1
+                if skipped_in_row >= _MAX_SKIPPED_IN_ROW:
+                    raise RuntimeError(f"{skipped_in_row} training steps in a row skipped "
+                                       "for bad batches or non-finite losses; stopping")
+                continue
+            skipped_in_row = 0
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         meta["step"] = step + 1
+        if not env.active:
+            meta["samples"] += cfg.batch
         meta["wall_s"] = time.perf_counter() - t_start
         over_budget = cfg.max_wall_s is not None and meta["wall_s"] >= cfg.max_wall_s
+        if several and cfg.max_wall_s is not None:
+            # Wall clocks differ between ranks: all stop when one is over budget.
+            over_budget = not dist_.all_ok(not over_budget, env, dev_name)
+        if not env.is_main:
+            # Rank 0 alone validates and writes checkpoints; the others go on to
+            # the next step (they wait there in the first all-reduce).
+            if over_budget:
+                break
+            continue
         if meta["step"] % cfg.val_every == 0 or meta["step"] == cfg.steps or over_budget:
             with _autocast(cfg, device):
                 last_val = task.validate(model, val_set, device)
@@ -464,6 +524,44 @@ def train(cfg: TrainConfig, progress: bool = True, log=print,
     if bar is not None:
         bar.close()
     return meta
+
+
+_MAX_SKIPPED_IN_ROW = 10
+
+
+def _silent(*args, **kwargs) -> None:
+    """The log of ranks other than 0."""
+
+
+def _forward_loss(task: Task, net: nn.Module, cfg: TrainConfig, device: torch.device,
+                  inputs: torch.Tensor, targets: torch.Tensor, cond: Any) -> torch.Tensor:
+    """The task's loss of the (possibly DDP-wrapped) model on one batch."""
+    if cfg.channels_last:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    with _autocast(cfg, device):
+        pred = task.forward(net, inputs, cond)
+    return task.loss(pred, targets, cond)
+
+
+def _indexed_sample(task: Task, train_set: Any, cfg: TrainConfig, device: torch.device,
+                    start: int) -> tuple:
+    """This rank's batch of a distributed run: samples ``start .. start + batch - 1``
+    of the sample-indexed stream (:func:`tvcli.distributed.indexed_batch`), each
+    drawn by the task from its own CPU generator (``task.sample`` with batch 1)."""
+    from dataclasses import replace
+
+    from tvcli.distributed import indexed_batch
+
+    whole = task.cfg
+
+    def draw(gen: torch.Generator) -> tuple:
+        task.cfg = replace(whole, batch=1)
+        try:
+            return task.sample(train_set, gen, None, device)
+        finally:
+            task.cfg = whole
+
+    return indexed_batch(draw, cfg.seed, start, cfg.batch)
 
 
 def export_weights(run: Path, weights_dir: Path, name: str | None = None,

@@ -28,7 +28,9 @@ def train_cmd(
                               help="Optimizer steps in total. Rerunning a run folder with "
                               "more steps continues it, the cosine schedule stretched over "
                               "the new total."),
-    batch: int = typer.Option(16, "--batch", min=1),
+    batch: int = typer.Option(16, "--batch", min=1,
+                              help="Patches per step; under torchrun per process (the "
+                              "global batch is WORLD_SIZE x BATCH; see docs/scaling.md)."),
     patch: int = typer.Option(40, "--patch", min=8, help="Patch side, pixels."),
     lr: float = typer.Option(1e-3, "--lr", help="Initial learning rate (cosine to 1e-5)."),
     seed: int = typer.Option(0, "--seed"),
@@ -49,7 +51,12 @@ def train_cmd(
                                 "their manifest entry into this folder (e.g. weights/)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Train a denoiser on random noisy patches; checkpoints let it resume."""
+    """Train a denoiser on random noisy patches; checkpoints let it resume.
+
+    Data-parallel on several processes / GPUs / nodes: launch it with torchrun
+    (e.g. `torchrun --standalone --nproc_per_node=4 -m tvcli train ...`);
+    rank 0 writes checkpoints and exports. See docs/scaling.md.
+    """
     import torch
 
     from tvcli.models import MODELS
@@ -86,6 +93,10 @@ def train_cmd(
         meta = train(cfg, progress=not quiet)
     except (ValueError, RuntimeError) as exc:  # RuntimeError: --init-from does not fit
         raise CLIError(str(exc).splitlines()[0]) from None
+    from tvcli.distributed import is_main_process
+
+    if not is_main_process():
+        return  # under torchrun, rank 0 reports and exports
     last = meta["history"][-1] if meta["history"] else {}
     print(json.dumps({"model": model, "run": str(out), "step": meta["step"],
                       "wall_s": round(meta["wall_s"], 1), "val_psnr": last.get("val_psnr")}))
