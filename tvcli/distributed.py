@@ -156,9 +156,10 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
 
     Same parameters, buffers and state-dict keys as ``nn.BatchNorm2d``, so
     checkpoints and exported weights do not change. Works with gloo on CPU
-    (``nn.SyncBatchNorm`` is GPU-only). Two differentiable all-reduces per
-    call (sums, then centred squares): the gradient flows back through the
-    global statistics as in ``nn.SyncBatchNorm``. In eval mode (or outside a
+    (``nn.SyncBatchNorm`` is GPU-only). One differentiable all-reduce per
+    call (sums of x and x^2 in float64, and the count), one more in the
+    backward pass: the gradient flows back through the global statistics as
+    in ``nn.SyncBatchNorm``. In eval mode (or outside a
     process group) it is a plain BatchNorm2d.
     """
 
@@ -172,12 +173,17 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
         if x.dim() != 4:
             raise ValueError(f"SyncBatchNorm2d expects (N, C, H, W), got {tuple(x.shape)}")
         c = x.shape[1]
-        count = torch.tensor([float(x.numel() // c)], dtype=x.dtype, device=x.device)
-        sums = all_reduce(torch.cat([x.sum((0, 2, 3)), count]))
-        n = sums[c]
-        mean = sums[:c] / n
+        # One all-reduce for the forward pass (and one for the backward): the sums
+        # of x and x^2 and the count, in float64 so that E[x^2] - E[x]^2 does not
+        # cancel away the variance.
+        xd = x.double()
+        count = torch.tensor([float(x.numel() // c)], dtype=torch.float64, device=x.device)
+        sums = all_reduce(torch.cat([xd.sum((0, 2, 3)), xd.square().sum((0, 2, 3)), count]))
+        n = sums[2 * c]
+        mean_d = sums[:c] / n
+        var_d = (sums[c:2 * c] / n - mean_d.square()).clamp_min(0)  # biased, to normalise
+        mean, var = mean_d.to(x.dtype), var_d.to(x.dtype)
         centred = x - mean.view(1, c, 1, 1)
-        var = all_reduce(centred.square().sum((0, 2, 3))) / n  # biased, for normalising
         y = centred * torch.rsqrt(var + self.eps).view(1, c, 1, 1)
         if self.affine:
             y = y * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
