@@ -14,7 +14,7 @@ import time
 import typer
 
 from tvcli.cli._app import CLIError, app
-from tvcli.cli.shard import SHARD_HELP, SUMMARY_HELP
+from tvcli.cli.shard import SHARD_HELP, SUMMARY_HELP, parse_shard, run_batch
 
 LAM_HELP = ("TV weight in [0, 1] intensity units, the same for 8-bit, 16-bit and float "
             "images. Typical: 0.02 light, 0.1 strong, 0.5 cartoon. 0 = unchanged.")
@@ -102,8 +102,6 @@ def run_filter(
     """Checks the options, plans the jobs, runs them (this ``shard``'s share, see
     :mod:`tvcli.cli.shard`); returns the exit status."""
     lam = parse_lam(lam_text)
-    from tvcli.cli.shard import parse_shard
-
     try:
         shard_spec = parse_shard(shard)
     except ValueError as exc:
@@ -150,8 +148,6 @@ def run_filter(
     settings = FilterSettings(operation, lam, mode, iters, 1e-4 if tol is None else tol,
                               max_iter, solver, dev)
     dtype = _DTYPE_OF_DEPTH[bit_depth]
-    from tvcli.cli.shard import run_batch
-
     return run_batch(operation, inputs, jobs, lambda job: process_job(job, settings, dtype),
                      shard=shard_spec, summary=summary, as_json=as_json, quiet=quiet,
                      label=operation)
