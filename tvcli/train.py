@@ -419,7 +419,11 @@ def train(cfg: TrainConfig, progress: bool = True, log=print,
     model = build_model(cfg.model, **cfg.model_config)
     task.check_model(model)
     if cfg.init_from:
-        model.load_state_dict(load_file(cfg.init_from))
+        try:
+            model.load_state_dict(load_file(cfg.init_from))
+        except RuntimeError as exc:  # another architecture or config
+            raise ValueError(f"init weights {cfg.init_from} do not fit model {cfg.model!r} "
+                             f"{cfg.model_config or ''}: {str(exc).splitlines()[0]}") from None
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)

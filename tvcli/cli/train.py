@@ -84,8 +84,8 @@ def train_cmd(
                       init_from=str(init_from) if init_from else None, max_wall_s=max_wall)
     try:
         meta = train(cfg, progress=not quiet)
-    except (ValueError, RuntimeError) as exc:  # RuntimeError: --init-from does not fit
-        raise CLIError(str(exc).splitlines()[0]) from None
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     last = meta["history"][-1] if meta["history"] else {}
     print(json.dumps({"model": model, "run": str(out), "step": meta["step"],
                       "wall_s": round(meta["wall_s"], 1), "val_psnr": last.get("val_psnr")}))
