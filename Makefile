@@ -4,6 +4,8 @@
 #   make build  - incremental rebuild of the compiled engine after editing csrc/
 #   make bench  - the solver benchmark (paper Table 1 workload and sweeps)
 #   make bench-docs - full `tvcli bench` run -> docs/benchmarks.{json,md,png}
+#   make gpu-data - data/gpu/denoise.pack for .ci/gpu_train.sh (from data/bsd432 and
+#                   ../shared/data/denoise; git-ignored, carried to the GPU machine)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -13,7 +15,7 @@ TORCH  ?= torch==2.13.0
 EXT    := $(firstword $(wildcard tvcli/_C*.so))
 CSRC   := $(shell find csrc -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \))
 
-.PHONY: setup build test lint demo bench bench-docs clean
+.PHONY: setup build test lint demo bench bench-docs clean gpu-data
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +50,13 @@ bench: tvcli/.built
 bench-docs: tvcli/.built
 	$(VENV)/bin/tvcli bench --json > docs/benchmarks.json
 	$(PY) benchmarks/make_report.py docs/benchmarks.json --out docs/benchmarks.md
+
+BSDS500 ?= ../shared/data/bsds500
+data/bsd432/manifest.json:
+	$(VENV)/bin/tvcli data bsd432 data/bsd432 --bsds500 $(BSDS500) -q
+
+gpu-data: setup data/bsd432/manifest.json
+	$(PY) -m tvcli.gpu_train make-data --bsd432 data/bsd432 --out data/gpu/denoise.pack
 
 clean:
 	rm -rf build tvcli/_C*.so tvcli/.built

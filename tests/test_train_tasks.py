@@ -116,3 +116,19 @@ def test_bsd432_recipe(tmp_path):
     bad = CliRunner().invoke(app, ["data", "bsd432", str(tmp_path / "x"), "--bsds500",
                                    str(tmp_path / "nope")])
     assert bad.exit_code != 0 and "no such folder" in str(bad.output + str(bad.exception))
+
+
+def test_cli_init_from_errors(tmp_path):
+    from test_models import _tiny_dataset
+    from typer.testing import CliRunner
+
+    from tvcli.cli import app
+
+    data = _tiny_dataset(tmp_path / "data")
+    common = ["train", "ffdnet", "--data", str(data), "--sigma-range", "0,55", "--steps", "1",
+              "--out", str(tmp_path / "run"), "-q"]
+    res = CliRunner().invoke(app, [*common, "--init-from", str(tmp_path / "none.safetensors")])
+    assert res.exit_code != 0 and "no such file" in str(res.exception)
+    res = CliRunner().invoke(app, [*common, "--init-from",
+                                   str(ROOT / "weights" / "dncnn-s25.safetensors")])
+    assert res.exit_code != 0 and "do not fit model 'ffdnet'" in str(res.exception)

@@ -41,7 +41,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -63,7 +62,10 @@ class TrainConfig:
 
     ``init_from``: a safetensors file of model weights to start from (warm start;
     recorded in the manifest). ``max_wall_s``: stop (checkpointed) once this much
-    wall time has been spent. ``amp``: None or "bf16" (autocast on CUDA);
+    wall time has been spent; with ``schedule_by_wall`` the cosine schedule runs on
+    max(step / steps, wall / max_wall_s), so that it ends with the budget (not
+    exactly resumable). ``patch_pool``: that many random patches drawn once and
+    kept on the device (a GPU's fast path). ``amp``: None or "bf16" (autocast on CUDA);
     ``channels_last``: memory format of the model and batches.
     """
 
@@ -90,6 +92,7 @@ class TrainConfig:
     amp: str | None = None
     channels_last: bool = False
     patch_pool: int = 0
+    schedule_by_wall: bool = False
 
 
 # --------------------------------------------------------------------------- tasks
@@ -132,6 +135,10 @@ class Task:
 
     def data_digest(self, data: Path) -> str | None:
         """An identifier of the dataset (recorded with checkpoints and exports)."""
+        if data.suffix == ".pack":
+            from tvcli.datapack import read_pack_meta
+
+            return read_pack_meta(data).get("digest")
         man = data / "manifest.json"
         return json.loads(man.read_text()).get("digest") if man.exists() else None
 
@@ -172,6 +179,7 @@ def get_task(cfg: TrainConfig) -> Task:
 def load_images(folder: Path, channels: int = 3, as_uint8: bool = False) -> list[torch.Tensor]:
     """All PNG images of ``folder`` as (channels, H, W) tensors: float32 in [0, 1], or
     uint8 with ``as_uint8`` (a quarter of the memory; crops are converted later)."""
+    import numpy as np
     from PIL import Image
 
     out = []
@@ -236,7 +244,7 @@ def validate(model: nn.Module, images: list[torch.Tensor], sigma: float, crop: i
         out = out.squeeze(0).float().cpu().clamp(0, 1)
         scores.append(psnr(out, img))
     model.train(was_training)
-    return float(np.mean(scores))
+    return float(sum(scores) / len(scores))
 
 
 @dataclass
@@ -268,9 +276,19 @@ class DenoiseTask(Task):
                                  f"{cfg.sigma_range}")
 
     def load(self, data: Path) -> tuple[_PatchSet, list[torch.Tensor]]:
-        imgs = load_images(data / "train", as_uint8=True)
+        if data.suffix == ".pack":  # one file made by `make gpu-data` (tvcli.datapack)
+            from tvcli.datapack import read_pack
+
+            arrays = read_pack(data)[1]
+            imgs = [t for k, t in sorted(arrays.items()) if k.startswith("train/")]
+            if "train" in arrays:  # equal-size crops stored as one (N, C, H, W) array
+                imgs += list(arrays["train"].unbind(0))
+            val = [t for k, t in sorted(arrays.items()) if k.startswith("val/")]
+        else:
+            imgs = load_images(data / "train", as_uint8=True)
+            val = load_images(data / "val", as_uint8=True)
         weights = torch.tensor([float(im.shape[-1] * im.shape[-2]) for im in imgs])
-        return _PatchSet(imgs, weights), load_images(data / "val", as_uint8=True)
+        return _PatchSet(imgs, weights), val
 
     def sample(self, train_set: _PatchSet, gen: torch.Generator,
                dgen: torch.Generator | None, device: torch.device):
@@ -329,7 +347,7 @@ register_task("denoise", DenoiseTask)
 
 def _save_checkpoint(run: Path, model: nn.Module, opt: torch.optim.Optimizer,
                      gen: torch.Generator, dgen: torch.Generator | None, meta: dict) -> None:
-    from safetensors.torch import save_file
+    from tvcli._safetensors import save_file
 
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in
                model.state_dict().items()}
@@ -351,7 +369,7 @@ def _save_checkpoint(run: Path, model: nn.Module, opt: torch.optim.Optimizer,
 
 def _load_checkpoint(run: Path, model: nn.Module, opt: torch.optim.Optimizer,
                      gen: torch.Generator, dgen: torch.Generator | None) -> dict:
-    from safetensors.torch import load_file
+    from tvcli._safetensors import load_file
 
     tensors = load_file(str(run / "ckpt.safetensors"))
     meta = json.loads((run / "ckpt.json").read_text())
@@ -389,9 +407,8 @@ def train(cfg: TrainConfig, progress: bool = True, log=print,
     resumed calls) and ``history`` (one dict per validation: step, loss, the
     task's metric under its name, wall_s).
     """
-    from safetensors.torch import load_file
-
     from tvcli import distributed as dist_
+    from tvcli._safetensors import load_file
 
     torch.manual_seed(cfg.seed)
     task = get_task(cfg)
@@ -418,7 +435,11 @@ def _train(cfg: TrainConfig, task: Task, env, dev_name: str, progress: bool, log
     model = build_model(cfg.model, **cfg.model_config)
     task.check_model(model)
     if cfg.init_from:
-        model.load_state_dict(load_file(cfg.init_from))
+        try:
+            model.load_state_dict(load_file(cfg.init_from))
+        except RuntimeError as exc:  # another architecture or config
+            raise ValueError(f"init weights {cfg.init_from} do not fit model {cfg.model!r} "
+                             f"{cfg.model_config or ''}: {str(exc).splitlines()[0]}") from None
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -458,7 +479,10 @@ def _train(cfg: TrainConfig, task: Task, env, dev_name: str, progress: bool, log
     end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
     while meta["step"] < end:
         step = meta["step"]
-        lr = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * step / cfg.steps))
+        frac = step / cfg.steps
+        if cfg.schedule_by_wall and cfg.max_wall_s:
+            frac = min(1.0, max(frac, (time.perf_counter() - t_start) / cfg.max_wall_s))
+        lr = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * frac))
         for group in opt.param_groups:
             group["lr"] = lr
         if not env.active:
@@ -487,7 +511,8 @@ def _train(cfg: TrainConfig, task: Task, env, dev_name: str, progress: bool, log
                 meta["skipped_steps"] += 1
                 skipped_in_row += 1
                 if skipped_in_row >= _MAX_SKIPPED_IN_ROW:
-                    raise RuntimeError(f"{skipped_in_row} training steps in a row skipped "
+                    # ValueError: the CLI reports it as one line (bad data, not a bug).
+                    raise ValueError(f"{skipped_in_row} training steps in a row skipped "
                                        "for bad batches or non-finite losses; stopping")
                 continue
             skipped_in_row = 0
@@ -572,7 +597,7 @@ def export_weights(run: Path, weights_dir: Path, name: str | None = None,
     returns the manifest entry."""
     import hashlib
 
-    from safetensors.torch import load_file, save_file
+    from tvcli._safetensors import load_file, save_file
 
     meta = json.loads((run / "ckpt.json").read_text())
     cfg_d = meta["config"]

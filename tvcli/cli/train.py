@@ -91,8 +91,8 @@ def train_cmd(
                       init_from=str(init_from) if init_from else None, max_wall_s=max_wall)
     try:
         meta = train(cfg, progress=not quiet)
-    except (ValueError, RuntimeError) as exc:  # RuntimeError: --init-from does not fit
-        raise CLIError(str(exc).splitlines()[0]) from None
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     from tvcli.distributed import is_main_process
 
     if not is_main_process():
