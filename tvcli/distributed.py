@@ -49,8 +49,8 @@ import torch
 from torch import nn
 
 __all__ = ["DistEnv", "launched", "is_main_process", "init", "shutdown", "prepare_model",
-           "wrap_model", "unwrap", "all_ok", "SyncBatchNorm2d", "convert_sync_batchnorm",
-           "sample_seed", "indexed_batch"]
+           "wrap_model", "unwrap", "all_ok", "from_rank0", "SyncBatchNorm2d",
+           "convert_sync_batchnorm", "sample_seed", "indexed_batch"]
 
 
 @dataclass(frozen=True)
@@ -262,6 +262,18 @@ def all_ok(ok: bool, env: DistEnv, device: str) -> bool:
     flag = torch.tensor([1.0 if ok else 0.0], device=device)
     dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     return bool(flag.item() > 0.5)
+
+
+def from_rank0(value: float, env: DistEnv, device: str) -> float:
+    """Rank 0's ``value`` on every rank (one broadcast; every rank must call it at
+    the same point). Without a process group: ``value``."""
+    if not env.active or env.world_size == 1:
+        return value
+    import torch.distributed as dist
+
+    t = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    dist.broadcast(t, src=0)
+    return float(t.item())
 
 
 def sample_seed(seed: int, index: int) -> int:

@@ -482,6 +482,8 @@ def _train(cfg: TrainConfig, task: Task, env, dev_name: str, progress: bool, log
         frac = step / cfg.steps
         if cfg.schedule_by_wall and cfg.max_wall_s:
             frac = min(1.0, max(frac, (time.perf_counter() - t_start) / cfg.max_wall_s))
+            if several:  # wall clocks differ: every rank follows rank 0's schedule
+                frac = dist_.from_rank0(frac, env, dev_name)
         lr = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * frac))
         for group in opt.param_groups:
             group["lr"] = lr
