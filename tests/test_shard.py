@@ -436,3 +436,20 @@ def test_run_shards_union_equals_unsharded(tree, tmp_path):
         seen.append({f["output"] for f in s["files"]["processed"]})
     assert not seen[0] & seen[1] and len(seen[0] | seen[1]) == 4
     assert files_under(tmp_path / "parts") == files_under(tmp_path / "whole")
+
+
+def test_resuming_shard_leaves_other_shards_files_alone(tree, tmp_path):
+    """A shard resumed with --skip-existing touches nothing outside its share:
+    not another shard's finished outputs, nor the hidden temporary file another
+    shard is writing at that moment (.NAME.XXXX.part)."""
+    out = tmp_path / "out"
+    theirs = [n for n in NAMES if sh.shard_of(str(Path(n).with_suffix("")), 2) == 1]
+    assert theirs
+    victim = out / theirs[0]
+    victim.parent.mkdir(parents=True, exist_ok=True)
+    part = victim.parent / f".{victim.name}.abc123.part"
+    part.write_bytes(b"being written by shard 1")
+    res = invoke("smooth", tree, "-o", out, "-r", "-q", "--skip-existing", "--shard", "0/2")
+    assert res.exit_code == 0, res.output
+    assert part.read_bytes() == b"being written by shard 1"
+    assert not victim.exists()  # shard 0 did not write shard 1's file
