@@ -15,8 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-pytest.importorskip("imageio")
 from typer.testing import CliRunner  # noqa: E402
 
 import tvcli  # noqa: E402

@@ -1,7 +1,7 @@
 """``tvcli smooth`` and ``tvcli sharpen``: TV-filter image files and folders.
 
 Both commands share their options and their driver, :func:`run_filter`. Heavy
-modules (torch, numpy, imageio) are imported only when a command runs, so that
+modules (torch, numpy, the image codecs) are imported only when a command runs, so that
 ``tvcli --help`` stays fast.
 """
 
