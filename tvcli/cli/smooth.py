@@ -119,6 +119,7 @@ def run_filter(
         jobs = batch.plan_jobs(
             inputs, output, operation, recursive=recursive, overwrite=overwrite,
             skip_existing=skip_existing, compare=compare, compare_out=compare_out)
+        batch.refuse_binary_to_terminal(jobs)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     if any(j.target == batch.STDIO for j in jobs) and as_json:
@@ -156,17 +157,19 @@ def process_job(job, settings, dtype: str | None):
     from tvcli.cli.tvfilter import filter_image
 
     start = time.perf_counter()
+    job.status("reading")
     if job.source == STDIO:
         img, meta = io.decode_image(sys.stdin.buffer.read(), "<stdin>")
     else:
         img, meta = io.read_image(job.source)
     t_read = time.perf_counter()
     # Without a comparison picture the input array is not needed afterwards.
-    out, facts = filter_image(img, settings, inplace=job.compare is None)
+    out, facts = filter_image(img, settings, inplace=job.compare is None, status=job.status)
     t_solve = time.perf_counter()
+    job.status("writing")
     if job.target == STDIO:
         stored = io.choose_dtype("png", dtype or meta.dtype, strict=dtype is not None)
-        sys.stdout.buffer.write(io.encode_image(out, "png", stored))
+        sys.stdout.buffer.write(io.encode_image(out, "png", stored, meta))
         sys.stdout.buffer.flush()
         written = io.ImageMeta("png", stored, meta.width, meta.height, meta.channels)
     else:
