@@ -4,6 +4,7 @@
 #   make build  - incremental rebuild of the compiled engine after editing csrc/
 #   make bench  - the solver benchmark (paper Table 1 workload and sweeps)
 #   make bench-docs - full `tvcli bench` run -> docs/benchmarks.{json,md,png}
+#   make bench-peers - install the peers `tvcli bench` compares with (proxTV, cvxpylayers)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -13,7 +14,7 @@ TORCH  ?= torch==2.13.0
 EXT    := $(firstword $(wildcard tvcli/_C*.so))
 CSRC   := $(shell find csrc -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \))
 
-.PHONY: setup build test lint demo bench bench-docs clean
+.PHONY: setup build test lint demo bench bench-docs bench-peers clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +45,15 @@ demo: tvcli/.built
 
 bench: tvcli/.built
 	$(PY) -m tvcli.bench
+
+# proxTV's sdist (prox-tv-sdist) builds its C code through cffi, which pip's
+# isolated build environment does not provide: install cffi first, then build it
+# against this environment without isolation. The other peers are the [bench] extra.
+bench-peers: setup
+	$(PIP) install -q cffi pycparser
+	$(PIP) install -q --no-build-isolation prox-tv-sdist
+	$(PIP) install -q "cvxpylayers>=1.0" "matplotlib>=3.5"
+	$(PY) -c "import prox_tv, cvxpylayers; print('bench peers installed: proxTV, cvxpylayers')"
 
 bench-docs: tvcli/.built
 	$(VENV)/bin/tvcli bench --json > docs/benchmarks.json

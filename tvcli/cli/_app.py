@@ -16,6 +16,11 @@ app = typer.Typer(
 )
 
 
+#: One line for ``--help`` and the docs: what outputs keep and what they do not.
+METADATA_NOTE = ("Outputs keep bit depth, alpha, ICC profile, DPI and EXIF where the format "
+                 "can hold them; not kept: XMP/IPTC, PNG text and gamma chunks, EXIF in "
+                 "TIFF/BMP, ICC in BMP, DPI in WebP (docs/cli.md, I/O guarantees).")
+
 #: Set by :func:`main` for ``--debug``: batch commands then print the traceback of
 #: each failed file as well as its one-line error.
 DEBUG = False

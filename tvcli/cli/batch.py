@@ -402,7 +402,8 @@ def run_jobs(
 
     def status_of(job: Job) -> Callable[[str], None]:
         def update(text: str) -> None:
-            progress.update(task, detail=f"{Path(job.source).name}: {text}")
+            # refresh now: a phrase may last less than the display's refresh period
+            progress.update(task, detail=f"{Path(job.source).name}: {text}", refresh=True)
         return update
 
     try:

@@ -116,6 +116,10 @@ def run_cmd(
     Examples:  tvcli run dncnn-tv noisy.png --sigma 25   |
     tvcli run dncnn-tv photos/ -o clean/ --sigma 50   |
     tvcli run dncnn-tv clean.png --add-noise 25 --compare
+
+    Outputs keep bit depth, alpha, ICC profile, DPI and EXIF where the format can hold
+    them; not kept: XMP/IPTC, PNG text and gamma chunks, EXIF in TIFF/BMP, ICC in BMP,
+    DPI in WebP (docs/cli.md, I/O guarantees).
     """
     from tvcli.cli import batch
     from tvcli.cli.smooth import resolve_device
