@@ -48,8 +48,18 @@ bench: tvcli/.built
 
 # proxTV's sdist (prox-tv-sdist) builds its C code through cffi, which pip's
 # isolated build environment does not provide: install cffi first, then build it
-# against this environment without isolation. The other peers are the [bench] extra.
+# against this environment without isolation. It links the system BLAS and LAPACK
+# (Debian/Ubuntu: libblas-dev liblapack-dev, installed here when missing and
+# apt-get can). The other peers are the [bench] extra.
 bench-peers: setup
+	@if ! ldconfig -p | grep -q 'libblas\.so ' || ! ldconfig -p | grep -q 'liblapack\.so '; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing libblas-dev liblapack-dev (proxTV links them)"; \
+	    apt-get install -y -q libblas-dev liblapack-dev >/dev/null; \
+	  else \
+	    echo "proxTV needs BLAS and LAPACK development files: install libblas-dev and liblapack-dev (or your system's equivalent), then rerun" >&2; exit 1; \
+	  fi; \
+	fi
 	$(PIP) install -q cffi pycparser
 	$(PIP) install -q --no-build-isolation prox-tv-sdist
 	$(PIP) install -q "cvxpylayers>=1.0" "matplotlib>=3.5"

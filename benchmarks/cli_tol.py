@@ -45,7 +45,9 @@ def _inputs(args):
     """(name, float32 (H, W, C) image) pairs to measure on."""
     if args.mosaic:
         kodak = [io.read_image(p)[0] for p in sorted((DATA / "denoise" / "Kodak24").glob("*.png"))]
-        wide = [k[:, :, :3] for k in kodak if k.shape[1] > k.shape[0]][:args.mosaic ** 2]
+        # landscape (768x512) tiles: portrait photos are turned on their side
+        wide = [k[:, :, :3] if k.shape[1] > k.shape[0] else np.rot90(k[:, :, :3])
+                for k in kodak][:args.mosaic ** 2]
         if len(wide) < args.mosaic ** 2:
             raise SystemExit(f"need {args.mosaic ** 2} landscape Kodak photos in {DATA}")
         k = args.mosaic
@@ -71,7 +73,8 @@ def main() -> None:
     parser.add_argument("--tols", default=",".join(map(str, TOLS)))
     parser.add_argument("--mosaic", type=int, default=0, metavar="K",
                         help="instead: one large photo, K x K Kodak photos side by side "
-                             "(landscape ones, 768x512 each), timed without a reference")
+                             "(768x512 each, portrait ones turned), timed without a "
+                             "reference")
     parser.add_argument("--crop", type=int, default=0,
                         help="use the central CROP x CROP pixels (0: whole photo)")
     args = parser.parse_args()
