@@ -35,8 +35,8 @@ def invoke(*args):
     return runner.invoke(app, [str(a) for a in args], catch_exceptions=True)
 
 
-def tvcli_proc(*args, cwd=None, stdout=subprocess.PIPE):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def tvcli_proc(*args, cwd=None, stdout=subprocess.PIPE, env=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run([sys.executable, "-m", "tvcli", *map(str, args)], stdout=stdout,
                           stderr=subprocess.PIPE, env=env, cwd=cwd, timeout=120)
 
@@ -219,6 +219,16 @@ def test_text_mode_says_when_max_iter_stopped_the_solve(photos, tmp_path):
     assert res.exit_code == 0 and "stopped by --max-iter before --tol" in res.stdout
     res = invoke("smooth", photos / "a.png", "-o", tmp_path / "p.png", "--tol", "1e-2")
     assert res.exit_code == 0 and "stopped by" not in res.stdout
+
+
+def test_image_above_the_pixel_limit_is_one_line_and_the_batch_goes_on(photos, tmp_path):
+    # a.png is 56x48 = 2688 pixels, b.png 60x40 = 2400
+    res = tvcli_proc("smooth", photos, "-o", tmp_path / "out", "--mode", "rows",
+                     env={"TVCLI_MAX_PIXELS": "2500"})
+    err = res.stderr.decode().splitlines()
+    assert res.returncode == 1 and (tmp_path / "out" / "b.png").is_file()
+    assert "a.png" in err[0] and "decompression-bomb limit" in err[0]
+    assert "corrupt" not in err[0] and "unknown error" not in err[0]
 
 
 # ---------------------------------------------------------------- live status

@@ -227,16 +227,18 @@ def max_pixels() -> int:
 
 
 def _open_pillow(data: bytes):
-    """``PIL.Image.open`` on bytes, under :func:`max_pixels` (Pillow checks the size
-    in ``open`` and warns from half of it: the warning is kept quiet, the limit is
-    ours)."""
+    """``PIL.Image.open`` on bytes (header only, no pixels decoded yet).
+
+    Pillow's own size guard is switched off for the call: the caller applies the
+    same limit through :func:`_check_pixels` right after, so that every format
+    gets one message and ``TVCLI_MAX_PIXELS`` applies to all of them.
+    """
     import warnings
 
     from PIL import Image
 
-    limit = max_pixels()
     saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = limit // 2
+    Image.MAX_IMAGE_PIXELS = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
