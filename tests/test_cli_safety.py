@@ -274,3 +274,16 @@ def test_single_image_shows_a_live_status_on_a_terminal(photos, tmp_path):
     err = b"".join(chunks).decode(errors="replace")
     assert proc.returncode == 0 and "a.png: 2-D TV" in err, err
     assert len(out.decode().splitlines()) == 1
+
+
+def test_smoothing_keeps_the_icc_profile_and_dpi(tmp_path):
+    from PIL import Image, ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    pixels = (np.asarray(Image.open(EXAMPLES / "coffee.png"))[:40, :60, :3])
+    Image.fromarray(pixels).save(tmp_path / "in.jpg", icc_profile=icc, dpi=(240, 240))
+    for out in ("o.jpg", "o.png", "o.tif"):
+        res = invoke("smooth", tmp_path / "in.jpg", "-o", tmp_path / out, "--mode", "rows")
+        assert res.exit_code == 0, res.output
+        meta = io.read_image(tmp_path / out)[1]
+        assert meta.icc_profile == icc and meta.dpi == pytest.approx((240, 240), abs=0.01)

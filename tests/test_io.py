@@ -308,3 +308,11 @@ def test_decompression_bomb_guard_is_a_clear_message(tmp_path, monkeypatch):
         assert name in str(err.value) and "unknown error" not in str(err.value)
     monkeypatch.setenv("TVCLI_MAX_PIXELS", "1000")
     assert io.read_image(tmp_path / "big.png")[1].width == 30
+
+
+def test_missing_codec_is_unsupported_not_corrupt():
+    exc = KeyError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
+    err = io._failure(exc, "tiff", "scan.tif")
+    assert isinstance(err, io.UnsupportedFormatError) and "unsupported feature" in str(err)
+    err = io._failure(OSError("image file is truncated"), "jpeg", "a.jpg")
+    assert not isinstance(err, io.UnsupportedFormatError) and "corrupt or truncated" in str(err)
