@@ -316,3 +316,13 @@ def test_missing_codec_is_unsupported_not_corrupt():
     assert isinstance(err, io.UnsupportedFormatError) and "unsupported feature" in str(err)
     err = io._failure(OSError("image file is truncated"), "jpeg", "a.jpg")
     assert not isinstance(err, io.UnsupportedFormatError) and "corrupt or truncated" in str(err)
+
+
+def test_exif_too_large_for_jpeg_is_dropped_not_an_error(tmp_path):
+    exif = Image.Exif()
+    exif[0x010F] = "x" * 70000  # more than one JPEG APP1 segment holds
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png", exif=exif)
+    img, meta = io.read_image(tmp_path / "a.png")
+    assert len(meta.exif) > 65535
+    io.write_image(tmp_path / "a.jpg", img, meta)
+    assert io.read_image(tmp_path / "a.jpg")[1].exif is None

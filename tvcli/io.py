@@ -425,6 +425,7 @@ _UNSUPPORTED_HINTS = ("not supported", "unsupported", "not available", "requires
                       "not implemented", "not configured", "unknown compression",
                       "no decoder", "decoder not")
 _ORIENTATION = 0x0112
+_JPEG_MAX_EXIF = 65533  # one APP1 segment, its length field included
 
 
 def decode_image(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, ImageMeta]:
@@ -579,8 +580,8 @@ def encode_image(img: np.ndarray, fmt: str, dtype: str, meta: ImageMeta | None =
                      "webp": {"lossless": True, "exact": True}}.get(fmt, {})
     if icc and fmt in ("jpeg", "webp"):
         options["icc_profile"] = icc
-    if exif and fmt in ("jpeg", "webp"):
-        options["exif"] = exif
+    if exif and (fmt == "webp" or (fmt == "jpeg" and len(exif) <= _JPEG_MAX_EXIF)):
+        options["exif"] = exif  # (a JPEG segment holds 64 KiB: a larger EXIF is dropped)
     if dpi and fmt in ("jpeg", "bmp"):
         options["dpi"] = tuple(round(v) for v in dpi)
     buf = io.BytesIO()
