@@ -6,6 +6,7 @@
 #   make bench-docs - full `tvcli bench` run -> docs/benchmarks.{json,md,png}
 #   make gpu-data - data/gpu/denoise.pack for .ci/gpu_train.sh (from data/bsd432 and
 #                   ../shared/data/denoise; git-ignored, carried to the GPU machine)
+#   make bench-peers - install the peers `tvcli bench` compares with (proxTV, cvxpylayers)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -15,7 +16,7 @@ TORCH  ?= torch==2.13.0
 EXT    := $(firstword $(wildcard tvcli/_C*.so))
 CSRC   := $(shell find csrc -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \))
 
-.PHONY: setup build test lint demo bench bench-docs clean gpu-data
+.PHONY: setup build test lint demo bench bench-docs bench-peers clean gpu-data
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +47,25 @@ demo: tvcli/.built
 
 bench: tvcli/.built
 	$(PY) -m tvcli.bench
+
+# proxTV's sdist (prox-tv-sdist) builds its C code through cffi, which pip's
+# isolated build environment does not provide: install cffi first, then build it
+# against this environment without isolation. It links the system BLAS and LAPACK
+# (Debian/Ubuntu: libblas-dev liblapack-dev, installed here when missing and
+# apt-get can). The other peers are the [bench] extra.
+bench-peers: setup
+	@if ! ldconfig -p | grep -q 'libblas\.so ' || ! ldconfig -p | grep -q 'liblapack\.so '; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing libblas-dev liblapack-dev (proxTV links them)"; \
+	    apt-get install -y -q libblas-dev liblapack-dev >/dev/null; \
+	  else \
+	    echo "proxTV needs BLAS and LAPACK development files: install libblas-dev and liblapack-dev (or your system's equivalent), then rerun" >&2; exit 1; \
+	  fi; \
+	fi
+	$(PIP) install -q cffi pycparser
+	$(PIP) install -q --no-build-isolation prox-tv-sdist
+	$(PIP) install -q "cvxpylayers>=1.0" "matplotlib>=3.5"
+	$(PY) -c "import prox_tv, cvxpylayers; print('bench peers installed: proxTV, cvxpylayers')"
 
 bench-docs: tvcli/.built
 	$(VENV)/bin/tvcli bench --json > docs/benchmarks.json

@@ -19,7 +19,7 @@ def test_info_json_is_parsable_and_true():
     assert data["engines"] == tvcli.built_backends()
     assert data["threads"] == torch.get_num_threads()
     assert data["devices"][0] == "cpu" and data["cuda_available"] == torch.cuda.is_available()
-    assert any(entry.startswith("imageio ") for entry in data["image_io"])
+    assert any(entry.startswith("imagecodecs ") for entry in data["image_io"])
 
 
 def test_info_table():

@@ -1,20 +1,16 @@
-"""tvcli.io and the 16-bit PNG codec on real files: round trips, bit depths,
+"""tvcli.io on real files: round trips, bit depths,
 channel layouts, EXIF orientation, corrupt and truncated files, atomic writes."""
 
 from __future__ import annotations
 
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
-pytest.importorskip("imageio")
-from PIL import Image  # noqa: E402  (imageio's Pillow plugin needs Pillow anyway)
-
-from tvcli import _png16, io  # noqa: E402
+from tvcli import io
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 RNG = np.random.default_rng(0)
@@ -78,48 +74,6 @@ def test_16bit_rgb_png_is_not_truncated_to_8_bit(tmp_path):
     back, meta = io.read_image(path)
     assert meta.dtype == "uint16"
     np.testing.assert_array_equal(io.to_samples(back, "uint16"), samples)
-
-
-def _filtered_png16(img: np.ndarray) -> bytes:
-    """A 16-bit RGB PNG whose rows cycle through all five filters (reference
-    filter implementation, independent of the decoder under test)."""
-    h, w, c = img.shape
-    bpp = 2 * c
-    raw = img.astype(">u2").view(np.uint8).reshape(h, -1).astype(np.int64)
-    out = bytearray()
-    prev = np.zeros(raw.shape[1], np.int64)
-    for y in range(h):
-        f = y % 5
-        row = raw[y]
-        left = np.concatenate([np.zeros(bpp, np.int64), row[:-bpp]])
-        upleft = np.concatenate([np.zeros(bpp, np.int64), prev[:-bpp]])
-        if f == 0:
-            pred = np.zeros_like(row)
-        elif f == 1:
-            pred = left
-        elif f == 2:
-            pred = prev
-        elif f == 3:
-            pred = (left + prev) // 2
-        else:
-            p = left + prev - upleft
-            pa, pb, pc = abs(p - left), abs(p - prev), abs(p - upleft)
-            pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, prev, upleft))
-        out.append(f)
-        out += ((row - pred) % 256).astype(np.uint8).tobytes()
-        prev = row
-
-    def chunk(t: bytes, d: bytes) -> bytes:
-        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
-
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
-    return (_png16.PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(out))
-            + chunk(b"IEND", b""))
-
-
-def test_png16_decoder_handles_every_row_filter():
-    img = RNG.integers(0, 65536, (11, 7, 3)).astype(np.uint16)
-    np.testing.assert_array_equal(_png16.decode_png16(_filtered_png16(img)), img)
 
 
 @pytest.mark.parametrize("name", ["8bit.png", "16bit.png", "photo.jpg", "img.tif", "img.webp"])
@@ -215,3 +169,160 @@ def test_written_files_get_normal_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+# ---------------------------------------------------------------- issue 11: faithful I/O
+
+png = pytest.importorskip("png")  # pypng: an independent PNG writer for the fixtures
+tifffile = pytest.importorskip("tifffile")
+
+
+def _pypng(path: Path, samples: np.ndarray, **kwargs) -> None:
+    """Writes ``samples`` (H, W) or (H, W, C) with pypng (independent of tvcli.io)."""
+    h, w = samples.shape[:2]
+    c = 1 if samples.ndim == 2 else samples.shape[2]
+    writer = png.Writer(w, h, greyscale=c in (1, 2), alpha=c in (2, 4),
+                        bitdepth=8 * samples.dtype.itemsize, **kwargs)
+    with open(path, "wb") as fh:
+        writer.write_array(fh, samples.reshape(-1))
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_interlaced_16bit_png_is_read_exactly(tmp_path, channels):
+    samples = _samples("uint16", channels)
+    _pypng(tmp_path / "i.png", samples, interlace=True)
+    img, meta = io.read_image(tmp_path / "i.png")
+    assert (meta.dtype, meta.channels) == ("uint16", channels)
+    np.testing.assert_array_equal(io.to_samples(img, "uint16"), samples)
+
+
+def test_png_trns_colour_keys_and_palette_alpha_become_alpha(tmp_path):
+    gray = _samples("uint8", 1)[..., 0]
+    gray[:3] = 7
+    _pypng(tmp_path / "g.png", gray, transparent=7)
+    gray16 = _samples("uint16", 1)[..., 0]
+    gray16[:3] = 300
+    _pypng(tmp_path / "g16.png", gray16, transparent=300)
+    rgb = _samples("uint8", 3)
+    rgb[:3] = (1, 2, 3)
+    _pypng(tmp_path / "rgb.png", rgb, transparent=(1, 2, 3))
+    palette = [(i, 255 - i, 3 * i % 256, 7 * i % 256) for i in range(256)]
+    index = _samples("uint8", 1)[..., 0]
+    with open(tmp_path / "p.png", "wb") as fh:
+        png.Writer(17, 13, palette=palette, bitdepth=8).write_array(fh, index.reshape(-1))
+    g, meta = io.read_image(tmp_path / "g.png")
+    assert meta.channels == 2
+    np.testing.assert_array_equal(io.to_samples(g, "uint8")[..., 1], np.where(gray == 7, 0, 255))
+    g16, meta = io.read_image(tmp_path / "g16.png")
+    assert (meta.channels, meta.dtype) == (2, "uint16")
+    np.testing.assert_array_equal(io.to_samples(g16, "uint16")[..., 1],
+                                  np.where(gray16 == 300, 0, 65535))
+    c, meta = io.read_image(tmp_path / "rgb.png")
+    key = np.all(rgb == (1, 2, 3), axis=-1)
+    assert meta.channels == 4
+    np.testing.assert_array_equal(io.to_samples(c, "uint8")[..., 3], np.where(key, 0, 255))
+    p, meta = io.read_image(tmp_path / "p.png")
+    assert meta.channels == 4
+    np.testing.assert_array_equal(io.to_samples(p, "uint8"), np.array(palette, np.uint8)[index])
+
+
+@pytest.mark.parametrize(("compression", "dtype"), [
+    ("lzw", "uint8"), ("lzw", "uint16"), ("deflate", "uint8"), ("zstd", "uint16")])
+def test_compressed_tiff_is_read(tmp_path, compression, dtype):
+    samples = _samples(dtype, 3)
+    tifffile.imwrite(tmp_path / "c.tif", samples, photometric="rgb", compression=compression,
+                     predictor=dtype == "uint16")
+    img, meta = io.read_image(tmp_path / "c.tif")
+    assert meta.dtype == dtype
+    np.testing.assert_array_equal(io.to_samples(img, dtype), samples)
+
+
+def test_miniswhite_tiff_is_not_negated(tmp_path):
+    stored = _samples("uint8", 1)[..., 0]
+    tifffile.imwrite(tmp_path / "w.tif", stored, photometric="miniswhite")
+    img, _ = io.read_image(tmp_path / "w.tif")
+    np.testing.assert_array_equal(io.to_samples(img, "uint8")[..., 0], 255 - stored)
+
+
+def test_palette_tiff_is_read_as_rgb(tmp_path):
+    index = _samples("uint8", 1)[..., 0]
+    cmap = (RNG.integers(0, 256, (3, 256)) * 257).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "p.tif", index, photometric="palette", colormap=cmap)
+    img, meta = io.read_image(tmp_path / "p.tif")
+    assert (meta.channels, meta.dtype) == (3, "uint8")
+    np.testing.assert_array_equal(io.to_samples(img, "uint8"), (cmap // 257).T[index])
+
+
+def test_cmyk_tiff_is_refused_as_unsupported_not_corrupt(tmp_path):
+    tifffile.imwrite(tmp_path / "k.tif", _samples("uint8", 4), photometric="separated")
+    with pytest.raises(io.UnsupportedFormatError, match="k.tif.*SEPARATED.*not supported"):
+        io.read_image(tmp_path / "k.tif")
+
+
+def _icc(space: str) -> bytes:
+    cms = pytest.importorskip("PIL.ImageCms")
+    return cms.ImageCmsProfile(cms.createProfile(space)).tobytes()
+
+
+@pytest.mark.parametrize(("ext", "dtype"), [
+    ("png", "uint8"), ("png", "uint16"), ("jpg", "uint8"), ("tif", "uint16"),
+    ("webp", "uint8")])
+def test_icc_profile_dpi_and_exif_survive_a_round_trip(tmp_path, ext, dtype):
+    icc = _icc("sRGB")
+    exif = Image.Exif()
+    exif[0x010F] = "tvcli test camera"  # Make
+    exif[0x0112] = 6  # orientation: applied on read, so it must not be written again
+    src = tmp_path / "src.jpg"
+    pixels = np.asarray(Image.open(EXAMPLES / "coffee.png"))[:40, :60]
+    Image.fromarray(pixels).save(src, icc_profile=icc, dpi=(300, 300), exif=exif, quality=95)
+    img, meta = io.read_image(src)
+    assert meta.icc_profile == icc and meta.dpi == pytest.approx((300, 300))
+    assert img.shape[:2] == (60, 40)  # orientation 6 applied
+    out = tmp_path / f"out.{ext}"
+    io.write_image(out, img, meta, dtype=dtype)
+    _, back = io.read_image(out)
+    assert back.icc_profile == icc
+    if ext != "webp":  # WebP has no resolution field
+        assert back.dpi == pytest.approx((300, 300), abs=0.01)
+    if ext != "tif":  # EXIF is not written into TIFF (documented)
+        with Image.open(out) as im:
+            written = im.getexif()
+        assert written.get(0x010F) == "tvcli test camera" and 0x0112 not in written
+
+
+def test_gray_profile_is_not_attached_to_rgb_output(tmp_path):
+    icc = _icc("sRGB")
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "a.png", icc_profile=icc)
+    img, meta = io.read_image(tmp_path / "a.png")
+    io.write_image(tmp_path / "g.png", img[..., :1], meta)  # gray output: RGB profile invalid
+    assert io.read_image(tmp_path / "g.png")[1].icc_profile is None
+
+
+def test_decompression_bomb_guard_is_a_clear_message(tmp_path, monkeypatch):
+    Image.fromarray(np.zeros((20, 30), np.uint8)).save(tmp_path / "big.jpg")
+    Image.fromarray(np.zeros((20, 30), np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow's own guard: > 200 px
+    for name in ("big.jpg", "big.png"):
+        with pytest.raises(io.UnsupportedFormatError, match="decompression-bomb") as err:
+            io.read_image(tmp_path / name)
+        assert name in str(err.value) and "unknown error" not in str(err.value)
+    monkeypatch.setenv("TVCLI_MAX_PIXELS", "1000")
+    assert io.read_image(tmp_path / "big.png")[1].width == 30
+
+
+def test_missing_codec_is_unsupported_not_corrupt():
+    exc = KeyError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
+    err = io._failure(exc, "tiff", "scan.tif")
+    assert isinstance(err, io.UnsupportedFormatError) and "unsupported feature" in str(err)
+    err = io._failure(OSError("image file is truncated"), "jpeg", "a.jpg")
+    assert not isinstance(err, io.UnsupportedFormatError) and "corrupt or truncated" in str(err)
+
+
+def test_exif_too_large_for_jpeg_is_dropped_not_an_error(tmp_path):
+    exif = Image.Exif()
+    exif[0x010F] = "x" * 70000  # more than one JPEG APP1 segment holds
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png", exif=exif)
+    img, meta = io.read_image(tmp_path / "a.png")
+    assert len(meta.exif) > 65535
+    io.write_image(tmp_path / "a.jpg", img, meta)
+    assert io.read_image(tmp_path / "a.jpg")[1].exif is None

@@ -16,6 +16,11 @@ app = typer.Typer(
 )
 
 
+#: One line for ``--help`` and the docs: what outputs keep and what they do not.
+METADATA_NOTE = ("Outputs keep bit depth, alpha, ICC profile, DPI and EXIF where the format "
+                 "can hold them; not kept: XMP/IPTC, PNG text and gamma chunks, EXIF in "
+                 "TIFF/BMP, ICC in BMP, DPI in WebP (docs/cli.md, I/O guarantees).")
+
 #: Set by :func:`main` for ``--debug``: batch commands then print the traceback of
 #: each failed file as well as its one-line error.
 DEBUG = False
@@ -29,12 +34,29 @@ class CLIError(Exception):
         self.code = code
 
 
+def _print_version(value: bool) -> None:
+    """``--version``: prints ``tvcli X.Y.Z`` and exits (imports no torch)."""
+    if value:
+        from tvcli import __version__
+
+        print(f"tvcli {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", "-V", is_eager=True,
+                                 callback=_print_version, help="Print the version and exit."),
+) -> None:
     """Total-variation smoothing, sharpening and TV-layer networks for images.
 
     Add --debug to any command to see full tracebacks.
     """
+
+
+def warn(message: str) -> None:
+    """Prints ``tvcli: warning: MESSAGE`` on stderr (one line)."""
+    print(f"tvcli: warning: {message}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,16 +9,18 @@ the records into an exit status.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tvcli.cli import _app
+from tvcli.cli._jsonout import json_safe
 from tvcli.io import EXTENSIONS
 
 STDIO = "-"
@@ -33,6 +35,9 @@ class Job:
     error: str | None = None  # a problem found while planning
     skip: bool = False  # --skip-existing and the output exists
     compare: str | None = None  # side-by-side picture to write, if any
+    # Live status of this job while it runs (set by run_jobs): a short phrase such
+    # as "channel 2/3", shown next to the progress bar or a spinner on a terminal.
+    status: Callable[[str], None] = field(default=lambda text: None, repr=False)
 
 
 @dataclass
@@ -59,19 +64,47 @@ class Record:
         return data
 
 
+def _inside(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or lies below it (both absolute, normalised)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 def _images_in(folder: Path, recursive: bool, exclude: Path | None) -> list[Path]:
-    """Image files (by extension) in ``folder``, sorted; hidden files skipped."""
+    """Image files (by extension) in ``folder``, sorted; hidden files skipped.
+
+    Files under ``exclude`` (the output folder, when it lies inside ``folder``)
+    are left out, whichever way either path is spelt (relative, via symlinks):
+    a resumed batch must not take its earlier outputs for inputs.
+    """
     pattern = folder.rglob("*") if recursive else folder.glob("*")
+    skip = None if exclude is None else {os.path.abspath(exclude), os.path.realpath(exclude)}
     found = []
     for path in pattern:
         rel = path.relative_to(folder)
         if any(part.startswith(".") for part in rel.parts):
             continue  # hidden files, and our own ".name.XXXX.part" temp files
-        if exclude is not None and (path == exclude or exclude in path.parents):
+        if skip is not None and any(_inside(p, s) for s in skip for p in (
+                os.path.abspath(path), os.path.realpath(path.parent))):
             continue  # the output folder inside an input folder
         if path.suffix.lower() in EXTENSIONS and path.is_file():
             found.append(path)
     return sorted(found)
+
+
+def _missing_reason(arg: str) -> str:
+    """Why ``arg`` cannot be opened: no such file, a symlink loop, a broken link, ..."""
+    import errno
+
+    try:
+        os.stat(arg)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop (too many levels of symbolic links)"
+        if exc.errno == errno.ENOENT and os.path.islink(arg):
+            return f"broken symbolic link (its target {os.readlink(arg)!r} does not exist)"
+        if exc.errno not in (errno.ENOENT, None):
+            return f"cannot access ({exc.strerror})"
+    return "no such file or folder"
 
 
 def default_output(source: Path, operation: str) -> Path:
@@ -110,12 +143,22 @@ def plan_jobs(
     skip_existing: bool = False,
     compare: bool = False,
     compare_out: str | None = None,
+    extra_outputs: Iterable[str | os.PathLike] = (),
+    owns: Callable[[Job], bool] | None = None,
 ) -> list[Job]:
     """Expands ``inputs`` into jobs and names their outputs.
+
+    ``extra_outputs`` are other files the command will write (a summary, a JSON
+    report): they take part in the collision check (:func:`check_output_plan`).
+    ``owns`` (``--shard``): the jobs this process will run; stale temporary
+    files are removed only beside those, never beside another shard's outputs
+    (which that shard may be writing right now).
 
     Raises:
         ValueError: the combination of inputs and ``output`` makes no sense
             (e.g. several inputs to one file, stdin in a batch); one line.
+        OutputCollisionError: (a ValueError) two outputs, or an output and an
+            input, are one file.
     """
     single_file = len(inputs) == 1 and (inputs[0] == STDIO or not Path(inputs[0]).is_dir())
     into_folder = output not in (None, STDIO) and (
@@ -138,11 +181,11 @@ def plan_jobs(
             continue
         path = Path(arg)
         if not path.exists():
-            jobs.append(Job(arg, "", error=f"{arg}: no such file or folder"))
+            jobs.append(Job(arg, "", error=f"{arg}: {_missing_reason(arg)}"))
         elif path.is_dir():
             dest = out_root or default_output_folder(path, operation)
-            exclude = Path(os.path.abspath(dest))
-            files = _images_in(path, recursive, exclude if exclude != path.resolve() else None)
+            same = os.path.realpath(dest) == os.path.realpath(path)
+            files = _images_in(path, recursive, None if same else dest)
             if not files:
                 hint = "" if recursive else " (use --recursive for subfolders)"
                 jobs.append(Job(arg, "", error=f"{arg}: no images found in folder{hint}"))
@@ -154,20 +197,114 @@ def plan_jobs(
             jobs.append(Job(arg, output or str(default_output(path, operation))))
 
     _check_targets(jobs, overwrite=overwrite, skip_existing=skip_existing)
-    sources = {os.path.realpath(j.source) for j in jobs if j.source != STDIO}
     for job in jobs:
         if job.error is None and not job.skip and job.target != STDIO:
             if compare_out is not None:
                 job.compare = compare_out
             elif compare:
                 job.compare = compare_path(job.target)
-            if job.compare is None:
-                continue
-            if os.path.realpath(job.compare) in sources:
-                job.error = f"{job.source}: comparison {job.compare} is an input"
-            elif os.path.lexists(job.compare) and not overwrite:
+            if job.compare is not None and os.path.lexists(job.compare) and not overwrite \
+                    and not _same_file(job.compare, job.source):
                 job.error = f"{job.source}: comparison {job.compare} exists (use --overwrite)"
+    check_output_plan(jobs, extra_outputs)
+    if skip_existing:
+        remove_stale_parts(jobs if owns is None else [j for j in jobs if owns(j)])
     return jobs
+
+
+def remove_stale_parts(jobs: list[Job]) -> int:
+    """Deletes the temporary ``.NAME.*.part`` files that an interrupted run left
+    beside this plan's outputs (resuming with --skip-existing); returns how many.
+
+    Only files named after one of this plan's outputs are touched.
+    """
+    removed = 0
+    for job in jobs:
+        for out in (job.target, job.compare):
+            if not out or out == STDIO:
+                continue
+            path = Path(out)
+            try:
+                stale = list(path.parent.glob(f".{glob.escape(path.name)}.*.part"))
+            except OSError:
+                continue
+            for part in stale:
+                try:
+                    part.unlink()
+                    removed += 1
+                except OSError:
+                    pass
+    return removed
+
+
+def refuse_binary_to_terminal(jobs: list[Job]) -> None:
+    """ValueError when an image would be written to stdout and stdout is a terminal."""
+    if any(j.target == STDIO and j.error is None for j in jobs) and sys.stdout.isatty():
+        raise ValueError("refusing to write a binary image to the terminal; redirect stdout "
+                         "(> out.png) or give -o FILE")
+
+
+class OutputCollisionError(ValueError):
+    """Two outputs of one command, or an output and an input, are the same file."""
+
+
+def _file_keys(path: str) -> list[tuple]:
+    """Identities of ``path``: its resolved name, and (device, inode) when it exists.
+
+    The inode catches hard links and case-insensitive file systems, the resolved
+    name symlinks, ``..`` and relative spellings of files not yet written.
+    """
+    keys: list[tuple] = [("name", os.path.realpath(path))]
+    try:
+        st = os.stat(path)
+    except OSError:
+        return keys
+    keys.append(("inode", st.st_dev, st.st_ino))
+    return keys
+
+
+def check_output_plan(jobs: list[Job], extra_outputs: Iterable[str | os.PathLike] = ()) -> None:
+    """Refuses a plan in which any two files it will write, or a written file and an
+    input, are the same file; called before any work starts.
+
+    Every output that the jobs will write (results, comparison pictures) and every
+    path in ``extra_outputs`` (a summary or JSON file the command writes) is
+    compared with every other one and with every input, by resolved path and,
+    for files that exist, by inode. Jobs already marked with a per-file error or
+    skipped write nothing and are left out; a job's result equal to an input or
+    to another job's result is such a per-file error (see :func:`_check_targets`).
+
+    Raises:
+        OutputCollisionError: one line naming both roles of the colliding file.
+    """
+    inputs: dict[tuple, str] = {}
+    for job in jobs:
+        if job.source not in (STDIO, "") and os.path.lexists(job.source):
+            for key in _file_keys(job.source):
+                inputs[key] = job.source
+    written: dict[tuple, str] = {}
+
+    def claim(path: str, role: str) -> None:
+        for key in _file_keys(path):
+            if key in inputs:
+                raise OutputCollisionError(
+                    f"{path} would be {role}, but it is the input {inputs[key]}; refusing to "
+                    "overwrite an input (nothing was written)")
+            if written.get(key, role) != role:
+                raise OutputCollisionError(
+                    f"{path} would be both {written[key]} and {role}; nothing was written "
+                    "(choose other output names)")
+            written[key] = role
+
+    for job in jobs:
+        if job.error is not None or job.skip:
+            continue
+        if job.target != STDIO:
+            claim(job.target, f"the result of {job.source}")
+        if job.compare is not None:
+            claim(job.compare, f"the comparison picture of {job.source}")
+    for extra in extra_outputs:
+        claim(os.fspath(extra), f"the output file {os.fspath(extra)}")
 
 
 def _check_targets(jobs: list[Job], *, overwrite: bool, skip_existing: bool) -> None:
@@ -216,7 +353,8 @@ def _progress(total: int, quiet: bool):
     )
 
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("[bold]{task.description}"), TextColumn("{task.fields[detail]}"),
+        BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
         TimeRemainingColumn(),
         console=Console(stderr=True),
@@ -224,6 +362,20 @@ def _progress(total: int, quiet: bool):
         # same terminal; a piped stdout must not be captured into stderr.
         redirect_stdout=sys.stdout.isatty(), redirect_stderr=True,
     )
+
+
+def _spinner(quiet: bool):
+    """A one-line rich status (spinner, text, elapsed time) on stderr for a single
+    file on a terminal, else None: a 12-megapixel converged solve takes minutes."""
+    if quiet or not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"),
+                    TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
+                    console=Console(stderr=True), transient=True,
+                    redirect_stdout=sys.stdout.isatty(), redirect_stderr=True)
 
 
 def run_jobs(
@@ -247,13 +399,24 @@ def run_jobs(
 
     records: list[Record] = [] if sink is None else sink
     progress = _progress(len(jobs), quiet)
+    if progress is None and len(jobs) == 1:
+        progress = _spinner(quiet)
     task = None
     if progress is not None:
         progress.start()
-        task = progress.add_task(label, total=len(jobs), rate="")
+        task = progress.add_task(label, total=len(jobs), rate="", detail="")
     start = time.perf_counter()
+
+    def status_of(job: Job) -> Callable[[str], None]:
+        def update(text: str) -> None:
+            # refresh now: a phrase may last less than the display's refresh period
+            progress.update(task, detail=f"{Path(job.source).name}: {text}", refresh=True)
+        return update
+
     try:
         for job in jobs:
+            if progress is not None:
+                job.status = status_of(job)
             if job.error is not None:
                 rec = Record(job.source, job.target, "error", error=job.error)
             elif job.skip:
@@ -273,7 +436,7 @@ def run_jobs(
             if progress is not None:
                 done = len(records)
                 rate = done / max(time.perf_counter() - start, 1e-9)
-                progress.update(task, advance=1, rate=f"{rate:.2f} files/s")
+                progress.update(task, advance=1, rate=f"{rate:.2f} files/s", detail="")
     finally:
         if progress is not None:
             progress.stop()
@@ -284,8 +447,8 @@ def _report(rec: Record, *, as_json: bool, quiet: bool) -> None:
     """One line per job: JSON or a short result on stdout, errors on stderr."""
     if rec.status == "error":
         print(f"tvcli: error: {rec.error}", file=sys.stderr, flush=True)
-    if as_json:
-        print(json.dumps(rec.as_dict()), flush=True)
+    if as_json:  # strict JSON: a non-finite number (--lam inf) is written as null
+        print(json.dumps(json_safe(rec.as_dict()), allow_nan=False), flush=True)
     elif quiet or rec.output == STDIO:
         return
     elif rec.status == "skipped":
@@ -293,6 +456,10 @@ def _report(rec: Record, *, as_json: bool, quiet: bool) -> None:
     elif rec.status == "ok":
         w, h = rec.size or (0, 0)
         its = f", {rec.iterations} iterations" if rec.iterations is not None else ""
+        if rec.extra.get("stop") == "max_iter":  # not converged to --tol: say so
+            bound = rec.extra.get("error_bound")
+            its += (" (stopped by --max-iter before --tol" +
+                    (f"; RMS error bound {bound:.1e})" if bound is not None else ")"))
         depth = f"{rec.bit_depth}-bit" if rec.bit_depth else "float"
         print(f"{rec.input} -> {rec.output}  ({w}x{h}, {depth}{its}, {rec.seconds:.2f} s)",
               flush=True)

@@ -20,7 +20,7 @@ def collect_info() -> dict:
 
     cuda = torch.cuda.is_available()
     image_io = {}
-    for dist in ("imageio", "pillow", "tifffile"):
+    for dist in ("pillow", "imagecodecs", "pypng", "tifffile"):
         try:
             image_io[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -55,6 +55,29 @@ def denoise_array(model, img, *, device: str, tile: int | None, overlap: int,
     return out, noisy
 
 
+def check_tiling(tile: int, overlap: int) -> None:
+    """CLIError unless tiles advance by at least ``overlap`` pixels (``tile >= 2 overlap``).
+
+    Tiles start every ``tile - overlap`` pixels: ``--tile 32`` with the default
+    ``--overlap 48`` would step by 1 pixel and run the network ~1000x per pixel.
+    """
+    if tile and tile < 2 * overlap:
+        raise CLIError(
+            f"--tile {tile} is too small for --overlap {overlap}: tiles would advance by "
+            f"{max(1, tile - overlap)} px; use --tile {2 * overlap} or more, a smaller "
+            "--overlap, or --tile 0 (whole image)")
+
+
+def warn_untrained_sigma(model_name: str, entry: dict, sigma: float) -> None:
+    """Warns (stderr) when ``sigma`` lies outside a blind model's trained range."""
+    from tvcli.cli._app import warn
+
+    lo_hi = entry.get("sigma_range")
+    if lo_hi and not lo_hi[0] <= sigma <= lo_hi[1]:
+        warn(f"--sigma {sigma:g} lies outside the range {model_name} was trained on "
+             f"({lo_hi[0]:g}-{lo_hi[1]:g}); its output may be poor")
+
+
 @app.command("run")
 def run_cmd(
     model_name: str = typer.Argument(..., metavar="MODEL",
@@ -96,9 +119,13 @@ def run_cmd(
     Examples:  tvcli run dncnn-tv noisy.png --sigma 25   |
     tvcli run dncnn-tv photos/ -o clean/ --sigma 50   |
     tvcli run dncnn-tv clean.png --add-noise 25 --compare
+
+    Outputs keep bit depth, alpha, ICC profile, DPI and EXIF where the format can hold
+    them; not kept: XMP/IPTC, PNG text and gamma chunks, EXIF in TIFF/BMP, ICC in BMP,
+    DPI in WebP (docs/cli.md, I/O guarantees).
     """
     from tvcli.cli import batch
-    from tvcli.cli.shard import parse_shard, run_batch
+    from tvcli.cli.shard import owner_filter, parse_shard, run_batch, summary_path
     from tvcli.cli.smooth import resolve_device
     from tvcli.models import MODELS, WeightsError, load_pretrained
 
@@ -113,12 +140,17 @@ def run_cmd(
         raise CLIError("--overwrite and --skip-existing exclude each other")
     if as_json and output == "-":
         raise CLIError("--json cannot be used with -o - (stdout carries the image)")
+    check_tiling(tile, overlap)
     if add_noise is not None:
         sigma = add_noise
     try:
+        summary_file = summary_path(summary, shard_spec)
         jobs = batch.plan_jobs(inputs, output, model_name, recursive=recursive,
                                overwrite=overwrite, skip_existing=skip_existing,
-                               compare=compare)
+                               compare=compare,
+                               extra_outputs=[summary_file] if summary_file else (),
+                               owns=owner_filter(inputs, shard_spec))
+        batch.refuse_binary_to_terminal(jobs)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     import torch
@@ -130,6 +162,7 @@ def run_cmd(
         model, entry = load_pretrained(model_name, sigma, device=dev)
     except (WeightsError, OSError) as exc:
         raise CLIError(str(exc)) from None
+    warn_untrained_sigma(model_name, entry, sigma)
 
     def process(job):
         return _process_job(job, model, entry, dev, tile or None, overlap, add_noise, seed,
@@ -152,16 +185,19 @@ def _process_job(job, model, entry, device, tile, overlap, add_noise, seed, sigm
     from tvcli.cli.batch import STDIO, Record
 
     start = time.perf_counter()
+    job.status("reading")
     if job.source == STDIO:
         img, meta = io.decode_image(sys.stdin.buffer.read(), "<stdin>")
     else:
         img, meta = io.read_image(job.source)
+    job.status(f"denoising ({meta.width}x{meta.height})")
     out, noisy = denoise_array(model, img, device=device, tile=tile, overlap=overlap,
                                add_noise=add_noise, seed=seed, name=Path(job.source).name,
                                sigma=sigma)
+    job.status("writing")
     if job.target == STDIO:
         stored = io.choose_dtype("png", meta.dtype)
-        sys.stdout.buffer.write(io.encode_image(out, "png", stored))
+        sys.stdout.buffer.write(io.encode_image(out, "png", stored, meta))
         sys.stdout.buffer.flush()
     else:
         io.ensure_folder(Path(job.target).parent)

@@ -173,6 +173,14 @@ def job_key(source: str, inputs: list[str]) -> str:
     return src.stem or source
 
 
+def owner_filter(inputs: list[str], shard: Shard | None):
+    """``job -> bool``: whether this shard runs the job (None when unsharded), for
+    :func:`tvcli.cli.batch.plan_jobs`'s ``owns``."""
+    if shard is None or shard.count == 1:
+        return None
+    return lambda job: shard_of(job_key(job.source, inputs), shard.count) == shard.index
+
+
 def select_jobs(jobs: list, inputs: list[str], shard: Shard | None) -> list:
     """The jobs of ``shard`` (all of them for None), in the planned order.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -117,25 +118,37 @@ def models_cmd(
         print(json.dumps({"models": {k: v.description for k, v in MODELS.items()},
                           "weights": weights}, indent=1))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="tvcli models")
-    for col in ("model", "sigma", "file", "steps", "train time", "val PSNR*"):
-        table.add_column(col, no_wrap=col == "file")
+    rows = []
     for name in MODELS:
         mine = [w for w in weights if w["model"] == name] or [None]
         for w in mine:
             if w is None:
-                table.add_row(name, "-", "no weights shipped", "-", "-", "-")
+                rows.append((name, "-", "no weights shipped", "-", "-", "-"))
             else:
                 sig = (f"{w['sigma']:g}" if w["sigma"] is not None else
                        "{:g}-{:g} (blind)".format(*w["sigma_range"]))
-                table.add_row(name, sig, w["file"], str(w["steps"]),
-                              f"{w['wall_s'] / 60:.0f} min", f"{w['val_psnr_crop']:.2f}")
-    console = Console()
-    console.print(table)
-    for name, spec in MODELS.items():
-        console.print(f"[bold]{name}[/bold]: {spec.description}", highlight=False)
+                rows.append((name, sig, w["file"], str(w["steps"]),
+                             f"{w['wall_s'] / 60:.0f} min", f"{w['val_psnr_crop']:.2f}"))
+    header = ("model", "sigma", "file", "steps", "train time", "val PSNR*")
+    if not sys.stdout.isatty():
+        # Piped: tab-separated and never cut to a terminal width (rich would fold
+        # or ellipsize long names at its default 80 columns).
+        for row in (header, *rows):
+            print("\t".join(row))
+        for name, spec in MODELS.items():
+            print(f"{name}: {spec.description}")
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="tvcli models")
+        for col in header:
+            table.add_column(col, no_wrap=col in ("model", "file"))
+        for row in rows:
+            table.add_row(*row)
+        console = Console()
+        console.print(table)
+        for name, spec in MODELS.items():
+            console.print(f"[bold]{name}[/bold]: {spec.description}", highlight=False)
     print("* validation PSNR on center crops during training; full results in "
           "docs/denoising.md")

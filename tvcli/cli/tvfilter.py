@@ -7,6 +7,7 @@ direct library call on the same array.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,14 +62,29 @@ def _summarize_info(info: object) -> dict:
     return out
 
 
+# The largest float32: the solvers compute in float32, and any larger lam (finite
+# or not) already gives the same result, the flat limit, so it is passed as inf.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def solver_lam(lam: float) -> float:
+    """``lam`` as the float32 solvers take it: values above float32's range -> inf.
+
+    For [0, 1] images every lam far smaller than that (about the image's size in
+    pixels) already gives the flat limit, which is what inf computes exactly.
+    """
+    return lam if lam <= _FLOAT32_MAX else float("inf")
+
+
 def _prox(x, settings: FilterSettings):
     """prox of a (C, H, W) tensor; returns (y, info dict: iterations, stop, error_bound)."""
     import tvcli
 
+    lam = solver_lam(settings.lam)
     if settings.mode == "rows":
-        return tvcli.prox_tv1d(x, settings.lam, dim=-1, solver=settings.solver), {}
+        return tvcli.prox_tv1d(x, lam, dim=-1, solver=settings.solver), {}
     if settings.mode == "cols":
-        return tvcli.prox_tv1d(x, settings.lam, dim=-2, solver=settings.solver), {}
+        return tvcli.prox_tv1d(x, lam, dim=-2, solver=settings.solver), {}
     if settings.mode != "2d":
         raise ValueError(f"unknown mode {settings.mode!r}; expected one of {MODES}")
     prox_tv2d = tvcli.prox_tv2d
@@ -77,7 +93,7 @@ def _prox(x, settings: FilterSettings):
         kwargs["max_iter"] = settings.max_iter
     if "solver" in inspect.signature(prox_tv2d).parameters:
         kwargs["solver"] = settings.solver
-    y, info = prox_tv2d(x, settings.lam, dims=(-2, -1), **kwargs)
+    y, info = prox_tv2d(x, lam, dims=(-2, -1), **kwargs)
     return y, _summarize_info(info)
 
 
@@ -94,14 +110,30 @@ def _merge_facts(per_group: list[dict]) -> dict:
     return merged
 
 
+def _status_text(c0: int, group: int, color: int, done: list[dict],
+                 settings: FilterSettings) -> str:
+    """'channel 2/3 (so far 83 iterations)' for the live progress line."""
+    what = {"2d": "2-D TV" if settings.iters is None else f"{settings.iters} Dykstra "
+            "iterations", "rows": "rows", "cols": "columns"}[settings.mode]
+    part = (f"channel {c0 + 1}/{color}" if group == 1 else
+            f"{color} channels" if color > 1 else "1 channel")
+    its = [f["iterations"] for f in done if "iterations" in f]
+    so_far = f" (previous channels: {', '.join(map(str, its))} iterations)" \
+        if its and settings.iters is None else ""
+    return f"{what}, {part}{so_far}"
+
+
 def filter_image(
-    img: np.ndarray, settings: FilterSettings, *, inplace: bool = False
+    img: np.ndarray, settings: FilterSettings, *, inplace: bool = False,
+    status: Callable[[str], None] | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Smooths or sharpens the colour channels of a float32 (H, W, C) image.
 
     Each colour channel is filtered on its own; an alpha channel (C = 2 or 4)
     is copied through untouched. Sharpening is ``2 x - prox(x)`` (paper eq. 4);
-    both are the identity at lam = 0. With ``inplace`` the result overwrites
+    both are the identity at lam = 0. ``status`` is called with a short phrase
+    before each solver call (which channel, iterations so far), for a live
+    progress line. With ``inplace`` the result overwrites
     ``img`` (one image-sized buffer less at the solver's peak; each channel
     group is copied out before it is overwritten).
 
@@ -125,6 +157,8 @@ def filter_image(
     group = color if img.shape[0] * img.shape[1] * color <= _BATCH_SAMPLES else 1
     with torch.inference_mode():
         for c0 in range(0, color, group):
+            if status is not None:
+                status(_status_text(c0, group, color, per_group, settings))
             chw = np.ascontiguousarray(img[:, :, c0:c0 + group].transpose(2, 0, 1))
             x = torch.from_numpy(chw).to(settings.device)
             y, facts = _prox(x, settings)
