@@ -101,7 +101,10 @@ def _from_env(env: Mapping[str, str]) -> Shard:
         first = _int(env.get("SLURM_ARRAY_TASK_MIN", "0"), "SLURM_ARRAY_TASK_MIN")
         count = _int(env["SLURM_ARRAY_TASK_COUNT"], "SLURM_ARRAY_TASK_COUNT")
         index = task - first
-        if not 0 <= index < count:
+        last = _int(env.get("SLURM_ARRAY_TASK_MAX", str(first + count - 1)),
+                    "SLURM_ARRAY_TASK_MAX")
+        step = _int(env.get("SLURM_ARRAY_TASK_STEP", "1"), "SLURM_ARRAY_TASK_STEP")
+        if not 0 <= index < count or last - first + 1 != count or step != 1:
             # e.g. --array=0-99:2 (a step) or 1,5,9: the task ids are not 0..N-1.
             raise ValueError(f"--shard auto: SLURM task {task} (min {first}) is not one of "
                              f"{count} consecutive tasks; use --array=0-{count - 1} or "
