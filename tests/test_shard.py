@@ -84,6 +84,11 @@ def test_parse_shard(text, env, want):
     ("auto", {"SLURM_ARRAY_TASK_ID": "3"}, "SLURM_ARRAY_TASK_COUNT"),
     ("auto", {"SLURM_ARRAY_TASK_ID": "9", "SLURM_ARRAY_TASK_COUNT": "4"}, "consecutive"),
     ("auto", {"JOB_COMPLETION_INDEX": "1"}, "TVCLI_SHARD_COUNT"),
+    ("auto", {"SLURM_ARRAY_TASK_ID": "10", "SLURM_ARRAY_TASK_MIN": "0",
+              "SLURM_ARRAY_TASK_MAX": "62", "SLURM_ARRAY_TASK_STEP": "2",
+              "SLURM_ARRAY_TASK_COUNT": "32"}, "consecutive"),
+    ("auto", {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "1",
+              "SLURM_ARRAY_TASK_MAX": "9", "SLURM_ARRAY_TASK_COUNT": "3"}, "consecutive"),
 ])
 def test_parse_shard_errors(text, env, msg):
     with pytest.raises(ValueError, match=msg):

@@ -58,8 +58,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-__all__ = ["Shard", "parse_shard", "shard_of", "job_key", "select_jobs", "summary_path",
-           "check_summary_path", "write_summary", "write_json_atomic", "sigterm_as_interrupt"]
+__all__ = ["Shard", "parse_shard", "shard_of", "job_key", "owner_filter", "select_jobs",
+           "summary_path", "check_summary_path", "write_summary", "write_json_atomic",
+           "sigterm_as_interrupt", "run_batch"]
 
 SHARD_HELP = ("Process only shard K of N (0 <= K < N) of the batch: a fixed split by "
               "each file's relative path, independent of listing order; 'auto' reads "
@@ -100,7 +101,10 @@ def _from_env(env: Mapping[str, str]) -> Shard:
         first = _int(env.get("SLURM_ARRAY_TASK_MIN", "0"), "SLURM_ARRAY_TASK_MIN")
         count = _int(env["SLURM_ARRAY_TASK_COUNT"], "SLURM_ARRAY_TASK_COUNT")
         index = task - first
-        if not 0 <= index < count:
+        last = _int(env.get("SLURM_ARRAY_TASK_MAX", str(first + count - 1)),
+                    "SLURM_ARRAY_TASK_MAX")
+        step = _int(env.get("SLURM_ARRAY_TASK_STEP", "1"), "SLURM_ARRAY_TASK_STEP")
+        if not 0 <= index < count or last - first + 1 != count or step != 1:
             # e.g. --array=0-99:2 (a step) or 1,5,9: the task ids are not 0..N-1.
             raise ValueError(f"--shard auto: SLURM task {task} (min {first}) is not one of "
                              f"{count} consecutive tasks; use --array=0-{count - 1} or "
@@ -174,8 +178,10 @@ def job_key(source: str, inputs: list[str]) -> str:
 
 
 def owner_filter(inputs: list[str], shard: Shard | None):
-    """``job -> bool``: whether this shard runs the job (None when unsharded), for
-    :func:`tvcli.cli.batch.plan_jobs`'s ``owns``."""
+    """``job -> bool``: whether this shard runs the job (None when unsharded).
+    For a planner that acts on the jobs before :func:`run_batch` selects them
+    (e.g. removing stale temporary files beside outputs: only beside this
+    shard's own, never beside another shard's, which may be writing them)."""
     if shard is None or shard.count == 1:
         return None
     return lambda job: shard_of(job_key(job.source, inputs), shard.count) == shard.index
@@ -187,9 +193,8 @@ def select_jobs(jobs: list, inputs: list[str], shard: Shard | None) -> list:
     Planning errors (a missing input, a collision) stay with the shard that owns
     their file, so that the shards' reports together are the unsharded report.
     """
-    if shard is None or shard.count == 1:
-        return list(jobs)
-    return [j for j in jobs if shard_of(job_key(j.source, inputs), shard.count) == shard.index]
+    keep = owner_filter(inputs, shard)
+    return list(jobs) if keep is None else [j for j in jobs if keep(j)]
 
 
 # ---------------------------------------------------------------------------
