@@ -166,3 +166,83 @@ def test_build_eps_on_one_bsds_photo(tmp_path):
     man = build_eps(tmp_path / "eps", BSDS, {"train": 0, "val": 0, "test": 1}, log=lambda m: None)
     (rec,) = man["images"]
     assert rec["split"] == "test" and len(rec["gt_sha256"]) == len(man["filters"])
+
+
+# ------------------------------------------------------------------ training, run
+
+
+def _tiny_eps(root: Path) -> Path:
+    """An EPS data folder of synthetic images with two synthetic ground truths
+    (no OpenCV needed): the layout and manifest of ``tvcli data eps``."""
+    from PIL import Image
+
+    from tvcli.data.eps import manifest_digest
+
+    rng = np.random.default_rng(0)
+    recs = []
+    for split, n in (("train", 2), ("val", 1), ("test", 1)):
+        for i in range(n):
+            x = (rng.random((20, 22, 3)) * 255).astype(np.uint8)
+            (root / split / "input").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(x).save(root / split / "input" / f"{i}.png")
+            (root / split / "gt" / str(i)).mkdir(parents=True)
+            for f in ("l0", "fgs", "rgf", "wmf", "dt"):
+                g = np.full_like(x, 128) if f == "l0" else x // 2
+                Image.fromarray(g).save(root / split / "gt" / str(i) / f"{f}.png")
+            recs.append({"split": split, "stem": str(i)})
+    (root / "manifest.json").write_text(json.dumps({"images": recs,
+                                                    "digest": manifest_digest(recs)}))
+    return root
+
+
+def test_eps_task_loss_is_uniform_mean_of_per_gt_mse():
+    from tvcli.train import TrainConfig, get_task
+
+    task = get_task(TrainConfig(model="eps", data="-", out="-", task="eps"))
+    pred = torch.rand(2, 3, 5, 6)
+    gts = torch.rand(2, 4, 3, 5, 6)
+    want = sum(float(((pred - gts[:, k]) ** 2).mean()) for k in range(4)) / 4
+    assert float(task.loss(pred, gts.flatten(1, 2), None)) == pytest.approx(want, rel=1e-6)
+
+
+def test_eps_training_resume_export_and_cli_run(tmp_path, monkeypatch):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from tvcli.cli import app
+    from tvcli.train import TrainConfig, export_weights, train
+
+    data = _tiny_eps(tmp_path / "data")
+    kw = dict(model="eps-tv", data=str(data), steps=4, batch=2, patch=12, val_every=2,
+              ckpt_every=1, val_crop=16, task="eps", model_config={"width": 4, "blocks": 4})
+    whole = train(TrainConfig(out=str(tmp_path / "a"), **kw), progress=False, log=lambda m: 0)
+    train(TrainConfig(out=str(tmp_path / "b"), **kw), progress=False, log=lambda m: 0,
+          stop_at=3)
+    resumed = train(TrainConfig(out=str(tmp_path / "b"), **kw), progress=False,
+                    log=lambda m: 0)
+    assert resumed["history"][-1]["val_wrmse"] == pytest.approx(
+        whole["history"][-1]["val_wrmse"], rel=1e-5)
+    assert whole["data_digest"] is not None
+    entry = export_weights(tmp_path / "a", tmp_path / "weights")
+    assert entry["file"] == "eps-tv-eps.safetensors" and entry["task"] == "eps"
+    assert entry["steps"] == 4 and entry["val_wrmse"] > 0
+    monkeypatch.setenv("TVCLI_WEIGHTS_DIR", str(tmp_path / "weights"))
+    src = tmp_path / "photos"
+    src.mkdir()
+    rng = np.random.default_rng(3)
+    Image.fromarray((rng.random((30, 26, 3)) * 255).astype(np.uint8)).save(src / "a.png")
+    Image.fromarray((rng.random((30, 26)) * 255).astype(np.uint8)).save(src / "g.png")
+    (src / "bad.png").write_bytes(b"not a png")
+    res = CliRunner().invoke(app, ["run", "eps-tv", str(src), "-o", str(tmp_path / "out"),
+                                   "--json", "--tile", "16"])
+    assert res.exit_code == 1  # the bad file fails, the others are written
+    recs = {Path(r["input"]).name: r for r in
+            (json.loads(ln) for ln in res.stdout.splitlines() if ln.startswith("{"))}
+    assert {k: r["status"] for k, r in recs.items()} == {"a.png": "ok", "g.png": "ok",
+                                                         "bad.png": "error"}
+    assert recs["a.png"]["model"] == "eps-tv" and recs["a.png"]["trained_sigma"] is None
+    assert np.asarray(Image.open(tmp_path / "out" / "g.png")).shape == (30, 26)
+    listing = CliRunner().invoke(app, ["models"], env={"COLUMNS": "200"})
+    assert listing.exit_code == 0 and "eps-tv-eps.safetensors" in listing.stdout
+    bad = CliRunner().invoke(app, ["train", "eps", "--data", str(data), "--depth", "5"])
+    assert "do not apply" in str(bad.exception) + bad.output

@@ -57,6 +57,7 @@ class EpsResNet(nn.Module):
     """
 
     takes_sigma = False
+    train_task = "eps"  # the tvcli.train task that trains it
 
     def __init__(self, channels: int = 3, blocks: int = 16, width: int = 64):
         super().__init__()
@@ -67,6 +68,9 @@ class EpsResNet(nn.Module):
                                   nn.Conv2d(width, width, 3, padding=1), nn.ReLU(True),
                                   nn.Conv2d(width, channels, 3, padding=1))
         self.config = {"channels": channels, "blocks": blocks, "width": width}
+        # tiles sharing twice the receptive radius give the untiled result (the
+        # ResNet; ResNet-TV's final TV2D layer is not local)
+        self.tile_overlap = 2 * (2 * blocks + 4)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
