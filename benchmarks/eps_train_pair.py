@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--patch", type=int, default=48)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--val-images", type=int, default=20)
     ap.add_argument("--stop-at-utc", default=None, help="HH:MM: no new chunk after this")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -48,7 +49,8 @@ def main() -> None:
     cfg = TrainConfig(model=args.model, data=args.data, out=str(run), task="eps",
                       steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
                       val_every=100, ckpt_every=args.chunk, val_crop=160,
-                      model_config={"width": args.width})
+                      model_config={"width": args.width},
+                      task_config={"val_images": args.val_images})
     while _step(run) < args.steps:
         if args.stop_at_utc and time.strftime("%H:%M", time.gmtime()) >= args.stop_at_utc:
             print(f"{args.model}: stop time reached at step {_step(run)}", flush=True)

@@ -132,6 +132,8 @@ def run_cmd(
 
     if overlap is None:
         overlap = int(getattr(model, "tile_overlap", 48))
+        if tile:  # a default overlap never leaves tiles less than half new pixels
+            overlap = min(overlap, tile // 2)
 
     def process(job):
         return _process_job(job, model, entry, dev, tile or None, overlap, add_noise, seed,
