@@ -7,7 +7,8 @@ Not a training loop: it calls :func:`tvcli.train.train` (the generic, resumable
 loop) in chunks of ``--chunk`` steps (``stop_at``, exactly as an interruption
 and resume), and before each chunk waits until the other arm's checkpoint has
 reached the same step. Whenever both are stopped, their last checkpoints are at
-most one chunk apart, and the last common step is an equal budget for both.
+most one chunk apart, and the last common step is an equal budget for both
+(every chunk's checkpoint is kept in ``RUN/snapshots/stepNNNNNN``).
 Same data, seed, batch, patch, schedule and width for both arms; one thread.
 Interrupt and rerun the same command to resume.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -59,6 +61,11 @@ def main() -> None:
         while _step(other_run) < target - args.chunk:  # let the other arm catch up
             time.sleep(5)
         meta = train(cfg, progress=False, log=lambda m: print(m, flush=True), stop_at=target)
+        # keep every chunk's checkpoint: the last step both arms reached can be scored
+        snap = run / "snapshots" / f"step{meta['step']:06d}"
+        snap.mkdir(parents=True, exist_ok=True)
+        for f in ("ckpt.safetensors", "ckpt.json"):
+            shutil.copy2(run / f, snap / f)
         last = meta["history"][-1] if meta["history"] else {}
         print(f"{time.strftime('%H:%M:%S', time.gmtime())} {args.model} step {meta['step']} "
               f"wall {meta['wall_s']:.0f}s val_wrmse {last.get('val_wrmse')}", flush=True)
