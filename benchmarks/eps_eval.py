@@ -20,8 +20,9 @@ Metrics exactly as Zhu et al.'s script: WRMSE / WMAE pooled over all test
 pixels, 0-255 scale, uniform weights; and per filter the mean PSNR (dB) of the
 method's output against that filter's ground truth. Every output is rounded to
 8 bits first (what a written PNG holds). Seconds per megapixel: median over
-the first ``--time-images`` photos, one thread for torch and OpenCV, with the
-machine's load recorded.
+the first ``--time-images`` photos x ``--repeats``, all methods timed in turn
+on each photo (so load changes hit all alike), one thread for torch and
+OpenCV, with the machine's load recorded.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=None, help="first N test photos (default all)")
     ap.add_argument("--run", action="append", default=[], metavar="MODEL=RUN_DIR")
     ap.add_argument("--shipped", nargs="*", default=[], metavar="MODEL")
-    ap.add_argument("--time-images", type=int, default=3)
+    ap.add_argument("--time-images", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--json", type=Path, default=ROOT / "docs" / "eps.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -111,13 +113,9 @@ def main() -> None:
         y = fn(x)
         return y, time.perf_counter() - t
 
-    def spm(times: list[float]) -> float:
-        mp = [x.shape[1] * x.shape[2] / 1e6 for _, x, _ in test[:len(times)]]
-        return float(np.median([t / m for t, m in zip(times, mp, strict=True)]))
-
     # input
     preds = [_q8(x) for _, x, _ in test]
-    rows["input"] = {**_scores(preds, gts, names), "s_per_mp": 0.0}
+    rows["input"] = _scores(preds, gts, names)
 
     # best-lam TV prox, lam chosen on val
     def tv(x, lam):
@@ -130,25 +128,20 @@ def main() -> None:
         sweep[lam] = _scores([_q8(tv(x, lam)) for _, x, _ in val], val_gts, names)["wrmse"]
         print(f"val TV lam {lam}: WRMSE {sweep[lam]:.3f}", flush=True)
     best = min(sweep, key=sweep.get)
-    outs, times = [], []
-    for i, (_, x, _) in enumerate(test):
-        y, t = timed(lambda a: tv(a, best), x)
-        outs.append(_q8(y))
-        if i < nt:
-            times.append(t)
-    rows["tv"] = {**_scores(outs, gts, names), "s_per_mp": spm(times), "lam": best,
+    outs = [_q8(tv(x, best)) for _, x, _ in test]
+    timers = {"tv": lambda a: tv(a, best)}
+    rows["tv"] = {**_scores(outs, gts, names), "lam": best,
                   "lam_255": best * 255, "val_sweep": {str(k): v for k, v in sweep.items()}}
     print("tv", rows["tv"]["wrmse"], flush=True)
 
     # each classical filter against the others' ground truths
+    def u8(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray((a.transpose(1, 2, 0) * 255).round().astype(np.uint8))
+
     for k, f in enumerate(FILTERS):
-        times = []
-        for _, x, _ in test[:nt]:
-            rgb = np.ascontiguousarray((x.transpose(1, 2, 0) * 255).round().astype(np.uint8))
-            _, t = timed(lambda a, f=f: apply_filter(f, a), rgb)
-            times.append(t)
+        timers[f"filter:{f.name}"] = lambda a, f=f: apply_filter(f, u8(a))
         rows[f"filter:{f.name}"] = {**_scores([g[k] for g in gts], gts, names, leave_out=k),
-                                    "s_per_mp": spm(times), "vs": "the other filters"}
+                                    "vs": "the other filters"}
         print(f.name, rows[f"filter:{f.name}"]["wrmse"], flush=True)
 
     # learned models
@@ -163,20 +156,29 @@ def main() -> None:
         models.append((name, m, {"source": f"weights/{entry['file']}", "steps": entry["steps"],
                                  "wall_s": entry["wall_s"], "config": entry["config"]}))
     for name, model, info in models:
-        outs, times = [], []
-        for i, (_, x, _) in enumerate(test):
-            def fwd(a, model=model):
-                with torch.inference_mode():
-                    return model(torch.from_numpy(a)[None])[0].numpy()
-            y, t = timed(fwd, x)
-            outs.append(_q8(y))
-            if i < nt:
-                times.append(t)
+        def fwd(a, model=model):
+            with torch.inference_mode():
+                return model(torch.from_numpy(a)[None])[0].numpy()
+        outs = [_q8(fwd(x)) for _, x, _ in test]
+        timers[name] = fwd
         extra = {}
         if hasattr(model, "tv_out"):
             extra["lam_out_255"] = float(model.tv_out.lam.detach()[0]) * 255
-        rows[name] = {**_scores(outs, gts, names), "s_per_mp": spm(times), **info, **extra}
+        rows[name] = {**_scores(outs, gts, names), **info, **extra}
         print(name, rows[name]["wrmse"], rows[name]["wmae"], flush=True)
+
+    # Seconds per megapixel, interleaved (photo by photo, every method in turn,
+    # --repeats times) so that a change of machine load hits all methods alike.
+    times: dict[str, list[float]] = {k: [] for k in timers}
+    for _, x, _ in test[:nt]:
+        mp = x.shape[1] * x.shape[2] / 1e6
+        for _ in range(args.repeats):
+            for key, fn in timers.items():
+                _, t = timed(fn, x)
+                times[key].append(t / mp)
+    rows["input"]["s_per_mp"] = 0.0
+    for key, ts in times.items():
+        rows[key]["s_per_mp"] = float(np.median(ts))
 
     result = {
         "benchmark": "SUBSTITUTE for Zhu et al.'s BenchmarkEPS (tvcli data eps)",
@@ -184,7 +186,8 @@ def main() -> None:
         "test_images": [s for s, _, _ in test], "val_images": [s for s, _, _ in val],
         "filters": names, "rows": rows,
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "threads": 1, "loadavg_before": load_before,
+                    "threads": 1, "timed_images": nt, "repeats": args.repeats,
+                    "loadavg_before": load_before,
                     "loadavg_after": os.getloadavg(), "torch": torch.__version__},
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
