@@ -90,6 +90,36 @@ def test_eval_folders_json(folders):
     assert len([ln for ln in res.stderr.splitlines() if ln.startswith("tvcli: error:")]) == 3
 
 
+def test_eval_wrmse_pools_pixels_over_images_of_different_sizes(tmp_path):
+    """Data-set WRMSE / WMAE as Zhu et al.'s script: sums over all pixels of all
+    images (each ground truth weighted) / all pixels, not a mean over images."""
+    rng = np.random.default_rng(3)
+    p, g = tmp_path / "pred", tmp_path / "gt"
+    p.mkdir()
+    sq = ab = 0.0
+    npix = 0
+    for name, shape, votes in (("small", (6, 8, 3), (1, 1)), ("large", (40, 50, 3), (3, 1))):
+        x = (rng.random(shape) * 255).astype(np.uint8)
+        ys = [np.clip(x.astype(int) + rng.integers(-s, s + 1, shape), 0, 255).astype(np.uint8)
+              for s in ((60, 5) if name == "small" else (2, 9))]
+        iio.imwrite(p / f"{name}.png", x)
+        (g / name).mkdir(parents=True)
+        table = {}
+        for k, (y, v) in enumerate(zip(ys, votes, strict=True)):
+            iio.imwrite(g / name / f"f{k}.png", y)
+            table[f"f{k}.png"] = v
+            d = x.astype(float) - y
+            sq += v / sum(votes) * np.sum(d * d)
+            ab += v / sum(votes) * np.sum(np.abs(d))
+        (g / name / "weights.json").write_text(json.dumps(table))
+        npix += x.size
+    res = CliRunner().invoke(app, ["eval", str(p), str(g), "-m", "wrmse,wmae", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["summary"]["wrmse"] == pytest.approx(math.sqrt(sq / npix), rel=1e-5)
+    assert out["summary"]["wmae"] == pytest.approx(ab / npix, rel=1e-5)
+
+
 def test_eval_csv_and_clean_exit(tmp_path):
     rng = np.random.default_rng(1)
     x, y = _noisy(rng)

@@ -127,6 +127,46 @@ def test_wrmse_is_root_of_mean_not_mean_of_roots():
     assert wmse.tolist() == pytest.approx([1.0, 9.0])
 
 
+def _zhu_pooled(preds, gts, votes):
+    """Zhu et al.'s evaluation script, written out in numpy float64: sums over
+    every pixel of every image and ground truth, divided by all pixels."""
+    sq = ab = 0.0
+    npix = 0
+    for p, g, v in zip(preds, gts, votes, strict=True):
+        w = np.asarray(v, float) / np.sum(v)
+        for k in range(len(g)):
+            d = np.asarray(p, float) - np.asarray(g[k], float)
+            sq += w[k] * np.sum(d * d)
+            ab += w[k] * np.sum(np.abs(d))
+        npix += np.asarray(p).size
+    return math.sqrt(sq / npix), ab / npix
+
+
+def test_pooled_weighted_errors_match_zhu_script_for_unequal_sizes():
+    # Images of different sizes and ground-truth counts: pooling over pixels
+    # differs from the mean of per-image values (what the data-set number was
+    # before), here by a factor of about 1.5.
+    rng = np.random.default_rng(7)
+    shapes = [(3, 8, 10), (3, 30, 20), (3, 5, 5)]
+    ks = [2, 3, 1]
+    preds = [torch.from_numpy(rng.random(s) * 255) for s in shapes]
+    gts = [torch.from_numpy(rng.random((k, *s)) * 255 * (i + 1) / 3)
+           for i, (k, s) in enumerate(zip(ks, shapes, strict=True))]
+    votes = [[3, 1], [1, 2, 5], [4]]
+    want = _zhu_pooled(preds, gts, votes)
+    got = M.pooled_weighted_errors(preds, gts, votes)
+    assert got == pytest.approx(want, rel=1e-12)
+    # equal-size batches: wrmse / wmae pool the same way
+    p = torch.stack([preds[0], preds[0] + 3])
+    g = torch.stack([gts[0], gts[0] * 0.5])
+    v = torch.tensor([[3.0, 1.0], [1.0, 1.0]])
+    want = _zhu_pooled(list(p), list(g), v.tolist())
+    assert float(M.wrmse(p, g, v)) == pytest.approx(want[0], rel=1e-6)
+    assert float(M.wmae(p, g, v)) == pytest.approx(want[1], rel=1e-6)
+    with pytest.raises(ValueError, match="ground-truth sets"):
+        M.pooled_weighted_errors(preds, gts[:2])
+
+
 def test_weighted_errors_rejects_bad_votes_and_shapes():
     pred = torch.zeros(1, 2, 2)
     gts = torch.zeros(2, 1, 2, 2)

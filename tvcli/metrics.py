@@ -25,21 +25,24 @@ WRMSE / WMAE (Zhu et al. 2019, "A Benchmark for Edge-Preserving Image
 Smoothing"; the paper's section 4.5)
     Each image n has K ground truths I(n,k) with annotator votes v(n,k) >= 0.
     The weights are the votes normalised per image, w(n,k) = v(n,k) / sum_k
-    v(n,k). With P = C * H * W values per image and N images::
+    v(n,k). As Zhu et al.'s evaluation script computes them, the errors are
+    pooled over all pixels of the data set (P(n) = C * H(n) * W(n) values in
+    image n)::
 
-        WMSE(n)  = sum_k w(n,k) * ||pred(n) - I(n,k)||_2^2 / P
-        WMAE(n)  = sum_k w(n,k) * ||pred(n) - I(n,k)||_1   / P
-        WRMSE    = sqrt( mean_n WMSE(n) )        (one number for the data set)
-        WMAE     = mean_n WMAE(n)
+        WMAE  =       sum_n sum_k w(n,k) ||pred(n) - I(n,k)||_1   / sum_n P(n)
+        WRMSE = sqrt( sum_n sum_k w(n,k) ||pred(n) - I(n,k)||_2^2 / sum_n P(n) )
 
-    This is the paper's formula sqrt(sum_n sum_k w ||.||^2 / (N K H W)) with the
-    weights normalised to mean 1 over the K ground truths (so that dividing by
-    K makes a weighted average); with weights normalised to sum 1 *and* the 1/K
-    factor, the result would shrink with K, which the paper's numbers (a few
-    grey levels) rule out. Images with fewer ground truths than others are
-    padded with zero weights. The paper reports these in 8-bit grey levels: use
-    data in 0...255 (or multiply by 255). The data-set WRMSE is the root of the
-    mean, not the mean of the per-image roots.
+    so a large image counts more than a small one, and the data-set WRMSE is
+    the root of the pooled weighted MSE, not a mean of per-image roots. Per
+    image, WMSE(n) = sum_k w(n,k) ||.||^2 / P(n) (:func:`weighted_errors`);
+    :func:`pooled_weighted_errors` pools images of any sizes; :func:`wrmse` and
+    :func:`wmae` pool a batch (equal sizes, so pooling equals the mean over
+    images). The printed formula in Yeh et al. divides by N K H W instead, which
+    with weights summing to 1 per image would shrink the result with K; the
+    paper's numbers (a few grey levels) are Zhu et al.'s definition. Images
+    with fewer ground truths than others are padded with zero weights. Zhu et
+    al. and the paper report these in 8-bit grey levels: use data in 0...255
+    (or multiply by 255).
 
 Edge ODS / OIS / AP (BSDS protocol, Arbelaez et al. 2011)
     For each threshold t of the edge-probability map, the binary map
@@ -91,6 +94,7 @@ __all__ = [
     "ssim",
     "normalize_weights",
     "weighted_errors",
+    "pooled_weighted_errors",
     "wrmse",
     "wmae",
     "bsds_thresholds",
@@ -338,18 +342,59 @@ def weighted_errors(
     return _out(wmse_, batched), _out(wmae_, batched)
 
 
+def pooled_weighted_errors(
+    preds: Sequence[torch.Tensor],
+    gts: Sequence[torch.Tensor],
+    votes: Sequence[torch.Tensor | Sequence[float] | None] | None = None,
+) -> tuple[float, float]:
+    """Data-set WRMSE and WMAE pooled over all pixels, as Zhu et al.'s script.
+
+    ``WMAE = sum_n sum_k w(n,k) ||pred(n) - I(n,k)||_1 / sum_n P(n)``, WRMSE the
+    root of the same with squared errors (see the module docstring); images may
+    differ in size and in their number of ground truths.
+
+    Args:
+        preds: N predictions, each (C, H, W) or (H, W) float tensor.
+        gts: for each prediction its K_n ground truths, (K_n, C, H, W) or (K_n, H, W).
+        votes: per image a (K_n,) sequence of votes, or None (equal weights);
+            None for equal weights everywhere.
+
+    Returns:
+        ``(wrmse, wmae)`` as Python floats in data units (multiply by 255 for
+        8-bit grey levels when the data are in [0, 1]). Accumulated in float64.
+    """
+    if len(preds) != len(gts):
+        raise ValueError(f"{len(preds)} predictions but {len(gts)} ground-truth sets")
+    if votes is not None and len(votes) != len(preds):
+        raise ValueError(f"{len(preds)} predictions but {len(votes)} vote lists")
+    if not preds:
+        raise ValueError("no images to pool")
+    sq = ab = 0.0
+    count = 0
+    for i, (p, g) in enumerate(zip(preds, gts, strict=True)):
+        p = torch.as_tensor(p)
+        m, a = weighted_errors(p.double(), torch.as_tensor(g).double(),
+                               None if votes is None else votes[i])
+        n = p.numel()  # C * H * W: the per-image means back to sums
+        sq += float(m) * n
+        ab += float(a) * n
+        count += n
+    return math.sqrt(sq / count), ab / count
+
+
 def wrmse(pred: torch.Tensor, gts: torch.Tensor,
           votes: torch.Tensor | Sequence[float] | None = None) -> torch.Tensor:
-    """Data-set WRMSE, ``sqrt(mean_n WMSE(n))`` (0-d tensor, data units).
-    Arguments as :func:`weighted_errors`."""
+    """Data-set WRMSE of a batch, ``sqrt(sum_n WMSE(n) P / (N P))`` (0-d tensor,
+    data units); images of a batch share P = C H W, so this is the pooled value.
+    Arguments as :func:`weighted_errors`; other sizes: :func:`pooled_weighted_errors`."""
     m, _ = weighted_errors(pred, gts, votes)
     return m.reshape(-1).mean().sqrt()
 
 
 def wmae(pred: torch.Tensor, gts: torch.Tensor,
          votes: torch.Tensor | Sequence[float] | None = None) -> torch.Tensor:
-    """Data-set WMAE, ``mean_n WMAE(n)`` (0-d tensor, data units).
-    Arguments as :func:`weighted_errors`."""
+    """Data-set WMAE of a batch (0-d tensor, data units), pooled as :func:`wrmse`.
+    Arguments as :func:`weighted_errors`; other sizes: :func:`pooled_weighted_errors`."""
     _, a = weighted_errors(pred, gts, votes)
     return a.reshape(-1).mean()
 

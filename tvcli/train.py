@@ -170,7 +170,15 @@ def register_task(name: str, factory: Callable[[TrainConfig], Task]) -> None:
     TASKS[name] = factory
 
 
+# Tasks defined in their own modules, imported (and so registered) on first use.
+_TASK_MODULES = {"eps": "tvcli.train_eps"}
+
+
 def get_task(cfg: TrainConfig) -> Task:
+    if cfg.task not in TASKS and cfg.task in _TASK_MODULES:
+        import importlib
+
+        importlib.import_module(_TASK_MODULES[cfg.task])
     if cfg.task not in TASKS:
         raise ValueError(f"unknown task {cfg.task!r}; known: {', '.join(sorted(TASKS))}")
     return TASKS[cfg.task](cfg)

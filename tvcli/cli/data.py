@@ -8,7 +8,7 @@ import typer
 
 from tvcli.cli._app import CLIError, app
 
-data_app = typer.Typer(help="Training and validation data for the learned denoisers.",
+data_app = typer.Typer(help="Training and evaluation data for the learned models.",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
@@ -35,6 +35,38 @@ def fetch(
     if quiet:
         print(f"{len(manifest['images'])} images in {out_dir} (digest {manifest['digest'][:12]})")
 
+
+@data_app.command("eps")
+def eps(
+    out_dir: Path = typer.Argument(..., help="Destination folder ({train,val,test}/input, "
+                                   "{train,val,test}/gt/<stem>/<filter>.png, manifest.json)."),
+    bsds500: Path = typer.Option(..., "--bsds500", help="The BSDS500 folder (holding "
+                                 "images/{train,val,test}/*.jpg)."),
+    train: int = typer.Option(None, "--train", min=0, help="Use only the first N train "
+                              "photos (sorted by name; default all 200, 0 none)."),
+    val: int = typer.Option(None, "--val", min=0, help="First N val photos (default all 100)."),
+    test: int = typer.Option(None, "--test", min=0, help="First N test photos (default all "
+                             "200)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the summary."),
+) -> None:
+    """Build the SUBSTITUTE edge-preserving-smoothing benchmark: BSDS500 photos, each with
+    the outputs of five classical OpenCV filters as ground truths (uniform weights).
+    Needs pip install 'tvcli[eps-data]'. Existing files are reused (resumable)."""
+    from tvcli.data.eps import build_eps
+
+    if not (bsds500 / "images").is_dir():
+        raise CLIError(f"{bsds500}: not a BSDS500 folder (no images/ inside)", 2)
+    try:
+        manifest = build_eps(out_dir, bsds500, {"train": train, "val": val, "test": test},
+                             log=(lambda _m: None) if quiet else print)
+    except ImportError as exc:
+        raise CLIError(str(exc), 2) from None
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        raise CLIError(str(exc), 1) from None
+    counts = {s: sum(1 for e in manifest["images"] if e["split"] == s)
+              for s in ("train", "val", "test")}
+    print(f"{out_dir}: {counts} photos x {len(manifest['filters'])} ground truths "
+          f"(digest {manifest['digest'][:12]})")
 
 @data_app.command("bsd432")
 def bsd432(

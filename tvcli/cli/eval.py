@@ -17,7 +17,11 @@ Several ground truths per image (WRMSE / WMAE, BSDS-style edge sets)
   ``{"gt_0.png": 3, "gt_1.png": 1}``. With weights.json exactly the files it
   names are used; without it every image in the folder, with equal votes.
   Votes are normalised to sum 1 per image (see :mod:`tvcli.metrics`). PSNR and
-  SSIM against several ground truths are the weighted means over them.
+  SSIM against several ground truths are the weighted means over them. The
+  data-set WRMSE / WMAE pool the weighted errors over all pixels of all images
+  (Zhu et al.'s evaluation script), so images of different sizes weigh by
+  their pixel counts. The EPS substitute benchmark (``tvcli data eps``) writes
+  this layout: ``gt/<stem>/<filter>.png``.
 
 Units
   Images are read into [0, 1] (8-bit / 255, 16-bit / 65535; float files as
@@ -207,6 +211,7 @@ def evaluate_pair(pair: Pair, metrics: list[str], data_range: float, device: str
         wmse_, wmae_ = M.weighted_errors(p_t, g_t, w)
         row["_wmse"] = float(wmse_)
         row["_wmae"] = float(wmae_)
+        row["_npix"] = p_t.numel()  # C * H * W: the data-set values pool over pixels
         scale = 255.0 / data_range
         if "wrmse" in metrics:
             row["wrmse"] = math.sqrt(float(wmse_)) * scale
@@ -428,8 +433,9 @@ def _csv(v: float | None) -> str:
 
 def _summary(rows: list[dict], metrics: list[str], data_range: float, counts: list,
              thresholds: int) -> dict:
-    """Data-set values: mean PSNR / SSIM over images, WRMSE as the root of the
-    mean weighted MSE (Zhu et al.), mean WMAE, and ODS / OIS / AP."""
+    """Data-set values: mean PSNR / SSIM over images, WRMSE / WMAE pooled over
+    all pixels as Zhu et al.'s script (root of the pooled weighted MSE), and
+    ODS / OIS / AP."""
     out: dict = {}
     if not rows:
         return out
@@ -439,10 +445,14 @@ def _summary(rows: list[dict], metrics: list[str], data_range: float, counts: li
     if "ssim" in metrics:
         out["ssim"] = sum(r["ssim"] for r in rows) / n
     scale = 255.0 / data_range
-    if "wrmse" in metrics:
-        out["wrmse"] = math.sqrt(sum(r["_wmse"] for r in rows) / n) * scale
-    if "wmae" in metrics:
-        out["wmae"] = sum(r["_wmae"] for r in rows) / n * scale
+    if "wrmse" in metrics or "wmae" in metrics:
+        # Zhu et al.'s script: sums over all pixels of all images / all pixels
+        # (a large image weighs more than a small one).
+        npix = sum(r["_npix"] for r in rows)
+        if "wrmse" in metrics:
+            out["wrmse"] = math.sqrt(sum(r["_wmse"] * r["_npix"] for r in rows) / npix) * scale
+        if "wmae" in metrics:
+            out["wmae"] = sum(r["_wmae"] * r["_npix"] for r in rows) / npix * scale
     if counts:
         from tvcli.metrics import edge_aggregate
 
@@ -472,7 +482,7 @@ def _print_table(rows: list[dict], metrics: list[str], summary: dict,
     Console().print(table)
     notes = []
     if "wrmse" in metrics:
-        notes.append("wrmse mean row = sqrt(mean weighted MSE) over images")
+        notes.append("wrmse / wmae mean row: pooled over all pixels of all images (Zhu et al.)")
     if any(m in _EDGE for m in metrics):
         notes.append("per-image ois = that image's best F; ods/ap are data-set values "
                      f"(ODS threshold {summary.get('ods_threshold', float('nan')):.3f})")

@@ -3,8 +3,9 @@
 ``tvcli eval PRED GT --shard K/N --summary part-{index}.json`` writes, besides
 the shard's own report, what a data-set summary is computed from, per image:
 
-* ``_wmse`` / ``_wmae``: the weighted MSE / MAE (WRMSE is the root of their
-  mean over images, so the per-image roots would not do);
+* ``_wmse`` / ``_wmae`` / ``_npix``: the weighted MSE / MAE and the pixel
+  count (WRMSE / WMAE pool over all pixels of the data set, as Zhu et al.'s
+  script does, so the per-image values would not do);
 * ``_edge_counts``: the four per-threshold match counts (ODS and AP are
   re-thresholded on the counts summed over the whole data set, OIS on each
   image's counts at its own best threshold);
@@ -14,7 +15,7 @@ the shard's own report, what a data-set summary is computed from, per image:
 evaluation (same metrics, data range, thresholds, match tolerance) and cover
 every shard 0..N-1 exactly once, puts the images and errors back into the
 unsharded order and recomputes the summary with the same code as an unsharded
-run: PSNR / SSIM / WMAE means over images, WRMSE from the mean weighted MSE,
+run: PSNR / SSIM means over images, WRMSE / WMAE pooled over pixels,
 ODS / OIS / AP from the merged counts. Floats survive JSON exactly (shortest
 round-trip repr) and the sums run in the unsharded order, so the merged report
 equals the unsharded one bit for bit (for edge metrics: given the same counts;

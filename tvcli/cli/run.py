@@ -1,4 +1,5 @@
-"""``tvcli run MODEL INPUT...``: a learned denoiser over files and folders.
+"""``tvcli run MODEL INPUT...``: a learned denoiser or edge-preserving smoother over
+files and folders.
 
 Same planning, progress, error and atomic-write rules as ``tvcli smooth``
 (:mod:`tvcli.cli.batch`); the model is loaded once, its weights checked against
@@ -82,7 +83,8 @@ def warn_untrained_sigma(model_name: str, entry: dict, sigma: float) -> None:
 def run_cmd(
     model_name: str = typer.Argument(..., metavar="MODEL",
                                      help="A learned model (see `tvcli models`): dncnn-tv, "
-                                          "dncnn, ffdnet-tv, ffdnet."),
+                                          "dncnn, ffdnet-tv, ffdnet (denoisers); eps-tv, eps "
+                                          "(edge-preserving smoothing)."),
     inputs: list[str] = typer.Argument(..., metavar="INPUT", show_default=False,
                                        help="Image files and/or folders; '-' reads stdin."),
     output: str = typer.Option(None, "--output", "-o", metavar="OUT",
@@ -99,7 +101,9 @@ def run_cmd(
     tile: int = typer.Option(512, "--tile", min=0,
                              help="Tile side in pixels for memory-bounded inference; 0: "
                                   "whole image at once."),
-    overlap: int = typer.Option(48, "--overlap", min=0, help="Pixels shared by tiles."),
+    overlap: int = typer.Option(None, "--overlap", min=0,
+                                help="Pixels shared by tiles (default: the model's, e.g. "
+                                     "72 for eps / eps-tv, else 48)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     threads: int = typer.Option(None, "--threads", "-j", min=1, help="CPU threads."),
     recursive: bool = typer.Option(False, "--recursive", "-r"),
@@ -114,11 +118,14 @@ def run_cmd(
     summary: str = typer.Option(None, "--summary", metavar="FILE.json", help=SUMMARY_HELP),
 ) -> None:
     """Denoise images with a learned network (DnCNN-TV, the paper's eq. 14; DnCNN;
-    the faster FFDNet-style ffdnet-tv / ffdnet, one model for sigma 0-55).
+    the faster FFDNet-style ffdnet-tv / ffdnet, one model for sigma 0-55), or smooth
+    them while keeping edges (eps-tv, the paper's ResNet-TV; eps, ResNet; --sigma
+    does not apply).
 
     Examples:  tvcli run dncnn-tv noisy.png --sigma 25   |
     tvcli run dncnn-tv photos/ -o clean/ --sigma 50   |
-    tvcli run dncnn-tv clean.png --add-noise 25 --compare
+    tvcli run dncnn-tv clean.png --add-noise 25 --compare   |
+    tvcli run eps-tv photos/ -o smooth/
 
     Outputs keep bit depth, alpha, ICC profile, DPI and EXIF where the format can hold
     them; not kept: XMP/IPTC, PNG text and gamma chunks, EXIF in TIFF/BMP, ICC in BMP,
@@ -163,6 +170,11 @@ def run_cmd(
     except (WeightsError, OSError) as exc:
         raise CLIError(str(exc)) from None
     warn_untrained_sigma(model_name, entry, sigma)
+
+    if overlap is None:
+        overlap = int(getattr(model, "tile_overlap", 48))
+        if tile:  # a default overlap never leaves tiles less than half new pixels
+            overlap = min(overlap, tile // 2)
 
     def process(job):
         return _process_job(job, model, entry, dev, tile or None, overlap, add_noise, seed,

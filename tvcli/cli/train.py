@@ -14,7 +14,8 @@ from tvcli.cli._app import CLIError, app
 @app.command("train")
 def train_cmd(
     model: str = typer.Argument(..., help="Architecture (see `tvcli models`)."),
-    data: Path = typer.Option(..., "--data", help="Folder made by `tvcli data fetch`."),
+    data: Path = typer.Option(..., "--data", help="Folder made by `tvcli data fetch` (or "
+                              "`tvcli data eps` for the edge-preserving models)."),
     out: Path = typer.Option(None, "--out", "-o", help="Run folder (checkpoints; resumes "
                              "if it holds one). Default: runs/MODEL-sSIGMA, or "
                              "runs/MODEL-blind with --sigma-range."),
@@ -52,7 +53,8 @@ def train_cmd(
                                 "their manifest entry into this folder (e.g. weights/)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Train a denoiser on random noisy patches; checkpoints let it resume.
+    """Train a model: denoisers on random noisy patches; eps / eps-tv on the substitute
+    EPS benchmark's photos and ground truths. Checkpoints let it resume.
 
     Data-parallel on several processes / GPUs / nodes: launch it with torchrun
     (e.g. `torchrun --standalone --nproc_per_node=4 -m tvcli train ...`);
@@ -82,14 +84,19 @@ def train_cmd(
             raise CLIError(f"model {model!r} has no noise-level input; give one --sigma")
     if init_from is not None and not init_from.is_file():
         raise CLIError(f"--init-from {init_from}: no such file")
-    tag = "blind" if srange else f"s{int(sigma)}"
+    task = getattr(MODELS[model].builder, "train_task", "denoise")
+    if task != "denoise" and (srange is not None or depth is not None):
+        raise CLIError(f"model {model!r} is trained for {task!r}: --sigma-range and --depth "
+                       "do not apply")
+    tag = task if task != "denoise" else ("blind" if srange else f"s{int(sigma)}")
     out = out or Path("runs") / f"{model}-{tag}"
     model_config = {k: v for k, v in (("depth", depth), ("width", width)) if v is not None}
     cfg = TrainConfig(model=model, data=str(data), out=str(out), sigma=sigma,
                       sigma_range=srange, steps=steps, batch=batch, patch=patch, lr=lr,
                       seed=seed, val_every=val_every, ckpt_every=ckpt_every, device=device,
                       model_config=model_config,
-                      init_from=str(init_from) if init_from else None, max_wall_s=max_wall)
+                      init_from=str(init_from) if init_from else None, max_wall_s=max_wall,
+                      task=task)
     try:
         meta = train(cfg, progress=not quiet)
     except ValueError as exc:
@@ -100,7 +107,8 @@ def train_cmd(
         return  # under torchrun, rank 0 reports and exports
     last = meta["history"][-1] if meta["history"] else {}
     print(json.dumps({"model": model, "run": str(out), "step": meta["step"],
-                      "wall_s": round(meta["wall_s"], 1), "val_psnr": last.get("val_psnr")}))
+                      "wall_s": round(meta["wall_s"], 1),
+                      **{k: v for k, v in last.items() if k.startswith("val_")}}))
     if export is not None:
         entry = export_weights(out, export)
         print(f"wrote {export / entry['file']} (sha256 {entry['sha256'][:12]}...)")
@@ -125,10 +133,13 @@ def models_cmd(
             if w is None:
                 rows.append((name, "-", "no weights shipped", "-", "-", "-"))
             else:
-                sig = (f"{w['sigma']:g}" if w["sigma"] is not None else
-                       "{:g}-{:g} (blind)".format(*w["sigma_range"]))
+                sig = (f"{w['sigma']:g}" if w.get("sigma") is not None else
+                       "{:g}-{:g} (blind)".format(*w["sigma_range"]) if w.get("sigma_range")
+                       else "-")
+                val = (f"{w['val_psnr_crop']:.2f}" if w.get("val_psnr_crop") is not None else
+                       f"WRMSE {w['val_wrmse']:.2f}" if w.get("val_wrmse") is not None else "-")
                 rows.append((name, sig, w["file"], str(w["steps"]),
-                             f"{w['wall_s'] / 60:.0f} min", f"{w['val_psnr_crop']:.2f}"))
+                             f"{w['wall_s'] / 60:.0f} min", val))
     header = ("model", "sigma", "file", "steps", "train time", "val PSNR*")
     if not sys.stdout.isatty():
         # Piped: tab-separated and never cut to a terminal width (rich would fold
@@ -150,5 +161,5 @@ def models_cmd(
         console.print(table)
         for name, spec in MODELS.items():
             console.print(f"[bold]{name}[/bold]: {spec.description}", highlight=False)
-    print("* validation PSNR on center crops during training; full results in "
-          "docs/denoising.md")
+    print("* validation PSNR (denoisers) or WRMSE (eps models, 8-bit levels) on center "
+          "crops during training; full results in docs/denoising.md and docs/eps.md")

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from tvcli.models.dncnn import DnCNN, DnCNNTV
+from tvcli.models.eps import EpsResNet, EpsResNetTV
 from tvcli.models.ffdnet import FFDNet, FFDNetTV
 
 __all__ = ["ModelSpec", "MODELS", "WEIGHTS_DIR", "WeightsError", "build_model",
@@ -57,6 +58,12 @@ MODELS: dict[str, ModelSpec] = {
                         "of sigma; ~6x cheaper than DnCNN per pixel), residual"),
     "ffdnet-tv": ModelSpec("ffdnet-tv", FFDNetTV, "FFDNet-style with TV2D-smooth layers at "
                            "input and output, learned per-channel lam (as eq. 14)"),
+    "eps": ModelSpec("eps", EpsResNet, "edge-preserving smoothing: Zhu et al.'s ResNet (16 "
+                     "residual blocks + 3 convs, skip from the input); trained on tvcli's "
+                     "substitute benchmark (docs/eps.md)"),
+    "eps-tv": ModelSpec("eps-tv", EpsResNetTV, "edge-preserving smoothing: ResNet-TV (Yeh et "
+                        "al. 2022, sec. 4.5): four TV1D-sharp layers in the residual blocks, "
+                        "a TV2D-smooth layer (one shared lam) on the output"),
 }
 
 
@@ -98,6 +105,8 @@ def find_weights(name: str, sigma: float | None = None, folder: Path | None = No
         raise WeightsError(f"no shipped weights for model {name!r} in {folder}")
 
     def distance(e: dict) -> float:
+        if e.get("sigma") is None and not e.get("sigma_range"):
+            return 0.0  # not a denoiser (e.g. edge-preserving smoothing): no noise level
         if e.get("sigma_range"):
             lo, hi = e["sigma_range"]
             return 0.0 if sigma is None else max(lo - sigma, sigma - hi, 0.0)

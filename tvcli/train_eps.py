@@ -1,0 +1,134 @@
+"""The edge-preserving-smoothing training task (``tvcli train eps-tv --task eps``).
+
+Plugs into the generic loop of :mod:`tvcli.train` (same checkpoints, resume and
+export). Data: the folder written by ``tvcli data eps`` (the SUBSTITUTE for Zhu
+et al.'s benchmark, see :mod:`tvcli.data.eps`): photos in ``train/input`` and K
+ground truths per photo in ``train/gt/<stem>/<filter>.png``.
+
+* A batch: random ``patch`` x ``patch`` crops of training photos (chosen with
+  probability proportional to their pixel count), each under one of the 8
+  dihedral flips/rotations, the same crop and flip applied to its K ground truths.
+* Loss: the weighted MSE against all K ground truths, sum_k w_k MSE(pred, g_k)
+  with uniform w_k = 1 / K -- the squared error that WRMSE measures (its
+  minimiser is the weighted mean of the ground truths).
+* Validation: WRMSE in 8-bit grey levels (lower is better), pooled as Zhu et
+  al.'s script, on center crops (``val_crop``) of the first ``val_images``
+  photos of ``val/`` (``task_config``, default 20).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tvcli.train import Task, TrainConfig, register_task
+
+__all__ = ["EpsTask"]
+
+
+class _EpsSet:
+    """Photos (3, H, W) and ground truths (K, 3, H, W) as uint8 tensors, with
+    sampling weights proportional to pixel counts."""
+
+    def __init__(self, items: list[tuple[str, Any, Any]]):
+        self.stems = [s for s, _, _ in items]
+        self.inputs = [torch.from_numpy((x * 255).round().astype("uint8")) for _, x, _ in items]
+        self.gts = [torch.from_numpy((g * 255).round().astype("uint8")) for _, _, g in items]
+        self.weights = torch.tensor([float(x.shape[-1] * x.shape[-2]) for x in self.inputs])
+
+
+class EpsTask(Task):
+    """Edge-preserving smoothing against several ground truths (see the module
+    docstring). ``task_config``: ``val_images`` (int, default 20)."""
+
+    name = "eps"
+    metric = "val_wrmse"
+    higher_is_better = False
+
+    def __init__(self, cfg: TrainConfig):
+        super().__init__(cfg)
+        self.val_images = int(cfg.task_config.get("val_images", 20))
+
+    def load(self, data: Path) -> tuple[_EpsSet, _EpsSet]:
+        from tvcli.data.eps import load_eps_split
+
+        return (_EpsSet(load_eps_split(data, "train")),
+                _EpsSet(load_eps_split(data, "val", limit=self.val_images)))
+
+    def data_digest(self, data: Path) -> str | None:
+        """Digest of the train and val records only, so that adding test photos to
+        the folder later does not change the id of the training data."""
+        import json
+
+        from tvcli.data.eps import manifest_digest
+
+        man = data / "manifest.json"
+        if not man.exists():
+            return None
+        recs = [e for e in json.loads(man.read_text())["images"] if e["split"] != "test"]
+        return manifest_digest(recs)
+
+    def sample(self, train_set: _EpsSet, gen: torch.Generator, dgen: torch.Generator | None,
+               device: torch.device) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        p = self.cfg.patch
+        idx = torch.multinomial(train_set.weights, self.cfg.batch, replacement=True,
+                                generator=gen)
+        xs, gs = [], []
+        for i in idx.tolist():
+            x, g = train_set.inputs[i], train_set.gts[i]
+            h, w = x.shape[-2:]
+            ph, pw = min(p, h), min(p, w)
+            y0 = int(torch.randint(0, h - ph + 1, (1,), generator=gen))
+            x0 = int(torch.randint(0, w - pw + 1, (1,), generator=gen))
+            k = int(torch.randint(0, 8, (1,), generator=gen))
+            both = torch.cat([x[None], g])[..., y0:y0 + ph, x0:x0 + pw]
+            both = torch.rot90(both, k % 4, dims=(-2, -1))
+            if k >= 4:
+                both = both.flip(-1)
+            xs.append(both[0])
+            gs.append(both[1:].flatten(0, 1))  # (K * 3, p, p)
+        inputs = torch.stack(xs).float().div_(255.0).to(device)
+        targets = torch.stack(gs).float().div_(255.0).to(device)
+        return inputs, targets, None
+
+    def loss(self, pred: torch.Tensor, targets: torch.Tensor, cond: Any) -> torch.Tensor:
+        """Uniformly weighted MSE over the K ground truths; pred (N, C, h, w),
+        targets (N, K * C, h, w)."""
+        n, c, h, w = pred.shape
+        g = targets.float().view(n, -1, c, h, w)
+        return (pred.float()[:, None] - g).square().mean()
+
+    @torch.no_grad()
+    def validate(self, model: nn.Module, val_set: _EpsSet, device: torch.device) -> float:
+        from tvcli.metrics import pooled_weighted_errors
+
+        was_training = model.training
+        model.eval()
+        crop = self.cfg.val_crop
+        preds, gts = [], []
+        for x, g in zip(val_set.inputs, val_set.gts, strict=True):
+            h, w = x.shape[-2:]
+            if crop:
+                y0, x0 = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
+                x, g = x[..., y0:y0 + crop, x0:x0 + crop], g[..., y0:y0 + crop, x0:x0 + crop]
+            out = model(x[None].float().div(255.0).to(device))[0].float().cpu().clamp(0, 1)
+            preds.append(out * 255.0)
+            gts.append(g.float())
+        model.train(was_training)
+        wrmse, _ = pooled_weighted_errors(preds, gts)
+        return float(wrmse) if math.isfinite(wrmse) else float("inf")
+
+    def export_tag(self) -> str:
+        return "eps"
+
+    def manifest_fields(self) -> dict:
+        return {"sigma": None, "task": "eps", "val_images": self.val_images,
+                "val_crop": self.cfg.val_crop,
+                "benchmark": "SUBSTITUTE for Zhu et al.'s BenchmarkEPS (tvcli data eps)"}
+
+
+register_task("eps", EpsTask)
