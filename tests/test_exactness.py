@@ -36,10 +36,12 @@ def _regression_rows() -> list[tuple[np.ndarray, float]]:
     return rows
 
 
-# Rows of the harness's full run on the old code (kind "ties", seed 0), the
-# worst few by KKT residual; filled from runs/fuzz_old.json (see
-# docs/exactness.md).
-HARNESS_ROWS: list[tuple[list[float], float]] = []
+# Rows the harness found on the old code (benchmarks/fuzz_exactness.py --scale
+# full, kind "ties", seed 0; docs/exactness.md): batch 80, row 143 crashed
+# the process (segmentation fault: the sweep ran past the end of the row).
+HARNESS_ROWS: list[tuple[list[float], float]] = [
+    ([0.6, 0.2, 0.5, 0.1, 0.6, 0.0, 0.2, 0.6, 0.2, 0.6, 0.2, 0.0, 0.0, 0.5, 0.1], 0.4),
+]
 
 
 @pytest.mark.parametrize("solver", ["direct", "pn"])

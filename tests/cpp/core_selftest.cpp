@@ -110,6 +110,10 @@ void decimal_rows(std::mt19937_64& rng, int count) {
   // then read and wrote past the end (ASan: heap-buffer-overflow).
   const std::vector<double> overrun = {0.2, 0.0, 0.6, 0.1, 0.2, 0.0, 0.2, 0.3};
   check<double>(overrun, 0.2, 1, "decimal overrun row");
+  // Found by the fuzz harness (kind "ties"): crashed the old build.
+  const std::vector<double> harness = {0.6, 0.2, 0.5, 0.1, 0.6, 0.0, 0.2, 0.6,
+                                       0.2, 0.6, 0.2, 0.0, 0.0, 0.5, 0.1};
+  check<double>(harness, 0.4, 1, "harness overrun row");
 }
 
 }  // namespace
