@@ -38,9 +38,14 @@ def _regression_rows() -> list[tuple[np.ndarray, float]]:
 
 # Rows the harness found on the old code (benchmarks/fuzz_exactness.py --scale
 # full, kind "ties", seed 0; docs/exactness.md): batch 80, row 143 crashed
-# the process (segmentation fault: the sweep ran past the end of the row).
+# the process (segmentation fault: the sweep ran past the end of the row);
+# batches 528 / 592 gave KKT residuals 0.22 / 0.4 (wrong last samples).
 HARNESS_ROWS: list[tuple[list[float], float]] = [
     ([0.6, 0.2, 0.5, 0.1, 0.6, 0.0, 0.2, 0.6, 0.2, 0.6, 0.2, 0.0, 0.0, 0.5, 0.1], 0.4),
+    ([0.4, 0.6, 0.2, 0.0, 0.6, 0.2, 0.1, 0.3, 0.2, 0.5, 0.0, 0.6, 0.3, 0.6, 0.0, 0.3, 0.4,
+      0.2], 0.3),
+    ([0.3, 0.1, 0.4, 0.4, 0.0, 0.2, 0.2, 0.6, 0.4, 0.6, 0.6, 0.1, 0.1, 0.3, 0.0, 0.5, 0.3,
+      0.3, 0.3, 0.1, 0.6, 0.0, 0.5], 0.5),
 ]
 
 
