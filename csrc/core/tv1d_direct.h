@@ -67,6 +67,27 @@ TV_HOST_DEVICE TV_INLINE A div_count(A num, int64_t m) {
   return num * A(Inv::of(m));
 }
 
+// Segments at least this long get their value recomputed from their samples
+// when they close (see segment_value); shorter ones keep the sweep's value.
+constexpr int64_t kLongSegment = 64;
+
+// Value of the closed segment [k0, k1] from the optimality conditions: the
+// dual enters at u_in (0, or +-lam after a jump) and leaves at u_out (+-lam
+// at a jump, 0 at the end of the signal), so
+//   v = (u_in - u_out + sum_{j=k0..k1} x_j) / (k1 - k0 + 1),
+// summed as deviations from x[k0] (small on a flat segment). Why: the sweep
+// updates a segment's value incrementally, and each update's rounding
+// (eps |v|) enters the dual multiplied by the length; over a 440-sample flat
+// segment of values ~1 that reached a residual of 1.1e-12 (docs/exactness.md).
+template <typename T, typename A, typename Inv>
+TV_HOST_DEVICE inline T segment_value(const T* x, int64_t sx, int64_t k0, int64_t k1, A u_in,
+                                      A u_out) {
+  const A base = A(x[k0 * sx]);
+  A sum = A(0);
+  for (int64_t j = k0 + 1; j <= k1; ++j) sum += A(x[j * sx]) - base;
+  return T(base + div_count<A, Inv>(sum + (u_in - u_out), k1 - k0 + 1));
+}
+
 // Condat's taut-string-like sweep. Preconditions (checked by the caller):
 // n >= 2, 0 < lam < +inf, every x finite.
 //
@@ -85,10 +106,11 @@ TV_HOST_DEVICE TV_INLINE A div_count(A num, int64_t m) {
 // rounding can leave vmin a few ulps above vmax, so that umin < 0 < umax at
 // the boundary. The kept bound then yields a "jump" back to a segment that
 // ends before k0 (kplus < k0): the published code writes the kept vmax into
-// one sample and carries on from an inconsistent state. Seen: the last
-// sample of a photo row off by 5e-5, of short decimal rows by 0.05-0.1, and
-// (in the sweep, after such a restart left kminus = n - 1) reads past the end
-// of the signal. Restarting fresh solves the rest [k0, n-1] as its own
+// one sample and carries on from an inconsistent state. Reported: the last
+// sample of a photo row off by 5e-5 (issue 11); found here on short rows of
+// tenths: last samples off by 0.05-0.2, and (in the sweep, after such a
+// restart left kminus = n - 1) reads and writes past the end of the signal
+// (a segmentation fault). Restarting fresh solves the rest [k0, n-1] as its own
 // problem with the entry dual +-lam that the jump fixes, which is exact in
 // exact arithmetic and under rounding keeps the dual within rounding of the
 // bounds (at worst a tie is split into two segments whose values differ by
@@ -102,19 +124,28 @@ TV_HOST_DEVICE inline void tv1d_condat(const T* x, int64_t n, int64_t sx, T* y,
   A vmin = A(x[0]) - lam, vmax = A(x[0]) + lam;  // bounds of the segment value
   const A twolam = lam + lam;
   const A minlam = -lam;
+  A u_in = A(0);  // dual entering the open segment: 0 at the start, then +-lam
   for (;;) {
     while (k == n - 1) {  // right boundary: close the open segment(s)
       if (umin < A(0)) {  // vmin too high: a negative jump is needed
         // umin < 0 here implies kminus < n - 1 (the step that sets
         // kminus = k also sets umin = lam), so k0 stays <= n - 1.
-        do { y[k0 * sy] = T(vmin); } while (++k0 <= kminus);
+        const T v = TV_UNLIKELY(kminus - k0 + 1 >= kLongSegment)
+                        ? segment_value<T, A, Inv>(x, sx, k0, kminus, u_in, lam)
+                        : T(vmin);
+        do { y[k0 * sy] = v; } while (++k0 <= kminus);
+        u_in = lam;
         k = kminus = kplus = k0;
         vmin = A(x[k0 * sx]);
         vmax = vmin + twolam;
         umin = lam;
         umax = minlam;
       } else if (umax > A(0)) {  // vmax too low: a positive jump is needed
-        do { y[k0 * sy] = T(vmax); } while (++k0 <= kplus);
+        const T v = TV_UNLIKELY(kplus - k0 + 1 >= kLongSegment)
+                        ? segment_value<T, A, Inv>(x, sx, k0, kplus, u_in, minlam)
+                        : T(vmax);
+        do { y[k0 * sy] = v; } while (++k0 <= kplus);
+        u_in = minlam;
         k = kminus = kplus = k0;
         vmax = A(x[k0 * sx]);
         vmin = vmax - twolam;
@@ -122,23 +153,31 @@ TV_HOST_DEVICE inline void tv1d_condat(const T* x, int64_t n, int64_t sx, T* y,
         umax = minlam;
       } else {
         vmin += div_count<A, Inv>(umin, k - k0 + 1);
-        const T v = T(vmin);
+        const T v = TV_UNLIKELY(k - k0 + 1 >= kLongSegment)
+                        ? segment_value<T, A, Inv>(x, sx, k0, k, u_in, A(0))
+                        : T(vmin);
         do { y[k0 * sy] = v; } while (++k0 <= k);
         return;
       }
     }
     const A xnext = A(x[(k + 1) * sx]);
     if ((umin += xnext - vmin) < minlam) {  // negative jump
-      const T v = T(vmin);
+      const T v = TV_UNLIKELY(kminus - k0 + 1 >= kLongSegment)
+                      ? segment_value<T, A, Inv>(x, sx, k0, kminus, u_in, lam)
+                      : T(vmin);
       do { y[k0 * sy] = v; } while (++k0 <= kminus);  // kminus <= k < n - 1
+      u_in = lam;
       k = kminus = kplus = k0;
       vmin = A(x[k0 * sx]);
       vmax = vmin + twolam;
       umin = lam;
       umax = minlam;
     } else if ((umax += xnext - vmax) > lam) {  // positive jump
-      const T v = T(vmax);
+      const T v = TV_UNLIKELY(kplus - k0 + 1 >= kLongSegment)
+                      ? segment_value<T, A, Inv>(x, sx, k0, kplus, u_in, minlam)
+                      : T(vmax);
       do { y[k0 * sy] = v; } while (++k0 <= kplus);
+      u_in = minlam;
       k = kminus = kplus = k0;
       vmax = A(x[k0 * sx]);
       vmin = vmax - twolam;

@@ -16,6 +16,14 @@
 #define TV_INLINE inline
 #endif
 
+// Branch hint for rare paths inside hot loops (kept out of the straight-line
+// code the compiler lays out for the common case).
+#if defined(__GNUC__) || defined(__clang__) || defined(__CUDACC__)
+#define TV_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define TV_UNLIKELY(x) (x)
+#endif
+
 namespace tvcli {
 namespace core {
 
