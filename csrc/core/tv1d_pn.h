@@ -74,8 +74,7 @@ enum class PNStatus : int8_t {
   kFallback = 2,  // polish failed verification; solved by tv1d_condat instead
                   // (that answer verified by the polish's checks)
   kUnverified = 3,  // tv1d_condat's answer (forward and reversed) also failed
-                    // the checks; the forward answer is returned (not seen in
-                    // the fuzz runs of docs/exactness.md)
+                    // the checks; the forward answer is returned
 };
 
 struct PNResult {
@@ -125,14 +124,12 @@ TV_HOST_DEVICE inline bool polish(const T* x, int64_t n, int64_t sx, T* y, int64
     int64_t b = a;  // last index of the segment [a, b]
     while (b < m && !(abs_of(w[b * ws]) >= bound)) ++b;
     const A w_right = b < m ? (w[b * ws] > A(0) ? lam : -lam) : A(0);
-    // Sum of the deviations from the segment's first sample: a plain running
-    // sum over a long flat segment (500 samples of ~1) errs by ~1e-12, which
-    // shows as the residual u_{N-1} = sum(x - y) of an otherwise exact answer
-    // (docs/exactness.md); the deviations of a flat segment are small, and the
-    // extra subtraction stays off the sum's dependency chain.
+    // Compensated sum of the deviations from the segment's first sample
+    // (tv1d_direct.h): a plain running sum over 500 samples of ~1 errs by
+    // ~1e-12, which shows as the residual u_{N-1} = sum(x - y) of an
+    // otherwise exact answer (docs/exactness.md).
     const A base = A(x[a * sx]);
-    A sum = A(0);
-    for (int64_t j = a + 1; j <= b; ++j) sum += A(x[j * sx]) - base;
+    const A sum = sum_of_deviations<T, A>(x, sx, a + 1, b, base);
     const A value = base + (sum + w_right - w_left) / A(b - a + 1);
     // Sign condition at the breakpoint entering this segment. A jump of the
     // wrong sign no larger than rounding is a tie (two segments of equal

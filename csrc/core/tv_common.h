@@ -24,6 +24,14 @@
 #define TV_UNLIKELY(x) (x)
 #endif
 
+// Out of line on the host (keeps rare paths out of hot loops' code); device
+// code inlines as nvcc decides.
+#if !defined(__CUDA_ARCH__) && (defined(__GNUC__) || defined(__clang__))
+#define TV_NOINLINE_HOST __attribute__((noinline))
+#else
+#define TV_NOINLINE_HOST inline
+#endif
+
 namespace tvcli {
 namespace core {
 
