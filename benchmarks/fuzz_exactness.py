@@ -75,7 +75,8 @@ def run(scale: str, seed: int, ref_every: int, only: list[str] | None = None,
         "signals": sum(v["direct/f64"]["signals"] for k, v in results.items() if k != "_total"),
         "seconds": time.perf_counter() - t_all,
         "scale": scale, "seed": seed, "ref_every": ref_every,
-        "photos": len(fz.photo_paths()) if scale == "full" else 2,
+        "photos_iterates": len(fz.photo_paths(limit=12 if scale == "full" else 2)),
+        "photos_quantised": len(fz.photo_paths(limit=40 if scale == "full" else 2)),
         "torch_threads": torch.get_num_threads(),
     }
     return results
