@@ -39,7 +39,9 @@ def _extensions():
 
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
     openmp = ["-fopenmp"] if sys.platform.startswith("linux") else []
-    cxx_flags = ["-O3", "-g0", "-std=c++20", "-fvisibility=hidden", *openmp]
+    # -ffp-contract=off: no fused multiply-add on hosts that have one (aarch64,
+    # e.g. Grace), so the host rounds as the device does under --fmad=false.
+    cxx_flags = ["-O3", "-g0", "-std=c++20", "-ffp-contract=off", "-fvisibility=hidden", *openmp]
     common = dict(
         name="tvcli._C",
         include_dirs=[os.path.join(ROOT, "csrc")],

@@ -33,7 +33,8 @@ void run_grid(int64_t grid_dim, int64_t block_dim, Body body) {
            static_cast<uint32_t>(grid_dim));
 }
 
-// kernel: "direct" or "pn" (a = x, b unused; returns y and, for pn, the
+// kernel: "direct" or "pn", or "direct_device_div" / "pn_device_div" (the same
+// with the device's branch of core::div_count) (a = x, b unused; returns y and, for pn, the
 // iteration counts as a's dtype), or "backward" (a = grad_y, b = y; returns
 // grad_x and grad_lam).
 std::tuple<at::Tensor, at::Tensor> emulate_cuda_grid(c10::string_view kernel,
@@ -63,7 +64,10 @@ std::tuple<at::Tensor, at::Tensor> emulate_cuda_grid(c10::string_view kernel,
       });
       return;
     }
-    TORCH_CHECK(kernel == "direct" || kernel == "pn", "tvcli: unknown kernel '",
+    // "*_device_div": the same bodies with the device's branch of the division
+    // rule (core::CountInverseComputed) instead of the host's table.
+    const bool device_div = kernel == "direct_device_div" || kernel == "pn_device_div";
+    TORCH_CHECK(kernel == "direct" || kernel == "pn" || device_div, "tvcli: unknown kernel '",
                 std::string(kernel), "'");
     at::Tensor iters = at::full(lam.sizes(), -1, a.options().dtype(at::kInt));
     at::Tensor status = at::full(lam.sizes(), -1, a.options().dtype(at::kChar));
@@ -72,9 +76,13 @@ std::tuple<at::Tensor, at::Tensor> emulate_cuda_grid(c10::string_view kernel,
     args.x = a.const_data_ptr<scalar_t>();
     args.y = out.mutable_data_ptr<scalar_t>();
     args.lam = lam.const_data_ptr<scalar_t>();
-    if (kernel == "direct") {
+    if (kernel == "direct" || kernel == "direct_device_div") {
       run_grid(grid_dim, block_dim, [&](uint32_t bl, uint32_t bd, uint32_t th, uint32_t gd) {
-        cuda::prox_direct_thread<scalar_t>(args, bl, bd, th, gd);
+        if (device_div) {
+          cuda::prox_direct_thread<scalar_t, core::CountInverseComputed>(args, bl, bd, th, gd);
+        } else {
+          cuda::prox_direct_thread<scalar_t>(args, bl, bd, th, gd);
+        }
       });
       return;
     }
@@ -86,7 +94,11 @@ std::tuple<at::Tensor, at::Tensor> emulate_cuda_grid(c10::string_view kernel,
     args.iters = iters.mutable_data_ptr<int32_t>();
     args.status = status.mutable_data_ptr<int8_t>();
     run_grid(grid_dim, block_dim, [&](uint32_t bl, uint32_t bd, uint32_t th, uint32_t gd) {
-      cuda::prox_pn_thread<scalar_t>(args, bl, bd, th, gd);
+      if (device_div) {
+        cuda::prox_pn_thread<scalar_t, core::CountInverseComputed>(args, bl, bd, th, gd);
+      } else {
+        cuda::prox_pn_thread<scalar_t>(args, bl, bd, th, gd);
+      }
     });
     for (int64_t i = 0; i < kGuard; ++i)
       TORCH_CHECK(ws[i] == kCanary && ws[ws.size() - 1 - i] == kCanary,

@@ -12,7 +12,7 @@ __all__ = ["PN_STATUS", "prox_tv1d_pn_stats"]
 
 #: Meaning of the ``status`` codes returned by :func:`prox_tv1d_pn_stats`
 #: (``core::PNStatus`` in ``csrc/core/tv1d_pn.h``).
-PN_STATUS = {0: "trivial", 1: "polished", 2: "fallback"}
+PN_STATUS = {0: "trivial", 1: "polished", 2: "fallback", 3: "unverified"}
 
 
 def prox_tv1d_pn_stats(

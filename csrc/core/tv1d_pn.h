@@ -42,7 +42,13 @@
 // are the KKT conditions, so an accepted y is the exact prox. If a gap stop is
 // rejected, the iterations go on with the gap test off and the polish is tried
 // once more. Otherwise (active set not yet right: iteration cap, stagnation)
-// the signal is solved again by tv1d_condat, so the output is always exact and piecewise constant, which the
+// the signal is solved again by tv1d_condat, and that answer is checked the
+// same way rather than trusted: its jumps become the active set (w = +-lam by
+// the jump's sign, 0 elsewhere) and the polish must accept it. If it does not
+// (a rounding case of the sweep), the sweep runs again over the reversed
+// signal, which rounds along a different path, and is checked likewise; if
+// both fail, the forward sweep's answer is returned with status kUnverified,
+// so that a caller can see it. Every output is piecewise constant, which the
 // exact backward relies on.
 //
 // Workspace: tv1d_pn_workspace_size(n) accumulator values per signal, read and
@@ -66,6 +72,9 @@ enum class PNStatus : int8_t {
   kTrivial = 0,   // handled by tv1d_prescreen (lam = 0, n = 1, bad input, constant)
   kPolished = 1,  // projected Newton + polish, verified optimal
   kFallback = 2,  // polish failed verification; solved by tv1d_condat instead
+                  // (that answer verified by the polish's checks)
+  kUnverified = 3,  // tv1d_condat's answer (forward and reversed) also failed
+                    // the checks; the forward answer is returned
 };
 
 struct PNResult {
@@ -115,12 +124,19 @@ TV_HOST_DEVICE inline bool polish(const T* x, int64_t n, int64_t sx, T* y, int64
     int64_t b = a;  // last index of the segment [a, b]
     while (b < m && !(abs_of(w[b * ws]) >= bound)) ++b;
     const A w_right = b < m ? (w[b * ws] > A(0) ? lam : -lam) : A(0);
-    A sum = A(0);
-    for (int64_t j = a; j <= b; ++j) sum += A(x[j * sx]);
-    const A value = (sum + w_right - w_left) / A(b - a + 1);
-    // Sign condition at the breakpoint entering this segment.
-    if (a > 0 && ((w_left > A(0) && value < prev_value) ||
-                  (w_left < A(0) && value > prev_value)))
+    // Compensated sum of the deviations from the segment's first sample
+    // (tv1d_direct.h): a plain running sum over 500 samples of ~1 errs by
+    // ~1e-12, which shows as the residual u_{N-1} = sum(x - y) of an
+    // otherwise exact answer (docs/exactness.md).
+    const A base = A(x[a * sx]);
+    const A sum = sum_of_deviations<T, A>(x, sx, a + 1, b, base);
+    const A value = base + (sum + w_right - w_left) / A(b - a + 1);
+    // Sign condition at the breakpoint entering this segment. A jump of the
+    // wrong sign no larger than rounding is a tie (two segments of equal
+    // exact value), which the conditions allow.
+    const A tie = A(16) * eps * (abs_of(value) + abs_of(prev_value));
+    if (a > 0 && ((w_left > A(0) && value < prev_value - tie) ||
+                  (w_left < A(0) && value > prev_value + tie)))
       return false;
     // Rebuild the dual inside the segment and check its bound.
     const T v = T(value);
@@ -137,6 +153,25 @@ TV_HOST_DEVICE inline bool polish(const T* x, int64_t n, int64_t sx, T* y, int64
     a = b + 1;
   }
   return true;
+}
+
+// Solves by tv1d_condat (over the signal reversed when `reversed`) and checks
+// the answer with polish(): the jumps of y give the active set, w_i = +lam
+// where y rises after i and -lam where it falls. Returns whether the polish
+// accepted it (y then holds the polished values, else a partial mix).
+template <typename T, typename A, typename Inv>
+TV_HOST_DEVICE inline bool condat_checked(const T* x, int64_t n, int64_t sx, T* y, int64_t sy,
+                                          A lam, A* w, int64_t ws, A xmax, bool reversed) {
+  if (reversed) {
+    tv1d_condat<T, A, Inv>(x + (n - 1) * sx, n, -sx, y + (n - 1) * sy, -sy, lam);
+  } else {
+    tv1d_condat<T, A, Inv>(x, n, sx, y, sy, lam);
+  }
+  for (int64_t i = 0; i + 1 < n; ++i) {
+    const A d = A(y[(i + 1) * sy]) - A(y[i * sy]);
+    w[i * ws] = d > A(0) ? lam : (d < A(0) ? -lam : A(0));
+  }
+  return polish<T, A>(x, n, sx, y, sy, lam, w, ws, xmax);
 }
 
 // Gradient g_i = y_i - y_{i+1} of the dual at w, for one index.
@@ -260,7 +295,7 @@ TV_HOST_DEVICE inline bool newton(const T* x, int64_t n, int64_t sx, A lam, A*& 
 // The whole pn prox for one strided signal. `ws` holds
 // tv1d_pn_workspace_size(n) values at element stride `wst`; nothing is
 // allocated. Preconditions: those of tv1d_direct (none beyond valid pointers).
-template <typename T, typename A>
+template <typename T, typename A, typename Inv = CountInverse>
 TV_HOST_DEVICE inline PNResult tv1d_pn(const T* x, int64_t n, int64_t sx, T* y, int64_t sy,
                                        A lam, A* ws, int64_t wst, const PNOptions& opt) {
   using pn_detail::abs_of;
@@ -333,8 +368,12 @@ TV_HOST_DEVICE inline PNResult tv1d_pn(const T* x, int64_t n, int64_t sx, T* y, 
     if (pn_detail::polish<T, A>(x, n, sx, y, sy, lam, w, wst, xmax))
       return {iter, PNStatus::kPolished};
   }
-  tv1d_condat<T, A>(x, n, sx, y, sy, lam);
-  return {iter, PNStatus::kFallback};
+  // w (the first m workspace values) is free now: the checks rebuild it.
+  if (pn_detail::condat_checked<T, A, Inv>(x, n, sx, y, sy, lam, ws, wst, xmax, false) ||
+      pn_detail::condat_checked<T, A, Inv>(x, n, sx, y, sy, lam, ws, wst, xmax, true))
+    return {iter, PNStatus::kFallback};
+  tv1d_condat<T, A, Inv>(x, n, sx, y, sy, lam);
+  return {iter, PNStatus::kUnverified};
 }
 
 }  // namespace core

@@ -16,6 +16,22 @@
 #define TV_INLINE inline
 #endif
 
+// Branch hint for rare paths inside hot loops (kept out of the straight-line
+// code the compiler lays out for the common case).
+#if defined(__GNUC__) || defined(__clang__) || defined(__CUDACC__)
+#define TV_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define TV_UNLIKELY(x) (x)
+#endif
+
+// Out of line on the host (keeps rare paths out of hot loops' code); device
+// code inlines as nvcc decides.
+#if !defined(__CUDA_ARCH__) && (defined(__GNUC__) || defined(__clang__))
+#define TV_NOINLINE_HOST __attribute__((noinline))
+#else
+#define TV_NOINLINE_HOST inline
+#endif
+
 namespace tvcli {
 namespace core {
 

@@ -14,9 +14,11 @@
 // (coalesced). Row signals (dim = -1) are N elements apart per thread; staging
 // them through shared memory is a possible later optimisation.
 //
-// Arithmetic is in double for both storages, as on the CPU, so that the CUDA
-// results equal the CPU ones (the .cu is compiled with --fmad=false for the
-// same reason). half / bfloat16 never reach here: tvcli.prox_tv1d converts
+// Arithmetic is in double for both storages, as on the CPU, with one division
+// rule (core::div_count) and no fused multiply-adds (--fmad=false here,
+// -ffp-contract=off on the host), so that the CUDA results equal the CPU ones
+// bit for bit; tests/test_grid_emulation.py checks the device's division
+// branch on the host. half / bfloat16 never reach here: tvcli.prox_tv1d converts
 // them to float32 in Python.
 #pragma once
 
@@ -66,7 +68,9 @@ TV_HOST_DEVICE TV_INLINE ThreadIndex thread_index(uint32_t block, uint32_t block
           static_cast<int64_t>(grid_dim) * block_dim};
 }
 
-template <typename T>
+// Inv: the division rule (core::CountInverse, what host and device run; the
+// CPU grid emulation also runs core::CountInverseComputed, the device's branch).
+template <typename T, typename Inv = core::CountInverse>
 TV_HOST_DEVICE inline void prox_direct_thread(const ProxArgs<T>& a, uint32_t block,
                                               uint32_t block_dim, uint32_t thread,
                                               uint32_t grid_dim) {
@@ -76,13 +80,14 @@ TV_HOST_DEVICE inline void prox_direct_thread(const ProxArgs<T>& a, uint32_t blo
   for (int64_t s = ti.first; s < a.batch.count; s += ti.stride) {
     int64_t off[3];
     a.batch.template offsets_fixed<3>(s, off);
-    core::tv1d_direct<T, double>(a.x + off[0], n, sx, a.y + off[1], sy, double(a.lam[off[2]]));
+    core::tv1d_direct<T, double, Inv>(a.x + off[0], n, sx, a.y + off[1], sy,
+                                      double(a.lam[off[2]]));
   }
 }
 
 // The workspace slot of thread t starts at ws + t and is strided by the number
 // of threads, so that the threads of a warp touch consecutive doubles.
-template <typename T>
+template <typename T, typename Inv = core::CountInverse>
 TV_HOST_DEVICE inline void prox_pn_thread(const ProxArgs<T>& a, uint32_t block,
                                           uint32_t block_dim, uint32_t thread,
                                           uint32_t grid_dim) {
@@ -92,7 +97,7 @@ TV_HOST_DEVICE inline void prox_pn_thread(const ProxArgs<T>& a, uint32_t block,
   for (int64_t s = ti.first; s < a.batch.count; s += ti.stride) {
     int64_t off[5];
     a.batch.template offsets_fixed<5>(s, off);
-    const core::PNResult r = core::tv1d_pn<T, double>(a.x + off[0], n, sx, a.y + off[1], sy,
+    const core::PNResult r = core::tv1d_pn<T, double, Inv>(a.x + off[0], n, sx, a.y + off[1], sy,
                                                       double(a.lam[off[2]]), a.ws + ti.first,
                                                       ti.stride, a.opt);
     if (a.iters != nullptr) a.iters[off[3]] = r.iterations;

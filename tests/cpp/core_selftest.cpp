@@ -84,6 +84,38 @@ void dykstra_rows(std::mt19937_64& rng, double lam) {
   }
 }
 
+// Short rows of decimal and k/255 values with lam a multiple of 0.1 or 1/255:
+// exact ties (vmin == vmax at the right boundary) that rounding breaks. The
+// published sweep's boundary restart went wrong on these: last samples off by
+// up to 0.1, and reads/writes past the end of the row (docs/exactness.md).
+void decimal_rows(std::mt19937_64& rng, int count) {
+  for (int t = 0; t < count; ++t) {
+    const int n = 2 + int(rng() % (t % 2 ? 20 : 300));
+    const int mode = int(rng() % 4);
+    const double lam = mode == 3 ? double(1 + rng() % 20) / 10.0 : double(1 + rng() % 50) / 255.0;
+    std::vector<double> x(n);
+    for (int i = 0; i < n; ++i) {
+      if (mode == 0) x[i] = double(rng() % 256) / 255.0;
+      else if (mode == 1) x[i] = double(rng() % 10) / 10.0;
+      else if (mode == 2) x[i] = i > 0 && rng() % 4 ? x[i - 1] : double(rng() % 256) / 255.0;
+      else x[i] = double(rng() % 7) / 10.0;
+    }
+    check<double>(x, lam, 1, "decimal row");
+  }
+  // Found by that search (old code: y[20] = 0.35, exact 0.4).
+  const std::vector<double> row = {0.4, 0.3, 0.4, 0.2, 0.3, 0.5, 0.4, 0.6, 0.2, 0.1, 0.2,
+                                   0.4, 0.1, 0.0, 0.2, 0.2, 0.5, 0.3, 0.6, 0.3, 0.4};
+  check<double>(row, 0.1, 1, "decimal regression row");
+  // Old code: the boundary restart left kminus = n - 1 for the sweep, which
+  // then read and wrote past the end (ASan: heap-buffer-overflow).
+  const std::vector<double> overrun = {0.2, 0.0, 0.6, 0.1, 0.2, 0.0, 0.2, 0.3};
+  check<double>(overrun, 0.2, 1, "decimal overrun row");
+  // Found by the fuzz harness (kind "ties"): crashed the old build.
+  const std::vector<double> harness = {0.6, 0.2, 0.5, 0.1, 0.6, 0.0, 0.2, 0.6,
+                                       0.2, 0.6, 0.2, 0.0, 0.0, 0.5, 0.1};
+  check<double>(harness, 0.4, 1, "harness overrun row");
+}
+
 }  // namespace
 
 int main() {
@@ -111,6 +143,7 @@ int main() {
     }
   }
   for (double lam : {1e-3, 0.05, 0.2, 1.0}) dykstra_rows(rng, lam);
+  decimal_rows(rng, 100000);
   std::printf("%s (%d failures)\n", failures ? "FAILED" : "OK", failures);
   return failures ? 1 : 0;
 }
