@@ -110,9 +110,25 @@ def test_extra_outputs_take_part_in_the_check(photos, tmp_path):
 # ---------------------------------------------------------------- tiling, resume
 
 def test_run_rejects_a_tile_smaller_than_twice_the_overlap(photos, tmp_path):
-    res = invoke("run", "dncnn", photos / "a.png", "-o", tmp_path / "o.png", "--tile", "32")
+    res = invoke("run", "dncnn", photos / "a.png", "-o", tmp_path / "o.png", "--tile", "32",
+                 "--overlap", "48")
     assert "--tile 32 is too small for --overlap 48" in error_line(res)
     assert not (tmp_path / "o.png").exists()
+
+
+def test_run_caps_the_default_overlap_to_half_the_tile(photos, tmp_path, monkeypatch):
+    # --tile 32 with the model's default overlap (48) used to step by 1 px (338 s
+    # instead of ~5 s); the default overlap now never exceeds half the tile.
+    from tvcli.models import inference
+
+    starts = []
+    real = inference.tile_starts
+    monkeypatch.setattr(inference, "tile_starts",
+                        lambda size, tile, overlap, multiple=1: starts.append(
+                            (tile, overlap)) or real(size, tile, overlap, multiple))
+    res = invoke("run", "dncnn", photos / "a.png", "-o", tmp_path / "o.png", "--tile", "32")
+    assert res.exit_code == 0, res.output
+    assert starts and all(ov <= tile // 2 for tile, ov in starts)
 
 
 def test_resume_with_output_folder_inside_the_input_tree(photos, tmp_path, monkeypatch):

@@ -147,7 +147,8 @@ def run_cmd(
         raise CLIError("--overwrite and --skip-existing exclude each other")
     if as_json and output == "-":
         raise CLIError("--json cannot be used with -o - (stdout carries the image)")
-    check_tiling(tile, overlap)
+    if overlap is not None:  # a default overlap is capped to the tile below
+        check_tiling(tile, overlap)
     if add_noise is not None:
         sigma = add_noise
     try:
