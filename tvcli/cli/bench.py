@@ -39,7 +39,7 @@ def bench_cmd(
     batch and extrapolated linearly (every row says so). Nothing is asserted:
     numbers depend on the machine and its load, which is printed with them.
     """
-    from tvcli import benchsuite
+    from tvcli.bench import suite as benchsuite
 
     secs = tuple(s.strip().lower() for s in section.split(",") if s.strip())
     bad = [s for s in secs if s not in benchsuite.SECTIONS]

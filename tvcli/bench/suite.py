@@ -1,4 +1,4 @@
-"""The full solver benchmark behind ``tvcli bench`` (extends :mod:`tvcli.bench`).
+"""The full solver benchmark behind ``tvcli bench`` (extends :mod:`tvcli.bench.tv1d`).
 
 Sections (all in one process, on the same data, peers called the way their
 users call them):
@@ -27,7 +27,7 @@ table1
     that take seconds per run use fewer runs and say how many.
 
 2d
-    The 512 x 512 time-to-accuracy comparison from ``tvcli.bench2d.run(quick)``
+    The 512 x 512 time-to-accuracy comparison from ``tvcli.bench.tv2d.run(quick)``
     when that module exists ("not available" otherwise).
 
 length
@@ -57,7 +57,7 @@ import torch
 
 import tvcli
 from tvcli._extension import ext_has_device
-from tvcli.bench import Timing, machine_info, sweep_signal, table1_workload, time_call
+from tvcli.bench.tv1d import Timing, machine_info, sweep_signal, table1_workload, time_call
 
 __all__ = ["run", "print_report", "plot", "SECTIONS"]
 
@@ -440,16 +440,16 @@ def batch_sweep(batches: list[int], n: int = 32, repeats: int = 25,
 
 
 def bench_2d(quick: bool, peers: bool = True) -> dict:
-    """The 2-D section: ``tvcli.bench2d.bench_photo`` (512 x 512 time-to-accuracy
+    """The 2-D section: ``tvcli.bench.tv2d.bench_photo`` (512 x 512 time-to-accuracy
     and peers at their defaults) and ``bench_layer`` (TVLayer forward+backward),
     as rows with the keys method, target, ms, max_abs_error, setting, note. Any
     failure is reported in ``status`` without losing the other sections.
     """
     try:
         # import_module (not `from tvcli import`) so that sys.modules decides
-        bench2d = importlib.import_module("tvcli.bench2d")
+        bench2d = importlib.import_module("tvcli.bench.tv2d")
     except ImportError:
-        return {"status": "not available (tvcli.bench2d is not part of this build)", "rows": []}
+        return {"status": "not available (tvcli.bench.tv2d is not part of this build)", "rows": []}
     try:
         photo = bench2d.bench_photo(3 if quick else 5, peers=peers, quick=quick)
         rows = [{"method": r["method"], "target": r["target"], "ms": r["ms"],
@@ -464,7 +464,7 @@ def bench_2d(quick: bool, peers: bool = True) -> dict:
             for t in layer(3 if quick else 5, shape=shape):
                 rows.append({"method": t.name, "target": "-", "ms": t.median_ms,
                              "max_abs_error": None, "setting": str(shape), "note": t.note})
-        return {"status": "ok", "source": "tvcli.bench2d.bench_photo",
+        return {"status": "ok", "source": "tvcli.bench.tv2d.bench_photo",
                 "image": photo.get("image"), "shape": photo.get("shape"),
                 "lam": photo.get("lam"), "rows": rows}
     except Exception as exc:  # report, do not lose the other sections
@@ -566,7 +566,7 @@ def print_report(result: dict, console=None) -> None:
             con.print(f"2-D time-to-accuracy: {sec['status']}")
         else:
             keys = list(dict.fromkeys(k for r in sec["rows"] for k in r))
-            t = Table(title="2-D time-to-accuracy (tvcli.bench2d)")
+            t = Table(title="2-D time-to-accuracy (tvcli.bench.tv2d)")
             for k in keys:
                 t.add_column(k)
             for r in sec["rows"]:
