@@ -32,6 +32,30 @@ def _want_cuda() -> bool:
     return os.path.exists(os.path.join(CUDA_HOME, "bin", "nvcc"))
 
 
+# Architectures built when TORCH_CUDA_ARCH_LIST is unset and no GPU is visible
+# (torch would otherwise try to read the visible GPUs' and fail). Turing to Hopper
+# as machine code, plus Hopper's PTX, which newer GPUs (Blackwell, sm_100/sm_120)
+# compile at load time, so that they still get a kernel.
+DEFAULT_CUDA_ARCHS = "7.5;8.0;8.6;8.9;9.0+PTX"
+
+
+def _cuda_arch_list() -> str | None:
+    """The TORCH_CUDA_ARCH_LIST to set for a CUDA build, or None to keep torch's.
+
+    An explicit TORCH_CUDA_ARCH_LIST is kept; torch's own default (the visible GPUs'
+    architectures) is kept when a GPU is visible; without one, DEFAULT_CUDA_ARCHS.
+    """
+    if os.environ.get("TORCH_CUDA_ARCH_LIST", "").strip():
+        return None
+    import torch
+
+    try:
+        visible = torch.cuda.is_available() and torch.cuda.device_count() > 0
+    except RuntimeError:  # a broken driver counts as no GPU
+        visible = False
+    return None if visible else DEFAULT_CUDA_ARCHS
+
+
 def _extensions():
     if os.environ.get("TVCLI_NO_EXT", "0") == "1":
         return [], {}
@@ -49,7 +73,11 @@ def _extensions():
     if _want_cuda():
         # Kernels: csrc/cuda/*.cu (torch-free); torch glue: csrc/cuda/*.cpp.
         # --fmad=false keeps GPU results equal to the CPU's (no fused multiply-add).
-        # Architectures come from TORCH_CUDA_ARCH_LIST (see docs/building.md).
+        # Architectures: TORCH_CUDA_ARCH_LIST, else the visible GPUs', else
+        # DEFAULT_CUDA_ARCHS (docs/building.md).
+        arch_list = _cuda_arch_list()
+        if arch_list is not None:
+            os.environ["TORCH_CUDA_ARCH_LIST"] = arch_list
         sources += sorted(glob.glob("csrc/cuda/*.cpp") + glob.glob("csrc/cuda/*.cu"))
         nvcc_flags = ["-O3", "-std=c++20", "--fmad=false", "-Xcompiler", "-fvisibility=hidden"]
         ext = CUDAExtension(

@@ -142,3 +142,66 @@ def test_opcheck_cuda() -> None:
     for solver in SOLVERS:
         torch.library.opcheck(torch.ops.tvcli.prox_tv1d, (x, lam, 1, solver))
     torch.library.opcheck(torch.ops.tvcli.prox_tv1d_pn_stats, (x, lam, 1, 100))
+
+
+# ------------------------------------------------ issue 12: defects 2, 4, 5 on the GPU
+
+
+def test_pn_workspace_of_one_long_signal_is_small() -> None:
+    """Defect 2: one signal of 10^6 samples needs one 24 MB workspace slot, not a
+    block's worth (2.9 GiB)."""
+    x = _batch(torch.float64, (1, 10**6), seed=7).cuda()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    y = tvcli.prox_tv1d(x, 2.0, solver="pn")
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() - base
+    assert peak < 64 * 2**20, peak  # y (8 MB) + one slot (24 MB)
+    _close(y, tvcli.prox_tv1d(x.cpu(), 2.0, solver="direct"), torch.float64,
+           float(x.abs().max()))
+
+
+@pytest.mark.parametrize("iters", [4, None])
+def test_tv2d_lam_zero_with_inf_is_identity(iters) -> None:
+    """Defect 4: lam = 0 returns the input exactly on CUDA as on the CPU (paper
+    mode; converged mode makes non-finite images NaN on both)."""
+    x = torch.rand(2, 9, 11, dtype=torch.float64)
+    x[0, 3, 4] = math.inf
+    x[1, 0, 0] = -math.inf
+    y_cpu = tvcli.prox_tv2d(x, 0.0, iters=iters)
+    y_gpu = tvcli.prox_tv2d(x.cuda(), 0.0, iters=iters).cpu()
+    assert torch.equal(torch.isnan(y_gpu), torch.isnan(y_cpu))
+    assert torch.equal(torch.nan_to_num(y_gpu), torch.nan_to_num(y_cpu))
+    if iters is not None:
+        assert torch.equal(y_gpu, x)
+
+
+def test_no_host_sync_with_tensor_lam() -> None:
+    """Defect 5: a tensor lam on the GPU is not read back (sync debug mode raises
+    on any synchronising call), through the 1-D op, paper-mode 2-D and TVLayer."""
+    from tvcli.nn import TVLayer
+
+    x = torch.rand(2, 3, 16, 16, device="cuda")
+    lam = torch.full((3, 1, 1), 0.05, device="cuda")
+    layer = TVLayer(3, iters=4).cuda()
+    tvcli.prox_tv1d(x, lam, -1)  # warm-up (lazy init may sync)
+    tvcli.prox_tv2d(x, lam, iters=4)
+    layer(x)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        tvcli.prox_tv1d(x, lam, -1)
+        tvcli.prox_tv2d(x, lam, iters=4)
+        layer(x)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def test_bad_tensor_lam_on_gpu_gives_nan_not_error() -> None:
+    """The documented cost of defect 5's fix: a negative / NaN lam tensor on the
+    GPU is not rejected; the signals it applies to come out NaN."""
+    x = torch.rand(3, 8, dtype=torch.float64, device="cuda")
+    lam = torch.tensor([[0.1], [-1.0], [math.nan]], dtype=torch.float64, device="cuda")
+    y = tvcli.prox_tv1d(x, lam).cpu()
+    assert not bool(torch.isnan(y[0]).any()) and bool(torch.isnan(y[1:]).all())
