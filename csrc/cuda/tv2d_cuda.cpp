@@ -97,13 +97,15 @@ void dykstra_forward(const at::Tensor& x, const at::Tensor& lam, const at::Tenso
   if (smem <= shared_limit(x)) {
     a.pitch = pitch;
     a.state = nullptr;
-    C10_CUDA_CHECK(cuda::launch_dykstra_forward_fused<T, A>(a, fused_blocks(B), smem, stream));
+    const cudaError_t err = cuda::launch_dykstra_forward_fused<T, A>(a, fused_blocks(B), smem, stream);
+    C10_CUDA_CHECK(err);
     return;
   }
   a.pitch = W;
   at::Tensor state = at::empty({B * cuda::dykstra_fwd_state(H, W)}, state_opts);
   a.state = state.mutable_data_ptr<A>();
-  C10_CUDA_CHECK(cuda::launch_dykstra_forward_lines<T, A>(a, stream));
+  const cudaError_t err = cuda::launch_dykstra_forward_lines<T, A>(a, stream);
+  C10_CUDA_CHECK(err);
 }
 
 template <typename T, typename A>
@@ -128,12 +130,15 @@ void dykstra_backward(const at::Tensor& g, const at::Tensor& sgn, const at::Tens
   const size_t smem = size_t(cuda::dykstra_bwd_state(H, W)) * sizeof(A);
   if (smem <= shared_limit(g)) {
     a.state = nullptr;
-    C10_CUDA_CHECK(cuda::launch_dykstra_backward_fused<T, A>(a, fused_blocks(B), smem, stream));
+    const cudaError_t err =
+        cuda::launch_dykstra_backward_fused<T, A>(a, fused_blocks(B), smem, stream);
+    C10_CUDA_CHECK(err);
     return;
   }
   at::Tensor state = at::empty({B * cuda::dykstra_bwd_state(H, W)}, state_opts);
   a.state = state.mutable_data_ptr<A>();
-  C10_CUDA_CHECK(cuda::launch_dykstra_backward_lines<T, A>(a, stream));
+  const cudaError_t err = cuda::launch_dykstra_backward_lines<T, A>(a, stream);
+  C10_CUDA_CHECK(err);
 }
 
 }  // namespace
