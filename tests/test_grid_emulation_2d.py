@@ -88,8 +88,8 @@ def test_dykstra_float_arithmetic_option() -> None:
     y_ref, s_ref = torch.ops.tvcli.prox_tv2d_dykstra(x, lam, 4)
     for path in (FUSED, LINES):
         y, s = _emu("dykstra", x, x, lam, 4, (3, 32), path, float_arith=True)
-        assert float((y - y_ref).abs().max()) < 1e-5
-        assert float((s != s_ref).float().mean()) < 0.02  # near-ties may flip
+        assert float((y - y_ref).abs().max()) < 2e-6  # 2.4e-7 measured
+        assert float((s != s_ref).float().mean()) < 0.005  # near-ties may flip (0 here)
         gy = torch.randn(x.shape, generator=torch.Generator().manual_seed(6))
         gx, gl = _emu("dykstra_backward", gy, s_ref, lam, 4, (3, 32), path, float_arith=True)
         gx_ref, gl_ref = torch.ops.tvcli.prox_tv2d_dykstra_backward(gy, s_ref, lam)
