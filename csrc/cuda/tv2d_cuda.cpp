@@ -16,7 +16,6 @@
 // double (its stopping bound is a small difference of large sums).
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/any.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/isfinite.h>
@@ -220,13 +219,15 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_solve_cuda(const at::Tensor& x_in,
   a.h = H;
   a.wd = W;
   C10_CUDA_CHECK(cuda::launch_fista_init(a, stream));
-  if (at::any(active).item<bool>()) {
+  // "Is any image still running": one read-back (a host sync).
+  const auto any_active = [&] { return active.max().item<uint8_t>() != 0; };
+  if (any_active()) {
     cuda::fista_loop(
         max_iter, check_every, kSyncEvery,
         [&](int phase, int64_t it, bool check, double beta) {
           C10_CUDA_CHECK(cuda::launch_fista_phase(a, phase, it, check, beta, tol, stream));
         },
-        [&] { return at::any(active).item<bool>(); });
+        any_active);
   }
   C10_CUDA_CHECK(cuda::launch_fista_store(a, y.mutable_data_ptr<double>(), stream));
   return {y.to(x_in.scalar_type()), info};
