@@ -120,7 +120,13 @@ build_cuda() {
     TORCH_CUDA_ARCH_LIST="$("$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability(0))')" || return 1
     export TORCH_CUDA_ARCH_LIST
   fi
-  export FORCE_CUDA=1 CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
+  if [ -z "${CUDA_HOME:-}" ]; then  # /usr/local/cuda, else where nvcc is on PATH
+    CUDA_HOME=/usr/local/cuda
+    if [ ! -x "$CUDA_HOME/bin/nvcc" ] && command -v nvcc >/dev/null; then
+      CUDA_HOME="$(dirname "$(dirname "$(command -v nvcc)")")"
+    fi
+  fi
+  export FORCE_CUDA=1 CUDA_HOME
   echo "TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST MAX_JOBS=$MAX_JOBS CUDA_HOME=$CUDA_HOME"
   rm -f tvcli/_C*.so
   if "$PY" setup.py build_ext --inplace; then
