@@ -27,11 +27,11 @@ for src in "${sources[@]}"; do
     ms=$(( ($(date +%s%N) - t0) / 1000000 ))
     printf '== %s sm_%s: %d.%01d s\n' "$src" "$arch" $((ms / 1000)) $((ms % 1000 / 100))
     # One line per kernel: mangled name shortened, registers, stack, spills.
-    awk '/Compiling entry function/ { match($0, /(prox_direct|prox_pn|backward)_kernelI[fd]|dykstra_(forward|backward)_checkI[fd]/);
+    awk '/Compiling entry function/ { match($0, /(prox_direct|prox_pn|backward)_kernelI[fd]|dykstra_(forward|backward)_checkI[fd]|dykstra_(forward|backward)_(fused|lines)_kernelI[fd][fd]|fista(_store)?_kernel|region_backward_kernelI[fd]/);
                                        k = substr($0, RSTART, RLENGTH) }
          /spill stores/ { sp = $0; sub(/^ +/, "", sp) }
          /Used [0-9]+ registers/ { match($0, /Used [0-9]+ registers/);
-                                   printf "   %-22s %s; %s\n", k, substr($0, RSTART, RLENGTH), sp }' "$log"
+                                   printf "   %-34s %s; %s\n", k, substr($0, RSTART, RLENGTH), sp }' "$log"
     if grep -E '[1-9][0-9]* bytes spill (stores|loads)' "$log" >/dev/null; then
       echo "FAIL: register spills in $src for sm_$arch"; status=1
     fi

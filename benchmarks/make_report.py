@@ -61,7 +61,7 @@ def splice(old: str | None, block: str) -> str:
 
 
 def _label(r: dict) -> str:
-    from tvcli.benchsuite import row_label
+    from tvcli.bench.suite import row_label
 
     return row_label(r)
 
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     plot_path = None if args.plot == "none" else Path(args.plot or out.with_suffix(".png"))
     if plot_path is not None:
         try:
-            from tvcli.benchsuite import plot
+            from tvcli.bench.suite import plot
 
             plot(result, str(plot_path))
         except ImportError:

@@ -40,7 +40,8 @@ void run_grid(int64_t grid_dim, int64_t block_dim, Body body) {
 std::tuple<at::Tensor, at::Tensor> emulate_cuda_grid(c10::string_view kernel,
                                                      const at::Tensor& a, const at::Tensor& b,
                                                      const at::Tensor& lam, int64_t dim,
-                                                     int64_t grid_dim, int64_t block_dim) {
+                                                     int64_t grid_dim, int64_t block_dim,
+                                                     int64_t ws_threads) {
   TORCH_CHECK(a.device().is_cpu(), "tvcli: the grid emulation runs on the CPU");
   TORCH_CHECK(grid_dim >= 1 && block_dim >= 1 && grid_dim * block_dim <= (int64_t(1) << 22),
               "tvcli: emulated grid too large");
@@ -86,11 +87,14 @@ std::tuple<at::Tensor, at::Tensor> emulate_cuda_grid(c10::string_view kernel,
       });
       return;
     }
-    // The CUDA glue's layout: one slot per launched thread, interleaved.
+    // The CUDA glue's layout: one slot per solving thread (ws_threads of the
+    // grid_dim * block_dim launched; -1: all), interleaved.
     const int64_t per_thread = std::max<int64_t>(core::tv1d_pn_workspace_size(a.size(dim)), 1);
-    const int64_t threads = grid_dim * block_dim;
+    const int64_t threads = ws_threads < 0 ? grid_dim * block_dim : ws_threads;
+    TORCH_CHECK(threads >= 1, "tvcli: ws_threads must be >= 1 (or -1)");
     std::vector<double> ws(static_cast<size_t>(threads * per_thread + 2 * kGuard), kCanary);
     args.ws = ws.data() + kGuard;
+    args.ws_threads = threads;
     args.iters = iters.mutable_data_ptr<int32_t>();
     args.status = status.mutable_data_ptr<int8_t>();
     run_grid(grid_dim, block_dim, [&](uint32_t bl, uint32_t bd, uint32_t th, uint32_t gd) {
@@ -108,11 +112,21 @@ std::tuple<at::Tensor, at::Tensor> emulate_cuda_grid(c10::string_view kernel,
   return {out, out_lam};
 }
 
+// The CUDA glue's pn launch for `count` signals of `length` samples:
+// [blocks, solving threads, doubles per slot, workspace bytes].
+std::vector<int64_t> cuda_pn_launch_plan(int64_t count, int64_t length) {
+  const cuda::PNLaunchPlan p =
+      cuda::pn_launch_plan(count, length, cuda::kBlockDim, cuda::kMaxThreads,
+                           cuda::kPNWorkspaceBytes);
+  return {p.blocks, p.threads, p.per_thread, p.threads * p.per_thread * int64_t(sizeof(double))};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(tvcli, m) {
   m.def("_emulate_cuda_grid(str kernel, Tensor a, Tensor b, Tensor lam, int dim, "
-        "int grid_dim, int block_dim) -> (Tensor, Tensor)");
+        "int grid_dim, int block_dim, int ws_threads=-1) -> (Tensor, Tensor)");
+  m.def("_cuda_pn_launch_plan(int count, int length) -> int[]", &cuda_pn_launch_plan);
 }
 
 TORCH_LIBRARY_IMPL(tvcli, CPU, m) { m.impl("_emulate_cuda_grid", &emulate_cuda_grid); }

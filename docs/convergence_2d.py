@@ -5,7 +5,7 @@
 
 Image: scikit-image's 512 x 512 ``camera`` in [0, 1] (float32), lam = 0.1.
 Reference: tvcli converged mode in float64 to a certified RMS bound of 1e-9
-(tvcli.bench2d.reference_2d). Each point is one call with a fixed iteration count
+(tvcli.bench.tv2d.reference_2d). Each point is one call with a fixed iteration count
 K (the best of two timings), so the time includes everything a call costs.
 Writes the PNG and, next to it, the numbers as JSON.
 """
@@ -22,7 +22,7 @@ import torch
 
 import tvcli
 from tvcli.bench import machine_info
-from tvcli.bench2d import LAM, photo_512, reference_2d
+from tvcli.bench.tv2d import LAM, photo_512, reference_2d
 
 KS = [1, 2, 3, 5, 8, 12, 18, 27, 40, 60, 90, 135, 200, 300]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tvcli import benchsuite
+from tvcli.bench import suite as benchsuite
 from tvcli.cli import app
 from tvcli.cli._app import CLIError
 
@@ -72,19 +72,19 @@ def test_bench_missing_peers_are_listed(monkeypatch):
 
 def test_bench_2d_section_uses_bench2d_when_present(monkeypatch):
     # The tv2d branch's API: bench_photo(repeats, peers=, quick=) -> dict.
-    photo_only = types.ModuleType("tvcli.bench2d")  # bench_photo only, no bench_layer
+    photo_only = types.ModuleType("tvcli.bench.tv2d")  # bench_photo only, no bench_layer
     photo_only.bench_photo = lambda repeats, peers=True, quick=False: {
         "image": "fake", "shape": [8, 8], "lam": 0.1,
         "to_target": [{"method": "tvcli converged", "target": 1e-3, "ms": 2.0, "error": 5e-4,
                        "setting": "K=10", "note": ""}],
         "peers": [{"method": "proxTV tv1_2d", "ms": 9.0, "max_abs_error": 2e-3,
                    "problem": "same"}]}
-    monkeypatch.setitem(sys.modules, "tvcli.bench2d", photo_only)
+    monkeypatch.setitem(sys.modules, "tvcli.bench.tv2d", photo_only)
     sec = _bench("--section", "2d")["table2d"]
-    assert sec["status"] == "ok" and sec["source"] == "tvcli.bench2d.bench_photo"
+    assert sec["status"] == "ok" and sec["source"] == "tvcli.bench.tv2d.bench_photo"
     assert [r["method"] for r in sec["rows"]] == ["tvcli converged", "proxTV tv1_2d"]
     assert sec["rows"][0]["max_abs_error"] == 5e-4 and sec["rows"][1]["note"] == "same"
-    monkeypatch.setitem(sys.modules, "tvcli.bench2d", None)  # import now fails
+    monkeypatch.setitem(sys.modules, "tvcli.bench.tv2d", None)  # import now fails
     assert _bench("--section", "2d")["table2d"]["status"].startswith("not available")
 
 

@@ -42,8 +42,8 @@ _EXT_DEVICES = _probe_device_kernels()
 def ext_has_device(device_type: str, op: str = "prox_tv1d") -> bool:
     """Whether the compiled engine has ``tvcli::<op>`` kernels for ``device_type``.
 
-    The 2-D ops are CPU-only for now: on CUDA, tvcli.prox_tv2d composes the 1-D op
-    (which has CUDA kernels) in Python instead.
+    A CUDA build registers every op for both devices (csrc/cuda/); without the
+    kernels for a device, tvcli.prox_tv2d composes the 1-D op in Python instead.
     """
     return device_type in _EXT_DEVICES.get(op, ())
 

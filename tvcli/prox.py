@@ -19,16 +19,22 @@ _COMPUTE_DTYPES = (torch.float32, torch.float64)
 
 
 def _check_lam_values(lam: float | torch.Tensor) -> None:
-    """Raises ValueError for a negative or NaN lam (tensors: skipped while tracing).
+    """Raises ValueError for a negative or NaN lam, without ever waiting for a GPU.
 
-    A tensor costs one reduction in the common case (``~(lam >= 0)`` is true for
-    negatives and NaN alike); which of the two it was is worked out only on error.
+    Numbers and CPU tensors are checked here (a CPU tensor costs one reduction:
+    ``~(lam >= 0)`` is true for negatives and NaN alike; which of the two it was is
+    worked out only on error). Tensors on another device (CUDA) are *not* checked:
+    reading the result would block the host until the device caught up (a K = 4
+    layer would wait ~9 times per forward, and could not be captured in a CUDA
+    graph). There the kernels themselves turn a negative or NaN lam into NaN
+    outputs (csrc/core/tv1d_direct.h), so a bad value is visible, not silent.
+    Skipped while tracing.
     """
     if not isinstance(lam, torch.Tensor):
         bad = not lam >= 0
         is_nan = lam != lam
     else:
-        if torch.compiler.is_compiling():
+        if torch.compiler.is_compiling() or lam.device.type != "cpu":
             return
         lam = lam.detach()
         bad = bool(torch.any(~(lam >= 0)))
@@ -144,8 +150,10 @@ def prox_tv1d(
         * empty tensors and length-1 signals are returned unchanged.
 
     Raises:
-        ValueError: lam negative or NaN anywhere, lam not broadcastable, bad ``dim``
-            or ``solver``.
+        ValueError: lam negative or NaN anywhere (a number or a CPU tensor; a lam
+            tensor on a GPU is not read back, to keep the call free of host syncs:
+            there the affected signals come out NaN), lam not broadcastable, bad
+            ``dim`` or ``solver``.
         TypeError: x not floating point, lam not a number or real tensor.
 
     Example:

@@ -67,7 +67,11 @@ def _normalize_dims(x: torch.Tensor, dims: tuple[int, int]) -> tuple[int, int]:
 
 
 def _dykstra(x: torch.Tensor, lam: torch.Tensor, d0: int, d1: int, iters: int) -> torch.Tensor:
-    """Paper Alg. 1: K proximal-Dykstra iterations, rows (along d1) then columns (d0)."""
+    """Paper Alg. 1: K proximal-Dykstra iterations, rows (along d1) then columns (d0).
+
+    The fallback for devices without the fused op. Images with lam = 0 return x
+    exactly, as the fused op does: the loop alone would turn an Inf pixel into NaN
+    (P = A - Z = Inf - Inf)."""
     y = x
     p: torch.Tensor | None = None
     q: torch.Tensor | None = None
@@ -81,13 +85,17 @@ def _dykstra(x: torch.Tensor, lam: torch.Tensor, d0: int, d1: int, iters: int) -
         y = prox_tv1d(b, lam, d0)
         if not last:
             q = b - y
-    return y
+    # With lam = 0 every 1-D prox is the identity, so y == x except where P or Q
+    # became Inf - Inf = NaN; elementwise, no host sync.
+    return torch.where((lam == 0) & torch.isnan(y), x, y)
 
 
 def _finite_lam(lam: torch.Tensor) -> bool:
-    """Whether every lam is finite (the fused op needs it; lam = inf goes through
-    prox_tv1d, which handles it). Assumed true while tracing."""
-    if torch.compiler.is_compiling():
+    """Whether every lam is finite (the CPU op needs it; lam = inf goes through
+    prox_tv1d, which handles it). Assumed true while tracing and on other devices:
+    the CUDA op's 1-D passes take lam = inf themselves (Condat's solver returns the
+    mean), and reading lam back would wait for the GPU."""
+    if torch.compiler.is_compiling() or lam.device.type != "cpu":
         return True
     return bool(torch.isfinite(lam.detach()).all())
 
@@ -258,7 +266,7 @@ def prox_tv2d(
         raise ValueError(f"tvcli: max_iter must be >= 1, got {max_iter!r}")
     compute_dtype = x.dtype if x.dtype in _COMPUTE_DTYPES else torch.float32
     lam_b = _broadcast_lam(lam, x, (d0, d1), compute_dtype)
-    _check_lam_values(lam_b)
+    _check_lam_values(lam if isinstance(lam, torch.Tensor) else float(lam))
     xc = x.to(compute_dtype)
     batch_shape = [s for i, s in enumerate(x.shape) if i not in (d0, d1)]
 

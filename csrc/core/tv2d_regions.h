@@ -35,7 +35,7 @@ TV_HOST_DEVICE TV_INLINE void uf_union(int32_t* parent, int32_t a, int32_t b) {
 // (n doubles each), n = h * w. Writes gx (may alias g) and returns dL/dlam.
 // identity (lam == 0): gx = g, dL/dlam is the one-sided derivative at 0+.
 template <typename T>
-inline double tv2d_region_backward(const T* y, const T* g, T* gx, int64_t h, int64_t w,
+TV_HOST_DEVICE inline double tv2d_region_backward(const T* y, const T* g, T* gx, int64_t h, int64_t w,
                                    double thresh, bool identity, int32_t* parent,
                                    double* sum, double* count, double* bsign) {
   const int64_t n = h * w;

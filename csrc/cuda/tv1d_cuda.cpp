@@ -23,13 +23,10 @@
 namespace tvcli {
 namespace {
 
-// A launch covers every signal with one thread each, up to this many threads;
-// beyond it the kernels' grid-stride loops take over (no practical limit).
-constexpr int64_t kMaxThreads = int64_t(1) << 24;
-// The pn workspace (3 (N - 1) doubles per launched thread) is capped so that
-// long signals in big batches do not claim the whole device: fewer threads,
-// each solving more signals.
-constexpr int64_t kPNWorkspaceBytes = int64_t(256) << 20;
+// Launch limits (kMaxThreads, kPNWorkspaceBytes) live in tv1d_kernel_body.h, where
+// the CPU tests read them too.
+using cuda::kMaxThreads;
+using cuda::kPNWorkspaceBytes;
 
 void check_cuda(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.is_cuda(), "tvcli: ", name, " must be a CUDA tensor");
@@ -59,15 +56,14 @@ void prox_cuda_impl(const at::Tensor& x, const at::Tensor& lam, int64_t dim, Sol
       C10_CUDA_CHECK(cuda::launch_prox_direct<scalar_t>(args, blocks, stream));
       return;
     }
-    const int64_t per_thread = std::max<int64_t>(core::tv1d_pn_workspace_size(b.length), 1);
-    const int64_t budget = std::max<int64_t>(
-        cuda::kBlockDim, kPNWorkspaceBytes / (per_thread * int64_t(sizeof(double))));
-    const int64_t blocks =
-        cuda::launch_blocks(b.count, cuda::kBlockDim, std::min(budget, kMaxThreads));
-    // One slot per launched thread (blocks * kBlockDim), interleaved by thread.
-    at::Tensor ws = at::empty({blocks * cuda::kBlockDim * per_thread},
-                              x.options().dtype(at::kDouble));
+    // Workspace for the threads that solve, not for every launched thread: one
+    // signal of 10^6 samples takes one 24 MB slot, not a block's worth (3 GB).
+    const cuda::PNLaunchPlan plan = cuda::pn_launch_plan(b.count, b.length, cuda::kBlockDim,
+                                                         kMaxThreads, kPNWorkspaceBytes);
+    at::Tensor ws = at::empty({plan.threads * plan.per_thread}, x.options().dtype(at::kDouble));
     args.ws = ws.mutable_data_ptr<double>();
+    args.ws_threads = plan.threads;
+    const int64_t blocks = plan.blocks;
     C10_CUDA_CHECK(cuda::launch_prox_pn<scalar_t>(args, blocks, stream));
   });
 }

@@ -12,10 +12,6 @@
 namespace tvcli {
 namespace cuda {
 
-// Threads per block: small blocks keep more of them resident while each
-// thread holds a solver's whole state in registers.
-constexpr int kBlockDim = 128;
-
 template <typename T>
 cudaError_t launch_prox_direct(const ProxArgs<T>& args, int64_t blocks, cudaStream_t stream);
 template <typename T>

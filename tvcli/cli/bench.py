@@ -22,7 +22,11 @@ def bench_cmd(
     = None,
     repeats: int = typer.Option(25, "--repeats", help="Timed runs per entry."),
     section: str = typer.Option("table1,2d,length,batch", "--section",
-                                help="Comma list of sections: table1, 2d, length, batch."),
+                                help="Comma list of sections: table1, 2d, length, batch, "
+                                     "and the device workloads layer, converged, large "
+                                     "(docs/gpu.md)."),
+    device: str = typer.Option("all", "--device", help="all (cpu, and cuda when present), "
+                                                       "cpu or cuda."),
     no_peers: bool = typer.Option(False, "--no-peers", help="Skip proxTV and cvxpylayers."),
     cvx_batch: int = typer.Option(256, "--cvx-batch", help="Signals cvxpylayers is timed on "
                                                            "(then scaled linearly to 8192)."),
@@ -39,7 +43,7 @@ def bench_cmd(
     batch and extrapolated linearly (every row says so). Nothing is asserted:
     numbers depend on the machine and its load, which is printed with them.
     """
-    from tvcli import benchsuite
+    from tvcli.bench import suite as benchsuite
 
     secs = tuple(s.strip().lower() for s in section.split(",") if s.strip())
     bad = [s for s in secs if s not in benchsuite.SECTIONS]
@@ -59,6 +63,13 @@ def bench_cmd(
             import matplotlib  # noqa: F401
         except ImportError:
             raise CLIError("--plot needs matplotlib: pip install 'tvcli[plot]'", 2) from None
+    if device not in ("all", "cpu", "cuda"):
+        raise CLIError(f"--device must be all, cpu or cuda, got {device!r}", 2)
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise CLIError("--device cuda: CUDA is not available; use --device cpu", 2)
     if quick:
         repeats = min(repeats, 3)
 
@@ -68,7 +79,8 @@ def bench_cmd(
     with benchsuite.torch_threads(threads):
         result = benchsuite.run(quick=quick, repeats=repeats, peers=not no_peers,
                                 sections=secs, cvx_batch=cvx_batch,
-                                progress=None if as_json else progress)
+                                progress=None if as_json else progress,
+                                devices=None if device == "all" else (device,))
     if plot is not None:
         benchsuite.plot(result, str(plot))
         result["plot"] = str(plot)

@@ -50,17 +50,24 @@ def parse_lam(text: str) -> float:
     return lam
 
 
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' where usable else 'cpu'; CLIError for an unusable 'cuda'."""
+def resolve_device(device: str, ops: tuple[str, ...] = ("prox_tv1d",)) -> str:
+    """'auto' -> 'cuda' where usable else 'cpu'; CLIError for an unusable 'cuda'.
+
+    ``ops``: the compiled ops (``tvcli::<op>``) the work runs on. 'auto' picks
+    CUDA only when every one of them has CUDA kernels: otherwise the work would
+    take the slow route there (e.g. the 2-D operator as a Python loop over the
+    1-D op), which is slower than the CPU engine.
+    """
     import torch
 
-    import tvcli
+    from tvcli._extension import ext_has_device
 
     if device == "cpu":
         return "cpu"
     usable = torch.cuda.is_available()
     if device == "auto":
-        return "cuda" if usable and "cuda" in tvcli.built_backends() else "cpu"
+        native = all(ext_has_device("cuda", op) for op in ops)
+        return "cuda" if usable and native else "cpu"
     if device != "cuda":
         raise CLIError(f"--device must be auto, cpu or cuda, got {device!r}")
     if not usable:
@@ -68,6 +75,13 @@ def resolve_device(device: str) -> str:
                else "no CUDA GPU is visible")
         raise CLIError(f"--device cuda: CUDA is not available ({why}); use --device cpu")
     return "cuda"
+
+
+def ops_for_mode(mode: str, iters: int | None) -> tuple[str, ...]:
+    """The compiled op behind ``--mode`` (2d: paper mode with --iters, else converged)."""
+    if mode != "2d":
+        return ("prox_tv1d",)
+    return ("prox_tv2d_dykstra",) if iters is not None else ("prox_tv2d_solve",)
 
 
 def check_solver(solver: str, device: str) -> None:
@@ -158,7 +172,7 @@ def run_filter(
 
     if threads is not None:
         torch.set_num_threads(threads)
-    dev = resolve_device(device)
+    dev = resolve_device(device, ops_for_mode(mode, iters))
     if mode == "2d" and not has_prox_tv2d():
         raise CLIError("--mode 2d needs tvcli.prox_tv2d, which this build lacks; "
                        "use --mode rows or --mode cols")

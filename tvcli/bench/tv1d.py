@@ -1,4 +1,5 @@
-"""Solver benchmarks for the 1-D TV prox: ``python -m tvcli.bench``.
+"""Solver benchmarks for the 1-D TV prox: ``python -m tvcli.bench``
+(``tvcli.bench.tv1d``).
 
 Workloads
   * table1 - the paper's Table 1 (DESIGN.md section 6): 256 x 32 x 32 float32

@@ -1,4 +1,4 @@
-"""The full solver benchmark behind ``tvcli bench`` (extends :mod:`tvcli.bench`).
+"""The full solver benchmark behind ``tvcli bench`` (extends :mod:`tvcli.bench.tv1d`).
 
 Sections (all in one process, on the same data, peers called the way their
 users call them):
@@ -27,7 +27,7 @@ table1
     that take seconds per run use fewer runs and say how many.
 
 2d
-    The 512 x 512 time-to-accuracy comparison from ``tvcli.bench2d.run(quick)``
+    The 512 x 512 time-to-accuracy comparison from ``tvcli.bench.tv2d.run(quick)``
     when that module exists ("not available" otherwise).
 
 length
@@ -57,11 +57,11 @@ import torch
 
 import tvcli
 from tvcli._extension import ext_has_device
-from tvcli.bench import Timing, machine_info, sweep_signal, table1_workload, time_call
+from tvcli.bench.tv1d import Timing, machine_info, sweep_signal, table1_workload, time_call
 
 __all__ = ["run", "print_report", "plot", "SECTIONS"]
 
-SECTIONS = ("table1", "2d", "length", "batch")
+SECTIONS = ("table1", "2d", "length", "batch", "layer", "converged", "large")
 LAM = 1.0
 CVX_EPS = 1e-7
 
@@ -69,7 +69,13 @@ CVX_EPS = 1e-7
 # --------------------------------------------------------------------- helpers
 
 
+# Devices the run is restricted to (run(devices=...)); None: cpu and cuda if present.
+_ONLY_DEVICES: tuple[str, ...] | None = None
+
+
 def _devices() -> list[str]:
+    if _ONLY_DEVICES is not None:
+        return list(_ONLY_DEVICES)
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
@@ -440,16 +446,16 @@ def batch_sweep(batches: list[int], n: int = 32, repeats: int = 25,
 
 
 def bench_2d(quick: bool, peers: bool = True) -> dict:
-    """The 2-D section: ``tvcli.bench2d.bench_photo`` (512 x 512 time-to-accuracy
+    """The 2-D section: ``tvcli.bench.tv2d.bench_photo`` (512 x 512 time-to-accuracy
     and peers at their defaults) and ``bench_layer`` (TVLayer forward+backward),
     as rows with the keys method, target, ms, max_abs_error, setting, note. Any
     failure is reported in ``status`` without losing the other sections.
     """
     try:
         # import_module (not `from tvcli import`) so that sys.modules decides
-        bench2d = importlib.import_module("tvcli.bench2d")
+        bench2d = importlib.import_module("tvcli.bench.tv2d")
     except ImportError:
-        return {"status": "not available (tvcli.bench2d is not part of this build)", "rows": []}
+        return {"status": "not available (tvcli.bench.tv2d is not part of this build)", "rows": []}
     try:
         photo = bench2d.bench_photo(3 if quick else 5, peers=peers, quick=quick)
         rows = [{"method": r["method"], "target": r["target"], "ms": r["ms"],
@@ -464,7 +470,7 @@ def bench_2d(quick: bool, peers: bool = True) -> dict:
             for t in layer(3 if quick else 5, shape=shape):
                 rows.append({"method": t.name, "target": "-", "ms": t.median_ms,
                              "max_abs_error": None, "setting": str(shape), "note": t.note})
-        return {"status": "ok", "source": "tvcli.bench2d.bench_photo",
+        return {"status": "ok", "source": "tvcli.bench.tv2d.bench_photo",
                 "image": photo.get("image"), "shape": photo.get("shape"),
                 "lam": photo.get("lam"), "rows": rows}
     except Exception as exc:  # report, do not lose the other sections
@@ -472,13 +478,133 @@ def bench_2d(quick: bool, peers: bool = True) -> dict:
                 "rows": []}
 
 
+# --------------------------------------------------------------------- device workloads
+
+# Issue 12's device workloads (docs/gpu.md): the K = 4 layer, converged 2-D on a
+# 512 x 512 image and a batch of them, one 4096 x 4096 image. Sections "layer",
+# "converged", "large"; every row names the route the 2-D operator took (the
+# fused op of the compiled engine, or the Python loop over the 1-D op).
+
+WORKLOAD_LAM = 0.1
+
+
+def workload_image(h: int, w: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
+    """(batch, h, w) float32 test images in [0, 1]: rectangles and a disc of
+    different grey levels plus N(0, 0.1^2) noise (synthetic: no data files)."""
+    g = torch.Generator().manual_seed(seed)
+    yy = torch.linspace(0, 1, h).reshape(h, 1)
+    xx = torch.linspace(0, 1, w).reshape(1, w)
+    clean = 0.2 + 0.5 * ((yy > 0.3) & (xx < 0.6)).float()
+    clean = clean + 0.25 * (((yy - 0.6) ** 2 + (xx - 0.7) ** 2) < 0.04).float()
+    noise = 0.1 * torch.randn(batch, h, w, generator=g)
+    return (clean + noise).float()
+
+
+def _route(device: str, op: str) -> str:
+    return "fused op" if ext_has_device(device, op) else "python loop over prox_tv1d"
+
+
+def _workload_row(t: Timing, device: str, workload: str, shape: tuple[int, ...],
+                  route: str, images: int, **fields: object) -> dict:
+    row = _row(t, impl="tvcli", device=device, workload=workload, shape=list(shape),
+               route=route, **fields)
+    row["images_per_s"] = images / (t.median_ms / 1e3) if t.median_ms == t.median_ms else None
+    return row
+
+
+def bench_layer_workload(repeats: int, quick: bool) -> list[dict]:
+    """TVLayer(C, iters=4) forward and forward + backward on (N, C, H, W) float32."""
+    from tvcli.nn import TVLayer
+
+    shape = (4, 8, 32, 32) if quick else (64, 64, 32, 32)
+    rows = []
+    x_cpu = workload_image(shape[2], shape[3], shape[0] * shape[1]).reshape(shape)
+    for dev in _devices():
+        layer = TVLayer(shape[1], iters=4, lam_init=0.05).to(dev)
+        x = x_cpu.to(dev)
+        xg = x.clone().requires_grad_(True)
+
+        def fwd(layer=layer, x=x):
+            with torch.no_grad():
+                return layer(x)
+
+        def fwd_bwd(layer=layer, xg=xg):
+            layer(xg).sum().backward()
+
+        route = _route(dev, "prox_tv2d_dykstra")
+        for phase, fn in (("forward", fwd), ("forward+backward", fwd_bwd)):
+            t = _timed(f"TVLayer K=4 {phase}", _synced(fn, dev), repeats)
+            rows.append(_workload_row(t, dev, f"layer K=4 {phase}", shape, route,
+                                      shape[0] * shape[1], phase=phase))
+    return rows
+
+
+def _converged_rows(x_cpu: torch.Tensor, tols: tuple[float, ...], workload: str,
+                    repeats: int) -> list[dict]:
+    rows = []
+    for dev in _devices():
+        x = x_cpu.to(dev)
+        for tol in tols:
+            def call(x=x, tol=tol):
+                return tvcli.prox_tv2d(x, WORKLOAD_LAM, tol=tol, max_iter=5000,
+                                       return_info=True)
+
+            _y, info = call()
+            t = _timed(f"{workload} tol {tol:g}", _synced(call, dev), repeats)
+            rows.append(_workload_row(
+                t, dev, workload, tuple(x.shape), _route(dev, "prox_tv2d_solve"), x.shape[0],
+                phase="forward", tol=tol, lam=WORKLOAD_LAM,
+                iterations_max=int(info.iterations.max()),
+                error_bound_max=float(info.error_bound.max()),
+                converged=bool(info.converged.all())))
+    return rows
+
+
+def bench_converged_workload(repeats: int, quick: bool) -> list[dict]:
+    """Converged 2-D: one image to 1e-3 and 1e-4, a batch of 64 to 1e-3."""
+    n, batch = (64, 4) if quick else (512, 64)
+    rows = _converged_rows(workload_image(n, n, 1), (1e-3, 1e-4), f"converged {n}x{n}",
+                           repeats)
+    rows += _converged_rows(workload_image(n, n, batch, seed=1), (1e-3,),
+                            f"converged {batch} x {n}x{n}", max(3, repeats // 5))
+    return rows
+
+
+def bench_large_workload(repeats: int, quick: bool) -> list[dict]:
+    """One 4096 x 4096 image: paper mode K = 4 (forward) and converged to 1e-3."""
+    n = 128 if quick else 4096
+    x_cpu = workload_image(n, n, 1, seed=2)
+    rows = []
+    reps = max(3, repeats // 5)
+    for dev in _devices():
+        x = x_cpu.to(dev)
+        t = _timed(f"paper K=4 {n}x{n}", _synced(
+            lambda x=x: tvcli.prox_tv2d(x, WORKLOAD_LAM, iters=4), dev), reps)
+        rows.append(_workload_row(t, dev, f"paper K=4 {n}x{n}", tuple(x.shape),
+                                  _route(dev, "prox_tv2d_dykstra"), 1, phase="forward"))
+    rows += _converged_rows(x_cpu, (1e-3,), f"converged {n}x{n}", reps)
+    return rows
+
+
 # --------------------------------------------------------------------- driver
 
 
 def run(quick: bool = False, repeats: int = 25, peers: bool = True,
         sections: tuple[str, ...] = SECTIONS, cvx_batch: int = 256,
-        progress: Callable[[str], None] | None = None) -> dict:
-    """Runs the selected sections; returns one JSON-serialisable dict."""
+        progress: Callable[[str], None] | None = None,
+        devices: tuple[str, ...] | None = None) -> dict:
+    """Runs the selected sections on ``devices`` (default: cpu, and cuda when
+    present); returns one JSON-serialisable dict."""
+    global _ONLY_DEVICES
+    _ONLY_DEVICES = devices
+    try:
+        return _run(quick, repeats, peers, sections, cvx_batch, progress)
+    finally:
+        _ONLY_DEVICES = None
+
+
+def _run(quick: bool, repeats: int, peers: bool, sections: tuple[str, ...], cvx_batch: int,
+         progress: Callable[[str], None] | None) -> dict:
     say = progress or (lambda s: None)
     load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     t_start = time.perf_counter()
@@ -506,6 +632,15 @@ def run(quick: bool = False, repeats: int = 25, peers: bool = True,
         say("batch sweep")
         batches = [1, 16] if quick else [1, 16, 256, 4096, 65536]
         result["batch_sweep"] = batch_sweep(batches, 32, repeats, peers)
+    for name, fn in (("layer", bench_layer_workload), ("converged", bench_converged_workload),
+                     ("large", bench_large_workload)):
+        if name in sections:
+            say(name)
+            try:
+                result[name] = fn(repeats, quick)
+            except Exception as exc:  # report, do not lose the other sections
+                result[name] = [{"workload": name, "status":
+                                 f"failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"}]
     result["machine"]["loadavg_1m_start"] = round(load0, 2)
     result["machine"]["loadavg_1m_end"] = round(os.getloadavg()[0], 2) \
         if hasattr(os, "getloadavg") else float("nan")
@@ -566,7 +701,7 @@ def print_report(result: dict, console=None) -> None:
             con.print(f"2-D time-to-accuracy: {sec['status']}")
         else:
             keys = list(dict.fromkeys(k for r in sec["rows"] for k in r))
-            t = Table(title="2-D time-to-accuracy (tvcli.bench2d)")
+            t = Table(title="2-D time-to-accuracy (tvcli.bench.tv2d)")
             for k in keys:
                 t.add_column(k)
             for r in sec["rows"]:
@@ -591,6 +726,17 @@ def print_report(result: dict, console=None) -> None:
             peer = cell.get("proxTV hybridtautstring forward")
             ratio = f"{peer / ours:.3g}" if ours and peer else "-"
             t.add_row(f"{v:,}", *[_ms(cell.get(c)) for c in cols], ratio)
+        con.print(t)
+    for key in ("layer", "converged", "large"):
+        if key not in result:
+            continue
+        t = Table(title=f"Device workload: {key}")
+        cols = ("device", "workload", "shape", "route", "median_ms", "repeats",
+                "images_per_s", "iterations_max", "error_bound_max", "status")
+        for c in cols:
+            t.add_column(c)
+        for r in result[key]:
+            t.add_row(*[_fmt_any(r.get(c)) for c in cols])
         con.print(t)
 
 

@@ -1,0 +1,293 @@
+// Test-only op: the 2-D CUDA kernels' bodies (csrc/cuda/tv2d_kernel_body.h) run
+// on the CPU over emulated grids, with the launch sequence of the CUDA glue
+// (csrc/cuda/tv2d_cuda.cpp), so that the thread-to-line mapping, the block
+// phases, the grid-stride loops, the shared-memory layout (odd pitch) and the
+// converged-mode loop are exercised without a GPU (tests/test_grid_emulation_2d.py).
+//
+// Outputs start as NaN (signs as 99), so that anything no thread wrote shows
+// up; emulated shared memory and global state start as canaries and are
+// framed by guard zones that must survive.
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/isfinite.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "cuda/tv2d_kernel_body.h"
+
+namespace tvcli {
+namespace {
+
+constexpr int64_t kGuard = 64;
+constexpr double kCanary = -98765.4321;
+
+// A block's phase policy: every thread's share in turn (the barrier is implied).
+struct EmulatedBlock {
+  uint32_t block_dim;
+  template <typename F>
+  void operator()(F&& f) const {
+    for (uint32_t t = 0; t < block_dim; ++t) f(t, block_dim);
+  }
+};
+
+// A guarded buffer of n elements of A, initialised to the canary.
+template <typename A>
+struct Guarded {
+  std::vector<A> v;
+  explicit Guarded(int64_t n) : v(static_cast<size_t>(n + 2 * kGuard), A(kCanary)) {}
+  A* data() { return v.data() + kGuard; }
+  void check(const char* what) const {
+    for (int64_t i = 0; i < kGuard; ++i) {
+      TORCH_CHECK(v[i] == A(kCanary) && v[v.size() - 1 - i] == A(kCanary), "tvcli: ", what,
+                  " written out of bounds");
+    }
+  }
+};
+
+template <typename Body>
+void run_grid(int64_t grid_dim, int64_t block_dim, Body body) {
+  for (int64_t b = 0; b < grid_dim; ++b)
+    for (int64_t t = 0; t < block_dim; ++t)
+      body(static_cast<uint32_t>(b), static_cast<uint32_t>(block_dim), static_cast<uint32_t>(t),
+           static_cast<uint32_t>(grid_dim));
+}
+
+// path 0: fused (one emulated block per image, grid-stride, state in the block's
+// "shared memory" with the glue's odd pitch); path 1: lines (one launch per pass).
+template <typename T, typename A>
+void emulate_forward(const at::Tensor& x, const at::Tensor& lam, const at::Tensor& bad,
+                     int64_t iters, int64_t grid_dim, int64_t block_dim, int64_t path,
+                     at::Tensor& y, at::Tensor& sgn) {
+  const int64_t B = x.size(0), H = x.size(1), W = x.size(2);
+  cuda::DykstraFwdArgs<T, A> a{};
+  a.x = x.const_data_ptr<T>();
+  a.y = y.mutable_data_ptr<T>();
+  a.sgn = sgn.mutable_data_ptr<int8_t>();
+  a.lam = lam.const_data_ptr<T>();
+  a.bad = bad.const_data_ptr<uint8_t>();
+  a.batch = B;
+  a.h = H;
+  a.w = W;
+  a.iters = iters;
+  if (path == 0) {
+    a.pitch = W % 2 == 0 ? W + 1 : W;  // as the glue
+    for (int64_t blk = 0; blk < grid_dim; ++blk) {
+      Guarded<A> smem(cuda::dykstra_fwd_state(H, a.pitch));
+      for (int64_t b = blk; b < B; b += grid_dim) {
+        cuda::dykstra_forward_block(a, b, smem.data(),
+                                    EmulatedBlock{static_cast<uint32_t>(block_dim)});
+      }
+      smem.check("shared memory");
+    }
+    return;
+  }
+  a.pitch = W;
+  Guarded<A> state(B * cuda::dykstra_fwd_state(H, W));
+  a.state = state.data();
+  auto launch = [&](int kind, int64_t it) {
+    run_grid(grid_dim, block_dim, [&](uint32_t bl, uint32_t bd, uint32_t th, uint32_t gd) {
+      cuda::dykstra_forward_lines_thread(a, kind, it, bl, bd, th, gd);
+    });
+  };
+  launch(0, 0);
+  for (int64_t it = 0; it < iters; ++it) {
+    launch(1, it);
+    launch(2, it);
+  }
+  launch(3, 0);
+  state.check("global state");
+}
+
+template <typename T, typename A>
+void emulate_backward(const at::Tensor& g, const at::Tensor& sgn, const at::Tensor& lam,
+                      int64_t grid_dim, int64_t block_dim, int64_t path, at::Tensor& gx,
+                      at::Tensor& glam) {
+  const int64_t B = g.size(0), H = g.size(1), W = g.size(2), iters = sgn.size(1) / 2;
+  Guarded<A> rows(B * H), cols(B * W);
+  cuda::DykstraBwdArgs<T, A> a{};
+  a.sgn = sgn.const_data_ptr<int8_t>();
+  a.g = g.const_data_ptr<T>();
+  a.gx = gx.mutable_data_ptr<T>();
+  a.lam = lam.const_data_ptr<T>();
+  a.glam = glam.mutable_data_ptr<T>();
+  a.glam_rows = rows.data();
+  a.glam_cols = cols.data();
+  a.batch = B;
+  a.h = H;
+  a.w = W;
+  a.iters = iters;
+  if (path == 0) {
+    for (int64_t blk = 0; blk < grid_dim; ++blk) {
+      Guarded<A> smem(cuda::dykstra_bwd_state(H, W));
+      for (int64_t b = blk; b < B; b += grid_dim) {
+        cuda::dykstra_backward_block(a, b, smem.data(),
+                                     EmulatedBlock{static_cast<uint32_t>(block_dim)});
+      }
+      smem.check("shared memory");
+    }
+  } else {
+    Guarded<A> state(B * cuda::dykstra_bwd_state(H, W));
+    a.state = state.data();
+    auto launch = [&](int kind, int64_t it) {
+      run_grid(grid_dim, block_dim, [&](uint32_t bl, uint32_t bd, uint32_t th, uint32_t gd) {
+        cuda::dykstra_backward_lines_thread(a, kind, it, bl, bd, th, gd);
+      });
+    };
+    for (int64_t it = iters - 1; it >= 0; --it) {
+      launch(2, it);
+      launch(1, it);
+    }
+    launch(3, 0);
+    launch(4, 0);
+    state.check("global state");
+  }
+  rows.check("row dL/dlam");
+  cols.check("column dL/dlam");
+}
+
+std::tuple<at::Tensor, at::Tensor> emulate_fista(const at::Tensor& x, const at::Tensor& lam,
+                                                 double tol, int64_t max_iter,
+                                                 int64_t grid_dim, int64_t block_dim) {
+  const int64_t B = x.size(0), H = x.size(1), W = x.size(2), n = B * H * W;
+  const at::Tensor xd = x.to(at::kDouble).contiguous();
+  const at::Tensor lamd = lam.to(at::kDouble).contiguous();
+  Guarded<double> v(n), w(n), z(n), u(n), y(n), row_gap(B * H), info(B * 3);
+  std::vector<uint8_t> active(static_cast<size_t>(B), 77);
+  std::fill(v.data(), v.data() + n, 0.0);  // the glue's zeros_like
+  std::fill(w.data(), w.data() + n, 0.0);
+  cuda::FistaArgs a{};
+  a.x = xd.const_data_ptr<double>();
+  a.v = v.data();
+  a.w = w.data();
+  a.z = z.data();
+  a.u = u.data();
+  a.lam = lamd.const_data_ptr<double>();
+  a.active = active.data();
+  a.info = info.data();
+  a.row_gap = row_gap.data();
+  a.batch = B;
+  a.h = H;
+  a.wd = W;
+  auto launch = [&](int kind, int64_t it, bool check, double beta) {
+    run_grid(grid_dim, block_dim, [&](uint32_t bl, uint32_t bd, uint32_t th, uint32_t gd) {
+      cuda::fista_thread(a, kind, it, check, beta, tol, bl, bd, th, gd);
+    });
+  };
+  auto any_active = [&] {
+    for (uint8_t f : active) {
+      TORCH_CHECK(f == 0 || f == 1, "tvcli: an active flag was never written");
+      if (f) return true;
+    }
+    return false;
+  };
+  launch(-1, 0, false, 0.0);
+  if (any_active()) cuda::fista_loop(max_iter, 1, 4, launch, any_active);
+  run_grid(grid_dim, block_dim, [&](uint32_t bl, uint32_t bd, uint32_t th, uint32_t gd) {
+    cuda::fista_store_thread(a, y.data(), bl, bd, th, gd);
+  });
+  for (auto* g : {&v, &w, &z, &u, &y, &row_gap, &info}) g->check("converged-mode state");
+  at::Tensor out = at::empty({B, H, W}, xd.options());
+  std::copy(y.data(), y.data() + n, out.mutable_data_ptr<double>());
+  at::Tensor inf = at::empty({B, 3}, xd.options());
+  std::copy(info.data(), info.data() + B * 3, inf.mutable_data_ptr<double>());
+  return {out.to(x.scalar_type()), inf};
+}
+
+template <typename T>
+void emulate_region_backward(const at::Tensor& g, const at::Tensor& y, const at::Tensor& lam,
+                             double region_tol, int64_t slots, int64_t grid_dim,
+                             int64_t block_dim, at::Tensor& gx, at::Tensor& glam) {
+  const int64_t B = y.size(0), HW = y.size(1) * y.size(2);
+  Guarded<int32_t> parent(slots * HW);
+  Guarded<double> acc(slots * 3 * HW);
+  cuda::RegionBwdArgs<T> a{};
+  a.y = y.const_data_ptr<T>();
+  a.g = g.const_data_ptr<T>();
+  a.gx = gx.mutable_data_ptr<T>();
+  a.lam = lam.const_data_ptr<T>();
+  a.glam = glam.mutable_data_ptr<T>();
+  a.parent = parent.data();
+  a.acc = acc.data();
+  a.batch = B;
+  a.h = y.size(1);
+  a.w = y.size(2);
+  a.slots = slots;
+  a.region_tol = region_tol;
+  run_grid(grid_dim, block_dim, [&](uint32_t bl, uint32_t bd, uint32_t th, uint32_t gd) {
+    cuda::region_backward_thread(a, cuda::global_thread(bl, bd, th), int64_t(gd) * bd);
+  });
+  parent.check("union-find workspace");
+  acc.check("region sums");
+}
+
+// kernel: "dykstra" (a = x; returns y, signs), "dykstra_backward" (a = grad_y,
+// b = signs; returns grad_x, grad_lam), "fista" (a = x; returns y, info),
+// "region_backward" (a = grad_y, b = y; returns grad_x, grad_lam; `path` is the
+// number of workspace slots). path: 0 fused, 1 lines. float_arith: the float
+// accumulator option for float32 input (paper mode).
+std::tuple<at::Tensor, at::Tensor> emulate_cuda_grid_2d(
+    c10::string_view kernel, const at::Tensor& a_in, const at::Tensor& b_in,
+    const at::Tensor& lam, int64_t iters, int64_t grid_dim, int64_t block_dim, int64_t path,
+    bool float_arith, double tol, int64_t max_iter) {
+  TORCH_CHECK(a_in.device().is_cpu(), "tvcli: the grid emulation runs on the CPU");
+  TORCH_CHECK(a_in.dim() == 3 && lam.dim() == 1 && lam.size(0) == a_in.size(0),
+              "tvcli: expected (B, H, W) and lam (B,)");
+  TORCH_CHECK(grid_dim >= 1 && block_dim >= 1 && grid_dim * block_dim <= (int64_t(1) << 20),
+              "tvcli: emulated grid too large");
+  const at::Tensor a = a_in.contiguous();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const int64_t B = a.size(0), H = a.size(1), W = a.size(2);
+  if (kernel == "fista") return emulate_fista(a, lam, tol, max_iter, grid_dim, block_dim);
+  at::Tensor out = at::full(a.sizes(), nan, a.options());
+  if (kernel == "dykstra") {
+    at::Tensor sgn = at::full({B, 2 * iters, H, W}, 99, a.options().dtype(at::kChar));
+    const at::Tensor bad = at::isfinite(a).all(2).all(1).logical_not().to(at::kByte);
+    if (a.scalar_type() == at::kFloat && float_arith) {
+      emulate_forward<float, float>(a, lam, bad, iters, grid_dim, block_dim, path, out, sgn);
+    } else {
+      AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "emulate_dykstra", [&] {
+        emulate_forward<scalar_t, double>(a, lam, bad, iters, grid_dim, block_dim, path, out,
+                                          sgn);
+      });
+    }
+    return {out, sgn};
+  }
+  at::Tensor out_lam = at::full({B}, nan, a.options());
+  if (kernel == "dykstra_backward") {
+    const at::Tensor sgn = b_in.contiguous();
+    if (a.scalar_type() == at::kFloat && float_arith) {
+      emulate_backward<float, float>(a, sgn, lam, grid_dim, block_dim, path, out, out_lam);
+    } else {
+      AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "emulate_dykstra_backward", [&] {
+        emulate_backward<scalar_t, double>(a, sgn, lam, grid_dim, block_dim, path, out,
+                                           out_lam);
+      });
+    }
+    return {out, out_lam};
+  }
+  TORCH_CHECK(kernel == "region_backward", "tvcli: unknown kernel '", std::string(kernel), "'");
+  TORCH_CHECK(path >= 1, "tvcli: region_backward needs path = number of slots >= 1");
+  const at::Tensor y = b_in.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "emulate_region_backward", [&] {
+    emulate_region_backward<scalar_t>(a, y, lam, tol, path, grid_dim, block_dim, out, out_lam);
+  });
+  return {out, out_lam};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(tvcli, m) {
+  m.def("_emulate_cuda_grid_2d(str kernel, Tensor a, Tensor b, Tensor lam, int iters, "
+        "int grid_dim, int block_dim, int path, bool float_arith=False, float tol=1e-4, "
+        "int max_iter=2000) -> (Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(tvcli, CPU, m) { m.impl("_emulate_cuda_grid_2d", &emulate_cuda_grid_2d); }
+
+}  // namespace tvcli
