@@ -279,7 +279,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="default docs/denoising.md (--table6) or docs/denoising_val.md")
     ap.add_argument("--table6", type=Path, default=None, metavar="DIR",
                     help="folder with CBSD68/ and Kodak24/: the paper's Table 6 protocol")
-    ap.add_argument("--methods", nargs="+", default=["noisy", "tv", "bm3d", "scico", "ffdnet",
+    ap.add_argument("--merge", type=Path, default=None, metavar="JSON",
+                    help="--table6: first merge the rows of another run's JSON (e.g. scico "
+                    "run separately) into the report's")
+    ap.add_argument("--methods", nargs="*", default=["noisy", "tv", "bm3d", "scico", "ffdnet",
                                                      "ffdnet-tv", "dncnn", "dncnn-tv"],
                     help="--table6: methods to run (results already stored are kept)")
     ap.add_argument("--redo", nargs="*", default=[],
@@ -351,6 +354,13 @@ def run_table6(args) -> None:
     out = args.out or ROOT / "docs" / "denoising.md"
     json_path = out.with_suffix(".json")
     load0 = os.getloadavg()[0]
+    if args.merge is not None:
+        other = json.loads(args.merge.read_text())
+        mine = json.loads(json_path.read_text()) if json_path.exists() else {}
+        for k in ("rows", "notes", "budget"):
+            mine.setdefault(k, {}).update(other.get(k, {}))
+        mine.setdefault("runs", []).extend(other.get("runs", []))
+        json_path.write_text(json.dumps(mine, indent=1))
     res = t6.evaluate(args.table6, json_path, args.methods, args.redo, args.scico_python)
     cpu = platform.processor() or platform.machine()
     run = (f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu}, "
