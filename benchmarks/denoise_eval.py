@@ -285,6 +285,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--methods", nargs="*", default=["noisy", "tv", "bm3d", "scico", "ffdnet",
                                                      "ffdnet-tv", "dncnn", "dncnn-tv"],
                     help="--table6: methods to run (results already stored are kept)")
+    ap.add_argument("--t6-sigmas", type=int, nargs="+", default=[25, 50])
+    ap.add_argument("--t6-clips", nargs="+", default=["unclipped", "clipped"],
+                    choices=["unclipped", "clipped"])
+    ap.add_argument("--t6-sets", nargs="+", default=["CBSD68", "Kodak24"],
+                    choices=["CBSD68", "Kodak24"])
     ap.add_argument("--redo", nargs="*", default=[],
                     help="--table6: re-run rows whose label contains one of these")
     ap.add_argument("--quick", action="store_true")
@@ -361,7 +366,8 @@ def run_table6(args) -> None:
             mine.setdefault(k, {}).update(other.get(k, {}))
         mine.setdefault("runs", []).extend(other.get("runs", []))
         json_path.write_text(json.dumps(mine, indent=1))
-    res = t6.evaluate(args.table6, json_path, args.methods, args.redo, args.scico_python)
+    res = t6.evaluate(args.table6, json_path, args.methods, args.redo, args.scico_python,
+                      tuple(args.t6_sigmas), tuple(args.t6_clips), tuple(args.t6_sets))
     cpu = platform.processor() or platform.machine()
     run = (f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu}, "
            f"{os.cpu_count()} cores, torch {torch.__version__}, load "
