@@ -372,12 +372,13 @@ def run_table6(args) -> None:
     run = (f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu}, "
            f"{os.cpu_count()} cores, torch {torch.__version__}, load "
            f"{load0:.1f}-{os.getloadavg()[0]:.1f}; methods {', '.join(args.methods)}")
-    res.setdefault("runs", []).append(run)
+    if args.methods:  # a regeneration (--methods with nothing) is not a run
+        res.setdefault("runs", []).append(run)
     json_path.write_text(json.dumps(res, indent=1))
     keep = ""
     if out.exists() and HAND_WRITTEN in out.read_text():
         keep = out.read_text().split(HAND_WRITTEN, 1)[1]
-    machine = "runs: " + "; ".join(res["runs"][-4:])
+    machine = "runs: " + "; ".join(res.get("runs", []))
     out.write_text(t6.to_markdown(res, machine, _budgets()) + "\n" + HAND_WRITTEN + keep)
     print(f"wrote {out}", file=sys.stderr)
 
