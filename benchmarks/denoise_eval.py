@@ -279,9 +279,17 @@ def main(argv: list[str] | None = None) -> None:
                     help="default docs/denoising.md (--table6) or docs/denoising_val.md")
     ap.add_argument("--table6", type=Path, default=None, metavar="DIR",
                     help="folder with CBSD68/ and Kodak24/: the paper's Table 6 protocol")
-    ap.add_argument("--methods", nargs="+", default=["noisy", "tv", "bm3d", "scico", "ffdnet",
+    ap.add_argument("--merge", type=Path, default=None, metavar="JSON",
+                    help="--table6: first merge the rows of another run's JSON (e.g. scico "
+                    "run separately) into the report's")
+    ap.add_argument("--methods", nargs="*", default=["noisy", "tv", "bm3d", "scico", "ffdnet",
                                                      "ffdnet-tv", "dncnn", "dncnn-tv"],
                     help="--table6: methods to run (results already stored are kept)")
+    ap.add_argument("--t6-sigmas", type=int, nargs="+", default=[25, 50])
+    ap.add_argument("--t6-clips", nargs="+", default=["unclipped", "clipped"],
+                    choices=["unclipped", "clipped"])
+    ap.add_argument("--t6-sets", nargs="+", default=["CBSD68", "Kodak24"],
+                    choices=["CBSD68", "Kodak24"])
     ap.add_argument("--redo", nargs="*", default=[],
                     help="--table6: re-run rows whose label contains one of these")
     ap.add_argument("--quick", action="store_true")
@@ -351,17 +359,26 @@ def run_table6(args) -> None:
     out = args.out or ROOT / "docs" / "denoising.md"
     json_path = out.with_suffix(".json")
     load0 = os.getloadavg()[0]
-    res = t6.evaluate(args.table6, json_path, args.methods, args.redo, args.scico_python)
+    if args.merge is not None:
+        other = json.loads(args.merge.read_text())
+        mine = json.loads(json_path.read_text()) if json_path.exists() else {}
+        for k in ("rows", "notes", "budget"):
+            mine.setdefault(k, {}).update(other.get(k, {}))
+        mine.setdefault("runs", []).extend(other.get("runs", []))
+        json_path.write_text(json.dumps(mine, indent=1))
+    res = t6.evaluate(args.table6, json_path, args.methods, args.redo, args.scico_python,
+                      tuple(args.t6_sigmas), tuple(args.t6_clips), tuple(args.t6_sets))
     cpu = platform.processor() or platform.machine()
     run = (f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu}, "
            f"{os.cpu_count()} cores, torch {torch.__version__}, load "
            f"{load0:.1f}-{os.getloadavg()[0]:.1f}; methods {', '.join(args.methods)}")
-    res.setdefault("runs", []).append(run)
+    if args.methods:  # a regeneration (--methods with nothing) is not a run
+        res.setdefault("runs", []).append(run)
     json_path.write_text(json.dumps(res, indent=1))
     keep = ""
     if out.exists() and HAND_WRITTEN in out.read_text():
         keep = out.read_text().split(HAND_WRITTEN, 1)[1]
-    machine = "runs: " + "; ".join(res["runs"][-4:])
+    machine = "runs: " + "; ".join(res.get("runs", []))
     out.write_text(t6.to_markdown(res, machine, _budgets()) + "\n" + HAND_WRITTEN + keep)
     print(f"wrote {out}", file=sys.stderr)
 

@@ -157,7 +157,10 @@ def _ours_label(name: str, sigma: int) -> str | None:
 
 
 def evaluate(root: Path, json_path: Path, methods: list[str], redo: list[str],
-             scico_py: str | None) -> dict:
+             scico_py: str | None, sigmas: tuple[int, ...] = SIGMAS,
+             clips: tuple[str, ...] = CLIPS, only_sets: tuple[str, ...] = SETS) -> dict:
+    """Runs what is missing of ``methods`` x ``sigmas`` x ``clips`` (parts can run in
+    separate processes with their own JSON, merged later with --merge)."""
     res = json.loads(json_path.read_text()) if json_path.exists() else {}
     res.setdefault("rows", {})
     res.setdefault("notes", {})
@@ -183,9 +186,11 @@ def evaluate(root: Path, json_path: Path, methods: list[str], redo: list[str],
             [s / m for s, m in zip(secs, mp, strict=True)])) if secs else None}
         save()
 
-    for clip in CLIPS:  # all of the unclipped protocol first
-        for sigma in SIGMAS:
+    for clip in clips:  # all of the unclipped protocol first
+        for sigma in sigmas:
             for set_name, items in sets.items():
+                if set_name not in only_sets:
+                    continue
                 clean = [im for _, im in items]
                 noisy = [noisy_image(c, set_name, sigma, i, clip) for i, c in enumerate(clean)]
                 every = list(range(len(clean)))
@@ -210,12 +215,6 @@ def evaluate(root: Path, json_path: Path, methods: list[str], redo: list[str],
                     lam = res["budget"][lam_key]
                     todo.append(("TV prox (best single lam)", every, _tv(lam)))
                 slow_ok = clip == "unclipped"
-                if "bm3d" in methods and slow_ok:
-                    todo.append(("BM3D (pip bm3d, subset)", sub, _bm3d))
-                if "scico" in methods and scico_py and slow_ok:
-                    variant = {25: "17M", 50: "17H"}[sigma]
-                    todo.append((f"scico DnCNN {variant} (pretrained, subset)", sub,
-                                 _scico(scico_py)))
                 for name in ("ffdnet", "ffdnet-tv", "dncnn", "dncnn-tv"):
                     if name not in methods or (name in SLOW and not slow_ok):
                         continue
@@ -226,6 +225,12 @@ def evaluate(root: Path, json_path: Path, methods: list[str], redo: list[str],
                     idx = every if name.startswith("ffdnet") else sub_dn
                     todo.append((label + ("" if idx is every else " (subset)"), idx,
                                  _ours(name)))
+                if "bm3d" in methods and slow_ok:
+                    todo.append(("BM3D (pip bm3d, subset)", sub, _bm3d))
+                if "scico" in methods and scico_py and slow_ok:
+                    variant = {25: "17M", 50: "17H"}[sigma]
+                    todo.append((f"scico DnCNN {variant} (pretrained, subset)", sub,
+                                 _scico(scico_py)))
                 for label, idx, fn in todo:
                     key = f"{tag}|{label}"
                     method = label.split(" ")[0].lower()
