@@ -5,6 +5,8 @@
 #   make bench  - the solver benchmark (paper Table 1 workload and sweeps)
 #   make bench-docs - full `tvcli bench` run -> docs/benchmarks.{json,md,png}
 #   make bench-peers - install the peers `tvcli bench` compares with (proxTV, cvxpylayers)
+#   make gpu-data - data/gpu/denoise.pack for .ci/gpu_train.sh (from data/bsd432 and
+#                   ../shared/data/denoise; git-ignored, carried to the GPU machine)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -14,7 +16,7 @@ TORCH  ?= torch==2.13.0
 EXT    := $(firstword $(wildcard tvcli/_C*.so))
 CSRC   := $(shell find csrc -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \))
 
-.PHONY: setup build test lint demo bench bench-docs bench-peers clean
+.PHONY: setup build test lint demo bench bench-docs bench-peers clean gpu-data
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -68,6 +70,13 @@ bench-peers: setup
 bench-docs: tvcli/.built
 	$(VENV)/bin/tvcli bench --json > docs/benchmarks.json
 	$(PY) benchmarks/make_report.py docs/benchmarks.json --out docs/benchmarks.md
+
+BSDS500 ?= ../shared/data/bsds500
+data/bsd432/manifest.json:
+	$(VENV)/bin/tvcli data bsd432 data/bsd432 --bsds500 $(BSDS500) -q
+
+gpu-data: setup data/bsd432/manifest.json
+	$(PY) -m tvcli.gpu_train make-data --bsd432 data/bsd432 --out data/gpu/denoise.pack
 
 clean:
 	rm -rf build tvcli/_C*.so tvcli/.built

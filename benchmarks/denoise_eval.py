@@ -1,10 +1,13 @@
-"""Denoising evaluation on the recipe's validation set -> docs/denoising.md.
+"""Denoising evaluation: the paper's Table 6 (``--table6``) or the recipe's validation set.
 
+    python benchmarks/denoise_eval.py --table6 ../shared/data/denoise [--scico-python PY]
+        -> docs/denoising.md (see benchmarks/denoise_table6.py)
     python benchmarks/denoise_eval.py --data DATA_DIR [--scico-python PY] [--quick]
+        -> docs/denoising_val.md
     python benchmarks/denoise_eval.py --data DATA_DIR --only ffdnet-tv ffdnet   # update
 
 ``--only`` re-runs just those tvcli models and merges their rows into the
-existing docs/denoising.json (same images, sigmas and seeded noise); the report
+existing docs/denoising_val.json (same images, sigmas and seeded noise); the report
 lists every run that contributed rows, with its date and load.
 
 For sigma = 15, 25, 50 (0-255 units; noise drawn with a fixed seed per image and
@@ -272,12 +275,26 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", type=Path, default=ROOT / "data")
     ap.add_argument("--sigmas", type=float, nargs="+", default=[15, 25, 50])
     ap.add_argument("--scico-python", default=None, help="a python that can import scico")
-    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "denoising.md")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default docs/denoising.md (--table6) or docs/denoising_val.md")
+    ap.add_argument("--table6", type=Path, default=None, metavar="DIR",
+                    help="folder with CBSD68/ and Kodak24/: the paper's Table 6 protocol")
+    ap.add_argument("--merge", type=Path, default=None, metavar="JSON",
+                    help="--table6: first merge the rows of another run's JSON (e.g. scico "
+                    "run separately) into the report's")
+    ap.add_argument("--methods", nargs="*", default=["noisy", "tv", "bm3d", "scico", "ffdnet",
+                                                     "ffdnet-tv", "dncnn", "dncnn-tv"],
+                    help="--table6: methods to run (results already stored are kept)")
+    ap.add_argument("--redo", nargs="*", default=[],
+                    help="--table6: re-run rows whose label contains one of these")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", nargs="+", choices=OURS, default=None,
                     help="re-run only these tvcli models, merging into the existing JSON")
     args = ap.parse_args(argv)
     torch.set_grad_enabled(False)
+    if args.table6 is not None:
+        return run_table6(args)
+    args.out = args.out or ROOT / "docs" / "denoising_val.md"
     cpu = platform.processor() or platform.machine()
     load0 = os.getloadavg()[0]
     json_path = args.out.with_suffix(".json")
@@ -309,6 +326,54 @@ def main(argv: list[str] | None = None) -> None:
     args.out.write_text(to_markdown(res, machine) + "\n" + HAND_WRITTEN + keep)
     json_path.write_text(json.dumps(res, indent=1))
     print(f"wrote {args.out}", file=sys.stderr)
+
+
+def _budgets() -> dict[str, str]:
+    """Row label prefix -> the training budget behind the shipped weights."""
+    from tvcli.models import list_weights
+
+    out = {}
+    for e in list_weights():
+        tag = "blind" if e.get("sigma_range") else f"σ={e['sigma']:g}"
+        data = e.get("data_name", "registry recipe, 75 photos" if e["data_digest"].startswith(
+            "bbbde10d") else e["data_digest"][:12])
+        warm = f", warm start from {e['init_from']}" if e.get("init_from") else ""
+        out[f"tvcli {e['model']} ({tag})"] = (
+            f"{e['steps']} steps x {e['batch']} x {e['patch']}², {e['wall_s'] / 60:.0f} min "
+            f"{e.get('device', 'cpu')} ({data}{warm})")
+    out["BM3D"] = "no training"
+    out["TV prox"] = "no training"
+    out["scico"] = "pretrained (scico's weights)"
+    return out
+
+
+def run_table6(args) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import denoise_table6 as t6
+
+    out = args.out or ROOT / "docs" / "denoising.md"
+    json_path = out.with_suffix(".json")
+    load0 = os.getloadavg()[0]
+    if args.merge is not None:
+        other = json.loads(args.merge.read_text())
+        mine = json.loads(json_path.read_text()) if json_path.exists() else {}
+        for k in ("rows", "notes", "budget"):
+            mine.setdefault(k, {}).update(other.get(k, {}))
+        mine.setdefault("runs", []).extend(other.get("runs", []))
+        json_path.write_text(json.dumps(mine, indent=1))
+    res = t6.evaluate(args.table6, json_path, args.methods, args.redo, args.scico_python)
+    cpu = platform.processor() or platform.machine()
+    run = (f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu}, "
+           f"{os.cpu_count()} cores, torch {torch.__version__}, load "
+           f"{load0:.1f}-{os.getloadavg()[0]:.1f}; methods {', '.join(args.methods)}")
+    res.setdefault("runs", []).append(run)
+    json_path.write_text(json.dumps(res, indent=1))
+    keep = ""
+    if out.exists() and HAND_WRITTEN in out.read_text():
+        keep = out.read_text().split(HAND_WRITTEN, 1)[1]
+    machine = "runs: " + "; ".join(res["runs"][-4:])
+    out.write_text(t6.to_markdown(res, machine, _budgets()) + "\n" + HAND_WRITTEN + keep)
+    print(f"wrote {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

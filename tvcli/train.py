@@ -1,41 +1,73 @@
-"""Training of the learned denoisers (``tvcli train``).
+"""Generic, resumable training loop with pluggable tasks (``tvcli train``).
 
-Random patches from the recipe's training images (``tvcli data fetch``), the 8
-dihedral flips/rotations, additive white Gaussian noise of a fixed sigma (or,
-for models with a noise-level input, a sigma drawn per patch from
-``sigma_range``: one blind-range model), MSE loss, Adam with a cosine
-learning-rate schedule. Everything random is drawn from one seeded generator
-whose state is checkpointed, so a run resumed after an interruption continues
-exactly as if it had not stopped.
+The loop (:func:`train`) knows nothing about denoising: a :class:`Task` says how to
+load a dataset folder, how to draw a training batch ``(inputs, targets)`` from it,
+how to run the model on a batch, the loss, the validation metric (and whether
+higher is better) and what an exported weights file records in its manifest.
+:class:`DenoiseTask` is the first task; others (edge detection, edge-preserving
+smoothing, ...) subclass :class:`Task` in their own module and call
+:func:`register_task` -- then ``TrainConfig(task="edges", ...)`` trains them with
+the same loop, checkpoints, resume and export.
 
-Checkpoints are safetensors (model and optimizer tensors, the RNG state) plus a
+What the loop does: Adam with a cosine learning-rate schedule from ``lr`` to
+``lr_min`` over ``steps``; validation every ``val_every`` steps; a checkpoint every
+``ckpt_every`` steps. Everything random is drawn from one seeded CPU generator
+(plus, on a GPU, one seeded device generator), whose states are checkpointed, so a
+run resumed after an interruption continues exactly as if it had not stopped.
+Optional for GPUs: bf16 autocast, TF32, channels-last, a wall-clock budget
+(``max_wall_s``: the run ends early, checkpointed, and the schedule is *not*
+stretched -- set ``steps`` to what the budget allows), and a pool of patches held
+on the device (the task's ``patch_pool``).
+
+Checkpoints are safetensors (model and optimizer tensors, the RNG states) plus a
 JSON file (step, config, history): no pickles anywhere.
+
+Denoising (the default task): random patches from ``DATA/train/*.png``, the 8
+dihedral flips/rotations, additive white Gaussian noise of a fixed sigma (or, for
+models with a noise-level input, a sigma drawn per patch from ``sigma_range``:
+one blind-range model), MSE loss; validation = mean PSNR on ``DATA/val/*.png``
+(center crops of ``val_crop``) with fixed-seed noise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from tvcli.models.inference import apply_model
 from tvcli.models.registry import build_model
 
-__all__ = ["TrainConfig", "load_images", "train", "validate", "export_weights"]
+__all__ = ["TrainConfig", "Task", "DenoiseTask", "TASKS", "register_task", "get_task",
+           "load_images", "train", "validate", "export_weights", "psnr"]
 
 
 @dataclass
 class TrainConfig:
-    """Settings of one training run. ``sigma`` is in 0-255 units; with
-    ``sigma_range = [lo, hi]`` (models with a noise-level input only) each patch
-    gets a sigma drawn uniformly from it, and ``sigma`` is the validation level."""
+    """Settings of one training run.
+
+    Denoising: ``sigma`` is in 0-255 units; with ``sigma_range = [lo, hi]`` (models
+    with a noise-level input only) each patch gets a sigma drawn uniformly from it,
+    and ``sigma`` is the validation level. Other tasks read their own settings from
+    ``task_config`` (and may ignore ``sigma``).
+
+    ``init_from``: a safetensors file of model weights to start from (warm start;
+    recorded in the manifest). ``max_wall_s``: stop (checkpointed) once this much
+    wall time has been spent; with ``schedule_by_wall`` the cosine schedule runs on
+    max(step / steps, wall / max_wall_s), so that it ends with the budget (not
+    exactly resumable). ``patch_pool``: that many random patches drawn once and
+    kept on the device (a GPU's fast path). ``amp``: None or "bf16" (autocast on CUDA);
+    ``channels_last``: memory format of the model and batches.
+    """
 
     model: str
     data: str
@@ -53,26 +85,123 @@ class TrainConfig:
     val_crop: int = 192
     device: str = "cpu"
     model_config: dict = field(default_factory=dict)
+    task: str = "denoise"
+    task_config: dict = field(default_factory=dict)
+    init_from: str | None = None
+    max_wall_s: float | None = None
+    amp: str | None = None
+    channels_last: bool = False
+    patch_pool: int = 0
+    schedule_by_wall: bool = False
 
 
-def load_images(folder: Path, channels: int = 3) -> list[torch.Tensor]:
-    """All PNG images of ``folder`` as float32 (channels, H, W) tensors in [0, 1]."""
+# --------------------------------------------------------------------------- tasks
+
+
+class Task:
+    """What a training run learns. Subclass it in your own module and register it.
+
+    A task instance is built once per run from the :class:`TrainConfig`
+    (``cls(cfg)``); its methods are called by :func:`train`:
+
+    * :meth:`load` -- reads ``cfg.data`` once; returns (train_set, val_set), any
+      objects the task's other methods understand.
+    * :meth:`sample` -- one training batch ``(inputs, targets, cond)`` on
+      ``device``: ``inputs`` / ``targets`` are (N, C, h, w) float tensors, ``cond``
+      is passed to :meth:`forward` (e.g. the noise level), may be None.
+    * :meth:`forward` -- the model's prediction for a batch (default ``model(x)``).
+    * :meth:`loss` -- a scalar tensor (default MSE).
+    * :meth:`validate` -- one float, the validation metric named ``metric``;
+      ``higher_is_better`` says its direction (e.g. PSNR up, loss down).
+    * :meth:`export_tag` / :meth:`manifest_fields` -- the weights file name suffix
+      and the task-specific fields of its manifest entry.
+
+    Randomness must come only from the generators passed in (``gen`` on the CPU,
+    ``dgen`` on ``device``), so that runs resume exactly.
+    """
+
+    name = "task"
+    metric = "val_metric"
+    higher_is_better = True
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+
+    def check_model(self, model: nn.Module) -> None:
+        """Raises ValueError when the model does not fit this task's config."""
+
+    def load(self, data: Path) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def data_digest(self, data: Path) -> str | None:
+        """An identifier of the dataset (recorded with checkpoints and exports)."""
+        if data.suffix == ".pack":
+            from tvcli.datapack import read_pack_meta
+
+            return read_pack_meta(data).get("digest")
+        man = data / "manifest.json"
+        return json.loads(man.read_text()).get("digest") if man.exists() else None
+
+    def sample(self, train_set: Any, gen: torch.Generator, dgen: torch.Generator | None,
+               device: torch.device) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        raise NotImplementedError
+
+    def forward(self, model: nn.Module, inputs: torch.Tensor, cond: Any) -> torch.Tensor:
+        return model(inputs)
+
+    def loss(self, pred: torch.Tensor, targets: torch.Tensor, cond: Any) -> torch.Tensor:
+        return nn.functional.mse_loss(pred.float(), targets.float())
+
+    def validate(self, model: nn.Module, val_set: Any, device: torch.device) -> float:
+        raise NotImplementedError
+
+    def export_tag(self) -> str:
+        return self.name
+
+    def manifest_fields(self) -> dict:
+        return {}
+
+
+TASKS: dict[str, Callable[[TrainConfig], Task]] = {}
+
+
+def register_task(name: str, factory: Callable[[TrainConfig], Task]) -> None:
+    """Makes ``TrainConfig(task=name)`` build its task with ``factory(cfg)``."""
+    TASKS[name] = factory
+
+
+def get_task(cfg: TrainConfig) -> Task:
+    if cfg.task not in TASKS:
+        raise ValueError(f"unknown task {cfg.task!r}; known: {', '.join(sorted(TASKS))}")
+    return TASKS[cfg.task](cfg)
+
+
+def load_images(folder: Path, channels: int = 3, as_uint8: bool = False) -> list[torch.Tensor]:
+    """All PNG images of ``folder`` as (channels, H, W) tensors: float32 in [0, 1], or
+    uint8 with ``as_uint8`` (a quarter of the memory; crops are converted later)."""
+    import numpy as np
     from PIL import Image
 
     out = []
     for path in sorted(Path(folder).glob("*.png")):
         img = np.asarray(Image.open(path).convert("RGB" if channels == 3 else "L"))
-        t = torch.from_numpy(img.astype(np.float32) / 255.0)
+        t = torch.from_numpy(img.copy() if as_uint8 else img.astype(np.float32) / 255.0)
         out.append(t.permute(2, 0, 1).contiguous() if t.dim() == 3 else t.unsqueeze(0))
     if not out:
         raise FileNotFoundError(f"no PNG images in {folder} (run `tvcli data fetch` first)")
     return out
 
 
-def _sample_batch(images: list[torch.Tensor], weights: torch.Tensor, batch: int, patch: int,
-                  gen: torch.Generator) -> torch.Tensor:
-    """(batch, C, patch, patch) random crops, each flipped/rotated at random."""
-    idx = torch.multinomial(weights, batch, replacement=True, generator=gen)
+def _to_float(t: torch.Tensor) -> torch.Tensor:
+    return t.float() / 255.0 if t.dtype == torch.uint8 else t
+
+
+def random_crops(images: list[torch.Tensor], weights: torch.Tensor, n: int, patch: int,
+                 gen: torch.Generator) -> torch.Tensor:
+    """(n, C, patch, patch) float32 random crops, each flipped/rotated at random
+    (one of the 8 dihedral transforms); images are picked with probability
+    proportional to ``weights`` (their pixel counts)."""
+    idx = torch.multinomial(weights, n, replacement=True, generator=gen)
     crops = []
     for i in idx.tolist():
         img = images[i]
@@ -85,40 +214,140 @@ def _sample_batch(images: list[torch.Tensor], weights: torch.Tensor, batch: int,
         crop = torch.rot90(crop, k % 4, dims=(1, 2))
         if k >= 4:
             crop = crop.flip(2)
-        crops.append(crop)
+        crops.append(_to_float(crop))
     return torch.stack(crops)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB of images in [0, 1]."""
-    mse = float((a - b).pow(2).mean())
+    mse = float((a.float() - b.float()).pow(2).mean())
     return 10 * math.log10(1.0 / mse) if mse > 0 else math.inf
 
 
 @torch.no_grad()
 def validate(model: nn.Module, images: list[torch.Tensor], sigma: float, crop: int | None,
-             device: str, seed: int = 1234) -> float:
-    """Mean PSNR over ``images`` (center-cropped to ``crop``) with fixed-seed noise."""
+             device: str | torch.device, seed: int = 1234) -> float:
+    """Mean PSNR over ``images`` (center-cropped to ``crop``) with fixed-seed noise
+    (sigma in 0-255 units; outputs clipped to [0, 1])."""
     was_training = model.training
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     scores = []
     for img in images:
+        img = _to_float(img)
         if crop:
             h, w = img.shape[-2:]
             y, x = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
             img = img[:, y:y + crop, x:x + crop]
         noisy = img + sigma / 255.0 * torch.randn(img.shape, generator=gen)
         out = apply_model(model, noisy.unsqueeze(0).to(device), sigma / 255.0)
-        out = out.squeeze(0).cpu().clamp(0, 1)
+        out = out.squeeze(0).float().cpu().clamp(0, 1)
         scores.append(psnr(out, img))
     model.train(was_training)
-    return float(np.mean(scores))
+    return float(sum(scores) / len(scores))
+
+
+@dataclass
+class _PatchSet:
+    """Training images, or a pool of patches already on the device."""
+
+    images: list[torch.Tensor]
+    weights: torch.Tensor
+    pool: torch.Tensor | None = None
+
+
+class DenoiseTask(Task):
+    """AWGN denoising: see the module docstring. ``cond`` is the per-patch noise
+    level (N,) in [0, 1] units, given to models with a noise-level input."""
+
+    name = "denoise"
+    metric = "val_psnr"
+    higher_is_better = True
+
+    def check_model(self, model: nn.Module) -> None:
+        cfg = self.cfg
+        if cfg.sigma_range is not None:
+            if not getattr(model, "takes_sigma", False):
+                raise ValueError(f"model {cfg.model!r} has no noise-level input: train it "
+                                 "with one --sigma, not a range")
+            lo, hi = (float(v) for v in cfg.sigma_range)
+            if not 0 <= lo <= hi:
+                raise ValueError(f"sigma range must satisfy 0 <= lo <= hi, got "
+                                 f"{cfg.sigma_range}")
+
+    def load(self, data: Path) -> tuple[_PatchSet, list[torch.Tensor]]:
+        if data.suffix == ".pack":  # one file made by `make gpu-data` (tvcli.datapack)
+            from tvcli.datapack import read_pack
+
+            arrays = read_pack(data)[1]
+            imgs = [t for k, t in sorted(arrays.items()) if k.startswith("train/")]
+            if "train" in arrays:  # equal-size crops stored as one (N, C, H, W) array
+                imgs += list(arrays["train"].unbind(0))
+            val = [t for k, t in sorted(arrays.items()) if k.startswith("val/")]
+        else:
+            imgs = load_images(data / "train", as_uint8=True)
+            val = load_images(data / "val", as_uint8=True)
+        weights = torch.tensor([float(im.shape[-1] * im.shape[-2]) for im in imgs])
+        return _PatchSet(imgs, weights), val
+
+    def sample(self, train_set: _PatchSet, gen: torch.Generator,
+               dgen: torch.Generator | None, device: torch.device):
+        cfg = self.cfg
+        if cfg.patch_pool > 0:  # GPU path: patches already on the device
+            if train_set.pool is None:
+                pool_gen = torch.Generator().manual_seed(cfg.seed + 1)
+                train_set.pool = random_crops(train_set.images, train_set.weights,
+                                              cfg.patch_pool, cfg.patch, pool_gen).to(device)
+            idx = torch.randint(0, cfg.patch_pool, (cfg.batch,), generator=gen).to(device)
+            clean = train_set.pool[idx]
+            k = int(torch.randint(0, 8, (1,), generator=gen))  # one transform per batch
+            clean = torch.rot90(clean, k % 4, dims=(2, 3))
+            if k >= 4:
+                clean = clean.flip(3)
+        else:
+            clean = random_crops(train_set.images, train_set.weights, cfg.batch, cfg.patch,
+                                 gen)
+        n = clean.shape[0]
+        if cfg.sigma_range is None:
+            level = torch.full((n,), cfg.sigma / 255.0)
+        else:
+            lo, hi = (float(v) for v in cfg.sigma_range)
+            level = (lo + (hi - lo) * torch.rand(n, generator=gen)) / 255.0
+        if dgen is None:  # CPU: noise from the one CPU generator
+            noise = torch.randn(clean.shape, generator=gen)
+            clean, noise = clean.to(device), noise.to(device)
+        else:
+            noise = torch.randn(clean.shape, generator=dgen, device=device)
+        level = level.to(device)
+        noisy = clean + level.view(-1, 1, 1, 1) * noise
+        return noisy, clean, level
+
+    def forward(self, model: nn.Module, inputs: torch.Tensor, cond: Any) -> torch.Tensor:
+        return apply_model(model, inputs, cond)
+
+    def validate(self, model: nn.Module, val_set: list[torch.Tensor],
+                 device: torch.device) -> float:
+        return validate(model, val_set, self.cfg.sigma, self.cfg.val_crop, device)
+
+    def export_tag(self) -> str:
+        return "blind" if self.cfg.sigma_range else f"s{int(self.cfg.sigma)}"
+
+    def manifest_fields(self) -> dict:
+        srange = self.cfg.sigma_range
+        return {"sigma": None if srange else self.cfg.sigma,
+                **({"sigma_range": srange, "val_sigma": self.cfg.sigma} if srange else {}),
+                "val_crop": self.cfg.val_crop}
+
+
+register_task("denoise", DenoiseTask)
+
+
+# --------------------------------------------------------------------- checkpoints
 
 
 def _save_checkpoint(run: Path, model: nn.Module, opt: torch.optim.Optimizer,
-                     gen: torch.Generator, meta: dict) -> None:
-    from safetensors.torch import save_file
+                     gen: torch.Generator, dgen: torch.Generator | None, meta: dict) -> None:
+    from tvcli._safetensors import save_file
 
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in
                model.state_dict().items()}
@@ -127,6 +356,8 @@ def _save_checkpoint(run: Path, model: nn.Module, opt: torch.optim.Optimizer,
         for k, v in st.items():
             tensors[f"opt.{idx}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
     tensors["rng"] = gen.get_state()
+    if dgen is not None:
+        tensors["rng_device"] = dgen.get_state()
     meta = {**meta, "param_groups": opt_state["param_groups"]}
     tmp = run / "ckpt.safetensors.tmp"
     save_file(tensors, str(tmp))
@@ -137,8 +368,8 @@ def _save_checkpoint(run: Path, model: nn.Module, opt: torch.optim.Optimizer,
 
 
 def _load_checkpoint(run: Path, model: nn.Module, opt: torch.optim.Optimizer,
-                     gen: torch.Generator) -> dict:
-    from safetensors.torch import load_file
+                     gen: torch.Generator, dgen: torch.Generator | None) -> dict:
+    from tvcli._safetensors import load_file
 
     tensors = load_file(str(run / "ckpt.safetensors"))
     meta = json.loads((run / "ckpt.json").read_text())
@@ -150,7 +381,20 @@ def _load_checkpoint(run: Path, model: nn.Module, opt: torch.optim.Optimizer,
             state.setdefault(int(idx), {})[name] = v
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     gen.set_state(tensors["rng"])
+    if dgen is not None and "rng_device" in tensors:
+        dgen.set_state(tensors["rng_device"])
     return meta
+
+
+def _autocast(cfg: TrainConfig, device: torch.device):
+    if cfg.amp == "bf16" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if cfg.amp not in (None, "bf16"):
+        raise ValueError(f"amp must be None or 'bf16', got {cfg.amp!r}")
+    return contextlib.nullcontext()
+
+
+# ---------------------------------------------------------------------- the loop
 
 
 def train(cfg: TrainConfig, progress: bool = True, log=print,
@@ -159,32 +403,45 @@ def train(cfg: TrainConfig, progress: bool = True, log=print,
 
     ``stop_at`` ends this call after that step (with a checkpoint), as an
     interruption would; a later call with the same config resumes exactly.
+    The metadata holds ``step``, ``wall_s`` (training wall time, summed over
+    resumed calls) and ``history`` (one dict per validation: step, loss, the
+    task's metric under its name, wall_s).
     """
+    from tvcli._safetensors import load_file
+
     torch.manual_seed(cfg.seed)
+    task = get_task(cfg)
+    device = torch.device(cfg.device)
     run = Path(cfg.out)
     run.mkdir(parents=True, exist_ok=True)
     data = Path(cfg.data)
-    manifest = json.loads((data / "manifest.json").read_text())
-    train_imgs = load_images(data / "train")
-    val_imgs = load_images(data / "val")
-    weights = torch.tensor([float(im.shape[-1] * im.shape[-2]) for im in train_imgs])
-    model = build_model(cfg.model, **cfg.model_config).to(cfg.device)
-    if cfg.sigma_range is not None:
-        if not getattr(model, "takes_sigma", False):
-            raise ValueError(f"model {cfg.model!r} has no noise-level input: train it with "
-                             "one --sigma, not a range")
-        lo, hi = (float(v) for v in cfg.sigma_range)
-        if not 0 <= lo <= hi:
-            raise ValueError(f"sigma range must satisfy 0 <= lo <= hi, got {cfg.sigma_range}")
+    train_set, val_set = task.load(data)
+    model = build_model(cfg.model, **cfg.model_config)
+    task.check_model(model)
+    if cfg.init_from:
+        try:
+            model.load_state_dict(load_file(cfg.init_from))
+        except RuntimeError as exc:  # another architecture or config
+            raise ValueError(f"init weights {cfg.init_from} do not fit model {cfg.model!r} "
+                             f"{cfg.model_config or ''}: {str(exc).splitlines()[0]}") from None
+    model = model.to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
+    dgen = (torch.Generator(device=device).manual_seed(cfg.seed + 2)
+            if device.type != "cpu" else None)
     meta = {"config": asdict(cfg), "step": 0, "wall_s": 0.0, "history": [],
-            "data_digest": manifest["digest"], "model_config": getattr(model, "config", {})}
+            "data_digest": task.data_digest(data),
+            "model_config": getattr(model, "config", {})}
     if (run / "ckpt.json").exists():
-        meta = _load_checkpoint(run, model, opt, gen)
+        meta = _load_checkpoint(run, model, opt, gen, dgen)
         meta["config"] = asdict(cfg)  # e.g. more --steps than the first run asked for
         log(f"resumed {cfg.model} at step {meta['step']} from {run}")
-    sigma = cfg.sigma / 255.0
     model.train()
     bar = None
     if progress:
@@ -192,76 +449,91 @@ def train(cfg: TrainConfig, progress: bool = True, log=print,
 
         bar = tqdm(total=cfg.steps, initial=meta["step"], desc=cfg.model, unit="step",
                    dynamic_ncols=True)
-    last_val = meta["history"][-1]["val_psnr"] if meta["history"] else float("nan")
+    metric = task.metric
+    last_val = meta["history"][-1].get(metric, float("nan")) if meta["history"] else float("nan")
     t_start = time.perf_counter() - meta["wall_s"]
     end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
     while meta["step"] < end:
         step = meta["step"]
-        lr = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * step / cfg.steps))
+        frac = step / cfg.steps
+        if cfg.schedule_by_wall and cfg.max_wall_s:
+            frac = min(1.0, max(frac, (time.perf_counter() - t_start) / cfg.max_wall_s))
+        lr = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * frac))
         for group in opt.param_groups:
             group["lr"] = lr
-        clean = _sample_batch(train_imgs, weights, cfg.batch, cfg.patch, gen)
-        if cfg.sigma_range is None:
-            level = torch.full((clean.shape[0],), sigma)
-        else:
-            level = (lo + (hi - lo) * torch.rand(clean.shape[0], generator=gen)) / 255.0
-        noisy = clean + level.view(-1, 1, 1, 1) * torch.randn(clean.shape, generator=gen)
-        clean, noisy = clean.to(cfg.device), noisy.to(cfg.device)
-        loss = nn.functional.mse_loss(apply_model(model, noisy, level.to(cfg.device)), clean)
+        inputs, targets, cond = task.sample(train_set, gen, dgen, device)
+        if cfg.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with _autocast(cfg, device):
+            pred = task.forward(model, inputs, cond)
+        loss = task.loss(pred, targets, cond)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         meta["step"] = step + 1
         meta["wall_s"] = time.perf_counter() - t_start
-        if meta["step"] % cfg.val_every == 0 or meta["step"] == cfg.steps:
-            last_val = validate(model, val_imgs, cfg.sigma, cfg.val_crop, cfg.device)
+        over_budget = cfg.max_wall_s is not None and meta["wall_s"] >= cfg.max_wall_s
+        if meta["step"] % cfg.val_every == 0 or meta["step"] == cfg.steps or over_budget:
+            with _autocast(cfg, device):
+                last_val = task.validate(model, val_set, device)
             meta["history"].append({"step": meta["step"], "loss": loss.item(),
-                                    "val_psnr": last_val, "wall_s": meta["wall_s"]})
-        if meta["step"] % cfg.ckpt_every == 0 or meta["step"] == end:
-            _save_checkpoint(run, model, opt, gen, meta)
+                                    metric: last_val, "wall_s": meta["wall_s"]})
+        if meta["step"] % cfg.ckpt_every == 0 or meta["step"] == end or over_budget:
+            _save_checkpoint(run, model, opt, gen, dgen, meta)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.2e}", val_psnr=f"{last_val:.2f}", lr=f"{lr:.1e}")
+            bar.set_postfix(loss=f"{loss.item():.2e}", val=f"{last_val:.2f}", lr=f"{lr:.1e}")
+        if over_budget:
+            log(f"{cfg.model}: wall budget {cfg.max_wall_s:g} s spent at step {meta['step']}")
+            break
     if bar is not None:
         bar.close()
     return meta
 
 
-def export_weights(run: Path, weights_dir: Path, name: str | None = None) -> dict:
-    """Writes a run's final model as ``weights_dir/<model>-s<sigma>.safetensors`` and
-    records it in ``weights_dir/manifest.json``; returns the manifest entry."""
+def export_weights(run: Path, weights_dir: Path, name: str | None = None,
+                   extra: dict | None = None) -> dict:
+    """Writes a run's final model as ``weights_dir/<model>-<tag>.safetensors`` (tag
+    from the task, e.g. ``s25`` or ``blind``) and records it in
+    ``weights_dir/manifest.json`` (``extra`` fields are added to the entry);
+    returns the manifest entry."""
     import hashlib
 
-    from safetensors.torch import load_file, save_file
+    from tvcli._safetensors import load_file, save_file
 
     meta = json.loads((run / "ckpt.json").read_text())
-    cfg = meta["config"]
+    cfg_d = meta["config"]
+    cfg = TrainConfig(**{k: v for k, v in cfg_d.items()
+                         if k in TrainConfig.__dataclass_fields__})
+    task = get_task(cfg)
     tensors = load_file(str(run / "ckpt.safetensors"))
     state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-    srange = cfg.get("sigma_range")
-    tag = "blind" if srange else f"s{int(cfg['sigma'])}"
-    fname = f"{name or cfg['model']}-{tag}.safetensors"
+    fname = f"{name or cfg.model}-{task.export_tag()}.safetensors"
     weights_dir.mkdir(parents=True, exist_ok=True)
     tmp = weights_dir / (fname + ".tmp")
-    save_file(state, str(tmp), metadata={"model": cfg["model"],
-                                         "sigma": str(srange or cfg["sigma"])})
+    fields = task.manifest_fields()
+    save_file(state, str(tmp), metadata={"model": cfg.model, "task": cfg.task,
+                                         "sigma": str(cfg.sigma_range or cfg.sigma)})
     os.replace(tmp, weights_dir / fname)
     os.chmod(weights_dir / fname, 0o644)  # a shipped, read-only artefact for everyone
     digest = hashlib.sha256((weights_dir / fname).read_bytes()).hexdigest()
+    last = meta["history"][-1] if meta["history"] else {}
     entry = {
-        "model": cfg["model"], "file": fname, "sigma": None if srange else cfg["sigma"],
-        **({"sigma_range": srange, "val_sigma": cfg["sigma"]} if srange else {}),
+        "model": cfg.model, "file": fname, **fields,
         "config": meta["model_config"], "data_digest": meta["data_digest"],
-        "steps": meta["step"], "batch": cfg["batch"], "patch": cfg["patch"],
-        "wall_s": round(meta["wall_s"], 1), "seed": cfg["seed"],
-        "val_psnr_crop": meta["history"][-1]["val_psnr"] if meta["history"] else None,
-        "val_crop": cfg["val_crop"], "sha256": digest,
-        "trained_with": "tvcli train", "device": cfg["device"],
+        "steps": meta["step"], "batch": cfg.batch, "patch": cfg.patch,
+        "wall_s": round(meta["wall_s"], 1), "seed": cfg.seed,
+        f"{task.metric}_crop" if cfg.task == "denoise" else task.metric: last.get(task.metric),
+        "sha256": digest, "trained_with": "tvcli train", "device": cfg.device,
+        **({"task": cfg.task} if cfg.task != "denoise" else {}),
+        **({"init_from": Path(cfg.init_from).name} if cfg.init_from else {}),
+        **(extra or {}),
     }
     man_path = weights_dir / "manifest.json"
     man = json.loads(man_path.read_text()) if man_path.exists() else {"weights": []}
     man["weights"] = [e for e in man["weights"] if e["file"] != fname] + [entry]
-    man["weights"].sort(key=lambda e: (e["model"], e["sigma"] if e["sigma"] is not None else -1))
+    man["weights"].sort(key=lambda e: (e["model"], e.get("sigma") if e.get("sigma") is not None
+                                       else -1))
     tmpm = weights_dir / "manifest.json.tmp"
     tmpm.write_text(json.dumps(man, indent=1) + "\n")
     os.replace(tmpm, man_path)

@@ -40,6 +40,12 @@ def train_cmd(
                               help="Conv layers (default: the model's: 17 for DnCNN, 10 "
                               "for FFDNet)."),
     width: int = typer.Option(None, "--width", min=4, help="Feature channels (default 64)."),
+    init_from: Path = typer.Option(None, "--init-from", help="Start from these model "
+                                   "weights (a safetensors file, e.g. a shipped one): a "
+                                   "warm start, recorded in the manifest."),
+    max_wall: float = typer.Option(None, "--max-wall", min=1,
+                                   help="Stop (checkpointed) after this many seconds of "
+                                   "training; the schedule still spans --steps."),
     export: Path = typer.Option(None, "--export", help="When done, write the weights and "
                                 "their manifest entry into this folder (e.g. weights/)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -67,13 +73,16 @@ def train_cmd(
                            f"{sigma_range!r}")
         if not getattr(MODELS[model].builder, "takes_sigma", False):
             raise CLIError(f"model {model!r} has no noise-level input; give one --sigma")
+    if init_from is not None and not init_from.is_file():
+        raise CLIError(f"--init-from {init_from}: no such file")
     tag = "blind" if srange else f"s{int(sigma)}"
     out = out or Path("runs") / f"{model}-{tag}"
     model_config = {k: v for k, v in (("depth", depth), ("width", width)) if v is not None}
     cfg = TrainConfig(model=model, data=str(data), out=str(out), sigma=sigma,
                       sigma_range=srange, steps=steps, batch=batch, patch=patch, lr=lr,
                       seed=seed, val_every=val_every, ckpt_every=ckpt_every, device=device,
-                      model_config=model_config)
+                      model_config=model_config,
+                      init_from=str(init_from) if init_from else None, max_wall_s=max_wall)
     try:
         meta = train(cfg, progress=not quiet)
     except ValueError as exc:

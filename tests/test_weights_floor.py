@@ -1,0 +1,20 @@
+"""Every shipped model beats plain TV on the validation protocol
+(:mod:`tvcli.models.tvfloor`; numbers written by ``benchmarks/tv_floor.py``)."""
+
+from __future__ import annotations
+
+from tvcli.models import list_weights
+from tvcli.models.tvfloor import val_sigmas
+
+
+def test_every_shipped_model_beats_best_lam_tv():
+    weights = list_weights()
+    assert weights, "no shipped weights"
+    for e in weights:
+        vf = e.get("val_full")
+        assert vf, f"{e['file']}: no val_full in the manifest (run benchmarks/tv_floor.py)"
+        for s in val_sigmas(e):
+            r = vf[f"{s:g}"]
+            assert r["psnr"] >= r["tv_psnr"], (
+                f"{e['file']} at sigma {s:g}: {r['psnr']:.2f} dB, below plain TV's "
+                f"{r['tv_psnr']:.2f} dB")
