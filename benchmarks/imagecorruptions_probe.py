@@ -1,0 +1,15 @@
+import warnings, traceback, numpy as np, scipy, skimage, cv2, sys
+from imagecorruptions import corrupt, get_corruption_names
+print("numpy", np.__version__, "scipy", scipy.__version__, "skimage", skimage.__version__, "cv2", cv2.__version__)
+x = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
+for name in get_corruption_names():
+    res = []
+    for s in range(1, 6):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                y = corrupt(x, corruption_name=name, severity=s)
+            res.append(f"ok{np.asarray(y).shape}")
+        except Exception as e:
+            res.append(f"FAIL {type(e).__name__}: {str(e)[:60]}")
+    print(name, res[0] if len(set(res)) == 1 else res)
