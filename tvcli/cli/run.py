@@ -111,7 +111,9 @@ def run_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print errors only."),
 ) -> None:
     """Denoise images with a learned network (DnCNN-TV, the paper's eq. 14; DnCNN;
-    the faster FFDNet-style ffdnet-tv / ffdnet, one model for sigma 0-55).
+    the faster FFDNet-style ffdnet-tv / ffdnet, one model for sigma 0-55), or
+    classify them (allconv, allconv-tv-smooth, allconv-tv-sharp: class and
+    probabilities per image; 32x32 input, other sizes resized).
 
     Examples:  tvcli run dncnn-tv noisy.png --sigma 25   |
     tvcli run dncnn-tv photos/ -o clean/ --sigma 50   |
@@ -128,6 +130,15 @@ def run_cmd(
     if model_name not in MODELS:
         raise CLIError(f"unknown model {model_name!r}; known: {', '.join(sorted(MODELS))} "
                        "(see `tvcli models`)")
+    from tvcli.cli.classify import is_classifier, run_classifier
+
+    if is_classifier(model_name):  # class + probabilities per image (tvcli.cli.classify)
+        code = run_classifier(model_name, inputs, output=output, device=device,
+                              threads=threads, recursive=recursive, as_json=as_json,
+                              quiet=quiet)
+        if code:
+            raise typer.Exit(code)
+        return
     if overwrite and skip_existing:
         raise CLIError("--overwrite and --skip-existing exclude each other")
     if as_json and output == "-":
