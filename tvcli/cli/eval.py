@@ -244,7 +244,9 @@ def eval_cmd(
              "relative names). With --merge: the part files to merge.")],
     metric: str = typer.Option(_DEFAULT, "--metric", "-m",
                                help="Comma list from psnr, ssim, wrmse, wmae, ods, ois, ap "
-                                    "('edges' = ods,ois,ap)."),
+                                    "('edges' = ods,ois,ap); or 'top1' alone: PRED = "
+                                    "`tvcli run CLASSIFIER --json` output, GT = a "
+                                    "stem,label CSV or class-named folders."),
     data_range: float = typer.Option(1.0, "--data-range",
                                      help="Range of the values as read (1 for 8/16-bit "
                                           "files, read into [0, 1])."),
@@ -321,6 +323,13 @@ def _evaluate_cmd(pred: Path, gt: Path, metric: str, data_range: float, as_json:
         raise CLIError("--thresholds must be >= 1", 2)
     if not max_dist > 0:
         raise CLIError("--max-dist must be > 0", 2)
+    if metric.strip().lower() == "top1":  # classification (tvcli.cli.classify)
+        from tvcli.cli.classify import eval_top1
+
+        code = eval_top1(pred, gt, as_json=as_json, as_csv=as_csv)
+        if code:
+            raise typer.Exit(code)
+        return
     metrics = _parse_metrics(metric)
     if any(m in _EDGE for m in metrics):
         from tvcli.metrics import edge_backend_available

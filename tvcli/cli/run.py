@@ -118,9 +118,10 @@ def run_cmd(
     summary: str = typer.Option(None, "--summary", metavar="FILE.json", help=SUMMARY_HELP),
 ) -> None:
     """Denoise images with a learned network (DnCNN-TV, the paper's eq. 14; DnCNN;
-    the faster FFDNet-style ffdnet-tv / ffdnet, one model for sigma 0-55), or smooth
+    the faster FFDNet-style ffdnet-tv / ffdnet, one model for sigma 0-55), smooth
     them while keeping edges (eps-tv, the paper's ResNet-TV; eps, ResNet; --sigma
-    does not apply).
+    does not apply), or classify them (allconv, allconv-tv-smooth, allconv-tv-sharp:
+    class and probabilities per image; 32x32 input, other sizes resized).
 
     Examples:  tvcli run dncnn-tv noisy.png --sigma 25   |
     tvcli run dncnn-tv photos/ -o clean/ --sigma 50   |
@@ -143,6 +144,15 @@ def run_cmd(
     if model_name not in MODELS:
         raise CLIError(f"unknown model {model_name!r}; known: {', '.join(sorted(MODELS))} "
                        "(see `tvcli models`)")
+    from tvcli.cli.classify import is_classifier, run_classifier
+
+    if is_classifier(model_name):  # class + probabilities per image (tvcli.cli.classify)
+        code = run_classifier(model_name, inputs, output=output, device=device,
+                              threads=threads, recursive=recursive, as_json=as_json,
+                              quiet=quiet)
+        if code:
+            raise typer.Exit(code)
+        return
     if overwrite and skip_existing:
         raise CLIError("--overwrite and --skip-existing exclude each other")
     if as_json and output == "-":

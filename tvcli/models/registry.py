@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from tvcli.models.allconv import AllConv, AllConvTVSharp, AllConvTVSmooth
 from tvcli.models.dncnn import DnCNN, DnCNNTV
 from tvcli.models.eps import EpsResNet, EpsResNetTV
 from tvcli.models.ffdnet import FFDNet, FFDNetTV
@@ -64,6 +65,14 @@ MODELS: dict[str, ModelSpec] = {
     "eps-tv": ModelSpec("eps-tv", EpsResNetTV, "edge-preserving smoothing: ResNet-TV (Yeh et "
                         "al. 2022, sec. 4.5): four TV1D-sharp layers in the residual blocks, "
                         "a TV2D-smooth layer (one shared lam) on the output"),
+    "allconv": ModelSpec("allconv", AllConv, "CIFAR-10 classifier: All-CNN-C (Springenberg "
+                         "et al. 2015) with batch norm; the paper's section 4.2 baseline"),
+    "allconv-tv-smooth": ModelSpec("allconv-tv-smooth", AllConvTVSmooth, "All-CNN-C with "
+                                   "TV2D-smooth layers before batch norm in blocks 1-3, one "
+                                   "learned lam per layer (init 0.05; paper's TV-Smooth)"),
+    "allconv-tv-sharp": ModelSpec("allconv-tv-sharp", AllConvTVSharp, "All-CNN-C with "
+                                  "TV2D-sharp layers before batch norm in blocks 1-3, one "
+                                  "learned lam per layer (init 0.05; paper's TV-Sharp)"),
 }
 
 
@@ -110,6 +119,8 @@ def find_weights(name: str, sigma: float | None = None, folder: Path | None = No
         if e.get("sigma_range"):
             lo, hi = e["sigma_range"]
             return 0.0 if sigma is None else max(lo - sigma, sigma - hi, 0.0)
+        if e.get("sigma") is None:  # not a denoiser (e.g. a classifier): no noise level
+            return 0.0
         return e["sigma"] if sigma is None else abs(e["sigma"] - sigma)
 
     return min(entries, key=distance)

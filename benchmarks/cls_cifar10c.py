@@ -1,0 +1,129 @@
+"""The paper's section 4.2 experiment: train All-Conv, TV-Smooth and TV-Sharp at an
+equal budget (same steps, batch, schedule, augmentation, seed) through the shared
+training loop, then report clean top-1 and CIFAR-10-C top-1 per corruption type
+(mean over the 5 severities) and overall, as in the paper's Table 2.
+
+Each arm is trained, then evaluated, so partial results survive an interruption;
+rerunning resumes training (checkpoints in OUT/<arm>/) and reuses the cached
+corrupted test subset (OUT/cifar10c-<n>.npz, git-ignored under runs/).
+
+Example (the CPU smoke budget of docs/classification.md):
+    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/cls_cifar10c.py \\
+        --data ../shared/data/cifar10/cifar10-jpeg.tar.gz --out runs/cls-smoke \\
+        --steps 150 --width 16 --batch 32 --train-per-class 500 --val-per-class 50 \\
+        --c-per-class 5
+Full budget (GPU): --width 96 --steps 60000 --batch 128 (no per-class limits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import tvcli.classify_task  # noqa: F401 -- registers the task
+from tvcli.classify_task import top1_accuracy
+from tvcli.data.cifar import load_cifar10
+from tvcli.data.corruptions import CORRUPTIONS, MissingTexture, corrupt_batch
+from tvcli.models import build_model
+from tvcli.train import TrainConfig, train
+
+ARMS = ("allconv", "allconv-tv-smooth", "allconv-tv-sharp")
+
+
+def corrupted_set(data: str, per_class: int | None, cache: Path, seed: int = 0) -> dict:
+    """{(name, severity): uint8 (N, 3, 32, 32)} plus "clean" and "labels", cached."""
+    if cache.exists():
+        z = np.load(cache)
+        return {k: z[k] for k in z.files}
+    images, labels = load_cifar10(data, "test", per_class)
+    hwc = images.permute(0, 2, 3, 1).numpy()
+    out = {"clean": images.numpy(), "labels": labels.numpy()}
+    for name in CORRUPTIONS:
+        for sev in range(1, 6):
+            t = time.perf_counter()
+            try:
+                c = corrupt_batch(hwc, name, sev, seed=seed)
+            except MissingTexture as exc:
+                print(f"skip {name}: {exc}", flush=True)
+                break
+            out[f"{name}/{sev}"] = np.ascontiguousarray(c.transpose(0, 3, 1, 2))
+            print(f"{name} s{sev}: {time.perf_counter() - t:.1f} s", flush=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **out)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--out", default="runs/cls")
+    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--width", type=int, default=96)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train-per-class", type=int, default=None)
+    ap.add_argument("--val-per-class", type=int, default=None)
+    ap.add_argument("--c-per-class", type=int, default=None,
+                    help="test images per class for CIFAR-10-C (None = all 1000)")
+    ap.add_argument("--arms", default=",".join(ARMS))
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    torch.set_num_threads(1) if args.device == "cpu" else None
+    out = Path(args.out)
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    cset = None
+    for arm in args.arms.split(","):
+        cfg = TrainConfig(model=arm, data=args.data, out=str(out / arm), steps=args.steps,
+                          batch=args.batch, lr=args.lr, seed=args.seed,
+                          val_every=max(1, args.steps // 5), ckpt_every=25,
+                          device=args.device, task="classify",
+                          model_config={"width": args.width},
+                          task_config={"train_per_class": args.train_per_class,
+                                       "val_per_class": args.val_per_class})
+        meta = train(cfg, progress=False)
+        print(f"{arm}: {meta['step']} steps, {meta['wall_s']:.0f} s, history "
+              f"{meta['history']}", flush=True)
+        if cset is None:
+            cset = corrupted_set(args.data, args.c_per_class,
+                                 out / f"cifar10c-{args.c_per_class or 'all'}.npz", args.seed)
+        from tvcli._safetensors import load_file
+
+        model = build_model(arm, width=args.width)
+        state = load_file(str(out / arm / "ckpt.safetensors"))
+        model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+        model.to(args.device).eval()
+        labels = torch.from_numpy(cset["labels"])
+        row = {"clean": top1_accuracy(model, torch.from_numpy(cset["clean"]), labels,
+                                      args.device)}
+        for name in CORRUPTIONS:
+            accs = [top1_accuracy(model, torch.from_numpy(cset[f"{name}/{s}"]), labels,
+                                  args.device) for s in range(1, 6) if f"{name}/{s}" in cset]
+            if accs:
+                row[name] = float(np.mean(accs))
+        types = [k for k in row if k != "clean"]
+        row["all"] = float(np.mean([row[k] for k in types])) if types else None
+        results[arm] = {"top1": row, "steps": meta["step"], "wall_s": round(meta["wall_s"], 1),
+                        "val_top1_history": meta["history"],
+                        "lams": getattr(model, "lams", list)(),
+                        "budget": {"steps": args.steps, "batch": args.batch,
+                                   "width": args.width, "train_per_class":
+                                   args.train_per_class, "val_per_class": args.val_per_class,
+                                   "c_per_class": args.c_per_class, "seed": args.seed,
+                                   "threads": torch.get_num_threads(),
+                                   "device": args.device}}
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = results_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(results, indent=1))
+        tmp.replace(results_path)
+        print(json.dumps({arm: results[arm]["top1"]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
