@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from tvcli.models.dexined import DexiNed, DexiNedTV
 from tvcli.models.dncnn import DnCNN, DnCNNTV
 from tvcli.models.ffdnet import FFDNet, FFDNetTV
 
@@ -57,6 +58,12 @@ MODELS: dict[str, ModelSpec] = {
                         "of sigma; ~6x cheaper than DnCNN per pixel), residual"),
     "ffdnet-tv": ModelSpec("ffdnet-tv", FFDNetTV, "FFDNet-style with TV2D-smooth layers at "
                            "input and output, learned per-channel lam (as eq. 14)"),
+    "dexined": ModelSpec("dexined", DexiNed, "DexiNed edge detector (Soria et al. 2020): "
+                         "6 blocks, dense blocks 3-6, 6 side outputs + fused; edge "
+                         "probability maps"),
+    "dexined-tv": ModelSpec("dexined-tv", DexiNedTV, "DexiNed with TV2D-sharp layers (learned "
+                            "lam) on the 2x/4x/8x side outputs and TV2D-smooth on the fused "
+                            "map (Yeh et al. 2022, sec. 4.4)"),
 }
 
 
