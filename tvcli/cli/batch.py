@@ -110,8 +110,12 @@ def plan_jobs(
     skip_existing: bool = False,
     compare: bool = False,
     compare_out: str | None = None,
+    force_ext: str | None = None,
 ) -> list[Job]:
     """Expands ``inputs`` into jobs and names their outputs.
+
+    ``force_ext`` (e.g. ``".png"``) replaces the extension of every output name
+    made here (an output file named by the user is kept as given).
 
     Raises:
         ValueError: the combination of inputs and ``output`` makes no sense
@@ -153,6 +157,11 @@ def plan_jobs(
         else:
             jobs.append(Job(arg, output or str(default_output(path, operation))))
 
+    if force_ext:
+        named = single_file and output not in (None, STDIO) and not into_folder
+        for job in jobs:
+            if job.target and job.target != STDIO and not named:
+                job.target = str(Path(job.target).with_suffix(force_ext))
     _check_targets(jobs, overwrite=overwrite, skip_existing=skip_existing)
     sources = {os.path.realpath(j.source) for j in jobs if j.source != STDIO}
     for job in jobs:

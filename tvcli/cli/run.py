@@ -86,13 +86,20 @@ def run_cmd(
                                  help="Also write OUT.compare.EXT: input | output."),
     as_json: bool = typer.Option(False, "--json", help="One JSON record per file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print errors only."),
+    bits: int = typer.Option(None, "--bits", help="Edge models: 8 or 16-bit output maps "
+                                                  "(default 8)."),
+    thin: bool = typer.Option(False, "--thin", help="Edge models: non-maximum suppression "
+                                                    "(one-pixel-wide edges)."),
 ) -> None:
     """Denoise images with a learned network (DnCNN-TV, the paper's eq. 14; DnCNN;
-    the faster FFDNet-style ffdnet-tv / ffdnet, one model for sigma 0-55).
+    the faster FFDNet-style ffdnet-tv / ffdnet, one model for sigma 0-55), or
+    detect edges (dexined-tv, dexined: PNG edge-probability maps, --bits 8/16,
+    --thin for NMS-thinned maps).
 
     Examples:  tvcli run dncnn-tv noisy.png --sigma 25   |
     tvcli run dncnn-tv photos/ -o clean/ --sigma 50   |
-    tvcli run dncnn-tv clean.png --add-noise 25 --compare
+    tvcli run dncnn-tv clean.png --add-noise 25 --compare   |
+    tvcli run dexined-tv photos/ -o edges/ --bits 16
     """
     from tvcli.cli import batch
     from tvcli.cli.smooth import resolve_device
@@ -105,12 +112,19 @@ def run_cmd(
         raise CLIError("--overwrite and --skip-existing exclude each other")
     if as_json and output == "-":
         raise CLIError("--json cannot be used with -o - (stdout carries the image)")
+    edge = bool(getattr(MODELS[model_name].builder, "is_edge_detector", False))
+    if not edge and (bits is not None or thin):
+        raise CLIError(f"--bits and --thin are for edge models; {model_name} is a denoiser")
+    if bits is not None and bits not in (8, 16):
+        raise CLIError(f"--bits must be 8 or 16, got {bits}")
+    if edge and (add_noise is not None or compare):
+        raise CLIError("--add-noise and --compare are for denoisers, not edge models")
     if add_noise is not None:
         sigma = add_noise
     try:
         jobs = batch.plan_jobs(inputs, output, model_name, recursive=recursive,
                                overwrite=overwrite, skip_existing=skip_existing,
-                               compare=compare)
+                               compare=compare, force_ext=".png" if edge else None)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     import torch
@@ -119,9 +133,24 @@ def run_cmd(
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     try:
-        model, entry = load_pretrained(model_name, sigma, device=dev)
+        model, entry = load_pretrained(model_name, None if edge else sigma, device=dev)
     except (WeightsError, OSError) as exc:
         raise CLIError(str(exc)) from None
+
+    if edge:
+        from tvcli.models.inference import EdgeProbability
+
+        prob = EdgeProbability(model).eval()
+
+        def process(job):
+            return _edge_job(job, prob, entry, dev, tile or None, overlap, bits or 8, thin)
+
+        records = batch.run_jobs(jobs, process, as_json=as_json, quiet=quiet,
+                                 label=model_name)
+        code = batch.summarize(records)
+        if code:
+            raise typer.Exit(code)
+        return
 
     def process(job):
         return _process_job(job, model, entry, dev, tile or None, overlap, add_noise, seed,
@@ -170,4 +199,59 @@ def _process_job(job, model, entry, device, tile, overlap, add_noise, seed, sigm
         extra={"model": entry["model"], "weights": entry["file"],
                "trained_sigma": entry["sigma"], "sigma_range": entry.get("sigma_range"),
                "sigma": sigma, "added_noise": add_noise},
+    )
+
+
+def edge_map_array(prob_model, img, *, device: str, tile: int | None, overlap: int,
+                   thin: bool = False):
+    """Edge probability (H, W) float32 in [0, 1] of a float32 (H, W, C) image in
+    [0, 1]: gray is repeated to RGB, alpha ignored; ``thin`` applies NMS."""
+    import numpy as np
+    import torch
+
+    from tvcli.models.inference import denoise
+
+    channels = img.shape[2]
+    color = channels - 1 if channels in (2, 4) else channels
+    x = torch.from_numpy(np.ascontiguousarray(img[:, :, :color].transpose(2, 0, 1)))
+    x = x.expand(3, -1, -1) if color == 1 else x[:3]
+    with torch.inference_mode():
+        e = denoise(prob_model, x.to(device), tile=tile, overlap=overlap)[0].float().cpu()
+    e = e.numpy()
+    if thin:
+        from tvcli.edge_eval import nms
+
+        e = nms(e).astype(np.float32)
+    return np.clip(e, 0, 1)
+
+
+def _edge_job(job, prob_model, entry, device, tile, overlap, bits, thin):
+    import sys
+    from pathlib import Path
+
+    from tvcli import io
+    from tvcli.cli.batch import STDIO, Record
+
+    start = time.perf_counter()
+    if job.source == STDIO:
+        img, meta = io.decode_image(sys.stdin.buffer.read(), "<stdin>")
+    else:
+        img, meta = io.read_image(job.source)
+    e = edge_map_array(prob_model, img, device=device, tile=tile, overlap=overlap, thin=thin)
+    dtype = "uint16" if bits == 16 else "uint8"
+    if job.target == STDIO:
+        sys.stdout.buffer.write(io.encode_image(e[:, :, None], "png", dtype))
+        sys.stdout.buffer.flush()
+    else:
+        io.ensure_folder(Path(job.target).parent)
+        try:
+            io.write_image(job.target, e, dtype=dtype)
+        except io.ImageError as exc:
+            raise io.ImageWriteError(f"{job.target}: {exc} (edge maps need PNG or TIFF for "
+                                     "16 bits)") from None
+    return Record(
+        input=job.source, output=job.target, status="ok", size=[meta.width, meta.height],
+        channels=1, bit_depth=bits, seconds=round(time.perf_counter() - start, 4),
+        compare=None, extra={"model": entry["model"], "weights": entry["file"],
+                             "thin": thin},
     )

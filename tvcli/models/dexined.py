@@ -94,6 +94,9 @@ class DexiNed(nn.Module):
     """
 
     n_side = 6
+    takes_sigma = False
+    tile_multiple = 16  # tiles keep the 1/16 grid of the deepest blocks
+    is_edge_detector = True
 
     def __init__(self, width: int = 16):
         super().__init__()
