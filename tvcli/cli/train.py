@@ -57,6 +57,9 @@ def train_cmd(
 
     if model not in MODELS:
         raise CLIError(f"unknown model {model!r}; known: {', '.join(sorted(MODELS))}")
+    if getattr(MODELS[model].builder, "is_edge_detector", False):
+        raise CLIError(f"{model} is an edge detector: train it on BSDS500 with "
+                       "benchmarks/edges_train.py (docs/edges.md)")
     if not (data / "manifest.json").exists():
         raise CLIError(f"{data} has no manifest.json: run `tvcli data fetch {data}` first")
     if device.startswith("cuda") and not torch.cuda.is_available():
