@@ -21,7 +21,7 @@ the benchmark. tvcli computes that count exactly as a **maximum-cardinality
 bipartite matching** on the graph of all pairs within the tolerance: a
 Hopcroft-Karp matcher compiled into ``tvcli._C`` (``csrc/cpu/edge_match.cpp``),
 or without the compiled engine SciPy's sparse LAPJV on the outlier
-formulation (slower; see :func:`max_matching`).
+formulation (also exact, slower; see :func:`max_matching`).
 It can differ from BSDS's count only where BSDS's approximations (sparse
 outlier graph, CSA's epsilon-optimality, long augmenting paths whose summed
 distances exceed two outlier costs) leave a pair unmatched; the tests bound the
@@ -312,8 +312,10 @@ def max_matching(indptr: np.ndarray, indices: np.ndarray, n_cols: int,
         backend: ``"auto"`` (the compiled Hopcroft-Karp when built, else
             ``"scipy"``), ``"compiled"`` or ``"scipy"``: SciPy's sparse
             LAPJV (``min_weight_full_bipartite_matching``) on the BSDS outlier
-            formulation (pairs cost 1, a node left unmatched costs 100), which
-            maximises the count for all but pathological graphs. SciPy's own
+            formulation (pairs cost 1, a node left unmatched costs 100; the
+            outlier nodes pair up along the real pairs, so every matching
+            extends to a perfect one and its cost falls strictly with its size:
+            the minimum is a maximum-cardinality matching). SciPy's own
             Hopcroft-Karp is not used: it takes seconds on some of these graphs.
         rows: optional (k,) row indices: match the sub-graph of those rows.
     Returns:
