@@ -120,7 +120,7 @@ def _export_random(weights: Path, name: str) -> None:
     save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(f))
     man = weights / "manifest.json"
     entries = json.loads(man.read_text())["weights"] if man.exists() else []
-    entries.append({"model": name, "file": f.name, "config": {"width": 8}, "sigma": None,
+    entries.append({"model": name, "file": f.name, "config": {"width": 8},
                     "sha256": hashlib.sha256(f.read_bytes()).hexdigest()})
     man.write_text(json.dumps({"weights": entries}))
 
@@ -148,3 +148,16 @@ def test_cli_run_edges(tmp_path, monkeypatch):
     assert a8.dtype == np.uint8 and a8.shape == (30, 41)
     bad = CliRunner().invoke(app, ["run", "dncnn", str(tmp_path / "in"), "--thin"])
     assert bad.exit_code != 0 and "edge models" in str(bad.exception)
+
+
+def test_models_lists_edge_weights(tmp_path, monkeypatch):
+    """An exported edge entry (no sigma, no PSNR) in the manifest: `tvcli models`
+    lists it and `tvcli run` finds it next to denoiser entries."""
+    _export_random(tmp_path / "w", "dexined")
+    man = json.loads((tmp_path / "w" / "manifest.json").read_text())
+    man["weights"][0].update(task="edges", sigma=None, steps=3, wall_s=60.0)
+    (tmp_path / "w" / "manifest.json").write_text(json.dumps(man))
+    monkeypatch.setenv("TVCLI_WEIGHTS_DIR", str(tmp_path / "w"))
+    res = CliRunner().invoke(app, ["models"])
+    assert res.exit_code == 0, res.output
+    assert "dexined-test.safetensors" in res.output

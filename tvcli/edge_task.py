@@ -188,7 +188,8 @@ class EdgeTask(Task):
         return "bsds"
 
     def manifest_fields(self) -> dict:
-        return {"task": "edges", "train_data": "BSDS500 train+val (RCF consensus labels)",
+        return {"task": "edges", "sigma": None,
+                "train_data": "BSDS500 train+val (RCF consensus labels)",
                 "val_hold": self.val_hold}
 
 

@@ -121,6 +121,10 @@ def models_cmd(
             if w is None:
                 table.add_row(name, "-", "no weights shipped", "-", "-", "-")
             else:
+                if w.get("task") == "edges":  # an edge detector: no noise level, no PSNR
+                    table.add_row(name, "-", w["file"], str(w["steps"]),
+                                  f"{w['wall_s'] / 60:.0f} min", "-")
+                    continue
                 sig = (f"{w['sigma']:g}" if w["sigma"] is not None else
                        "{:g}-{:g} (blind)".format(*w["sigma_range"]))
                 table.add_row(name, sig, w["file"], str(w["steps"]),

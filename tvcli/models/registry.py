@@ -108,6 +108,8 @@ def find_weights(name: str, sigma: float | None = None, folder: Path | None = No
         if e.get("sigma_range"):
             lo, hi = e["sigma_range"]
             return 0.0 if sigma is None else max(lo - sigma, sigma - hi, 0.0)
+        if e.get("sigma") is None:  # no noise level (an edge detector)
+            return 0.0
         return e["sigma"] if sigma is None else abs(e["sigma"] - sigma)
 
     return min(entries, key=distance)
