@@ -161,3 +161,20 @@ def test_models_lists_edge_weights(tmp_path, monkeypatch):
     res = CliRunner().invoke(app, ["models"])
     assert res.exit_code == 0, res.output
     assert "dexined-test.safetensors" in res.output
+
+
+def test_shipped_edge_weights_find_a_straight_edge():
+    """The shipped edge detectors load (sha256 checked) and put the edge of a
+    two-tone image where it is."""
+    from tvcli.models import list_weights, load_pretrained
+
+    names = sorted({w["model"] for w in list_weights() if w.get("task") == "edges"})
+    if not names:
+        pytest.skip("no edge weights shipped")
+    x = torch.full((1, 3, 64, 96), 0.2)
+    x[..., 48:] = 0.8
+    for name in names:
+        model, _ = load_pretrained(name)
+        e = model.edge_map(x)[0, 0]
+        col = e[16:48].mean(0)
+        assert 46 <= int(col.argmax()) <= 49, (name, int(col.argmax()))
