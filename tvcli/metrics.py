@@ -58,23 +58,17 @@ Edge ODS / OIS / AP (BSDS protocol, Arbelaez et al. 2011)
     linearly on the recall grid 0, 0.01, ..., 1 and taken as 0 outside the
     measured recall range.
 
-    Choice of implementation: the matching, thinning and per-threshold counts
-    come from the PyPI package ``pyEdgeEval`` (0.2.8, import name
-    ``pyEdgeEval``; optional extra ``tvcli[edges]``), a Cython port of the
-    BSDS500 benchmark's own C++ matcher (``correspondPixels``, Goldberg's CSA
-    assignment) and of its evaluation loop, whose author validated it against
-    the MATLAB benchmark (differences around 0.01 %). Its ODS interpolation and
-    F-measure helpers are used as they are. The data-set aggregation (OIS and
-    AP, about twenty lines) is written here because the package only offers it
-    inside a file-based, multiprocessing driver that prints progress bars; it
-    follows BSDS's ``collect_eval_bdry.m`` and is tested against that driver.
-    The other candidate on PyPI, ``edgeval`` (0.1.1), needs the CUDA toolkit
-    (nvcc) at install time and ships prebuilt binaries in its sdist, so it
-    cannot be installed on CPU-only machines. A hand-written matcher was not
-    written: the BSDS assignment is subtle (outlier costs, approximate
-    CSA matching) and its exact reproduction is what makes numbers comparable.
-    Note: the C++ matcher is GPL-2.0 (pyEdgeEval itself is MIT); tvcli only
-    imports it when installed and never ships it.
+    Implementation: tvcli's own (:mod:`tvcli.edge_eval`): thinning as MATLAB's
+    ``bwmorph(.., 'thin', Inf)``, the matched-pixel counts of the BSDS
+    matcher computed exactly as a maximum-cardinality bipartite matching (the
+    BSDS cost makes unmatched pixels 100x dearer than any match; only the
+    count enters the benchmark), and the F / ODS / OIS / AP formulas of
+    ``collect_eval_bdry.m``. ``backend="pyedgeeval"`` uses instead the PyPI
+    package ``pyEdgeEval`` (optional extra ``tvcli[edges]``), a Cython port of
+    the BSDS C++ matcher (``correspondPixels``, Goldberg's approximate CSA;
+    GPL-2.0, never shipped by tvcli): about 50x slower, kept as the reference
+    the tests compare with (agreement within 0.005 ODS / OIS / AP on BSDS500
+    test images; see docs/edges.md).
 """
 
 from __future__ import annotations
@@ -404,7 +398,8 @@ def wmae(pred: torch.Tensor, gts: torch.Tensor,
 
 
 def edge_backend_available() -> bool:
-    """Whether pyEdgeEval (with its OpenCV dependency) can be imported."""
+    """Whether the reference backend pyEdgeEval (with OpenCV) can be imported
+    (tvcli's own backend needs only SciPy)."""
     try:
         _pyedgeeval()
         return True
@@ -419,11 +414,37 @@ def _pyedgeeval():
         from pyEdgeEval.common.binary_label.evaluate_boundaries import (  # type: ignore
             evaluate_boundaries_threshold_multiple_gts,
         )
-        from pyEdgeEval.common.metrics import (  # type: ignore
-            compute_rec_prec_f1,
-            interpolated_max_scores,
-        )
-    return evaluate_boundaries_threshold_multiple_gts, compute_rec_prec_f1, interpolated_max_scores
+    return evaluate_boundaries_threshold_multiple_gts
+
+
+def _rec_prec_f(count_r, sum_r, count_p, sum_p):
+    """BSDS recall, precision and F (0 where undefined), element-wise."""
+    count_r, sum_r, count_p, sum_p = (np.asarray(a, np.float64)
+                                      for a in (count_r, sum_r, count_p, sum_p))
+    rec = count_r / (sum_r + (sum_r == 0))
+    prec = count_p / (sum_p + (sum_p == 0))
+    den = prec + rec
+    return rec, prec, 2.0 * prec * rec / (den + (den == 0))
+
+
+def _interpolated_max_f(th: np.ndarray, rec: np.ndarray, prec: np.ndarray):
+    """BSDS ``maxF``: the best F along straight lines between consecutive
+    thresholds' (t, R, P), 101 points per segment; the first maximum wins.
+    Returns (t, R, P, F)."""
+    th, rec, prec = (np.asarray(a, np.float64) for a in (th, rec, prec))
+    if th.size == 1:
+        return th[0], rec[0], prec[0], _rec_prec_f(rec[0], 1, prec[0], 1)[2]
+    d = np.linspace(0.0, 1.0, 101)[None, :]
+    t = th[1:, None] * d + th[:-1, None] * (1 - d)
+    r = rec[1:, None] * d + rec[:-1, None] * (1 - d)
+    p = prec[1:, None] * d + prec[:-1, None] * (1 - d)
+    den = p + r
+    f = 2 * p * r / (den + (den == 0))
+    f0 = _rec_prec_f(rec[0], 1, prec[0], 1)[2]
+    k = int(np.argmax(f))
+    if not f.flat[k] > f0:
+        return th[0], rec[0], prec[0], f0
+    return t.flat[k], r.flat[k], p.flat[k], f.flat[k]
 
 
 def bsds_thresholds(n: int = 99) -> np.ndarray:
@@ -469,6 +490,7 @@ def edge_counts(
     thresholds: int | np.ndarray = 99,
     max_dist: float = 0.0075,
     thin: bool = True,
+    backend: str = "tvcli",
 ) -> EdgeCounts:
     """Matches one edge map to its human boundary maps at every threshold.
 
@@ -479,15 +501,18 @@ def edge_counts(
             explicit 1-D array; ``pred >= t`` is the binary map at t.
         max_dist: match tolerance as a fraction of the image diagonal.
         thin: thin each binary map to 1-pixel edges first (BSDS default).
+        backend: ``"tvcli"`` (:mod:`tvcli.edge_eval`) or ``"pyedgeeval"``
+            (the reference port of the BSDS code; slow).
 
     Returns:
         :class:`EdgeCounts` with arrays of shape (T,).
 
     Raises:
-        ImportError: pyEdgeEval is not installed (``pip install tvcli[edges]``).
-        ValueError: shapes differ.
+        ImportError: backend pyedgeeval without pyEdgeEval installed.
+        ValueError: shapes differ, unknown backend.
     """
-    evaluate, _, _ = _pyedgeeval()
+    if backend not in ("tvcli", "pyedgeeval"):
+        raise ValueError(f"unknown edge backend {backend!r} (tvcli or pyedgeeval)")
     p = np.asarray(pred.detach().cpu() if isinstance(pred, torch.Tensor) else pred,
                    dtype=np.float64)
     if p.ndim == 3 and p.shape[-1] == 1:
@@ -502,8 +527,14 @@ def edge_counts(
         if x.shape != p.shape:
             raise ValueError(f"ground truth {x.shape} and edge map {p.shape} sizes differ")
     th = bsds_thresholds(thresholds) if isinstance(thresholds, int) else np.asarray(thresholds)
-    gts_bool = np.stack([x > 0 for x in g])
-    cr, sr, cp, sp = evaluate(th, p, gts_bool, max_dist=max_dist, apply_thinning=thin)
+    gts_bool = [x > 0 for x in g]
+    if backend == "pyedgeeval":
+        cr, sr, cp, sp = _pyedgeeval()(th, p, np.stack(gts_bool), max_dist=max_dist,
+                                       apply_thinning=thin)
+    else:
+        from tvcli.edge_eval import edge_counts_fast
+
+        cr, sr, cp, sp = edge_counts_fast(p, gts_bool, th, max_dist, thin)
     return EdgeCounts(np.asarray(cr, float), np.asarray(sr, float), np.asarray(cp, float),
                       np.asarray(sp, float))
 
@@ -511,7 +542,7 @@ def edge_counts(
 def edge_aggregate(counts: Sequence[EdgeCounts], thresholds: int | np.ndarray = 99) -> EdgeResult:
     """ODS, OIS and AP over a data set from per-image :class:`EdgeCounts`
     (BSDS ``collect_eval_bdry.m``; see the module docstring)."""
-    _, prf, interp_max = _pyedgeeval()
+    prf, interp_max = _rec_prec_f, _interpolated_max_f
     th = bsds_thresholds(thresholds) if isinstance(thresholds, int) else np.asarray(thresholds)
     if not counts:
         raise ValueError("no images to aggregate")
@@ -549,18 +580,19 @@ def edge_ods_ois_ap(
     thresholds: int | np.ndarray = 99,
     max_dist: float = 0.0075,
     thin: bool = True,
+    backend: str = "tvcli",
 ) -> EdgeResult:
     """ODS / OIS / AP of a data set.
 
     Args:
         preds: N edge maps, each (H_n, W_n) float in [0, 1].
         gts: for each image, its K_n boundary maps ((K_n, H_n, W_n) or a list).
-        thresholds, max_dist, thin: as :func:`edge_counts`.
+        thresholds, max_dist, thin, backend: as :func:`edge_counts`.
 
     Returns:
         :class:`EdgeResult`.
     """
     if len(preds) != len(gts):
         raise ValueError(f"{len(preds)} edge maps but {len(gts)} ground-truth sets")
-    return edge_aggregate([edge_counts(p, g, thresholds, max_dist, thin)
+    return edge_aggregate([edge_counts(p, g, thresholds, max_dist, thin, backend)
                            for p, g in zip(preds, gts, strict=True)], thresholds)

@@ -145,6 +145,7 @@ def plan_jobs(
     compare_out: str | None = None,
     extra_outputs: Iterable[str | os.PathLike] = (),
     owns: Callable[[Job], bool] | None = None,
+    force_ext: str | None = None,
 ) -> list[Job]:
     """Expands ``inputs`` into jobs and names their outputs.
 
@@ -152,7 +153,9 @@ def plan_jobs(
     report): they take part in the collision check (:func:`check_output_plan`).
     ``owns`` (``--shard``): the jobs this process will run; stale temporary
     files are removed only beside those, never beside another shard's outputs
-    (which that shard may be writing right now).
+    (which that shard may be writing right now). ``force_ext`` (e.g. ``".png"``)
+    replaces the extension of every output name made here (an output file named
+    by the user is kept as given).
 
     Raises:
         ValueError: the combination of inputs and ``output`` makes no sense
@@ -196,6 +199,11 @@ def plan_jobs(
         else:
             jobs.append(Job(arg, output or str(default_output(path, operation))))
 
+    if force_ext:
+        named = single_file and output not in (None, STDIO) and not into_folder
+        for job in jobs:
+            if job.target and job.target != STDIO and not named:
+                job.target = str(Path(job.target).with_suffix(force_ext))
     _check_targets(jobs, overwrite=overwrite, skip_existing=skip_existing)
     for job in jobs:
         if job.error is None and not job.skip and job.target != STDIO:

@@ -23,6 +23,15 @@ Several ground truths per image (WRMSE / WMAE, BSDS-style edge sets)
   their pixel counts. The EPS substitute benchmark (``tvcli data eps``) writes
   this layout: ``gt/<stem>/<filter>.png``.
 
+BSDS ground truths (edge metrics)
+  A ground truth ``gt/<stem>.mat`` in the BSDS300/500 layout (a cell
+  ``groundTruth`` of structs with ``Boundaries``, read with SciPy) counts as
+  its K annotators' boundary maps, each a ground truth, as the BSDS benchmark
+  does: ``tvcli eval edges/ BSDS500/groundTruth/test -m ods,ois,ap``. Edge maps
+  are thinned at every threshold; ``--nms`` first applies non-maximum
+  suppression (for dense maps; :func:`tvcli.edge_eval.nms`). The benchmark is
+  tvcli's own (:mod:`tvcli.edge_eval`); ``--jobs`` evaluates images in parallel.
+
 Units
   Images are read into [0, 1] (8-bit / 255, 16-bit / 65535; float files as
   stored). ``--data-range`` is the range of the data as read (1 unless float
@@ -66,9 +75,12 @@ class Pair:
     votes: list[float] = field(default_factory=list)
 
 
-def _images_under(root: Path) -> list[Path]:
+_GT_EXTENSIONS = tuple(IMAGE_EXTENSIONS) + (".mat",)
+
+
+def _images_under(root: Path, exts=IMAGE_EXTENSIONS) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file()
-                  and p.suffix.lower() in IMAGE_EXTENSIONS)
+                  and p.suffix.lower() in exts)
 
 
 def _gt_set(folder: Path) -> tuple[list[Path], list[float]]:
@@ -128,7 +140,7 @@ def pair_up(pred: Path, gt: Path) -> tuple[list[Pair], list[tuple[str, str]]]:
         folder = gt / rel
         parent = gt / rel.parent
         cands = [c for c in parent.glob(f"{glob.escape(rel.name)}.*")
-                 if c.is_file() and c.suffix.lower() in IMAGE_EXTENSIONS] \
+                 if c.is_file() and c.suffix.lower() in _GT_EXTENSIONS] \
             if parent.is_dir() else []
         if folder.is_dir():
             try:
@@ -150,7 +162,7 @@ def pair_up(pred: Path, gt: Path) -> tuple[list[Pair], list[tuple[str, str]]]:
             errors.append((name, f"no ground truth for {p} (looked for {gt / rel}.* and "
                            f"{gt / rel}/)"))
     pred_names = {e[0] for e in errors} | {q.name for q in pairs}
-    for g in _images_under(gt):
+    for g in _images_under(gt, _GT_EXTENSIONS):
         if g in used_gt:
             continue
         rel = g.relative_to(gt).with_suffix("").as_posix()
@@ -176,7 +188,7 @@ def _parse_metrics(spec: str) -> list[str]:
 
 
 def evaluate_pair(pair: Pair, metrics: list[str], data_range: float, device: str,
-                  thresholds: int, max_dist: float) -> tuple[dict, object]:
+                  thresholds: int, max_dist: float, nms: bool = False) -> tuple[dict, object]:
     """Metrics of one pair. Returns ``(row, edge_counts_or_None)``; raises
     ValueError with a one-line message for unreadable files or size mismatch."""
     import numpy as np
@@ -186,16 +198,31 @@ def evaluate_pair(pair: Pair, metrics: list[str], data_range: float, device: str
     from tvcli.io import read_image
 
     pred, _ = read_image(pair.pred)
-    gts = [read_image(g)[0] for g in pair.gts]
     edges = any(m in _EDGE for m in metrics)
-    for g, gp in zip(gts, pair.gts, strict=True):
+    gts, votes, labels = [], [], []
+    for g, v in zip(pair.gts, pair.votes, strict=True):
+        if g.suffix.lower() == ".mat":
+            if any(m not in _EDGE for m in metrics):
+                raise ValueError(f"{g.name}: a BSDS .mat ground truth serves only the edge "
+                                 "metrics (ods, ois, ap)")
+            from tvcli.data.bsds import read_bsds_boundaries
+
+            maps = read_bsds_boundaries(g)  # K annotators, each one ground truth
+            gts += [b[:, :, None].astype(np.float32) for b in maps]
+            votes += [v] * len(maps)
+            labels += [f"{g.name}[{k}]" for k in range(len(maps))]
+        else:
+            gts.append(read_image(g)[0])
+            votes.append(v)
+            labels.append(g.name)
+    for g, label in zip(gts, labels, strict=True):
         if g.shape[:2] != pred.shape[:2]:
             raise ValueError(f"size mismatch: prediction {pred.shape[1]}x{pred.shape[0]} vs "
-                             f"ground truth {gp.name} {g.shape[1]}x{g.shape[0]} (W x H)")
+                             f"ground truth {label} {g.shape[1]}x{g.shape[0]} (W x H)")
         if g.shape[2] != pred.shape[2] and any(m not in _EDGE for m in metrics):
             raise ValueError(f"channel mismatch: prediction has {pred.shape[2]}, ground "
-                             f"truth {gp.name} has {g.shape[2]}")
-    w = M.normalize_weights(torch.tensor(pair.votes, dtype=torch.float64))
+                             f"truth {label} has {g.shape[2]}")
+    w = M.normalize_weights(torch.tensor(votes, dtype=torch.float64))
     row: dict = {}
     p_t = torch.from_numpy(pred).permute(2, 0, 1).to(device)
     g_t = torch.stack([torch.from_numpy(g).permute(2, 0, 1) for g in gts]).to(device) \
@@ -220,6 +247,10 @@ def evaluate_pair(pair: Pair, metrics: list[str], data_range: float, device: str
     counts = None
     if edges:
         e = pred.mean(axis=2)
+        if nms:
+            from tvcli.edge_eval import nms as edge_nms
+
+            e = edge_nms(e)
         counts = M.edge_counts(e, [np.asarray(g.max(axis=2)) for g in gts],
                                thresholds=thresholds, max_dist=max_dist)
         if "ois" in metrics:
@@ -267,6 +298,11 @@ def eval_cmd(
     merge: bool = typer.Option(
         False, "--merge", help="Merge part files written by --summary (one per shard) "
                                "into the report of the whole data set."),
+    nms: bool = typer.Option(False, "--nms", help="Edge metrics: non-maximum suppression of "
+                                                  "each edge map first (for dense maps, as "
+                                                  "HED/RCF/DexiNed are evaluated)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1,
+                             help="Edge metrics: images evaluated in parallel processes."),
 ) -> None:
     """Evaluate predictions against ground truth: PSNR, SSIM, WRMSE/WMAE, edge ODS/OIS/AP.
 
@@ -298,12 +334,13 @@ def eval_cmd(
                        "need --merge", 2)
     pred, gt = paths
     _evaluate_cmd(pred, gt, metric, data_range, as_json, as_csv, thresholds, max_dist, device,
-                  shard, summary)
+                  shard, summary, nms, jobs)
 
 
 def _evaluate_cmd(pred: Path, gt: Path, metric: str, data_range: float, as_json: bool,
                   as_csv: bool, thresholds: int, max_dist: float, device: str,
-                  shard_text: str | None, summary: str | None) -> None:
+                  shard_text: str | None, summary: str | None, nms: bool = False,
+                  jobs: int = 1) -> None:
     """``tvcli eval PRED GT``: checks the options, evaluates (this shard's share of)
     the pairs, prints the report and writes the ``--summary`` part file."""
     import time
@@ -331,12 +368,6 @@ def _evaluate_cmd(pred: Path, gt: Path, metric: str, data_range: float, as_json:
             raise typer.Exit(code)
         return
     metrics = _parse_metrics(metric)
-    if any(m in _EDGE for m in metrics):
-        from tvcli.metrics import edge_backend_available
-
-        if not edge_backend_available():
-            raise CLIError("edge metrics (ods, ois, ap) need pyEdgeEval and OpenCV: "
-                           "pip install 'tvcli[edges]'", 2)
     if device != "cpu":
         import torch
 
@@ -363,12 +394,13 @@ def _evaluate_cmd(pred: Path, gt: Path, metric: str, data_range: float, as_json:
         errors = [e for e in errors if sh.shard_of(e[0], shard.count) == shard.index]
     rows: list[dict] = []
     counts = []
-    for i, pair in indexed:
-        try:
-            row, c = evaluate_pair(pair, metrics, data_range, device, thresholds, max_dist)
-        except ValueError as exc:
-            errors.append((pair.name, str(exc).splitlines()[0], [1, i]))
+    args = (metrics, data_range, device, thresholds, max_dist, nms)
+    results = _map_pairs([p for _, p in indexed], args, jobs)
+    for (i, pair), res in zip(indexed, results, strict=True):
+        if isinstance(res, str):
+            errors.append((pair.name, res, [1, i]))
             continue
+        row, c = res
         rows.append({"name": pair.name, "pred": str(pair.pred),
                      "gt": [str(g) for g in pair.gts], **row})
         rows[-1]["_index"] = i
@@ -376,7 +408,7 @@ def _evaluate_cmd(pred: Path, gt: Path, metric: str, data_range: float, as_json:
             rows[-1]["_edge_counts"] = c
             counts.append(c)
     settings = {"metrics": metrics, "data_range": data_range, "thresholds": thresholds,
-                "max_dist": max_dist}
+                "max_dist": max_dist, "nms": nms}
     result = _result(str(pred), str(gt), settings, rows, counts, errors)
     if part_path is not None:
         from tvcli.cli.eval_merge import part_file
@@ -434,6 +466,35 @@ def _emit(result: dict, errors: list[tuple[str, str]], as_json: bool, as_csv: bo
         raise CLIError("nothing could be evaluated", 1)
     if errors:
         raise typer.Exit(1)
+
+
+def _eval_one(pair: Pair, args: tuple):
+    """evaluate_pair, or the one-line message of its ValueError."""
+    try:
+        return evaluate_pair(pair, *args)
+    except ValueError as exc:
+        return str(exc).splitlines()[0]
+
+
+def _map_pairs(pairs: list[Pair], args: tuple, jobs: int):
+    """Results of :func:`_eval_one` in order; ``jobs`` > 1 uses forked worker
+    processes (one torch thread each)."""
+    if jobs <= 1 or len(pairs) < 2:
+        yield from (_eval_one(p, args) for p in pairs)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    with ProcessPoolExecutor(max_workers=min(jobs, len(pairs)), mp_context=mp.get_context("fork"),
+                             initializer=_worker_init) as pool:
+        yield from pool.map(partial(_eval_one, args=args), pairs, chunksize=1)
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def _csv(v: float | None) -> str:

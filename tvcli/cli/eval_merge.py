@@ -32,7 +32,7 @@ import numpy as np
 
 KIND = "tvcli-eval-part"
 VERSION = 1
-_SETTINGS = ("metrics", "data_range", "thresholds", "max_dist")
+_SETTINGS = ("metrics", "data_range", "thresholds", "max_dist", "nms")
 
 
 def part_file(result: dict, rows: list[dict], errors: list, shard, n_planned: int,

@@ -116,17 +116,24 @@ def run_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print errors only."),
     shard: str = typer.Option(None, "--shard", metavar="K/N|auto", help=SHARD_HELP),
     summary: str = typer.Option(None, "--summary", metavar="FILE.json", help=SUMMARY_HELP),
+    bits: int = typer.Option(None, "--bits", help="Edge models: 8 or 16-bit output maps "
+                                                  "(default 8)."),
+    thin: bool = typer.Option(False, "--thin", help="Edge models: non-maximum suppression "
+                                                    "(one-pixel-wide edges)."),
 ) -> None:
     """Denoise images with a learned network (DnCNN-TV, the paper's eq. 14; DnCNN;
     the faster FFDNet-style ffdnet-tv / ffdnet, one model for sigma 0-55), smooth
     them while keeping edges (eps-tv, the paper's ResNet-TV; eps, ResNet; --sigma
-    does not apply), or classify them (allconv, allconv-tv-smooth, allconv-tv-sharp:
-    class and probabilities per image; 32x32 input, other sizes resized).
+    does not apply), detect edges (dexined-tv, dexined: PNG edge-probability maps,
+    --bits 8/16, --thin for NMS-thinned maps), or classify them (allconv,
+    allconv-tv-smooth, allconv-tv-sharp: class and probabilities per image; 32x32
+    input, other sizes resized).
 
     Examples:  tvcli run dncnn-tv noisy.png --sigma 25   |
     tvcli run dncnn-tv photos/ -o clean/ --sigma 50   |
     tvcli run dncnn-tv clean.png --add-noise 25 --compare   |
-    tvcli run eps-tv photos/ -o smooth/
+    tvcli run eps-tv photos/ -o smooth/   |
+    tvcli run dexined-tv photos/ -o edges/ --bits 16
 
     Outputs keep bit depth, alpha, ICC profile, DPI and EXIF where the format can hold
     them; not kept: XMP/IPTC, PNG text and gamma chunks, EXIF in TIFF/BMP, ICC in BMP,
@@ -159,6 +166,13 @@ def run_cmd(
         raise CLIError("--json cannot be used with -o - (stdout carries the image)")
     if overlap is not None:  # a default overlap is capped to the tile below
         check_tiling(tile, overlap)
+    edge = bool(getattr(MODELS[model_name].builder, "is_edge_detector", False))
+    if not edge and (bits is not None or thin):
+        raise CLIError(f"--bits and --thin are for edge models; {model_name} is a denoiser")
+    if bits is not None and bits not in (8, 16):
+        raise CLIError(f"--bits must be 8 or 16, got {bits}")
+    if edge and (add_noise is not None or compare):
+        raise CLIError("--add-noise and --compare are for denoisers, not edge models")
     if add_noise is not None:
         sigma = add_noise
     try:
@@ -167,7 +181,8 @@ def run_cmd(
                                overwrite=overwrite, skip_existing=skip_existing,
                                compare=compare,
                                extra_outputs=[summary_file] if summary_file else (),
-                               owns=owner_filter(inputs, shard_spec))
+                               owns=owner_filter(inputs, shard_spec),
+                               force_ext=".png" if edge else None)
         batch.refuse_binary_to_terminal(jobs)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
@@ -177,7 +192,7 @@ def run_cmd(
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     try:
-        model, entry = load_pretrained(model_name, sigma, device=dev)
+        model, entry = load_pretrained(model_name, None if edge else sigma, device=dev)
     except (WeightsError, OSError) as exc:
         raise CLIError(str(exc)) from None
     warn_untrained_sigma(model_name, entry, sigma)
@@ -186,6 +201,21 @@ def run_cmd(
         overlap = int(getattr(model, "tile_overlap", 48))
         if tile:  # a default overlap never leaves tiles less than half new pixels
             overlap = min(overlap, tile // 2)
+
+    if edge:
+        from tvcli.models.inference import EdgeProbability
+
+        prob = EdgeProbability(model).eval()
+
+        def process(job):
+            return _edge_job(job, prob, entry, dev, tile or None, overlap, bits or 8, thin)
+
+        code = run_batch("run", inputs, jobs, process, shard=shard_spec, summary=summary,
+                         as_json=as_json, quiet=quiet, label=model_name,
+                         extra={"model": model_name})
+        if code:
+            raise typer.Exit(code)
+        return
 
     def process(job):
         return _process_job(job, model, entry, dev, tile or None, overlap, add_noise, seed,
@@ -238,4 +268,59 @@ def _process_job(job, model, entry, device, tile, overlap, add_noise, seed, sigm
         extra={"model": entry["model"], "weights": entry["file"],
                "trained_sigma": entry["sigma"], "sigma_range": entry.get("sigma_range"),
                "sigma": sigma, "added_noise": add_noise},
+    )
+
+
+def edge_map_array(prob_model, img, *, device: str, tile: int | None, overlap: int,
+                   thin: bool = False):
+    """Edge probability (H, W) float32 in [0, 1] of a float32 (H, W, C) image in
+    [0, 1]: gray is repeated to RGB, alpha ignored; ``thin`` applies NMS."""
+    import numpy as np
+    import torch
+
+    from tvcli.models.inference import denoise
+
+    channels = img.shape[2]
+    color = channels - 1 if channels in (2, 4) else channels
+    x = torch.from_numpy(np.ascontiguousarray(img[:, :, :color].transpose(2, 0, 1)))
+    x = x.expand(3, -1, -1) if color == 1 else x[:3]
+    with torch.inference_mode():
+        e = denoise(prob_model, x.to(device), tile=tile, overlap=overlap)[0].float().cpu()
+    e = e.numpy()
+    if thin:
+        from tvcli.edge_eval import nms
+
+        e = nms(e).astype(np.float32)
+    return np.clip(e, 0, 1)
+
+
+def _edge_job(job, prob_model, entry, device, tile, overlap, bits, thin):
+    import sys
+    from pathlib import Path
+
+    from tvcli import io
+    from tvcli.cli.batch import STDIO, Record
+
+    start = time.perf_counter()
+    if job.source == STDIO:
+        img, meta = io.decode_image(sys.stdin.buffer.read(), "<stdin>")
+    else:
+        img, meta = io.read_image(job.source)
+    e = edge_map_array(prob_model, img, device=device, tile=tile, overlap=overlap, thin=thin)
+    dtype = "uint16" if bits == 16 else "uint8"
+    if job.target == STDIO:
+        sys.stdout.buffer.write(io.encode_image(e[:, :, None], "png", dtype))
+        sys.stdout.buffer.flush()
+    else:
+        io.ensure_folder(Path(job.target).parent)
+        try:
+            io.write_image(job.target, e, dtype=dtype)
+        except io.ImageError as exc:
+            raise io.ImageWriteError(f"{job.target}: {exc} (edge maps need PNG or TIFF for "
+                                     "16 bits)") from None
+    return Record(
+        input=job.source, output=job.target, status="ok", size=[meta.width, meta.height],
+        channels=1, bit_depth=bits, seconds=round(time.perf_counter() - start, 4),
+        compare=None, extra={"model": entry["model"], "weights": entry["file"],
+                             "thin": thin},
     )

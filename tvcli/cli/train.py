@@ -67,6 +67,9 @@ def train_cmd(
 
     if model not in MODELS:
         raise CLIError(f"unknown model {model!r}; known: {', '.join(sorted(MODELS))}")
+    if getattr(MODELS[model].builder, "is_edge_detector", False):
+        raise CLIError(f"{model} is an edge detector: train it on BSDS500 with "
+                       "benchmarks/edges_train.py (docs/edges.md)")
     if not (data / "manifest.json").exists():
         raise CLIError(f"{data} has no manifest.json: run `tvcli data fetch {data}` first")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -133,6 +136,10 @@ def models_cmd(
             if w is None:
                 rows.append((name, "-", "no weights shipped", "-", "-", "-"))
             else:
+                if w.get("task") == "edges":  # an edge detector: no noise level, no PSNR
+                    rows.append((name, "-", w["file"], str(w["steps"]),
+                                 f"{w['wall_s'] / 60:.0f} min", "-"))
+                    continue
                 sig = (f"{w['sigma']:g}" if w.get("sigma") is not None else
                        "{:g}-{:g} (blind)".format(*w["sigma_range"]) if w.get("sigma_range")
                        else "-")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["apply_model", "denoise", "tile_starts"]
+__all__ = ["EdgeProbability", "apply_model", "denoise", "tile_starts"]
 
 
 def apply_model(model: nn.Module, x: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
@@ -55,13 +55,14 @@ def denoise(model: nn.Module, image: torch.Tensor, tile: int | None = 512,
         sigma: noise level in [0, 1] units, for models with a noise-level input
             (``model.takes_sigma``); ignored by the others.
     Returns:
-        (C, H, W) tensor, same dtype and device.
+        (C', H, W) tensor, same dtype and device; C' is the model's output
+        channel count (C for a denoiser).
     """
     c, h, w = image.shape
     if tile is None or (h <= tile and w <= tile):
         return apply_model(model, image.unsqueeze(0), sigma).squeeze(0)
     mult = int(getattr(model, "tile_multiple", 1))
-    out = torch.empty_like(image)
+    out: torch.Tensor | None = None
     ys, xs = tile_starts(h, tile, overlap, mult), tile_starts(w, tile, overlap, mult)
     # tile i spans [starts[i], ends[i]); the last one runs to the image border
     yend = [min(y + tile, h) for y in ys[:-1]] + [h]
@@ -75,5 +76,21 @@ def denoise(model: nn.Module, image: torch.Tensor, tile: int | None = 512,
             x0 = x if ix == 0 else (x + xend[ix - 1]) // 2
             x1 = w if ix == len(xs) - 1 else (xs[ix + 1] + xend[ix]) // 2
             res = apply_model(model, image[:, y:yend[iy], x:xend[ix]].unsqueeze(0), sigma)
+            if out is None:  # the model's output channels (1 for an edge map)
+                out = image.new_empty((res.shape[1], h, w))
             out[:, y0:y1, x0:x1] = res.squeeze(0)[:, y0 - y:y1 - y, x0 - x:x1 - x]
+    assert out is not None
     return out
+
+
+class EdgeProbability(torch.nn.Module):
+    """An edge detector's fused probability map: (N, 3, H, W) -> (N, 1, H, W)
+    (for :func:`denoise`'s tiling)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.tile_multiple = int(getattr(model, "tile_multiple", 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.model(x)[-1])

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from tvcli.models.allconv import AllConv, AllConvTVSharp, AllConvTVSmooth
+from tvcli.models.dexined import DexiNed, DexiNedTV
 from tvcli.models.dncnn import DnCNN, DnCNNTV
 from tvcli.models.eps import EpsResNet, EpsResNetTV
 from tvcli.models.ffdnet import FFDNet, FFDNetTV
@@ -73,6 +74,12 @@ MODELS: dict[str, ModelSpec] = {
     "allconv-tv-sharp": ModelSpec("allconv-tv-sharp", AllConvTVSharp, "All-CNN-C with "
                                   "TV2D-sharp layers before batch norm in blocks 1-3, one "
                                   "learned lam per layer (init 0.05; paper's TV-Sharp)"),
+    "dexined": ModelSpec("dexined", DexiNed, "DexiNed edge detector (Soria et al. 2020): "
+                         "6 blocks, dense blocks 3-6, 6 side outputs + fused; edge "
+                         "probability maps"),
+    "dexined-tv": ModelSpec("dexined-tv", DexiNedTV, "DexiNed with TV2D-sharp layers (learned "
+                            "lam) on the 2x/4x/8x side outputs and TV2D-smooth on the fused "
+                            "map (Yeh et al. 2022, sec. 4.4)"),
 }
 
 
@@ -119,7 +126,7 @@ def find_weights(name: str, sigma: float | None = None, folder: Path | None = No
         if e.get("sigma_range"):
             lo, hi = e["sigma_range"]
             return 0.0 if sigma is None else max(lo - sigma, sigma - hi, 0.0)
-        if e.get("sigma") is None:  # not a denoiser (e.g. a classifier): no noise level
+        if e.get("sigma") is None:  # no noise level (a classifier, an edge detector)
             return 0.0
         return e["sigma"] if sigma is None else abs(e["sigma"] - sigma)
 
