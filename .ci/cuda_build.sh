@@ -23,8 +23,19 @@ if ! "$PY" -c "import torch; assert torch.__version__.startswith('2.14.1')" 2>/d
   python3 -m venv "$VENV"
   "$PY" -m pip install -q torch==2.14.1 setuptools wheel ninja
 fi
-# tvcli's runtime and test dependencies (a no-op once present).
-"$PY" -m pip install -q numpy typer rich imageio tifffile pillow safetensors tqdm pytest hypothesis
+# tvcli's runtime and test dependencies, read from pyproject.toml so that this
+# list never falls behind it (torch stays the CUDA build above; a no-op once present).
+mapfile -t DEPS < <("$PY" - <<'PYEOF'
+import tomllib
+with open("pyproject.toml", "rb") as f:
+    project = tomllib.load(f)["project"]
+deps = project["dependencies"] + project["optional-dependencies"]["test"]
+for d in deps:
+    if not d.replace(" ", "").startswith("torch"):
+        print(d)
+PYEOF
+)
+"$PY" -m pip install -q "${DEPS[@]}"
 t1=$(date +%s)
 echo "== venv ready in $((t1 - t0)) s: $("$PY" -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda)')"
 
