@@ -304,3 +304,15 @@ def test_defocus_matches_opencv_disk() -> None:
         ref = np.stack([cv2.filter2D(x[..., ch], -1, k) for ch in range(3)], -1)
         np.testing.assert_allclose(cc.defocus_blur(x, None, sev), np.clip(ref, 0, 1),
                                    atol=1e-6)
+
+
+def test_brightness_matches_scikit_image_hsv() -> None:
+    """The published brightness: skimage rgb2hsv, V + c clipped, hsv2rgb."""
+    color = pytest.importorskip("skimage.color")
+    x = _images(2)[1] / 255.0
+    x[0, :4] = 0.0  # black pixels (hue undefined) too
+    for sev, c in enumerate((0.05, 0.1, 0.15, 0.2, 0.3), 1):
+        hsv = color.rgb2hsv(x)
+        hsv[..., 2] = np.clip(hsv[..., 2] + c, 0, 1)
+        ref = np.clip(color.hsv2rgb(hsv), 0, 1)
+        np.testing.assert_allclose(cc.brightness(x, None, sev), ref, atol=1e-9)
