@@ -249,3 +249,18 @@ def test_models_without_tv_layers_record_no_lam_history(tmp_path) -> None:
                              model_config={"depth": 3, "width": 4}), progress=False)
     assert "lam_history" not in meta and meta["threads"] == [torch.get_num_threads()]
     assert "lam_history" not in export_weights(tmp_path / "r", tmp_path / "w")
+
+
+def test_indexed_batch_of_a_classifier_keeps_one_dropout_seed(tmp_path) -> None:
+    """Under torchrun each rank draws its batch sample by sample (tvcli.distributed):
+    the classification task's non-tensor cond (a dropout seed) must survive that."""
+    from tvcli.train import _indexed_sample
+
+    cifar = _cifar(tmp_path / "c")
+    cfg = make_config("allconv", cifar, tmp_path / "r", batch=3, width=4)
+    task = get_task(cfg)
+    train_set, _ = task.load(Path(cfg.data))
+    x, y, seed = _indexed_sample(task, train_set, cfg, torch.device("cpu"), 5)
+    assert x.shape == (3, 3, 32, 32) and y.shape == (3,) and isinstance(seed, int)
+    again = _indexed_sample(task, train_set, cfg, torch.device("cpu"), 5)
+    assert torch.equal(again[0], x) and again[2] == seed
