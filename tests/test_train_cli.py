@@ -128,7 +128,8 @@ def test_cli_bad_input_is_one_line_and_nonzero(argv, msg, tmp_path, capsys) -> N
 # ------------------------------------------------------------------ end to end
 
 
-def test_cli_trains_and_exports_a_classifier_with_lam_history(tmp_path, capsys) -> None:
+def test_cli_trains_and_exports_a_classifier_with_lam_history(tmp_path, capsys,
+                                                              monkeypatch) -> None:
     cifar = _cifar(tmp_path / "c")
     run, weights = tmp_path / "run", tmp_path / "w"
     argv = ["train", "allconv-tv-smooth", "--data", str(cifar), "--out", str(run),
@@ -150,6 +151,11 @@ def test_cli_trains_and_exports_a_classifier_with_lam_history(tmp_path, capsys) 
     assert lam["steps"] == [0, 1, 2]
     assert list(lam["layers"]) == ["blocks.0.tv", "blocks.1.tv", "blocks.2.tv"]
     assert lam["layers"]["blocks.0.tv"]["mean"][0] == pytest.approx(0.05, abs=1e-6)
+    # `tvcli models` lists it with its top-1 (piped: tab-separated rows)
+    monkeypatch.setenv("TVCLI_WEIGHTS_DIR", str(weights))
+    code, out, _ = _run_main(["models"], capsys)
+    row = next(ln for ln in out.splitlines() if "allconv-tv-smooth-cifar10" in ln)
+    assert code == 0 and row.split("\t")[-1] == f"top-1 {e['val_top1']:.1f} %"
     # resumable: more steps continue the same run folder
     code, out, err = _run_main([*argv[:6], "--steps", "3", *argv[8:-2]], capsys)
     assert code == 0, err
