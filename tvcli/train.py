@@ -20,7 +20,11 @@ stretched -- set ``steps`` to what the budget allows), and a pool of patches hel
 on the device (the task's ``patch_pool``).
 
 Checkpoints are safetensors (model and optimizer tensors, the RNG states) plus a
-JSON file (step, config, history): no pickles anywhere.
+JSON file (step, config, history): no pickles anywhere. For models with learned TV
+layers the JSON also holds ``lam_history``: every layer's lam at step 0 and at each
+validation (the paper's Fig. 3), so it resumes with the run; :func:`export_weights`
+puts a compact form of it (:func:`lam_table`) into the manifest entry, together
+with the budget (steps, batch, wall time, CPU threads, seed, data digest).
 
 Denoising (the default task): random patches from ``DATA/train/*.png``, the 8
 dihedral flips/rotations, additive white Gaussian noise of a fixed sigma (or, for
