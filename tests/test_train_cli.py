@@ -270,3 +270,35 @@ def test_indexed_batch_of_a_classifier_keeps_one_dropout_seed(tmp_path) -> None:
     assert x.shape == (3, 3, 32, 32) and y.shape == (3,) and isinstance(seed, int)
     again = _indexed_sample(task, train_set, cfg, torch.device("cpu"), 5)
     assert torch.equal(again[0], x) and again[2] == seed
+
+
+def test_edges_train_wrapper_trains_through_the_same_config(tmp_path) -> None:
+    """benchmarks/edges_train.py still runs (a thin wrapper over
+    tvcli.train_setup.make_config) and records the config `tvcli train` would."""
+    env_py = [sys.executable]
+    bsds = _bsds(tmp_path / "b")
+    res = subprocess.run([*env_py, str(ROOT / "benchmarks" / "edges_train.py"), "--data",
+                          str(bsds), "--model", "dexined-tv", "--out", str(tmp_path / "e"),
+                          "--steps", "1", "--batch", "1", "--patch", "32", "--width", "4"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    meta = json.loads((tmp_path / "e" / "ckpt.json").read_text())
+    want = make_config("dexined-tv", bsds, tmp_path / "e", steps=1, batch=1, patch=32,
+                       width=4, val_every=100, ckpt_every=50)
+    assert meta["config"] == {**want.__dict__, "max_wall_s": None}
+    assert [r["step"] for r in meta["lam_history"]] == [0, 1]
+
+
+@pytest.mark.slow  # ~20 s: it corrupts 10 images x 14 types x 5 severities
+def test_cls_cifar10c_wrapper_runs(tmp_path) -> None:
+    cifar = _cifar(tmp_path / "c")
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cls_cifar10c.py"),
+                          "--data",
+                          str(cifar), "--out", str(tmp_path / "cls"), "--steps", "1",
+                          "--batch", "2", "--width", "4", "--c-per-class", "1",
+                          "--arms", "allconv-tv-smooth"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    r = json.loads((tmp_path / "cls" / "results.json").read_text())["allconv-tv-smooth"]
+    assert r["lam_history"]["steps"] == [0, 1] and len(r["lam_history"]["layers"]) == 3
+    assert "gaussian_noise" in r["top1"]
