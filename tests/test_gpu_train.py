@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import lzma
+import math
+import struct
 import tarfile
 
 import pytest
@@ -43,19 +45,131 @@ def test_pack_roundtrip_and_corruption(tmp_path):
         read_pack(tmp_path / "q.pack")
 
 
+def test_pack_image_and_alias_entries(tmp_path):
+    """JPEG bytes are stored verbatim and decoded on read; an alias is the same
+    array; a decoder that gives other pixels is reported, not fatal."""
+    from tvcli.datapack import Alias, ImageBytes, read_pack_meta
+    from tvcli.gpu_train import _jpeg, _tiny_photos
+
+    img = _tiny_photos(1, 24, 40, 3)[0]
+    data = _jpeg(img)
+    write_pack(tmp_path / "p.pack", {"photo/a": ImageBytes(data), "train/a": Alias("photo/a"),
+                                     "raw": img}, {"name": "t"})
+    meta, got = read_pack(tmp_path / "p.pack")
+    assert meta["decode_mismatch"] == []
+    assert got["photo/a"].shape == (3, 24, 40) and torch.equal(got["train/a"], got["photo/a"])
+    assert torch.equal(got["raw"], img)
+    assert (got["photo/a"].float() - img.float()).abs().mean() < 8  # a JPEG of img
+    assert (tmp_path / "p.pack").stat().st_size < len(data) + 2 * img.numel()
+    with pytest.raises(ValueError, match="alias"):
+        write_pack(tmp_path / "q.pack", {"b": Alias("missing")})
+    # another decoder (simulated: the recorded pixel digest no longer matches) is
+    # reported in decode_mismatch, not an error
+    raw = (tmp_path / "p.pack").read_bytes()
+    (hlen,) = struct.unpack("<Q", raw[8:16])
+    header = json.loads(raw[16:16 + hlen])
+    for e in header["arrays"]:
+        if e.get("codec") == "image":
+            e["pixels"] = "0" * 64
+    hb = json.dumps(header).encode()
+    (tmp_path / "r.pack").write_bytes(raw[:8] + struct.pack("<Q", len(hb)) + hb
+                                      + raw[16 + hlen:])
+    assert read_pack(tmp_path / "r.pack")[0]["decode_mismatch"] == ["photo/a"]
+    assert read_pack_meta(tmp_path / "r.pack")["digest"] == meta["digest"]
+
+
 def test_gpu_train_dry_run(tmp_path):
-    from tvcli.gpu_train import JOBS, main
+    from tvcli.gpu_train import GROUP_SHARE, JOBS, main
 
     main(["run", "--dry-run", "--out", str(tmp_path / "out")])
     out = tmp_path / "out"
-    assert sorted(p.name for p in out.iterdir()) == ["log.txt", "results.json", "results.md",
-                                                     "weights.tar"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["log.txt", "results.json", "results.md", "weights-1.tar"]
     res = json.loads((out / "results.json").read_text())
     assert set(res["jobs"]) == {j.name for j in JOBS}
-    with tarfile.open(out / "weights.tar") as tar:
+    assert set(res["groups"]) == set(GROUP_SHARE)
+    with tarfile.open(out / "weights-1.tar") as tar:
         names = tar.getnames()
         man = json.loads(tar.extractfile("weights/manifest.json").read())
     assert len(names) == len(JOBS) + 1
-    assert {e["file"] for e in man["weights"]} == {f"{j.name}.safetensors" for j in JOBS}
-    for j in JOBS:  # every job evaluated on both test sets at its sigmas, both conventions
-        assert len(res["jobs"][j.name]["test"]) == 2 * 2 * len(j.eval_sigmas)
+    assert {e["file"] for e in man["weights"]} == {j["file"] for j in res["jobs"].values()}
+    assert len({j["file"] for j in res["jobs"].values()}) == len(JOBS)
+    for j in JOBS:
+        test = res["jobs"][j.name]["test"]
+        if j.evaluate == "denoise":  # both test sets at its sigmas, both conventions
+            assert len(test) == 2 * 2 * len(j.eval_sigmas)
+        elif j.evaluate == "edges":
+            assert test["val_hold"]["n"] == 1 and math.isfinite(test["val_hold"]["loss"])
+        elif j.evaluate == "eps":
+            assert test["val"]["n"] == 1 and 0 < test["val"]["wrmse"] < 255
+        else:
+            assert test["test"]["n"] == 20 and 0 <= test["test"]["top1"] <= 100
+    # every pair / triple trained at one budget
+    pairs: dict = {}
+    for j in JOBS:
+        pairs.setdefault(j.pair, set()).add(res["jobs"][j.name]["budget_s"])
+    assert all(len(b) == 1 for b in pairs.values())
+
+
+def test_group_selection_and_weights(tmp_path):
+    from tvcli.gpu_train import GROUP_SHARE, job_weights, main, select_jobs
+
+    jobs = select_jobs()
+    w = job_weights(jobs)
+    assert abs(sum(w.values()) - 1) < 1e-12
+    for g, share in GROUP_SHARE.items():  # each group gets its share, split equally
+        ws = [w[j.name] for j in jobs if j.group == g]
+        assert abs(sum(ws) - share / sum(GROUP_SHARE.values())) < 1e-12
+        assert max(ws) - min(ws) < 1e-12
+    only = select_jobs(["eps"])
+    assert {j.group for j in only} == {"eps"} and sum(job_weights(only).values()) == 1
+    with pytest.raises(SystemExit, match="unknown group"):
+        select_jobs(["nope"])
+    main(["run", "--dry-run", "--groups", "classify", "--out", str(tmp_path / "o")])
+    res = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert set(res["jobs"]) == {"allconv", "allconv-tv-smooth", "allconv-tv-sharp"}
+
+
+def test_full_size_weights_fit_the_output_files():
+    """The real models' weights (all groups) fit the files a run brings back: at most
+    MAX_OUT_FILES - 4 tars (the GPU check's tarball, results.json, results.md and
+    log.txt take the others), each under TAR_BYTES, 64 MiB together."""
+    from tvcli.gpu_train import JOBS, MAX_OUT_FILES, TAR_BYTES, MiB, pack_bins
+    from tvcli.models import build_model
+
+    sizes = {}
+    for j in JOBS:
+        m = build_model(j.model, **j.config.get("model_config", {}))
+        sizes[j.name] = sum(t.numel() * t.element_size() for t in m.state_dict().values())
+    bins = pack_bins(sizes)
+    assert len(bins) <= MAX_OUT_FILES - 4
+    assert sum(sizes.values()) < 60 * MiB
+    for b in bins:
+        assert sum(sizes[n] + 1024 for n in b) <= TAR_BYTES
+    with pytest.raises(ValueError, match="larger than a whole"):
+        pack_bins({"big": TAR_BYTES})
+
+
+def test_carried_size_leaves_room_for_the_packs():
+    """Tracked + untracked files + the default packs' budgets stay under the
+    carry limit's fail line; with data/gpu built, the measured total too."""
+    import shutil
+    import subprocess
+
+    from tvcli.gpu_train import (
+        CARRY_FAIL_BYTES,
+        DEFAULT_PACK_DIR,
+        PACK_BUDGET_BYTES,
+        ROOT,
+        carried_bytes,
+        check_carried,
+    )
+
+    if shutil.which("git") is None or subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse"], capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    sizes = carried_bytes(ROOT, None)
+    assert sizes["tracked"] > 0
+    assert sizes["total"] + sum(PACK_BUDGET_BYTES.values()) <= CARRY_FAIL_BYTES, sizes
+    if DEFAULT_PACK_DIR.is_dir():
+        assert check_carried(ROOT, DEFAULT_PACK_DIR)["total"] <= CARRY_FAIL_BYTES
