@@ -173,3 +173,72 @@ def test_carried_size_leaves_room_for_the_packs():
     assert sizes["total"] + sum(PACK_BUDGET_BYTES.values()) <= CARRY_FAIL_BYTES, sizes
     if DEFAULT_PACK_DIR.is_dir():
         assert check_carried(ROOT, DEFAULT_PACK_DIR)["total"] <= CARRY_FAIL_BYTES
+
+
+def test_edge_and_eps_packs_read_back(tmp_path):
+    """The tasks read their data from a pack: edge labels -1/0/1 survive the +1
+    storage, EPS ground truths come in the pack's filter order."""
+    from tvcli.datapack import ImageBytes
+    from tvcli.edge_task import load_edges_pack
+    from tvcli.gpu_train import _jpeg, _tiny_photos
+    from tvcli.train_eps import load_eps_pack
+
+    imgs = _tiny_photos(2, 16, 20, 5)
+    g = torch.Generator().manual_seed(2)
+    labs = [torch.randint(-1, 2, (16, 20), generator=g, dtype=torch.int8) for _ in range(2)]
+    write_pack(tmp_path / "e.pack", {
+        "photo/train/x": ImageBytes(_jpeg(imgs[0])), "photo/val/y": ImageBytes(_jpeg(imgs[1])),
+        "label/train/x": (labs[0] + 1).to(torch.uint8)[None],
+        "label/val/y": (labs[1] + 1).to(torch.uint8)[None]})
+    names, es = load_edges_pack(tmp_path / "e.pack")
+    assert names == ["train/x", "val/y"]
+    assert all(torch.equal(a[0], b) for a, b in zip(es.labels, labs, strict=True))
+    assert es.images[0].shape == (3, 16, 20)
+    gts = {"b": imgs[0], "a": imgs[1]}
+    write_pack(tmp_path / "p.pack", {"train/input/s": imgs[0], "train/gt/s/a": gts["a"],
+                                     "train/gt/s/b": gts["b"]}, {"filters": ["b", "a"]})
+    ((stem, x, gt),) = load_eps_pack(tmp_path / "p.pack", "train")
+    assert stem == "s" and torch.equal(x, imgs[0])
+    assert torch.equal(gt[0], gts["b"]) and torch.equal(gt[1], gts["a"])
+    with pytest.raises(FileNotFoundError):
+        load_eps_pack(tmp_path / "p.pack", "val")
+
+
+def test_cifar_subset_keeps_bytes_and_counts(tmp_path):
+    from tvcli.data.cifar import load_cifar10
+    from tvcli.gpu_train import make_cifar_subset, tiny_packs
+
+    tiny_packs(tmp_path / "d")  # 2 train and 2 test JPEGs per class
+    src = tmp_path / "d" / "cifar10.tar.gz"
+    n = make_cifar_subset(src, tmp_path / "c.tar.gz", 1, 2, log=lambda _: None)
+    assert n == 10 * 1 + 10 * 2
+    x, y = load_cifar10(tmp_path / "c.tar.gz", "train")
+    assert len(y) == 10 and sorted(y.tolist()) == list(range(10))
+    with tarfile.open(src) as a, tarfile.open(tmp_path / "c.tar.gz") as b:
+        for m in b.getmembers():  # the JPEGs byte for byte
+            assert b.extractfile(m).read() == a.extractfile(m.name).read()
+
+
+@pytest.mark.slow  # ~60 s on the loaded 2-core machine: reads 102 .mat files
+def test_bsds_pack_from_shared_data(tmp_path):
+    """With ../shared/data: CBSD68 comes out of the packed val JPEGs exactly, and
+    no CBSD68 photo is in the denoisers' train or val split."""
+    from tvcli.gpu_train import ROOT, make_bsds_pack
+
+    shared = ROOT.parent / "shared" / "data"
+    if not (shared / "bsds500" / "groundTruth").is_dir() or \
+            not (shared / "denoise" / "CBSD68").is_dir():
+        pytest.skip("../shared/data (BSDS500, CBSD68) not present")
+    from tvcli.datapack import decode_image
+
+    make_bsds_pack(shared / "bsds500", shared / "denoise" / "CBSD68", tmp_path / "b.pack",
+                   n_train=2, log=lambda _: None)
+    meta, a = read_pack(tmp_path / "b.pack")
+    assert meta["decode_mismatch"] == []
+    cbsd = sorted((shared / "denoise" / "CBSD68").glob("*.png"))
+    for p in cbsd[::17]:
+        assert torch.equal(a[f"test/CBSD68/{p.stem}"], decode_image(p.read_bytes()))
+    stems = {p.stem for p in cbsd}
+    den = {k.rsplit("/", 1)[1] for k in a if k.startswith(("train/", "val/"))}
+    assert len(den) == 2 + 100 - 68 and not den & stems
+    assert sum(k.startswith("label/") for k in a) == 102
