@@ -352,6 +352,11 @@ def run(out: Path, pack_dir: Path, budget_s: float, device: str, dry_run: bool,
         wall = pair_budget if pair_budget is not None else max(1.0, left * share)
         results.setdefault("pair_budget", {})[job.pair] = wall
         cfg_fields = {**job.config, **(job.dry if dry_run else {})}
+        if not dry_run and cfg_fields.get("patch_pool"):
+            # the pool is cut on the CPU inside the wall budget (~0.25 ms a patch
+            # here): at most ~1/4 of a short budget, the full pool from ~60 s on
+            cfg_fields["patch_pool"] = min(cfg_fields["patch_pool"],
+                                           max(4096, int(1024 * wall)))
         cfg = TrainConfig(out=str(work / job.name), model=job.model, data=str(data),
                           task=job.task, device=device, steps=3 if dry_run else 10**6,
                           max_wall_s=None if dry_run else wall, schedule_by_wall=not dry_run,
