@@ -109,6 +109,15 @@ def test_gpu_train_dry_run(tmp_path):
     for j in JOBS:
         pairs.setdefault(j.pair, set()).add(res["jobs"][j.name]["budget_s"])
     assert all(len(b) == 1 for b in pairs.values())
+    # the returned weights, evaluated here on the same data, give the same scores
+    from tvcli.gpu_train import evaluate_returned, tiny_packs
+
+    with tarfile.open(out / "weights-1.tar") as tar:
+        tar.extractall(tmp_path / "back", filter="data")
+    tiny_packs(tmp_path / "packs")
+    again = evaluate_returned(tmp_path / "back" / "weights", tmp_path / "packs", JOBS,
+                              log=lambda _: None)
+    assert again == {j.name: res["jobs"][j.name]["test"] for j in JOBS}
 
 
 def test_group_selection_and_weights(tmp_path):

@@ -673,6 +673,44 @@ def tiny_packs(pack_dir: Path) -> None:
             tar.addfile(info, io.BytesIO(data))
 
 
+def evaluate_returned(weights_dir: Path, pack_dir: Path, jobs: list[Job], device: str = "cpu",
+                      log: Callable[[str], None] = print) -> dict:
+    """Runs the jobs' evaluators on the weights a GPU run brought back (the unpacked
+    ``weights/`` of its tars) with the data files in ``pack_dir`` -- e.g. packs made
+    here with what the GPU run did not carry (``make-data --out-dir data/gpu-eval
+    --kodak --eps-test 10 --cifar-test-per-class 1000 --no-size-check``). Returns
+    {job: scores}; jobs without weights in the folder are skipped (logged)."""
+    import importlib
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    from tvcli._safetensors import load_file
+    from tvcli.models import build_model
+
+    man = json.loads((weights_dir / "manifest.json").read_text())
+    by_job = {e.get("gpu_job"): e for e in man["weights"]}
+    dev = torch.device(device)
+    out = {}
+    for job in jobs:
+        entry = by_job.get(job.name)
+        if entry is None:
+            log(f"{job.name}: no weights in {weights_dir}")
+            continue
+        if job.task in _TASK_MODULES:
+            importlib.import_module(_TASK_MODULES[job.task])
+        model = build_model(entry["model"], **entry["config"])
+        model.load_state_dict(load_file(str(weights_dir / entry["file"])))
+        model = model.to(dev)
+        t = time.perf_counter()
+        tc = {**job.config.get("task_config", {}),  # as trained: from the manifest
+              **({"val_hold": entry["val_hold"]} if "val_hold" in entry else {})}
+        cfg = SimpleNamespace(task_config=tc)
+        out[job.name] = EVALUATORS[job.evaluate](model, pack_dir / job.pack, job, dev,
+                                                 nullcontext, cfg=cfg)
+        log(f"{job.name}: {_fmt_scores(out[job.name])} ({time.perf_counter() - t:.0f} s)")
+    return out
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -700,6 +738,8 @@ def _make_data(args: argparse.Namespace) -> None:
                           args.cifar_test_per_class)
     over = [f"{k} {(out / k).stat().st_size / MiB:.1f} MiB > {v / MiB:.0f} MiB"
             for k, v in PACK_BUDGET_BYTES.items() if need[k] and (out / k).stat().st_size > v]
+    if args.no_size_check:
+        return
     print("what a GPU run would carry:")
     check_carried(ROOT, out)
     if over and not (args.kodak or args.eps_test):
@@ -733,6 +773,15 @@ def main(argv: list[str] | None = None) -> None:
                     "MB each: over the budget unless other data is left out)")
     md.add_argument("--check-only", action="store_true",
                     help="only measure what a run would carry (and fail when over)")
+    md.add_argument("--no-size-check", action="store_true",
+                    help="data that is not carried (e.g. for `evaluate` here)")
+    ev = sub.add_parser("evaluate", help="the evaluators on weights a GPU run brought back")
+    ev.add_argument("--weights", type=Path, required=True, help="the unpacked weights/ folder")
+    ev.add_argument("--pack-dir", type=Path, default=DEFAULT_PACK_DIR)
+    ev.add_argument("--groups", default=None)
+    ev.add_argument("--jobs", nargs="*", default=None)
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--json", type=Path, default=None, help="write the scores here")
     rn = sub.add_parser("run")
     rn.add_argument("--out", type=Path, required=True)
     rn.add_argument("--pack-dir", type=Path, default=DEFAULT_PACK_DIR)
@@ -750,6 +799,14 @@ def main(argv: list[str] | None = None) -> None:
             check_carried(ROOT, args.out_dir)
             return
         _make_data(args)
+        return
+    if args.cmd == "evaluate":
+        scores = evaluate_returned(args.weights, args.pack_dir, select_jobs(
+            args.groups.split(",") if args.groups else None, args.jobs), args.device)
+        if args.json:
+            tmp = args.json.with_suffix(".tmp")
+            tmp.write_text(json.dumps(scores, indent=1) + "\n")
+            os.replace(tmp, args.json)
         return
     jobs = select_jobs(args.groups.split(",") if args.groups else None, args.jobs)
     out = args.out
