@@ -251,3 +251,21 @@ def test_bsds_pack_from_shared_data(tmp_path):
     den = {k.rsplit("/", 1)[1] for k in a if k.startswith(("train/", "val/"))}
     assert len(den) == 2 + 100 - 68 and not den & stems
     assert sum(k.startswith("label/") for k in a) == 102
+
+
+def test_a_failing_job_does_not_stop_the_run(tmp_path, monkeypatch):
+    from tvcli import gpu_train
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setitem(gpu_train.EVALUATORS, "eps", broken)
+    with pytest.raises(SystemExit, match="2 job"):
+        gpu_train.main(["run", "--dry-run", "--groups", "eps,classify", "--out",
+                        str(tmp_path / "o")])
+    res = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert "out of memory" in res["jobs"]["eps"]["error"]
+    assert res["jobs"]["allconv-tv-sharp"]["test"]["test"]["n"] == 20
+    assert "FAILED" in (tmp_path / "o" / "log.txt").read_text()
+    with tarfile.open(tmp_path / "o" / "weights-1.tar") as tar:
+        assert len(tar.getnames()) == 3 + 1  # the classifiers and the manifest

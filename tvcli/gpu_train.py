@@ -339,61 +339,71 @@ def run(out: Path, pack_dir: Path, budget_s: float, device: str, dry_run: bool,
     log(f"device {results['device']}; TV engine: {results['tv_engine']}")
     reserve = 4.0 if dry_run else 8.0 + 5.0 * len(jobs)  # evaluation and export
     for n, job in enumerate(jobs):
-        data = pack_dir / job.pack
-        meta_data = load_data(data)[0]
-        if meta_data.get("decode_mismatch"):
-            log(f"{job.pack}: {len(meta_data['decode_mismatch'])} JPEG(s) decode to other "
-                "pixels on this machine than when packed (another libjpeg): "
-                + ", ".join(meta_data["decode_mismatch"][:5]))
-        left = budget_s - (time.perf_counter() - t0) - reserve * (len(jobs) - n) / len(jobs)
-        share = weights[job.name] / sum(weights[j.name] for j in jobs[n:])
-        # pairs get equal budgets: the first of a pair fixes it for the others
-        pair_budget = results.get("pair_budget", {}).get(job.pair)
-        wall = pair_budget if pair_budget is not None else max(1.0, left * share)
-        results.setdefault("pair_budget", {})[job.pair] = wall
-        cfg_fields = {**job.config, **(job.dry if dry_run else {})}
-        if not dry_run and cfg_fields.get("patch_pool"):
-            # the pool is cut on the CPU inside the wall budget (~0.25 ms a patch
-            # here): at most ~1/4 of a short budget, the full pool from ~60 s on
-            cfg_fields["patch_pool"] = min(cfg_fields["patch_pool"],
-                                           max(4096, int(1024 * wall)))
-        cfg = TrainConfig(out=str(work / job.name), model=job.model, data=str(data),
-                          task=job.task, device=device, steps=3 if dry_run else 10**6,
-                          max_wall_s=None if dry_run else wall, schedule_by_wall=not dry_run,
-                          val_every=10**9, ckpt_every=10**9,
-                          amp="bf16" if dev.type == "cuda" and os.environ.get(
-                              "TVCLI_GPU_AMP", "tf32") == "bf16" else None,
-                          channels_last=dev.type == "cuda",
-                          **{"val_crop": 96, **cfg_fields})
-        log(f"{job.name}: training {'3 steps' if dry_run else f'{wall:.0f} s'}")
-        t = time.perf_counter()
-        meta = train(cfg, progress=False, log=log)
-        t_train = time.perf_counter() - t
-        model = build_model(job.model, **meta["model_config"])
-        from tvcli._safetensors import load_file
+        try:  # one job failing (e.g. out of memory) must not cost the others
+            data = pack_dir / job.pack
+            meta_data = load_data(data)[0]
+            if meta_data.get("decode_mismatch"):
+                log(f"{job.pack}: {len(meta_data['decode_mismatch'])} JPEG(s) decode to other "
+                    "pixels on this machine than when packed (another libjpeg): "
+                    + ", ".join(meta_data["decode_mismatch"][:5]))
+            left = budget_s - (time.perf_counter() - t0) - reserve * (len(jobs) - n) / len(jobs)
+            share = weights[job.name] / sum(weights[j.name] for j in jobs[n:])
+            # pairs get equal budgets: the first of a pair fixes it for the others
+            pair_budget = results.get("pair_budget", {}).get(job.pair)
+            wall = pair_budget if pair_budget is not None else max(1.0, left * share)
+            results.setdefault("pair_budget", {})[job.pair] = wall
+            cfg_fields = {**job.config, **(job.dry if dry_run else {})}
+            if not dry_run and cfg_fields.get("patch_pool"):
+                # the pool is cut on the CPU inside the wall budget (~0.25 ms a patch
+                # here): at most ~1/4 of a short budget, the full pool from ~60 s on
+                cfg_fields["patch_pool"] = min(cfg_fields["patch_pool"],
+                                               max(4096, int(1024 * wall)))
+            cfg = TrainConfig(out=str(work / job.name), model=job.model, data=str(data),
+                              task=job.task, device=device, steps=3 if dry_run else 10**6,
+                              max_wall_s=None if dry_run else wall, schedule_by_wall=not dry_run,
+                              val_every=10**9, ckpt_every=10**9,
+                              amp="bf16" if dev.type == "cuda" and os.environ.get(
+                                  "TVCLI_GPU_AMP", "tf32") == "bf16" else None,
+                              channels_last=dev.type == "cuda",
+                              **{"val_crop": 96, **cfg_fields})
+            log(f"{job.name}: training {'3 steps' if dry_run else f'{wall:.0f} s'}")
+            t = time.perf_counter()
+            meta = train(cfg, progress=False, log=log)
+            t_train = time.perf_counter() - t
+            model = build_model(job.model, **meta["model_config"])
+            from tvcli._safetensors import load_file
 
-        state = load_file(str(work / job.name / "ckpt.safetensors"))
-        model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
-        model = model.to(dev)
-        evaluate = EVALUATORS[job.evaluate]
-        # the pure-PyTorch TV fallback is slow on whole images: every 4th test image then
-        step = 4 if results["tv_engine"] == "pure-PyTorch fallback" and not dry_run else 1
-        deadline = t0 + budget_s - reserve * (len(jobs) - n - 1) / len(jobs) - 2.0
-        t = time.perf_counter()
-        scores = evaluate(model, data, job, dev, lambda c=cfg: _autocast(c, dev), step=step,
-                          deadline=deadline, cfg=cfg)
-        t_eval = time.perf_counter() - t
-        entry = export_weights(work / job.name, work / "weights",
-                               extra={"data_name": meta_data.get("name"),
-                                      "gpu_eval": scores, "gpu_job": job.name})
-        results["jobs"][job.name] = {"model": job.model, "group": job.group, "pair": job.pair,
-                                     "steps": meta["step"], "train_s": round(t_train, 1),
-                                     "eval_s": round(t_eval, 1), "budget_s": round(wall, 1),
-                                     "batch": cfg.batch, "patch": cfg.patch,
-                                     "val": meta["history"][-1] if meta["history"] else None,
-                                     "test": scores, "file": entry["file"]}
-        log(f"{job.name}: {meta['step']} steps in {t_train:.0f} s, eval {t_eval:.0f} s; "
-            + _fmt_scores(scores))
+            state = load_file(str(work / job.name / "ckpt.safetensors"))
+            model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+            model = model.to(dev)
+            evaluate = EVALUATORS[job.evaluate]
+            # the pure-PyTorch TV fallback is slow on whole images: every 4th test image then
+            step = 4 if results["tv_engine"] == "pure-PyTorch fallback" and not dry_run else 1
+            deadline = t0 + budget_s - reserve * (len(jobs) - n - 1) / len(jobs) - 2.0
+            t = time.perf_counter()
+            scores = evaluate(model, data, job, dev, lambda c=cfg: _autocast(c, dev), step=step,
+                              deadline=deadline, cfg=cfg)
+            t_eval = time.perf_counter() - t
+            entry = export_weights(work / job.name, work / "weights",
+                                   extra={"data_name": meta_data.get("name"),
+                                          "gpu_eval": scores, "gpu_job": job.name})
+            results["jobs"][job.name] = {"model": job.model, "group": job.group, "pair": job.pair,
+                                         "steps": meta["step"], "train_s": round(t_train, 1),
+                                         "eval_s": round(t_eval, 1), "budget_s": round(wall, 1),
+                                         "batch": cfg.batch, "patch": cfg.patch,
+                                         "val": meta["history"][-1] if meta["history"] else None,
+                                         "test": scores, "file": entry["file"]}
+            log(f"{job.name}: {meta['step']} steps in {t_train:.0f} s, eval {t_eval:.0f} s; "
+                + _fmt_scores(scores))
+        except Exception as exc:  # noqa: BLE001 -- reported, the run goes on
+            import traceback
+
+            log(f"{job.name}: FAILED: {type(exc).__name__}: {exc}\n"
+                + "".join(traceback.format_exception(exc)[-6:]))
+            results["jobs"][job.name] = {"model": job.model, "group": job.group,
+                                         "error": f"{type(exc).__name__}: {exc}"}
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
     results["total_s"] = round(time.perf_counter() - t0, 1)
     _write_outputs(out, work, results)
     log(f"wrote {', '.join(results['outputs'])} into {out}")
@@ -421,9 +431,11 @@ def pack_bins(sizes: dict[str, int], capacity: int = TAR_BYTES) -> list[list[str
 def _write_outputs(out: Path, work: Path, results: dict) -> None:
     """weights-<i>.tar (the manifest in the first), results.json, results.md."""
     wdir = work / "weights"
-    files = {p.name: p.stat().st_size for p in wdir.iterdir() if p.name != "manifest.json"}
-    bins = pack_bins(files)
-    bins[0].insert(0, "manifest.json")
+    files = {p.name: p.stat().st_size for p in wdir.iterdir()
+             if p.name != "manifest.json"} if wdir.is_dir() else {}
+    bins = pack_bins(files) if files else []
+    if bins:
+        bins[0].insert(0, "manifest.json")
     results["outputs"] = [f"weights-{i + 1}.tar" for i in range(len(bins))] + \
         ["results.json", "results.md", "log.txt"]
     if len(results["outputs"]) > MAX_OUT_FILES - 1:
@@ -440,6 +452,9 @@ def _write_outputs(out: Path, work: Path, results: dict) -> None:
              "| model | steps | train s | batch x patch | evaluation |",
              "| --- | --- | --- | --- | --- |"]
     for name, j in results["jobs"].items():
+        if "error" in j:
+            lines.append(f"| {name} | failed | | | {j['error'][:200]} |")
+            continue
         lines.append(f"| {name} | {j['steps']} | {j['train_s']} | {j['batch']} x "
                      f"{j['patch']}² | {_fmt_scores(j['test'])} |")
     (out / "results.md").write_text("\n".join(lines) + "\n")
@@ -830,7 +845,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"no {', '.join(missing)} in {pack_dir}: run `make gpu-data` and "
                          "carry data/gpu")
     try:
-        run(out, pack_dir, args.budget_s, device, args.dry_run, jobs, log)
+        res = run(out, pack_dir, args.budget_s, device, args.dry_run, jobs, log)
+        failed = [k for k, v in res["jobs"].items() if "error" in v]
+        if failed:
+            raise SystemExit(f"{len(failed)} job(s) failed: {', '.join(failed)} (log.txt)")
     finally:
         logf.close()
         _DATA_CACHE.clear()
