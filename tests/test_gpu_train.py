@@ -269,3 +269,50 @@ def test_a_failing_job_does_not_stop_the_run(tmp_path, monkeypatch):
     assert "FAILED" in (tmp_path / "o" / "log.txt").read_text()
     with tarfile.open(tmp_path / "o" / "weights-1.tar") as tar:
         assert len(tar.getnames()) == 3 + 1  # the classifiers and the manifest
+
+
+def test_eps_pack_from_a_data_folder(tmp_path):
+    """make_eps_pack: the first N photos of each split; a photo whose BSDS500 JPEG
+    decodes to the folder's input is stored as that JPEG, else as its pixels."""
+    import io
+
+    from PIL import Image
+
+    from tvcli.data.eps import FILTERS
+    from tvcli.datapack import decode_image
+    from tvcli.gpu_train import _jpeg, _tiny_photos, make_eps_pack
+    from tvcli.train_eps import load_eps_pack
+
+    imgs = _tiny_photos(4, 12, 16, 7)
+    recs = []
+    for i, (split, stem) in enumerate([("train", "a"), ("train", "b"), ("val", "c"),
+                                       ("test", "d")]):
+        jpg = tmp_path / "bsds" / "images" / split / f"{stem}.jpg"
+        jpg.parent.mkdir(parents=True, exist_ok=True)
+        jpg.write_bytes(_jpeg(imgs[i]))
+        # "b" has an input that is not its JPEG's decode: stored as pixels
+        inp = decode_image(jpg.read_bytes()) if stem != "b" else imgs[i]
+        d = tmp_path / "eps" / split
+        (d / "input").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(inp.permute(1, 2, 0).numpy()).save(d / "input" / f"{stem}.png")
+        (d / "gt" / stem).mkdir(parents=True, exist_ok=True)
+        for k, f in enumerate(FILTERS):
+            buf = io.BytesIO()
+            Image.fromarray((inp // (k + 1)).permute(1, 2, 0).numpy()).save(buf, "PNG")
+            (d / "gt" / stem / f"{f.name}.png").write_bytes(buf.getvalue())
+        recs.append({"split": split, "stem": stem, "source": f"images/{split}/{stem}.jpg"})
+    (tmp_path / "eps" / "manifest.json").write_text(json.dumps({"images": recs}))
+    make_eps_pack(tmp_path / "eps", tmp_path / "bsds", tmp_path / "e.pack",
+                  {"train": 2, "val": 1}, log=lambda _: None)
+    train = load_eps_pack(tmp_path / "e.pack", "train")
+    assert [s for s, _, _ in train] == ["a", "b"]
+    assert torch.equal(train[1][1], imgs[1])  # the PNG's pixels, not the JPEG's
+    assert train[0][2].shape == (len(FILTERS), 3, 12, 16)
+    assert torch.equal(train[0][2][2], train[0][1] // 3)  # filter order kept
+    with pytest.raises(FileNotFoundError):
+        load_eps_pack(tmp_path / "e.pack", "test")  # not asked for
+    meta, arrays = read_pack(tmp_path / "e.pack")
+    header = json.loads((tmp_path / "e.pack").read_bytes()[16:16 + struct.unpack(
+        "<Q", (tmp_path / "e.pack").read_bytes()[8:16])[0]])
+    codec = {e["name"]: e.get("codec", "xz") for e in header["arrays"]}
+    assert codec["train/input/a"] == "image" and codec["train/input/b"] == "xz"
