@@ -316,3 +316,30 @@ def test_eps_pack_from_a_data_folder(tmp_path):
         "<Q", (tmp_path / "e.pack").read_bytes()[8:16])[0]])
     codec = {e["name"]: e.get("codec", "xz") for e in header["arrays"]}
     assert codec["train/input/a"] == "image" and codec["train/input/b"] == "xz"
+
+
+def test_cifar10c_pack_is_evaluated_beside_the_archive(tmp_path):
+    from contextlib import nullcontext
+
+    from tvcli.data.corruptions import CORRUPTIONS
+    from tvcli.gpu_train import _DATA_CACHE, JOBS, evaluate_classify, make_cifar10c_pack, tiny_packs
+    from tvcli.models import build_model
+
+    tiny_packs(tmp_path)
+    hdr = make_cifar10c_pack(tmp_path / "cifar10.tar.gz", tmp_path / "cifar10c.pack", 1,
+                             log=lambda _: None)
+    n_c = len(CORRUPTIONS) - len(hdr["meta"]["skipped"])
+    assert n_c >= 14
+    torch.manual_seed(0)
+    model = build_model("allconv", width=8)
+    job = next(j for j in JOBS if j.evaluate == "classify")
+    try:
+        res = evaluate_classify(model, tmp_path / "cifar10.tar.gz", job, torch.device("cpu"),
+                                nullcontext)
+    finally:
+        _DATA_CACHE.clear()
+    keys = [k for k in res if k.startswith("c/")]
+    assert len(keys) == 5 * n_c and all(res[k]["n"] == 10 for k in keys)
+    assert res["test"]["n"] == 20
+    mean = sum(res[k]["top1"] for k in keys) / len(keys)
+    assert abs(res["cifar10c"]["top1"] - mean) < 1e-9

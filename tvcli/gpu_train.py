@@ -285,14 +285,58 @@ def evaluate_eps(model: torch.nn.Module, data: Path, job: Job, device: torch.dev
 def evaluate_classify(model: torch.nn.Module, data: Path, job: Job, device: torch.device,
                       amp: Callable, step: int = 1, deadline: float = math.inf,
                    cfg=None) -> dict:
-    """Clean top-1 accuracy (percent) on the test split carried in the archive."""
+    """Clean top-1 accuracy (percent) on the test split carried in the archive; with
+    a ``cifar10c.pack`` beside it (``make-data --cifar10c-per-class N``, made for an
+    evaluation here: it does not fit a GPU run), top-1 per corruption and severity
+    (``c/<name>/<severity>``) and their mean (``cifar10c``)."""
     from tvcli.classify_task import top1_accuracy
 
     arrays = load_data(data)[1]
     images, labels = arrays["test_images"][::step], arrays["test_labels"][::step]
     with amp():
         top1 = top1_accuracy(model, images, labels, device, batch=1000)
-    return {"test": {"top1": top1, "n": len(labels)}}
+    res = {"test": {"top1": top1, "n": len(labels)}}
+    cpack = Path(data).with_name("cifar10c.pack")
+    if cpack.exists():
+        c = load_data(cpack)[1]
+        c_labels = c["labels"].long().flatten()
+        accs = []
+        for key in sorted(k for k in c if k.startswith("c/")):
+            with amp():
+                acc = top1_accuracy(model, c[key], c_labels, device, batch=1000)
+            res[key] = {"top1": acc, "n": len(c_labels)}
+            accs.append(acc)
+        res["cifar10c"] = {"top1": sum(accs) / max(1, len(accs)), "n": len(accs)}
+    return res
+
+
+def make_cifar10c_pack(src: Path, out: Path, per_class: int, seed: int = 0,
+                       log: Callable = print) -> dict:
+    """``cifar10c.pack``: the first ``per_class`` test images of each class under
+    every corruption of :mod:`tvcli.data.corruptions` at severities 1-5
+    (``c/<name>/<severity>``, (N, 3, 32, 32) uint8) and their ``labels`` (N,);
+    a corruption whose textures are missing (frost) is left out, and logged."""
+    from tvcli.data.cifar import load_cifar10
+    from tvcli.data.corruptions import CORRUPTIONS, MissingTexture, corrupt_batch
+    from tvcli.datapack import write_pack
+
+    images, labels = load_cifar10(src, "test", per_class)
+    hwc = images.permute(0, 2, 3, 1).numpy()
+    arrays: dict = {"labels": labels.to(torch.uint8)}
+    skipped = []
+    for name in CORRUPTIONS:
+        try:
+            for sev in range(1, 6):
+                c = corrupt_batch(hwc, name, sev, seed=seed)
+                arrays[f"c/{name}/{sev}"] = torch.from_numpy(c).permute(0, 3, 1, 2).contiguous()
+        except MissingTexture as exc:
+            skipped.append(name)
+            log(f"cifar10c.pack: {name} left out ({exc})")
+    log(f"cifar10c.pack: {len(labels)} images x {len(CORRUPTIONS) - len(skipped)} "
+        "corruptions x 5 severities")
+    return write_pack(out, arrays, {"name": f"CIFAR-10-C from the JPEG test split, "
+                                    f"{per_class} per class, seed {seed}",
+                                    "skipped": skipped})
 
 
 EVALUATORS: dict[str, Callable] = {"denoise": evaluate_denoise, "edges": evaluate_edges,
@@ -751,6 +795,8 @@ def _make_data(args: argparse.Namespace) -> None:
     if need["cifar10.tar.gz"]:
         make_cifar_subset(args.cifar, out / "cifar10.tar.gz", args.cifar_train_per_class,
                           args.cifar_test_per_class)
+        if args.cifar10c_per_class:
+            make_cifar10c_pack(args.cifar, out / "cifar10c.pack", args.cifar10c_per_class)
     over = [f"{k} {(out / k).stat().st_size / MiB:.1f} MiB > {v / MiB:.0f} MiB"
             for k, v in PACK_BUDGET_BYTES.items() if need[k] and (out / k).stat().st_size > v]
     if args.no_size_check:
@@ -788,6 +834,9 @@ def main(argv: list[str] | None = None) -> None:
                     "MB each: over the budget unless other data is left out)")
     md.add_argument("--check-only", action="store_true",
                     help="only measure what a run would carry (and fail when over)")
+    md.add_argument("--cifar10c-per-class", type=int, default=0,
+                    help="also cifar10c.pack (CIFAR-10-C of that many test images per "
+                    "class; for `evaluate` here, too large to carry)")
     md.add_argument("--no-size-check", action="store_true",
                     help="data that is not carried (e.g. for `evaluate` here)")
     ev = sub.add_parser("evaluate", help="the evaluators on weights a GPU run brought back")
