@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import tvcli.classify_task  # noqa: F401 -- registers the task
 from tvcli.classify_task import top1_accuracy
 from tvcli.data.cifar import load_cifar10
 from tvcli.data.corruptions import CORRUPTIONS, MissingTexture, corrupt_batch
 from tvcli.models import build_model
-from tvcli.train import TrainConfig, train
+from tvcli.train import lam_table, train
+from tvcli.train_setup import make_config
 
 ARMS = ("allconv", "allconv-tv-smooth", "allconv-tv-sharp")
 
@@ -80,13 +80,12 @@ def main() -> None:
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     cset = None
     for arm in args.arms.split(","):
-        cfg = TrainConfig(model=arm, data=args.data, out=str(out / arm), steps=args.steps,
-                          batch=args.batch, lr=args.lr, seed=args.seed,
-                          val_every=max(1, args.steps // 5), ckpt_every=25,
-                          device=args.device, task="classify",
-                          model_config={"width": args.width},
-                          task_config={"train_per_class": args.train_per_class,
-                                       "val_per_class": args.val_per_class})
+        # The config of `tvcli train ARM --data CIFAR ...` (tvcli/train_setup.py).
+        cfg = make_config(arm, args.data, out / arm, steps=args.steps, batch=args.batch,
+                          lr=args.lr, seed=args.seed, val_every=max(1, args.steps // 5),
+                          ckpt_every=25, device=args.device, width=args.width,
+                          task_options={"train_per_class": args.train_per_class,
+                                        "val_per_class": args.val_per_class})
         meta = train(cfg, progress=False)
         print(f"{arm}: {meta['step']} steps, {meta['wall_s']:.0f} s, history "
               f"{meta['history']}", flush=True)
@@ -112,6 +111,7 @@ def main() -> None:
         results[arm] = {"top1": row, "steps": meta["step"], "wall_s": round(meta["wall_s"], 1),
                         "val_top1_history": meta["history"],
                         "lams": getattr(model, "lams", list)(),
+                        "lam_history": lam_table(meta.get("lam_history", [])),
                         "budget": {"steps": args.steps, "batch": args.batch,
                                    "width": args.width, "train_per_class":
                                    args.train_per_class, "val_per_class": args.val_per_class,

@@ -6,6 +6,8 @@
 Resumable: run the same command again after an interruption. Both arms of a
 comparison must use the same --steps/--batch/--patch/--width/--seed (the
 budget); the run folder's ckpt.json records it. One CPU thread unless --threads.
+A thin wrapper: `tvcli train dexined-tv --data BSDS500 --threads 1 ...` trains the
+same way (the config comes from tvcli.train_setup.make_config in both).
 """
 
 from __future__ import annotations
@@ -35,13 +37,13 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(a.threads)
-    import tvcli.edge_task  # noqa: F401  (registers the "edges" task)
-    from tvcli.train import TrainConfig, export_weights, train
+    from tvcli.train import export_weights, train
+    from tvcli.train_setup import make_config
 
-    cfg = TrainConfig(model=a.model, data=a.data, out=a.out, steps=a.steps, batch=a.batch,
-                      patch=a.patch, lr=a.lr, seed=a.seed, val_every=a.val_every,
-                      ckpt_every=a.ckpt_every, val_crop=320, task="edges",
-                      model_config={"width": a.width}, max_wall_s=a.max_wall)
+    # The same config as `tvcli train MODEL --data BSDS500` (tvcli/train_setup.py).
+    cfg = make_config(a.model, a.data, a.out, steps=a.steps, batch=a.batch, patch=a.patch,
+                      lr=a.lr, seed=a.seed, val_every=a.val_every, ckpt_every=a.ckpt_every,
+                      width=a.width, max_wall=a.max_wall)
     meta = train(cfg, progress=False)
     print(f"done: step {meta['step']}, wall {meta['wall_s']:.0f} s")
     if a.export and meta["step"] >= a.steps:

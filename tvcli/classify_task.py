@@ -100,7 +100,14 @@ class ClassifyTask(Task):
         return train, val
 
     def data_digest(self, data: Path) -> str | None:
-        """sha256 of the archive (first 16 hex digits), or None for a folder."""
+        """sha256 of the archive (first 16 hex digits), or for a folder
+        :func:`tvcli.train.files_digest` of its image files (names and sizes)."""
+        if data.is_dir():
+            from tvcli.data.cifar import _EXTS
+            from tvcli.train import files_digest
+
+            return files_digest(data, [p for p in data.rglob("*")
+                                       if p.suffix.lower() in _EXTS and p.is_file()])
         if data.is_file():
             import hashlib
 

@@ -300,9 +300,12 @@ def indexed_batch(draw: Callable[[torch.Generator], tuple], seed: int, start: in
 
     Returns:
         The tuple of ``draw``'s tensors concatenated over the samples (batch
-        axis ``count``); an entry that is None for every sample stays None.
+        axis ``count``); an entry that is None for every sample stays None; an
+        entry that is not a tensor (e.g. the classification task's dropout seed)
+        is the first sample's.
     """
     parts = [draw(torch.Generator().manual_seed(sample_seed(seed, g)))
              for g in range(start, start + count)]
-    return tuple(None if items[0] is None else torch.cat(items)
+    return tuple(None if items[0] is None else
+                 torch.cat(items) if isinstance(items[0], torch.Tensor) else items[0]
                  for items in zip(*parts, strict=True))

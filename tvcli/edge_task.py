@@ -163,9 +163,16 @@ class EdgeTask(Task):
             raise ValueError(f"model {self.cfg.model!r} is not an edge detector (DexiNed)")
 
     def data_digest(self, data: Path) -> str | None:
-        if data.suffix == ".pack":  # a subset may be packed: its own digest
+        """``bsds500:`` + :func:`tvcli.train.files_digest` of the train and val photos
+        and ground truths (the test split is not part of it); a data pack's own
+        digest for a ``.pack`` (it may hold a subset)."""
+        if data.suffix == ".pack":
             return super().data_digest(data)
-        return "bsds500:train+val"
+        from tvcli.train import files_digest
+
+        files = [p for sub in ("images", "groundTruth") for split in ("train", "val")
+                 for p in (Path(data) / sub / split).glob("*") if p.is_file()]
+        return "bsds500:" + files_digest(Path(data), files)
 
     def load(self, data: Path) -> tuple[EdgeSet, EdgeSet]:
         names, full = load_edges_pack(data) if data.suffix == ".pack" \

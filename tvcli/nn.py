@@ -11,7 +11,7 @@ from torch.nn import functional as F
 from tvcli.prox import prox_tv1d
 from tvcli.prox2d import prox_tv2d
 
-__all__ = ["TVLayer"]
+__all__ = ["TVLayer", "learned_lams"]
 
 _MODES = ("smooth", "sharp")
 _DIRECTIONS = ("2d", "row", "col")
@@ -148,3 +148,17 @@ class TVLayer(nn.Module):
             f"direction={self.direction!r}, lam_init={self.lam_init}, "
             f"shared_lam={self.shared_lam}, learn_lam={self.learn_lam}, iters={self.iters}"
         )
+
+
+def learned_lams(model: nn.Module) -> dict[str, list[float]]:
+    """The current lam of every TV layer with a learned lam in ``model``.
+
+    Returns ``{module name: [lam per channel]}`` (one value when the layer shares
+    its lam), in the units of the layer's input, in module order; ``{}`` for a
+    model without learned TV layers. Works for any model, whether or not it has a
+    ``lams()`` method (the names say which layer is which: e.g. ``blocks.0.tv``,
+    ``tv_in``, ``tv_sharp.1``).
+    """
+    return {name: [float(v) for v in m.lam.detach().float().cpu().reshape(-1)]
+            for name, m in model.named_modules()
+            if isinstance(m, TVLayer) and m.learn_lam}

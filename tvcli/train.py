@@ -20,7 +20,11 @@ stretched -- set ``steps`` to what the budget allows), and a pool of patches hel
 on the device (the task's ``patch_pool``).
 
 Checkpoints are safetensors (model and optimizer tensors, the RNG states) plus a
-JSON file (step, config, history): no pickles anywhere.
+JSON file (step, config, history): no pickles anywhere. For models with learned TV
+layers the JSON also holds ``lam_history``: every layer's lam at step 0 and at each
+validation (the paper's Fig. 3), so it resumes with the run; :func:`export_weights`
+puts a compact form of it (:func:`lam_table`) into the manifest entry, together
+with the budget (steps, batch, wall time, CPU threads, seed, data digest).
 
 Denoising (the default task): random patches from ``DATA/train/*.png``, the 8
 dihedral flips/rotations, additive white Gaussian noise of a fixed sigma (or, for
@@ -48,7 +52,8 @@ from tvcli.models.inference import apply_model
 from tvcli.models.registry import build_model
 
 __all__ = ["TrainConfig", "Task", "DenoiseTask", "TASKS", "register_task", "get_task",
-           "load_images", "train", "validate", "export_weights", "psnr"]
+           "load_images", "train", "validate", "export_weights", "psnr", "lam_table",
+           "files_digest"]
 
 
 @dataclass
@@ -171,7 +176,8 @@ def register_task(name: str, factory: Callable[[TrainConfig], Task]) -> None:
 
 
 # Tasks defined in their own modules, imported (and so registered) on first use.
-_TASK_MODULES = {"eps": "tvcli.train_eps"}
+_TASK_MODULES = {"eps": "tvcli.train_eps", "edges": "tvcli.edge_task",
+                 "classify": "tvcli.classify_task"}
 
 
 def get_task(cfg: TrainConfig) -> Task:
@@ -182,6 +188,18 @@ def get_task(cfg: TrainConfig) -> Task:
     if cfg.task not in TASKS:
         raise ValueError(f"unknown task {cfg.task!r}; known: {', '.join(sorted(TASKS))}")
     return TASKS[cfg.task](cfg)
+
+
+def files_digest(root: Path, files: list[Path]) -> str:
+    """``"files:"`` + 16 hex digits of sha256 over the sorted (path relative to
+    ``root``, size in bytes) of ``files``: a cheap identifier of a data folder's
+    contents (names and sizes, not bytes: it does not read the files)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted(Path(f) for f in files):
+        h.update(f"{p.relative_to(root).as_posix()}\t{p.stat().st_size}\n".encode())
+    return "files:" + h.hexdigest()[:16]
 
 
 def load_images(folder: Path, channels: int = 3, as_uint8: bool = False) -> list[torch.Tensor]:
@@ -471,6 +489,10 @@ def _train(cfg: TrainConfig, task: Task, env, dev_name: str, progress: bool, log
     # distributed run continues, whatever the world size now.
     meta.setdefault("samples", meta["step"] * cfg.batch)
     meta.setdefault("skipped_steps", 0)
+    # CPU threads of every call that trained this run (the budget's other half).
+    meta["threads"] = sorted(set(meta.get("threads", [])) | {torch.get_num_threads()})
+    if env.is_main and meta["step"] == 0 and not meta.get("lam_history"):
+        _record_lams(meta, model)  # the initial lams (step 0), if the model has TV layers
     net = dist_.wrap_model(model, env, dev_name)  # DDP with several ranks, else model
     several = env.active and env.world_size > 1
     skipped_in_row = 0
@@ -548,6 +570,7 @@ def _train(cfg: TrainConfig, task: Task, env, dev_name: str, progress: bool, log
                 last_val = task.validate(model, val_set, device)
             meta["history"].append({"step": meta["step"], "loss": loss.item(),
                                     metric: last_val, "wall_s": meta["wall_s"]})
+            _record_lams(meta, model)
         if meta["step"] % cfg.ckpt_every == 0 or meta["step"] == end or over_budget:
             _save_checkpoint(run, model, opt, gen, dgen, meta)
         if bar is not None:
@@ -562,6 +585,38 @@ def _train(cfg: TrainConfig, task: Task, env, dev_name: str, progress: bool, log
 
 
 _MAX_SKIPPED_IN_ROW = 10
+
+
+def _record_lams(meta: dict, model: nn.Module) -> None:
+    """Appends ``{"step", "lams"}`` to ``meta["lam_history"]`` (the learned lam of each
+    TV layer, :func:`tvcli.nn.learned_lams`: the paper's Fig. 3); nothing for a model
+    without learned TV layers. Saved with the checkpoint, so a resumed run's history
+    is the same as an uninterrupted one's."""
+    from tvcli.nn import learned_lams
+
+    lams = learned_lams(model)
+    if lams:
+        meta.setdefault("lam_history", []).append({"step": meta["step"], "lams": lams})
+
+
+def lam_table(lam_history: list[dict]) -> dict:
+    """A compact, column-wise form of a run's ``lam_history`` (for manifests and
+    tables): ``{"steps": [...], "layers": {name: {"channels": C, "mean": [...],
+    "min": [...], "max": [...]}}}``, mean / min / max over the layer's channels
+    (equal for a shared lam), one value per recorded step, 6 significant digits."""
+    steps = [int(r["step"]) for r in lam_history]
+    layers: dict[str, dict] = {}
+    for r in lam_history:
+        for name, vals in r["lams"].items():
+            col = layers.setdefault(name, {"channels": len(vals), "mean": [], "min": [],
+                                           "max": []})
+            col["mean"].append(float(f"{sum(vals) / len(vals):.6g}"))
+            col["min"].append(float(f"{min(vals):.6g}"))
+            col["max"].append(float(f"{max(vals):.6g}"))
+    for col in layers.values():
+        if col["channels"] == 1:  # a shared lam: min = max = mean
+            del col["min"], col["max"]
+    return {"steps": steps, "layers": layers}
 
 
 def _silent(*args, **kwargs) -> None:
@@ -626,15 +681,20 @@ def export_weights(run: Path, weights_dir: Path, name: str | None = None,
     os.chmod(weights_dir / fname, 0o644)  # a shipped, read-only artefact for everyone
     digest = hashlib.sha256((weights_dir / fname).read_bytes()).hexdigest()
     last = meta["history"][-1] if meta["history"] else {}
+    threads = meta.get("threads")
     entry = {
         "model": cfg.model, "file": fname, **fields,
         "config": meta["model_config"], "data_digest": meta["data_digest"],
         "steps": meta["step"], "batch": cfg.batch, "patch": cfg.patch,
         "wall_s": round(meta["wall_s"], 1), "seed": cfg.seed,
+        **({"threads": threads[0] if len(threads) == 1 else threads} if threads else {}),
+        "lr": cfg.lr, **({"task_config": cfg.task_config} if cfg.task_config else {}),
         f"{task.metric}_crop" if cfg.task == "denoise" else task.metric: last.get(task.metric),
         "sha256": digest, "trained_with": "tvcli train", "device": cfg.device,
         **({"task": cfg.task} if cfg.task != "denoise" else {}),
         **({"init_from": Path(cfg.init_from).name} if cfg.init_from else {}),
+        **({"lam_history": lam_table(meta["lam_history"])} if meta.get("lam_history")
+           else {}),
         **(extra or {}),
     }
     man_path = weights_dir / "manifest.json"

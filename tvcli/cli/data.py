@@ -51,7 +51,7 @@ def eps(
 ) -> None:
     """Build the SUBSTITUTE edge-preserving-smoothing benchmark: BSDS500 photos, each with
     the outputs of five classical OpenCV filters as ground truths (uniform weights).
-    Needs pip install 'tvcli[eps-data]'. Existing files are reused (resumable)."""
+    Needs pip install 'tvcli\\[eps-data]'. Existing files are reused (resumable)."""
     from tvcli.data.eps import build_eps
 
     if not (bsds500 / "images").is_dir():

@@ -13,15 +13,17 @@ from tvcli.cli._app import CLIError, app
 
 @app.command("train")
 def train_cmd(
-    model: str = typer.Argument(..., help="Architecture (see `tvcli models`)."),
-    data: Path = typer.Option(..., "--data", help="Folder made by `tvcli data fetch` (or "
-                              "`tvcli data eps` for the edge-preserving models)."),
+    model: str = typer.Argument(..., help="Architecture (see `tvcli models`); it decides "
+                                "the task: denoisers, eps*, dexined*, allconv*."),
+    data: Path = typer.Option(..., "--data", help="Denoisers: a `tvcli data fetch` folder "
+                              "(or .pack); eps*: a `tvcli data eps` folder; dexined*: "
+                              "BSDS500; allconv*: the CIFAR-10 JPEG .tar.gz or its folder."),
     out: Path = typer.Option(None, "--out", "-o", help="Run folder (checkpoints; resumes "
-                             "if it holds one). Default: runs/MODEL-sSIGMA, or "
-                             "runs/MODEL-blind with --sigma-range."),
-    sigma: float = typer.Option(25.0, "--sigma", min=0, max=255,
-                                help="Noise std in 0-255 units (the validation level "
-                                "with --sigma-range)."),
+                             "if it holds one). Default: runs/MODEL-TAG (TAG: sSIGMA or "
+                             "blind for denoisers, else the task)."),
+    sigma: float = typer.Option(None, "--sigma", min=0, max=255,
+                                help="Denoisers: noise std in 0-255 units, default 25 (the "
+                                "validation level with --sigma-range)."),
     sigma_range: str = typer.Option(None, "--sigma-range", metavar="LO,HI",
                                     help="Blind-range training for models with a "
                                     "noise-level input (ffdnet, ffdnet-tv): each patch "
@@ -30,19 +32,39 @@ def train_cmd(
                               help="Optimizer steps in total. Rerunning a run folder with "
                               "more steps continues it, the cosine schedule stretched over "
                               "the new total."),
-    batch: int = typer.Option(16, "--batch", min=1,
-                              help="Patches per step; under torchrun per process (the "
-                              "global batch is WORLD_SIZE x BATCH; see docs/scaling.md)."),
-    patch: int = typer.Option(40, "--patch", min=8, help="Patch side, pixels."),
+    batch: int = typer.Option(None, "--batch", min=1,
+                              help="Samples per step (default: 16 denoise/eps, 4 edges, 32 "
+                              "classify); under torchrun per process (the global batch is "
+                              "WORLD_SIZE x BATCH; see docs/scaling.md)."),
+    patch: int = typer.Option(None, "--patch", min=8, help="Crop side, pixels (default 40; "
+                              "160 for edges; not for classifiers: 32x32 images)."),
     lr: float = typer.Option(1e-3, "--lr", help="Initial learning rate (cosine to 1e-5)."),
     seed: int = typer.Option(0, "--seed"),
-    val_every: int = typer.Option(250, "--val-every", min=1),
-    ckpt_every: int = typer.Option(100, "--ckpt-every", min=1),
+    val_every: int = typer.Option(None, "--val-every", min=1,
+                                  help="Validate every N steps (default 250; 100 edges)."),
+    ckpt_every: int = typer.Option(None, "--ckpt-every", min=1,
+                                   help="Checkpoint every N steps (default 100; 50 edges "
+                                   "and classify)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    threads: int = typer.Option(None, "--threads", min=1,
+                                help="CPU threads for torch (default: torch's choice); "
+                                "recorded in the checkpoint and the manifest."),
     depth: int = typer.Option(None, "--depth", min=3,
-                              help="Conv layers (default: the model's: 17 for DnCNN, 10 "
-                              "for FFDNet)."),
-    width: int = typer.Option(None, "--width", min=4, help="Feature channels (default 64)."),
+                              help="Denoisers: conv layers (default: the model's: 17 for "
+                              "DnCNN, 10 for FFDNet)."),
+    width: int = typer.Option(None, "--width", min=4, help="Feature channels (default: the "
+                              "model's; 16 for DexiNed, the shipped width)."),
+    train_per_class: int = typer.Option(None, "--train-per-class", min=1,
+                                        help="Classifiers: train on the first N images of "
+                                        "each class (smoke runs); default all."),
+    val_per_class: int = typer.Option(None, "--val-per-class", min=1,
+                                      help="Classifiers: validate on the first N test "
+                                      "images of each class; default all."),
+    val_images: int = typer.Option(None, "--val-images", min=1,
+                                   help="eps*: validation photos (default 20)."),
+    val_hold: int = typer.Option(None, "--val-hold", min=1,
+                                 help="dexined*: BSDS500 val images held out for validation "
+                                 "(default 10; the rest trains)."),
     init_from: Path = typer.Option(None, "--init-from", help="Start from these model "
                                    "weights (a safetensors file, e.g. a shipped one): a "
                                    "warm start, recorded in the manifest."),
@@ -53,8 +75,10 @@ def train_cmd(
                                 "their manifest entry into this folder (e.g. weights/)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Train a model: denoisers on random noisy patches; eps / eps-tv on the substitute
-    EPS benchmark's photos and ground truths. Checkpoints let it resume.
+    """Train any registered model; its registry entry picks the task: denoisers on
+    random noisy patches, eps / eps-tv on the substitute EPS benchmark, dexined /
+    dexined-tv on BSDS500 edges, allconv* on CIFAR-10. Checkpoints let it resume;
+    validations record each TV layer's learned lam (`ckpt.json`, `lam_history`).
 
     Data-parallel on several processes / GPUs / nodes: launch it with torchrun
     (e.g. `torchrun --standalone --nproc_per_node=4 -m tvcli train ...`);
@@ -62,16 +86,9 @@ def train_cmd(
     """
     import torch
 
-    from tvcli.models import MODELS
-    from tvcli.train import TrainConfig, export_weights, train
+    from tvcli.train import export_weights, train
+    from tvcli.train_setup import TrainSetupError, make_config
 
-    if model not in MODELS:
-        raise CLIError(f"unknown model {model!r}; known: {', '.join(sorted(MODELS))}")
-    if getattr(MODELS[model].builder, "is_edge_detector", False):
-        raise CLIError(f"{model} is an edge detector: train it on BSDS500 with "
-                       "benchmarks/edges_train.py (docs/edges.md)")
-    if not (data / "manifest.json").exists():
-        raise CLIError(f"{data} has no manifest.json: run `tvcli data fetch {data}` first")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise CLIError("--device cuda asked for, but no CUDA device is available")
     srange = None
@@ -80,40 +97,35 @@ def train_cmd(
             srange = [float(v) for v in sigma_range.split(",")]
         except ValueError:
             srange = []
-        if len(srange) != 2 or not 0 <= srange[0] <= srange[1] <= 255:
+        if len(srange) != 2:
             raise CLIError(f"--sigma-range must be LO,HI with 0 <= LO <= HI <= 255, got "
                            f"{sigma_range!r}")
-        if not getattr(MODELS[model].builder, "takes_sigma", False):
-            raise CLIError(f"model {model!r} has no noise-level input; give one --sigma")
-    if init_from is not None and not init_from.is_file():
-        raise CLIError(f"--init-from {init_from}: no such file")
-    task = getattr(MODELS[model].builder, "train_task", "denoise")
-    if task != "denoise" and (srange is not None or depth is not None):
-        raise CLIError(f"model {model!r} is trained for {task!r}: --sigma-range and --depth "
-                       "do not apply")
-    tag = task if task != "denoise" else ("blind" if srange else f"s{int(sigma)}")
-    out = out or Path("runs") / f"{model}-{tag}"
-    model_config = {k: v for k, v in (("depth", depth), ("width", width)) if v is not None}
-    cfg = TrainConfig(model=model, data=str(data), out=str(out), sigma=sigma,
-                      sigma_range=srange, steps=steps, batch=batch, patch=patch, lr=lr,
-                      seed=seed, val_every=val_every, ckpt_every=ckpt_every, device=device,
-                      model_config=model_config,
-                      init_from=str(init_from) if init_from else None, max_wall_s=max_wall,
-                      task=task)
+    try:
+        cfg = make_config(model, data, out, steps=steps, batch=batch, patch=patch, lr=lr,
+                          seed=seed, val_every=val_every, ckpt_every=ckpt_every,
+                          device=device, width=width, depth=depth, sigma=sigma,
+                          sigma_range=srange, init_from=init_from, max_wall=max_wall,
+                          task_options={"train_per_class": train_per_class,
+                                        "val_per_class": val_per_class,
+                                        "val_images": val_images, "val_hold": val_hold})
+    except TrainSetupError as exc:
+        raise CLIError(str(exc)) from None
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
         meta = train(cfg, progress=not quiet)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
+    except (ValueError, FileNotFoundError) as exc:  # bad data found while loading it
+        raise CLIError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     from tvcli.distributed import is_main_process
 
     if not is_main_process():
         return  # under torchrun, rank 0 reports and exports
     last = meta["history"][-1] if meta["history"] else {}
-    print(json.dumps({"model": model, "run": str(out), "step": meta["step"],
+    print(json.dumps({"model": model, "task": cfg.task, "run": cfg.out, "step": meta["step"],
                       "wall_s": round(meta["wall_s"], 1),
                       **{k: v for k, v in last.items() if k.startswith("val_")}}))
     if export is not None:
-        entry = export_weights(out, export)
+        entry = export_weights(Path(cfg.out), export)
         print(f"wrote {export / entry['file']} (sha256 {entry['sha256'][:12]}...)")
 
 
@@ -136,9 +148,11 @@ def models_cmd(
             if w is None:
                 rows.append((name, "-", "no weights shipped", "-", "-", "-"))
             else:
-                if w.get("task") == "edges":  # an edge detector: no noise level, no PSNR
+                if w.get("task") in ("edges", "classify"):  # no noise level, no PSNR
+                    top1 = w.get("val_top1")
                     rows.append((name, "-", w["file"], str(w["steps"]),
-                                 f"{w['wall_s'] / 60:.0f} min", "-"))
+                                 f"{w['wall_s'] / 60:.0f} min",
+                                 f"top-1 {top1:.1f} %" if top1 is not None else "-"))
                     continue
                 sig = (f"{w['sigma']:g}" if w.get("sigma") is not None else
                        "{:g}-{:g} (blind)".format(*w["sigma_range"]) if w.get("sigma_range")
@@ -169,4 +183,5 @@ def models_cmd(
         for name, spec in MODELS.items():
             console.print(f"[bold]{name}[/bold]: {spec.description}", highlight=False)
     print("* validation PSNR (denoisers) or WRMSE (eps models, 8-bit levels) on center "
-          "crops during training; full results in docs/denoising.md and docs/eps.md")
+          "crops, or top-1 (classifiers, test split), during training; full results in "
+          "docs/denoising.md, docs/eps.md, docs/edges.md and docs/classification.md")

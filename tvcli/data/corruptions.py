@@ -19,7 +19,14 @@ re-implemented from its definition: ImageMagick's motion blur (a one-sided
 Gaussian-weighted line kernel at a random angle; used by motion_blur and snow),
 scikit-image's salt-and-pepper noise and HSV brightness, OpenCV's affine warp and
 filters (SciPy's ``mirror`` boundary = OpenCV's REFLECT_101). Results are therefore
-*statistically* like CIFAR-10-C, not bit-identical to the published .npy files.
+*statistically* like CIFAR-10-C, not bit-identical to the published .npy files
+(the random draws differ anyway: one numpy Generator per image here).
+
+Constants and semantics were checked line by line against the published CIFAR-10-C
+generator (``make_cifar_c.py`` of hendrycks/robustness), including its quirks that
+shape the data: glass blur's "swap" copies, the fractal's squared amplitudes, frost
+using 5 of its 6 textures, outputs truncated to 8 bits. docs/classification.md lists
+what was checked and what still differs, per type.
 
 Frost needs photographs of frost; tvcli ships none. :func:`frost_textures` takes
 them from the ``imagecorruptions`` package (Apache-2.0; its six frost images come
@@ -87,7 +94,8 @@ def motion_blur_kernel(radius: float, sigma: float,
     w = np.exp(-np.arange(width) ** 2 / (2.0 * sigma ** 2))
     w /= w.sum()
     a = math.radians(angle_deg)
-    return [(int(round(i * math.sin(a))), int(round(i * math.cos(a))), float(w[i]))
+    # ImageMagick rounds an offset v as ceil(v - 0.5) (halves go down)
+    return [(math.ceil(i * math.sin(a) - 0.5), math.ceil(i * math.cos(a) - 0.5), float(w[i]))
             for i in range(width)]
 
 
@@ -106,7 +114,12 @@ def _motion_blur(x: np.ndarray, radius: float, sigma: float, angle_deg: float) -
 def plasma_fractal(rng: np.random.Generator, mapsize: int = _SIZE,
                    wibbledecay: float = 3.0) -> np.ndarray:
     """(mapsize, mapsize) diamond-square fractal noise in [0, 1] (``mapsize`` a power of
-    two), periodic; each halving of the step scales the random offsets by 1/wibbledecay.
+    two), periodic.
+
+    As in the published CIFAR-10-C generator: the random offset added to a new point
+    is ``wibble * U(-wibble, wibble)`` (amplitude wibble squared), with wibble = 100 at
+    the coarsest step and divided by ``wibbledecay`` after each step -- so the offsets
+    shrink by wibbledecay**2 per octave, a smoother field than a plain 1/wibbledecay.
     """
     if mapsize & (mapsize - 1):
         raise ValueError(f"mapsize must be a power of two, got {mapsize}")
@@ -115,22 +128,23 @@ def plasma_fractal(rng: np.random.Generator, mapsize: int = _SIZE,
     wibble = 100.0
     while step >= 2:
         half = step // 2
-        wibble /= wibbledecay
         # square step: centre of each square = mean of its 4 corners + noise
         corners = a[0::step, 0::step]
         mean4 = (corners + np.roll(corners, -1, 0) + np.roll(corners, -1, 1)
                  + np.roll(np.roll(corners, -1, 0), -1, 1)) / 4
-        a[half::step, half::step] = mean4 + rng.uniform(-wibble, wibble, mean4.shape)
+        a[half::step, half::step] = mean4 + wibble * rng.uniform(-wibble, wibble,
+                                                                 mean4.shape)
         # diamond step: the edge midpoints = mean of their 4 neighbours + noise
         c = a[0::step, 0::step]
         m = a[half::step, half::step]
         # midpoints on horizontal edges (rows 0::step, cols half::step)
         top = (c + np.roll(c, -1, 1) + m + np.roll(m, 1, 0)) / 4
-        a[0::step, half::step] = top + rng.uniform(-wibble, wibble, top.shape)
+        a[0::step, half::step] = top + wibble * rng.uniform(-wibble, wibble, top.shape)
         # midpoints on vertical edges (rows half::step, cols 0::step)
         left = (c + np.roll(c, -1, 0) + m + np.roll(m, 1, 1)) / 4
-        a[half::step, 0::step] = left + rng.uniform(-wibble, wibble, left.shape)
+        a[half::step, 0::step] = left + wibble * rng.uniform(-wibble, wibble, left.shape)
         step = half
+        wibble /= wibbledecay
     a -= a.min()
     return a / a.max() if a.max() > 0 else a
 
@@ -178,25 +192,43 @@ def defocus_blur(x, rng, severity):
     return np.clip(out, 0, 1)
 
 
+def _glass_shuffle(img: np.ndarray, delta: int, iterations: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    """The pixel "swaps" of glass blur on (H, W, C), in place, as the published
+    generator really does them.
+
+    Its line ``x[h, w], x[h2, w2] = x[h2, w2], x[h, w]`` on a numpy array assigns
+    views: pixel (h, w) receives (h2, w2)'s value and (h2, w2) keeps its own -- a
+    copy, not a swap. Pixels are visited from the bottom-right corner to (delta + 1,
+    delta + 1), offsets drawn uniformly from [-delta, delta) (so up / left only when
+    delta = 1). Returns ``img``.
+    """
+    h, w = img.shape[:2]
+    rows = range(h - delta, delta, -1)
+    cols = range(w - delta, delta, -1)
+    for _ in range(iterations):
+        offsets = rng.integers(-delta, delta, size=(len(rows), len(cols), 2))
+        for a, i in enumerate(rows):
+            for b, j in enumerate(cols):
+                dy, dx = offsets[a, b]
+                img[i, j] = img[i + dy, j + dx]
+    return img
+
+
 def glass_blur(x, rng, severity):
-    """Gaussian blur, local random pixel swaps (max distance ``delta``, repeated
-    ``iterations`` times over the image), Gaussian blur again."""
+    """Gaussian blur, local random pixel moves (:func:`_glass_shuffle`; max distance
+    ``delta``, ``iterations`` passes over the image), Gaussian blur again."""
     sigma, delta, iterations = ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2),
                                 (0.4, 1, 2))[severity - 1]
-    # the published generator quantises to 8 bits after the first blur
+    # the published generator quantises to 8 bits (truncating) after the first blur
     out = np.uint8(_gaussian(x, sigma) * 255)
-    h, w = out.shape[:2]
-    for _ in range(iterations):
-        for i in range(h - delta, delta, -1):
-            for j in range(w - delta, delta, -1):
-                dy, dx = rng.integers(-delta, delta, size=2)
-                i2, j2 = i + dy, j + dx
-                out[i, j], out[i2, j2] = out[i2, j2].copy(), out[i, j].copy()
+    _glass_shuffle(out, delta, iterations, rng)
     return np.clip(_gaussian(out / 255.0, sigma), 0, 1)
 
 
 def motion_blur(x, rng, severity):
-    radius, sigma = ((10, 1), (10, 1.5), (10, 2), (10, 2.5), (12, 3))[severity - 1]
+    # CIFAR-10-C's (radius, sigma); (10, 1) ... (12, 3) are Tiny-ImageNet-C's
+    radius, sigma = ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5))[severity - 1]
     # the published generator goes through an 8-bit image around the blur
     x8 = np.round(x * 255) / 255
     return np.clip(_motion_blur(x8, radius, sigma, rng.uniform(-45, 45)), 0, 1)
@@ -219,8 +251,10 @@ def snow(x, rng, severity):
     flakes = rng.normal(loc, scale, x.shape[:2])
     flakes = _clipped_zoom(flakes, zoom)
     flakes[flakes < thr] = 0
-    flakes = np.round(np.clip(flakes, 0, 1) * 255) / 255  # an 8-bit layer, as published
-    flakes = _motion_blur(flakes, radius, sigma, rng.uniform(-135, -45))[..., None]
+    # an 8-bit layer (truncated) goes into ImageMagick and an 8-bit one comes out
+    flakes = np.floor(np.clip(flakes, 0, 1) * 255) / 255
+    flakes = _motion_blur(flakes, radius, sigma, rng.uniform(-135, -45))
+    flakes = (np.round(flakes * 255) / 255)[..., None]
     gray = (0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2])[..., None]
     out = blend * x + (1 - blend) * np.maximum(x, gray * 1.5 + 0.5)
     return np.clip(out + flakes + np.rot90(flakes, k=2), 0, 1)
@@ -229,10 +263,21 @@ def snow(x, rng, severity):
 _FROST_CACHE: list[np.ndarray] | None = None
 
 
+def _subsample_by_5(img: np.ndarray) -> np.ndarray:
+    """OpenCV's ``resize(img, fx=0.2, fy=0.2)`` (bilinear, no anti-aliasing): output
+    pixel d samples input 5 d + 2 exactly (the centre of its 5x5 cell), output size
+    round(0.2 x size). (H, W, C) -> (round(H / 5), round(W / 5), C)."""
+    h, w = img.shape[:2]
+    rows = np.minimum(5 * np.arange(max(1, round(h * 0.2))) + 2, h - 1)
+    cols = np.minimum(5 * np.arange(max(1, round(w * 0.2))) + 2, w - 1)
+    return img[rows][:, cols]
+
+
 def frost_textures() -> list[np.ndarray]:
     """The frost photographs as float64 (H, W, 3) RGB in [0, 1], downscaled by 5 for
-    32x32 images (as for CIFAR-10-C). From ``$TVCLI_FROST_DIR`` (any *.png/*.jpg)
-    or the installed ``imagecorruptions`` package; raises :class:`MissingTexture`."""
+    32x32 images as the CIFAR-10-C generator does (:func:`_subsample_by_5`). From
+    ``$TVCLI_FROST_DIR`` (any *.png/*.jpg, sorted by name) or the installed
+    ``imagecorruptions`` package; raises :class:`MissingTexture`."""
     global _FROST_CACHE
     if _FROST_CACHE is not None:
         return _FROST_CACHE
@@ -258,10 +303,11 @@ def frost_textures() -> list[np.ndarray]:
         raise MissingTexture(f"no frost images found in {folder or 'imagecorruptions/frost'}")
     out = []
     for f in files:
-        img = Image.open(f).convert("RGB")
-        small = img.resize((max(_SIZE, round(img.width * 0.2)),
-                            max(_SIZE, round(img.height * 0.2))), Image.BILINEAR)
-        out.append(np.asarray(small, dtype=np.float64) / 255.0)
+        small = _subsample_by_5(np.asarray(Image.open(f).convert("RGB")))
+        if min(small.shape[:2]) <= _SIZE:
+            raise MissingTexture(f"{f}: frost texture too small ({small.shape[1]}x"
+                                 f"{small.shape[0]} after downscaling by 5)")
+        out.append(small.astype(np.float64) / 255.0)
     _FROST_CACHE = out
     return out
 
@@ -269,9 +315,11 @@ def frost_textures() -> list[np.ndarray]:
 def frost(x, rng, severity):
     a, b = ((1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45))[severity - 1]
     textures = frost_textures()
-    tex = textures[int(rng.integers(len(textures)))]
-    y0 = int(rng.integers(0, tex.shape[0] - _SIZE + 1))
-    x0 = int(rng.integers(0, tex.shape[1] - _SIZE + 1))
+    # the published generator draws randint(5): frost6 (the sixth file) is never used
+    tex = textures[int(rng.integers(min(5, len(textures))))]
+    # randint(0, size - 32): the last possible offset is never drawn, as published
+    y0 = int(rng.integers(0, tex.shape[0] - _SIZE))
+    x0 = int(rng.integers(0, tex.shape[1] - _SIZE))
     h, w = x.shape[:2]
     return np.clip(a * x + b * tex[y0:y0 + h, x0:x0 + w], 0, 1)
 
@@ -314,8 +362,11 @@ def elastic_transform(x, rng, severity):
     h, w = x.shape[:2]
     centre = np.array([h, w], dtype=np.float64) // 2
     sq = min(h, w) // 3
-    src = np.array([centre + sq, centre + [sq, -sq], centre - sq])  # (y, x) points
-    dst = src + rng.uniform(-aff, aff, size=src.shape)
+    # the published generator's control points and offsets are OpenCV (x, y) pairs;
+    # drawn in that order, then turned into (y, x)
+    src_xy = np.array([centre + sq, centre + [sq, -sq], centre - sq])
+    dst_xy = src_xy + rng.uniform(-aff, aff, size=src_xy.shape)
+    src, dst = src_xy[:, ::-1], dst_xy[:, ::-1]
     # forward map src -> dst; affine_transform needs the inverse (output -> input)
     a_fwd = np.linalg.solve(np.c_[src, np.ones(3)], dst).T  # (2, 3): [A | t]
     a_inv = np.linalg.inv(a_fwd[:, :2])
@@ -363,6 +414,10 @@ CORRUPTIONS: dict[str, Corruption] = {
 }
 
 
+# Types whose published output comes out of ImageMagick or PIL as 8-bit (rounded).
+_ALREADY_8BIT = frozenset({"motion_blur", "pixelate", "jpeg_compression"})
+
+
 def _rng(seed: int, name: str, severity: int, index: int) -> np.random.Generator:
     # crc32 of the name: a stable id (Python's hash() of a str changes per process)
     return np.random.default_rng([seed, zlib.crc32(name.encode()), severity, index])
@@ -380,7 +435,10 @@ def corrupt(x: np.ndarray, name: str, severity: int, index: int = 0,
         seed: the suite's seed.
 
     Returns:
-        (32, 32, 3) uint8: corrupted images are stored as 8-bit, as CIFAR-10-C is.
+        (32, 32, 3) uint8: corrupted images are stored as 8-bit, as CIFAR-10-C is:
+        truncated (``np.uint8`` of 0-255 floats, as the published generator
+        stores them), except the types whose published output is already 8-bit
+        (rounded by their library: ImageMagick, PIL), which are rounded here.
     """
     if name not in CORRUPTIONS:
         raise ValueError(f"unknown corruption {name!r}; known: {', '.join(CORRUPTIONS)}")
@@ -390,8 +448,10 @@ def corrupt(x: np.ndarray, name: str, severity: int, index: int = 0,
     if x.ndim != 3 or x.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {x.shape}")
     xf = x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
-    out = CORRUPTIONS[name](xf, _rng(seed, name, severity, index), severity)
-    return np.uint8(np.round(np.clip(out, 0, 1) * 255))
+    out = np.clip(CORRUPTIONS[name](xf, _rng(seed, name, severity, index), severity), 0, 1)
+    if name in _ALREADY_8BIT:
+        return np.uint8(np.round(out * 255))
+    return np.uint8(out * 255)
 
 
 def corrupt_batch(images: np.ndarray, name: str, severity: int, seed: int = 0,

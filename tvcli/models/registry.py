@@ -43,11 +43,13 @@ class WeightsError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A network architecture known to tvcli."""
+    """A network architecture known to tvcli. ``task``: the :mod:`tvcli.train` task
+    that trains it (``tvcli train MODEL`` picks it from here)."""
 
     name: str
     builder: Callable[..., nn.Module]
     description: str
+    task: str = "denoise"
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -62,24 +64,27 @@ MODELS: dict[str, ModelSpec] = {
                            "input and output, learned per-channel lam (as eq. 14)"),
     "eps": ModelSpec("eps", EpsResNet, "edge-preserving smoothing: Zhu et al.'s ResNet (16 "
                      "residual blocks + 3 convs, skip from the input); trained on tvcli's "
-                     "substitute benchmark (docs/eps.md)"),
+                     "substitute benchmark (docs/eps.md)", task="eps"),
     "eps-tv": ModelSpec("eps-tv", EpsResNetTV, "edge-preserving smoothing: ResNet-TV (Yeh et "
                         "al. 2022, sec. 4.5): four TV1D-sharp layers in the residual blocks, "
-                        "a TV2D-smooth layer (one shared lam) on the output"),
+                        "a TV2D-smooth layer (one shared lam) on the output", task="eps"),
     "allconv": ModelSpec("allconv", AllConv, "CIFAR-10 classifier: All-CNN-C (Springenberg "
-                         "et al. 2015) with batch norm; the paper's section 4.2 baseline"),
+                         "et al. 2015) with batch norm; the paper's section 4.2 baseline",
+                         task="classify"),
     "allconv-tv-smooth": ModelSpec("allconv-tv-smooth", AllConvTVSmooth, "All-CNN-C with "
                                    "TV2D-smooth layers before batch norm in blocks 1-3, one "
-                                   "learned lam per layer (init 0.05; paper's TV-Smooth)"),
+                                   "learned lam per layer (init 0.05; paper's TV-Smooth)",
+                                   task="classify"),
     "allconv-tv-sharp": ModelSpec("allconv-tv-sharp", AllConvTVSharp, "All-CNN-C with "
                                   "TV2D-sharp layers before batch norm in blocks 1-3, one "
-                                  "learned lam per layer (init 0.05; paper's TV-Sharp)"),
+                                  "learned lam per layer (init 0.05; paper's TV-Sharp)",
+                                  task="classify"),
     "dexined": ModelSpec("dexined", DexiNed, "DexiNed edge detector (Soria et al. 2020): "
                          "6 blocks, dense blocks 3-6, 6 side outputs + fused; edge "
-                         "probability maps"),
+                         "probability maps", task="edges"),
     "dexined-tv": ModelSpec("dexined-tv", DexiNedTV, "DexiNed with TV2D-sharp layers (learned "
                             "lam) on the 2x/4x/8x side outputs and TV2D-smooth on the fused "
-                            "map (Yeh et al. 2022, sec. 4.4)"),
+                            "map (Yeh et al. 2022, sec. 4.4)", task="edges"),
 }
 
 
