@@ -4,8 +4,9 @@
 #   make build  - incremental rebuild of the compiled engine after editing csrc/
 #   make bench  - the solver benchmark (paper Table 1 workload and sweeps)
 #   make bench-docs - full `tvcli bench` run -> docs/benchmarks.{json,md,png}
-#   make gpu-data - data/gpu/denoise.pack for .ci/gpu_train.sh (from data/bsd432 and
-#                   ../shared/data/denoise; git-ignored, carried to the GPU machine)
+#   make gpu-data - data/gpu/{bsds.pack,eps.pack,cifar10.tar.gz} for .ci/gpu_train.sh
+#                   (from ../shared/data and data/eps; git-ignored, carried to the GPU
+#                   machine); fails when a GPU run would carry more than 60 MiB
 #   make bench-peers - install the peers `tvcli bench` compares with (proxTV, cvxpylayers)
 
 PYTHON ?= python3
@@ -75,8 +76,12 @@ BSDS500 ?= ../shared/data/bsds500
 data/bsd432/manifest.json:
 	$(VENV)/bin/tvcli data bsd432 data/bsd432 --bsds500 $(BSDS500) -q
 
-gpu-data: setup data/bsd432/manifest.json
-	$(PY) -m tvcli.gpu_train make-data --bsd432 data/bsd432 --out data/gpu/denoise.pack
+EPS_DATA ?= data/eps
+$(EPS_DATA)/manifest.json:
+	$(VENV)/bin/tvcli data eps $(EPS_DATA) --bsds500 $(BSDS500) --train 6 --val 2 --test 10
+
+gpu-data: setup $(EPS_DATA)/manifest.json
+	$(PY) -m tvcli.gpu_train make-data --bsds500 $(BSDS500) --eps $(EPS_DATA)
 
 clean:
 	rm -rf build tvcli/_C*.so tvcli/.built

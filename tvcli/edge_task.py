@@ -1,7 +1,9 @@
 """Edge-detection training task for :func:`tvcli.train.train` (``task="edges"``).
 
 Data: a BSDS500 folder (``images/{train,val}/*.jpg``, ``groundTruth/{train,val}/
-*.mat``), never shipped with tvcli. Training uses train + val (the standard
+*.mat``), never shipped with tvcli, or a data pack of the same photos and their
+labels (``.pack``, made by ``python -m tvcli.gpu_train make-data`` for a GPU
+run). Training uses train + val (the standard
 protocol; the 200 test images are for evaluation only), minus ``val_hold``
 val images (default 10) kept aside to monitor the loss.
 
@@ -35,7 +37,7 @@ from torch.nn import functional as F
 
 from tvcli.train import Task, TrainConfig, register_task
 
-__all__ = ["EdgeTask", "balanced_bce", "load_bsds_edges"]
+__all__ = ["EdgeTask", "balanced_bce", "load_bsds_edges", "load_edges_pack"]
 
 
 def balanced_bce(logits: torch.Tensor, labels: torch.Tensor, neg_weight: float = 1.1
@@ -93,6 +95,28 @@ def load_bsds_edges(root: Path, splits: tuple[str, ...] = ("train", "val")
     return names, EdgeSet(imgs, labs)
 
 
+def load_edges_pack(path: Path) -> tuple[list[str], EdgeSet]:
+    """Stems and photos/labels of a data pack (``tvcli.gpu_train make-data``): labels
+    ``label/<split>/<stem>`` stored as uint8 label + 1 (0 ignored, 1 background,
+    2 edge), photos ``photo/<split>/<stem>``."""
+    from tvcli.datapack import read_pack
+
+    arrays = read_pack(path)[1]
+    names, imgs, labs = [], [], []
+    for key in sorted(k for k in arrays if k.startswith("label/")):
+        name = key[len("label/"):]
+        lab = arrays[key].to(torch.int8) - 1
+        img = arrays[f"photo/{name}"]
+        if lab.shape[-2:] != img.shape[-2:]:
+            raise ValueError(f"{path}: label {name} {list(lab.shape)} does not fit its photo")
+        names.append(name)
+        imgs.append(img)
+        labs.append(lab.reshape(1, *lab.shape[-2:]))
+    if not imgs:
+        raise FileNotFoundError(f"{path}: no edge labels (label/<split>/<stem>) in the pack")
+    return names, EdgeSet(imgs, labs)
+
+
 def _augment(img: torch.Tensor, lab: torch.Tensor, patch: int, scales: list[float],
              gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """One random scale, crop and dihedral transform: (3, p, p) float, (1, p, p)."""
@@ -140,7 +164,10 @@ class EdgeTask(Task):
 
     def data_digest(self, data: Path) -> str | None:
         """``bsds500:`` + :func:`tvcli.train.files_digest` of the train and val photos
-        and ground truths (the test split is not part of it)."""
+        and ground truths (the test split is not part of it); a data pack's own
+        digest for a ``.pack`` (it may hold a subset)."""
+        if data.suffix == ".pack":
+            return super().data_digest(data)
         from tvcli.train import files_digest
 
         files = [p for sub in ("images", "groundTruth") for split in ("train", "val")
@@ -148,7 +175,8 @@ class EdgeTask(Task):
         return "bsds500:" + files_digest(Path(data), files)
 
     def load(self, data: Path) -> tuple[EdgeSet, EdgeSet]:
-        names, full = load_bsds_edges(data)
+        names, full = load_edges_pack(data) if data.suffix == ".pack" \
+            else load_bsds_edges(data)
         hold = [i for i, n in enumerate(names) if n.startswith("val/")][-self.val_hold:] \
             if self.val_hold > 0 else []
         keep = [i for i in range(len(names)) if i not in set(hold)]

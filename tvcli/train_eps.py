@@ -3,7 +3,8 @@
 Plugs into the generic loop of :mod:`tvcli.train` (same checkpoints, resume and
 export). Data: the folder written by ``tvcli data eps`` (the SUBSTITUTE for Zhu
 et al.'s benchmark, see :mod:`tvcli.data.eps`): photos in ``train/input`` and K
-ground truths per photo in ``train/gt/<stem>/<filter>.png``.
+ground truths per photo in ``train/gt/<stem>/<filter>.png``; or a data pack of
+the same (``.pack``, :func:`load_eps_pack`, for a GPU run).
 
 * A batch: random ``patch`` x ``patch`` crops of training photos (chosen with
   probability proportional to their pixel count), each under one of the 8
@@ -27,18 +28,40 @@ from torch import nn
 
 from tvcli.train import Task, TrainConfig, register_task
 
-__all__ = ["EpsTask"]
+__all__ = ["EpsTask", "load_eps_pack"]
 
 
 class _EpsSet:
     """Photos (3, H, W) and ground truths (K, 3, H, W) as uint8 tensors, with
     sampling weights proportional to pixel counts."""
 
-    def __init__(self, items: list[tuple[str, Any, Any]]):
+    def __init__(self, items: list[tuple[str, Any, Any]], as_uint8: bool = False):
         self.stems = [s for s, _, _ in items]
-        self.inputs = [torch.from_numpy((x * 255).round().astype("uint8")) for _, x, _ in items]
-        self.gts = [torch.from_numpy((g * 255).round().astype("uint8")) for _, _, g in items]
+        if as_uint8:  # tensors already uint8
+            self.inputs = [x for _, x, _ in items]
+            self.gts = [g for _, _, g in items]
+        else:
+            self.inputs = [torch.from_numpy((x * 255).round().astype("uint8"))
+                           for _, x, _ in items]
+            self.gts = [torch.from_numpy((g * 255).round().astype("uint8")) for _, _, g in items]
         self.weights = torch.tensor([float(x.shape[-1] * x.shape[-2]) for x in self.inputs])
+
+
+def load_eps_pack(path: Path, split: str, limit: int | None = None
+                  ) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """``[(stem, input (3, H, W) uint8, gts (K, 3, H, W) uint8)]`` of one split of a
+    data pack (``tvcli.gpu_train make-data``): ``<split>/input/<stem>`` and
+    ``<split>/gt/<stem>/<filter>``, the filters in the order of ``meta["filters"]``."""
+    from tvcli.datapack import read_pack
+
+    meta, arrays = read_pack(path)
+    stems = sorted(k.rsplit("/", 1)[1] for k in arrays if k.startswith(f"{split}/input/"))
+    if not stems:
+        raise FileNotFoundError(f"{path}: no {split} photos in the pack")
+    stems = stems[:limit] if limit else stems
+    return [(s, arrays[f"{split}/input/{s}"],
+             torch.stack([arrays[f"{split}/gt/{s}/{f}"] for f in meta["filters"]]))
+            for s in stems]
 
 
 class EpsTask(Task):
@@ -54,6 +77,9 @@ class EpsTask(Task):
         self.val_images = int(cfg.task_config.get("val_images", 20))
 
     def load(self, data: Path) -> tuple[_EpsSet, _EpsSet]:
+        if data.suffix == ".pack":  # a GPU run's data pack
+            return (_EpsSet(load_eps_pack(data, "train"), as_uint8=True),
+                    _EpsSet(load_eps_pack(data, "val", self.val_images), as_uint8=True))
         from tvcli.data.eps import load_eps_split
 
         return (_EpsSet(load_eps_split(data, "train")),
@@ -66,6 +92,8 @@ class EpsTask(Task):
 
         from tvcli.data.eps import manifest_digest
 
+        if data.suffix == ".pack":
+            return super().data_digest(data)
         man = data / "manifest.json"
         if not man.exists():
             return None
