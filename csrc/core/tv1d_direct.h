@@ -154,61 +154,59 @@ TV_HOST_DEVICE inline void tv1d_condat(const T* x, int64_t n, int64_t sx, T* y,
   const A twolam = lam + lam;
   const A minlam = -lam;
   A u_in = A(0);  // dual entering the open segment: 0 at the start, then +-lam
+  // A jump closes the segment at kminus (value vmin, exit dual lam: negative
+  // jump) or kplus (value vmax, exit dual -lam: positive jump) and restarts the
+  // sweep just after it with fresh bounds and that entry dual.
+  const auto negative_jump = [&] {
+    close_segment<T, A, Inv>(x, sx, y, sy, k0, kminus, vmin, u_in, lam);
+    u_in = lam;
+    k = kminus = kplus = k0;
+    vmin = A(x[k0 * sx]);
+    vmax = vmin + twolam;
+    umin = lam;
+    umax = minlam;
+  };
+  const auto positive_jump = [&] {
+    close_segment<T, A, Inv>(x, sx, y, sy, k0, kplus, vmax, u_in, minlam);
+    u_in = minlam;
+    k = kminus = kplus = k0;
+    vmax = A(x[k0 * sx]);
+    vmin = vmax - twolam;
+    umin = lam;
+    umax = minlam;
+  };
   for (;;) {
-    // Which jump closes the open segment, if any: at the right boundary the
-    // signs of the dual bounds decide (neither: the last segment closes); in
-    // the sweep, the next sample pushing a dual bound past +-lam.
-    bool negative;  // a negative jump (vmin too high), else a positive one
-    if (k == n - 1) {  // right boundary: close the open segment(s)
-      if (umin < A(0)) {
+    while (k == n - 1) {  // right boundary: close the open segment(s)
+      if (umin < A(0)) {  // vmin too high: a negative jump is needed
         // umin < 0 here implies kminus < n - 1 (the step that sets
         // kminus = k also sets umin = lam), so k0 stays <= n - 1.
-        negative = true;
-      } else if (umax > A(0)) {
-        negative = false;
+        negative_jump();
+      } else if (umax > A(0)) {  // vmax too low: a positive jump is needed
+        positive_jump();
       } else {
         vmin += div_count<A, Inv>(umin, k - k0 + 1);
         close_segment<T, A, Inv>(x, sx, y, sy, k0, k, vmin, u_in, A(0));
         return;
       }
-    } else {
-      const A xnext = A(x[(k + 1) * sx]);
-      if ((umin += xnext - vmin) < minlam) {
-        negative = true;  // kminus <= k < n - 1
-      } else if ((umax += xnext - vmax) > lam) {
-        negative = false;
-      } else {  // no jump: extend the segment
-        ++k;
-        if (umin >= lam) {
-          kminus = k;
-          vmin += div_count<A, Inv>(umin - lam, k - k0 + 1);
-          umin = lam;
-        }
-        if (umax <= minlam) {
-          kplus = k;
-          vmax += div_count<A, Inv>(umax + lam, k - k0 + 1);
-          umax = minlam;
-        }
-        continue;
+    }
+    const A xnext = A(x[(k + 1) * sx]);
+    if ((umin += xnext - vmin) < minlam) {
+      negative_jump();  // kminus <= k < n - 1
+    } else if ((umax += xnext - vmax) > lam) {
+      positive_jump();
+    } else {  // no jump: extend the segment
+      ++k;
+      if (umin >= lam) {
+        kminus = k;
+        vmin += div_count<A, Inv>(umin - lam, k - k0 + 1);
+        umin = lam;
+      }
+      if (umax <= minlam) {
+        kplus = k;
+        vmax += div_count<A, Inv>(umax + lam, k - k0 + 1);
+        umax = minlam;
       }
     }
-    // The jump: close the segment at kminus (value vmin) or kplus (value vmax)
-    // and restart the sweep just after it with fresh bounds.
-    if (negative) {
-      close_segment<T, A, Inv>(x, sx, y, sy, k0, kminus, vmin, u_in, lam);
-      u_in = lam;
-      k = kminus = kplus = k0;
-      vmin = A(x[k0 * sx]);
-      vmax = vmin + twolam;
-    } else {
-      close_segment<T, A, Inv>(x, sx, y, sy, k0, kplus, vmax, u_in, minlam);
-      u_in = minlam;
-      k = kminus = kplus = k0;
-      vmax = A(x[k0 * sx]);
-      vmin = vmax - twolam;
-    }
-    umin = lam;
-    umax = minlam;
   }
 }
 
