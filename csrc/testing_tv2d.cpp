@@ -36,6 +36,33 @@ struct EmulatedBlock {
   }
 };
 
+// The fused path: emulated block blk takes images blk, blk + grid_dim, ... in
+// its own guarded "shared memory" of `size` elements; image(b, smem) runs one.
+template <typename A, typename F>
+void emulate_fused(int64_t grid_dim, int64_t batch, int64_t size, const F& image) {
+  for (int64_t blk = 0; blk < grid_dim; ++blk) {
+    Guarded<A> smem(size);
+    for (int64_t b = blk; b < batch; b += grid_dim) image(b, smem.data());
+    smem.check("shared memory");
+  }
+}
+
+// The lines path: every image's state (`size` elements each) in one guarded
+// "global" buffer, one emulated launch per pass of cuda::lines_passes(a);
+// thread(kind, it, block, block_dim, thread, grid_dim) runs one thread's share.
+template <typename A, typename Args, typename Thread>
+void emulate_lines(Args& a, int64_t size, int64_t grid_dim, int64_t block_dim,
+                   const Thread& thread) {
+  Guarded<A> state(a.batch * size);
+  a.state = state.data();
+  cuda::lines_passes(a, [&](int kind, int64_t it) {
+    run_grid(grid_dim, block_dim, [&](uint32_t bl, uint32_t bd, uint32_t th, uint32_t gd) {
+      thread(kind, it, bl, bd, th, gd);
+    });
+  });
+  state.check("global state");
+}
+
 // path 0: fused (one emulated block per image, grid-stride, state in the block's
 // "shared memory" with the glue's odd pitch); path 1: lines (one launch per pass).
 template <typename T, typename A>
@@ -46,56 +73,37 @@ void emulate_forward(const at::Tensor& x, const at::Tensor& lam, const at::Tenso
   cuda::DykstraFwdArgs<T, A> a = cuda::make_dykstra_fwd_args<T, A>(x, lam, bad, iters, y, sgn);
   if (path == 0) {
     a.pitch = cuda::fused_pitch(W);
-    for (int64_t blk = 0; blk < grid_dim; ++blk) {
-      Guarded<A> smem(cuda::dykstra_fwd_state(H, a.pitch));
-      for (int64_t b = blk; b < B; b += grid_dim) {
-        cuda::dykstra_forward_block(a, b, smem.data(),
-                                    EmulatedBlock{static_cast<uint32_t>(block_dim)});
-      }
-      smem.check("shared memory");
-    }
+    emulate_fused<A>(grid_dim, B, cuda::dykstra_fwd_state(H, a.pitch), [&](int64_t b, A* smem) {
+      cuda::dykstra_forward_block(a, b, smem, EmulatedBlock{static_cast<uint32_t>(block_dim)});
+    });
     return;
   }
   a.pitch = W;
-  Guarded<A> state(B * cuda::dykstra_fwd_state(H, W));
-  a.state = state.data();
-  auto launch = [&](int kind, int64_t it) {
-    run_grid(grid_dim, block_dim, [&](uint32_t bl, uint32_t bd, uint32_t th, uint32_t gd) {
-      cuda::dykstra_forward_lines_thread(a, kind, it, bl, bd, th, gd);
-    });
-  };
-  cuda::dykstra_forward_lines_passes(iters, launch);
-  state.check("global state");
+  emulate_lines<A>(a, cuda::dykstra_fwd_state(H, W), grid_dim, block_dim,
+                   [&](int kind, int64_t it, uint32_t bl, uint32_t bd, uint32_t th, uint32_t gd) {
+                     cuda::dykstra_forward_lines_thread(a, kind, it, bl, bd, th, gd);
+                   });
 }
 
 template <typename T, typename A>
 void emulate_backward(const at::Tensor& g, const at::Tensor& sgn, const at::Tensor& lam,
                       int64_t grid_dim, int64_t block_dim, int64_t path, const at::Tensor& gx,
                       const at::Tensor& glam) {
-  const int64_t B = g.size(0), H = g.size(1), W = g.size(2), iters = sgn.size(1) / 2;
+  const int64_t B = g.size(0), H = g.size(1), W = g.size(2);
   Guarded<A> rows(B * H), cols(B * W);
   cuda::DykstraBwdArgs<T, A> a = cuda::make_dykstra_bwd_args<T, A>(g, sgn, lam, gx, glam);
   a.glam_rows = rows.data();
   a.glam_cols = cols.data();
   if (path == 0) {
-    for (int64_t blk = 0; blk < grid_dim; ++blk) {
-      Guarded<A> smem(cuda::dykstra_bwd_state(H, W));
-      for (int64_t b = blk; b < B; b += grid_dim) {
-        cuda::dykstra_backward_block(a, b, smem.data(),
-                                     EmulatedBlock{static_cast<uint32_t>(block_dim)});
-      }
-      smem.check("shared memory");
-    }
+    emulate_fused<A>(grid_dim, B, cuda::dykstra_bwd_state(H, W), [&](int64_t b, A* smem) {
+      cuda::dykstra_backward_block(a, b, smem, EmulatedBlock{static_cast<uint32_t>(block_dim)});
+    });
   } else {
-    Guarded<A> state(B * cuda::dykstra_bwd_state(H, W));
-    a.state = state.data();
-    auto launch = [&](int kind, int64_t it) {
-      run_grid(grid_dim, block_dim, [&](uint32_t bl, uint32_t bd, uint32_t th, uint32_t gd) {
-        cuda::dykstra_backward_lines_thread(a, kind, it, bl, bd, th, gd);
-      });
-    };
-    cuda::dykstra_backward_lines_passes(iters, launch);
-    state.check("global state");
+    emulate_lines<A>(a, cuda::dykstra_bwd_state(H, W), grid_dim, block_dim,
+                     [&](int kind, int64_t it, uint32_t bl, uint32_t bd, uint32_t th,
+                         uint32_t gd) {
+                       cuda::dykstra_backward_lines_thread(a, kind, it, bl, bd, th, gd);
+                     });
   }
   rows.check("row dL/dlam");
   cols.check("column dL/dlam");

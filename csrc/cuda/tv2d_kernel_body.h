@@ -194,34 +194,6 @@ TV_HOST_DEVICE TV_INLINE bool bwd_bad(const DykstraBwdArgs<T, A>& a, int64_t b) 
   return a.iters > 0 && a.sgn[b * 2 * a.iters * a.h * a.w] == core::kBadImage;
 }
 
-// An image's backward state: gP, gQ and the run-means scratch M (h w each, pitch w).
-template <typename A>
-struct BwdState {
-  A* gP;
-  A* gQ;
-  A* M;
-};
-
-template <typename T, typename A>
-TV_HOST_DEVICE TV_INLINE BwdState<A> bwd_state(const DykstraBwdArgs<T, A>& a, A* base) {
-  const int64_t plane = a.h * a.w;
-  return {base, base + plane, base + 2 * plane};
-}
-
-// One line of n samples at stride ld of a backward pass: core::run_means_lines
-// on in (the pass's input plane) and d (the plane it updates), then d = in for
-// an identity image. Returns the line's dL/dlam.
-template <core::LockstepIO IO, typename Tin, typename A>
-TV_HOST_DEVICE TV_INLINE A dykstra_bwd_line(const Tin* in, A* d, A* m, const int8_t* s,
-                                            int64_t n, int64_t ld, bool identity) {
-  A c, cnt;
-  const A gl = core::run_means_lines<IO, Tin, A>(in, d, m, s, n, 1, ld, &c, &cnt);
-  if (identity) {
-    for (int64_t p = 0; p < n; ++p) d[p * ld] = A(in[p * ld]);
-  }
-  return gl;
-}
-
 // Column line j of image b in backward iteration it (iters - 1 down to 0): as
 // core::dykstra_bwd_cols on one line. State: gP, gQ, M (h w each, pitch w).
 template <typename T, typename A>
@@ -229,15 +201,22 @@ TV_HOST_DEVICE inline void dykstra_bwd_col(const DykstraBwdArgs<T, A>& a, int64_
                                            int64_t j, int64_t it) {
   if (a.iters <= 0 || bwd_bad(a, b)) return;
   const int64_t h = a.h, w = a.w, hw = h * w;
-  const BwdState<A> st = bwd_state(a, base);
+  A* gP = base;
+  A* gQ = base + hw;
+  A* M = base + 2 * hw;
   const bool first = it == a.iters - 1;
   const bool identity = !(A(a.lam[b]) > A(0));
   const int8_t* sc = a.sgn + (b * 2 * a.iters + 2 * it + 1) * hw + j;
+  const T* g = a.g + b * hw + j;
+  A c, cnt;
   using core::LockstepIO;
-  const A gl = first ? dykstra_bwd_line<LockstepIO::kFirst>(a.g + b * hw + j, st.gQ + j,
-                                                            st.M + j, sc, h, w, identity)
-                     : dykstra_bwd_line<LockstepIO::kUpdate>(st.gP + j, st.gQ + j, st.M + j,
-                                                             sc, h, w, identity);
+  const A gl = first ? core::run_means_lines<LockstepIO::kFirst, T, A>(g, gQ + j, M + j, sc, h,
+                                                                       1, w, &c, &cnt)
+                     : core::run_means_lines<LockstepIO::kUpdate, A, A>(gP + j, gQ + j, M + j,
+                                                                        sc, h, 1, w, &c, &cnt);
+  if (identity) {
+    for (int64_t i = 0; i < h; ++i) gQ[i * w + j] = first ? A(g[i * w]) : gP[i * w + j];
+  }
   A* slot = a.glam_cols + b * w + j;
   *slot = first ? gl : *slot + gl;
 }
@@ -249,15 +228,21 @@ TV_HOST_DEVICE inline void dykstra_bwd_row(const DykstraBwdArgs<T, A>& a, int64_
                                            int64_t i, int64_t it) {
   if (a.iters <= 0 || bwd_bad(a, b)) return;
   const int64_t w = a.w, hw = a.h * w, o = i * w;
-  const BwdState<A> st = bwd_state(a, base);
+  A* gP = base;
+  A* gQ = base + hw;
+  A* M = base + 2 * hw;
   const bool first = it == a.iters - 1;
   const bool identity = !(A(a.lam[b]) > A(0));
   const int8_t* sr = a.sgn + (b * 2 * a.iters + 2 * it) * hw + o;
+  A c, cnt;
   using core::LockstepIO;
-  const A gl = first ? dykstra_bwd_line<LockstepIO::kFirst>(st.gQ + o, st.gP + o, st.M + o, sr,
-                                                            w, 1, identity)
-                     : dykstra_bwd_line<LockstepIO::kUpdate>(st.gQ + o, st.gP + o, st.M + o,
-                                                             sr, w, 1, identity);
+  const A gl = first ? core::run_means_lines<LockstepIO::kFirst, A, A>(gQ + o, gP + o, M + o,
+                                                                       sr, w, 1, 1, &c, &cnt)
+                     : core::run_means_lines<LockstepIO::kUpdate, A, A>(gQ + o, gP + o, M + o,
+                                                                        sr, w, 1, 1, &c, &cnt);
+  if (identity) {
+    for (int64_t j = 0; j < w; ++j) gP[o + j] = gQ[o + j];
+  }
   A* slot = a.glam_rows + b * a.h + i;
   *slot = first ? gl : *slot + gl;
 }
@@ -318,31 +303,33 @@ TV_HOST_DEVICE TV_INLINE int64_t global_thread(uint32_t block, uint32_t block_di
 // Items per image of one launch of the forward's lines path. kind: 0 load
 // (elements), 1 rows, 2 columns, 3 store (elements).
 template <typename T, typename A>
-TV_HOST_DEVICE TV_INLINE int64_t fwd_lines_items(const DykstraFwdArgs<T, A>& a, int kind) {
+TV_HOST_DEVICE TV_INLINE int64_t lines_items(const DykstraFwdArgs<T, A>& a, int kind) {
   return kind == 1 ? a.h : (kind == 2 ? a.w : a.h * a.w);
 }
 
 // The forward's lines path, shared by its launcher (tv2d_kernels.cu) and the CPU
 // emulator: launch(kind, it) runs one launch over the batch.
-template <typename Launch>
-inline void dykstra_forward_lines_passes(int64_t iters, Launch&& launch) {
+template <typename T, typename A, typename Launch>
+inline void lines_passes(const DykstraFwdArgs<T, A>& a, Launch&& launch) {
   launch(0, 0);
-  for (int64_t it = 0; it < iters; ++it) {
+  for (int64_t it = 0; it < a.iters; ++it) {
     launch(1, it);
     launch(2, it);
   }
   launch(3, 0);
 }
 
-// One launch of the forward's lines path (kind: see fwd_lines_items); image b's
+// One launch of the forward's lines path (kind: see lines_items); image b's
 // state at a.state + b * its size.
 template <typename T, typename A>
 TV_HOST_DEVICE inline void dykstra_forward_lines_thread(const DykstraFwdArgs<T, A>& a, int kind,
                                                         int64_t it, uint32_t block,
                                                         uint32_t block_dim, uint32_t thread,
                                                         uint32_t grid_dim) {
-  const int64_t size = dykstra_fwd_state(a.h, a.pitch);
-  const int64_t per = fwd_lines_items(a, kind);
+  // per = lines_items(a, kind), spelled out: through the call ptxas allocated
+  // more registers here (sm_90: 94 -> 118 for double state).
+  const int64_t size = dykstra_fwd_state(a.h, a.pitch), hw = a.h * a.w;
+  const int64_t per = kind == 1 ? a.h : (kind == 2 ? a.w : hw);
   const int64_t count = a.batch * per, step = static_cast<int64_t>(grid_dim) * block_dim;
   for (int64_t s = global_thread(block, block_dim, thread); s < count; s += step) {
     const int64_t b = s / per, l = s % per;
@@ -357,15 +344,15 @@ TV_HOST_DEVICE inline void dykstra_forward_lines_thread(const DykstraFwdArgs<T, 
 // Items per image of one launch of the backward's lines path. kind: 1 rows,
 // 2 columns, 3 store gx (elements), 4 dL/dlam (images).
 template <typename T, typename A>
-TV_HOST_DEVICE TV_INLINE int64_t bwd_lines_items(const DykstraBwdArgs<T, A>& a, int kind) {
+TV_HOST_DEVICE TV_INLINE int64_t lines_items(const DykstraBwdArgs<T, A>& a, int kind) {
   return kind == 1 ? a.h : (kind == 2 ? a.w : (kind == 3 ? a.h * a.w : 1));
 }
 
-// The backward's lines path (as dykstra_forward_lines_passes): columns then
-// rows of every iteration, last to first, then gx and dL/dlam.
-template <typename Launch>
-inline void dykstra_backward_lines_passes(int64_t iters, Launch&& launch) {
-  for (int64_t it = iters - 1; it >= 0; --it) {
+// The backward's lines path (as the forward's): columns then rows of every
+// iteration, last to first, then gx and dL/dlam.
+template <typename T, typename A, typename Launch>
+inline void lines_passes(const DykstraBwdArgs<T, A>& a, Launch&& launch) {
+  for (int64_t it = a.iters - 1; it >= 0; --it) {
     launch(2, it);
     launch(1, it);
   }
@@ -373,14 +360,15 @@ inline void dykstra_backward_lines_passes(int64_t iters, Launch&& launch) {
   launch(4, 0);
 }
 
-// One launch of the backward's lines path (kind: see bwd_lines_items).
+// One launch of the backward's lines path (kind: see lines_items).
 template <typename T, typename A>
 TV_HOST_DEVICE inline void dykstra_backward_lines_thread(const DykstraBwdArgs<T, A>& a,
                                                          int kind, int64_t it, uint32_t block,
                                                          uint32_t block_dim, uint32_t thread,
                                                          uint32_t grid_dim) {
-  const int64_t size = dykstra_bwd_state(a.h, a.w);
-  const int64_t per = bwd_lines_items(a, kind);
+  // per = lines_items(a, kind), spelled out as in the forward.
+  const int64_t size = dykstra_bwd_state(a.h, a.w), hw = a.h * a.w;
+  const int64_t per = kind == 1 ? a.h : (kind == 2 ? a.w : (kind == 3 ? hw : 1));
   const int64_t count = a.batch * per, step = static_cast<int64_t>(grid_dim) * block_dim;
   for (int64_t s = global_thread(block, block_dim, thread); s < count; s += step) {
     const int64_t b = s / per, l = s % per;

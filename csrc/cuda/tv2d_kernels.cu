@@ -99,6 +99,19 @@ cudaError_t launch_fused(void (*kernel)(Args), const Args& a, int64_t blocks, si
   return cudaGetLastError();
 }
 
+// A lines-path operator: one launch of kernel over a.batch * lines_items(a, kind)
+// items for every pass (kind, it) of lines_passes(a).
+template <typename Args>
+cudaError_t launch_lines(void (*kernel)(Args, int, int64_t), const Args& a,
+                         cudaStream_t stream) {
+  if (a.batch == 0) return cudaSuccess;
+  const int bd = kLineBlockDim;
+  lines_passes(a, [&](int kind, int64_t it) {
+    kernel<<<grid_for(a.batch * lines_items(a, kind), bd), bd, 0, stream>>>(a, kind, it);
+  });
+  return cudaGetLastError();
+}
+
 template <typename T, typename A>
 cudaError_t launch_dykstra_forward_fused(const DykstraFwdArgs<T, A>& a, int64_t blocks,
                                          size_t smem_bytes, cudaStream_t stream) {
@@ -107,13 +120,7 @@ cudaError_t launch_dykstra_forward_fused(const DykstraFwdArgs<T, A>& a, int64_t 
 
 template <typename T, typename A>
 cudaError_t launch_dykstra_forward_lines(const DykstraFwdArgs<T, A>& a, cudaStream_t stream) {
-  if (a.batch == 0) return cudaSuccess;
-  const int bd = kLineBlockDim;
-  dykstra_forward_lines_passes(a.iters, [&](int kind, int64_t it) {
-    const int64_t items = a.batch * fwd_lines_items(a, kind);
-    dykstra_forward_lines_kernel<T, A><<<grid_for(items, bd), bd, 0, stream>>>(a, kind, it);
-  });
-  return cudaGetLastError();
+  return launch_lines(dykstra_forward_lines_kernel<T, A>, a, stream);
 }
 
 template <typename T, typename A>
@@ -124,13 +131,7 @@ cudaError_t launch_dykstra_backward_fused(const DykstraBwdArgs<T, A>& a, int64_t
 
 template <typename T, typename A>
 cudaError_t launch_dykstra_backward_lines(const DykstraBwdArgs<T, A>& a, cudaStream_t stream) {
-  if (a.batch == 0) return cudaSuccess;
-  const int bd = kLineBlockDim;
-  dykstra_backward_lines_passes(a.iters, [&](int kind, int64_t it) {
-    const int64_t items = a.batch * bwd_lines_items(a, kind);
-    dykstra_backward_lines_kernel<T, A><<<grid_for(items, bd), bd, 0, stream>>>(a, kind, it);
-  });
-  return cudaGetLastError();
+  return launch_lines(dykstra_backward_lines_kernel<T, A>, a, stream);
 }
 
 cudaError_t launch_fista_init(const FistaArgs& a, cudaStream_t stream) {
