@@ -47,6 +47,22 @@ int64_t check_prox_args(const at::Tensor& x, const at::Tensor& lam, int64_t dim)
   return dim;
 }
 
+int64_t check_prox_backward_args(const at::Tensor& grad_y, const at::Tensor& y,
+                                 const at::Tensor& lam, int64_t dim) {
+  dim = check_prox_args(y, lam, dim);
+  TORCH_CHECK(grad_y.sizes() == y.sizes(), "tvcli: grad_y must have y's shape");
+  TORCH_CHECK(grad_y.scalar_type() == y.scalar_type(), "tvcli: grad_y must have y's dtype");
+  TORCH_CHECK(grad_y.device() == y.device(), "tvcli: grad_y must be on y's device");
+  return dim;
+}
+
+core::PNOptions pn_stats_options(int64_t max_iter) {
+  TORCH_CHECK(max_iter >= 0 && max_iter <= (1 << 20), "tvcli: max_iter out of range");
+  core::PNOptions opt;
+  opt.max_iter = static_cast<int>(max_iter);
+  return opt;
+}
+
 void check_images(const at::Tensor& x, const at::Tensor& lam) {
   TORCH_CHECK(x.dim() == 3, "tvcli: expected (B, H, W) images");
   TORCH_CHECK(x.is_contiguous(), "tvcli: images must be contiguous");
