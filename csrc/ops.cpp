@@ -1,4 +1,5 @@
-// Operator schemas (TORCH_LIBRARY) and the CPU registrations.
+// Operator schemas (TORCH_LIBRARY), the argument checks the CPU and CUDA
+// kernels share (tv1d_ops.h, tv2d_ops.h) and the CPU registrations.
 //
 // Autograd and fake (meta) kernels are registered from Python
 // (tvcli/_ops.py) with torch.library, as pytorch/extension-cpp does.
@@ -44,6 +45,47 @@ int64_t check_prox_args(const at::Tensor& x, const at::Tensor& lam, int64_t dim)
                 " in dimension ", d, ", expected ", want);
   }
   return dim;
+}
+
+int64_t check_prox_backward_args(const at::Tensor& grad_y, const at::Tensor& y,
+                                 const at::Tensor& lam, int64_t dim) {
+  dim = check_prox_args(y, lam, dim);
+  TORCH_CHECK(grad_y.sizes() == y.sizes(), "tvcli: grad_y must have y's shape");
+  TORCH_CHECK(grad_y.scalar_type() == y.scalar_type(), "tvcli: grad_y must have y's dtype");
+  TORCH_CHECK(grad_y.device() == y.device(), "tvcli: grad_y must be on y's device");
+  return dim;
+}
+
+core::PNOptions pn_stats_options(int64_t max_iter) {
+  TORCH_CHECK(max_iter >= 0 && max_iter <= (1 << 20), "tvcli: max_iter out of range");
+  core::PNOptions opt;
+  opt.max_iter = static_cast<int>(max_iter);
+  return opt;
+}
+
+void check_images(const at::Tensor& x, const at::Tensor& lam) {
+  TORCH_CHECK(x.dim() == 3, "tvcli: expected (B, H, W) images");
+  TORCH_CHECK(x.is_contiguous(), "tvcli: images must be contiguous");
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+              "tvcli: x must be float32 or float64");
+  TORCH_CHECK(lam.dim() == 1 && lam.size(0) == x.size(0), "tvcli: lam must have shape (B,)");
+  TORCH_CHECK(lam.scalar_type() == x.scalar_type(), "tvcli: lam must have x's dtype");
+  TORCH_CHECK(lam.device() == x.device(), "tvcli: lam must be on x's device");
+  TORCH_CHECK(x.size(1) * x.size(2) < (int64_t(1) << 31), "tvcli: image too large");
+}
+
+void check_grad_like(const at::Tensor& grad_y, const at::Tensor& y) {
+  TORCH_CHECK(grad_y.sizes() == y.sizes() && grad_y.scalar_type() == y.scalar_type() &&
+                  grad_y.device() == y.device(),
+              "tvcli: grad_y must match y");
+}
+
+void check_signs(const at::Tensor& signs, const at::Tensor& g) {
+  TORCH_CHECK(signs.dim() == 4 && signs.size(0) == g.size(0) && signs.size(2) == g.size(1) &&
+                  signs.size(3) == g.size(2) && signs.size(1) % 2 == 0 &&
+                  signs.is_contiguous() && signs.scalar_type() == at::kChar &&
+                  signs.device() == g.device(),
+              "tvcli: signs do not match grad_y");
 }
 
 TORCH_LIBRARY(tvcli, m) {

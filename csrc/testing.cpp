@@ -17,21 +17,14 @@
 
 #include "cuda/tv1d_kernel_body.h"
 #include "signal_batch_torch.h"
+#include "testing_grid.h"
 #include "tv1d_ops.h"
 
 namespace tvcli {
 namespace {
 
-constexpr int64_t kGuard = 64;  // canary doubles on each side of the workspace
-constexpr double kCanary = -12345.678;
-
-template <typename Body>
-void run_grid(int64_t grid_dim, int64_t block_dim, Body body) {
-  for (int64_t b = 0; b < grid_dim; ++b)
-    for (int64_t t = 0; t < block_dim; ++t)
-      body(static_cast<uint32_t>(b), static_cast<uint32_t>(block_dim), static_cast<uint32_t>(t),
-           static_cast<uint32_t>(grid_dim));
-}
+using testing::Guarded;
+using testing::run_grid;
 
 // kernel: "direct" or "pn", or "direct_device_div" / "pn_device_div" (the same
 // with the device's branch of core::div_count) (a = x, b unused; returns y and, for pn, the
@@ -92,8 +85,8 @@ std::tuple<at::Tensor, at::Tensor> emulate_cuda_grid(c10::string_view kernel,
     const int64_t per_thread = std::max<int64_t>(core::tv1d_pn_workspace_size(a.size(dim)), 1);
     const int64_t threads = ws_threads < 0 ? grid_dim * block_dim : ws_threads;
     TORCH_CHECK(threads >= 1, "tvcli: ws_threads must be >= 1 (or -1)");
-    std::vector<double> ws(static_cast<size_t>(threads * per_thread + 2 * kGuard), kCanary);
-    args.ws = ws.data() + kGuard;
+    Guarded<double> ws(threads * per_thread);
+    args.ws = ws.data();
     args.ws_threads = threads;
     args.iters = iters.mutable_data_ptr<int32_t>();
     args.status = status.mutable_data_ptr<int8_t>();
@@ -104,9 +97,7 @@ std::tuple<at::Tensor, at::Tensor> emulate_cuda_grid(c10::string_view kernel,
         cuda::prox_pn_thread<scalar_t>(args, bl, bd, th, gd);
       }
     });
-    for (int64_t i = 0; i < kGuard; ++i)
-      TORCH_CHECK(ws[i] == kCanary && ws[ws.size() - 1 - i] == kCanary,
-                  "tvcli: pn workspace written out of bounds");
+    ws.check("pn workspace");
     out_lam.copy_(iters);
   });
   return {out, out_lam};

@@ -11,7 +11,6 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
-#include <ATen/ops/isfinite.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
@@ -19,13 +18,14 @@
 #include <string>
 #include <vector>
 
-#include "cuda/tv2d_kernel_body.h"
+#include "cuda/tv2d_kernel_args.h"
+#include "testing_grid.h"
 
 namespace tvcli {
 namespace {
 
-constexpr int64_t kGuard = 64;
-constexpr double kCanary = -98765.4321;
+using testing::Guarded;
+using testing::run_grid;
 
 // A block's phase policy: every thread's share in turn (the barrier is implied).
 struct EmulatedBlock {
@@ -36,26 +36,31 @@ struct EmulatedBlock {
   }
 };
 
-// A guarded buffer of n elements of A, initialised to the canary.
-template <typename A>
-struct Guarded {
-  std::vector<A> v;
-  explicit Guarded(int64_t n) : v(static_cast<size_t>(n + 2 * kGuard), A(kCanary)) {}
-  A* data() { return v.data() + kGuard; }
-  void check(const char* what) const {
-    for (int64_t i = 0; i < kGuard; ++i) {
-      TORCH_CHECK(v[i] == A(kCanary) && v[v.size() - 1 - i] == A(kCanary), "tvcli: ", what,
-                  " written out of bounds");
-    }
+// The fused path: emulated block blk takes images blk, blk + grid_dim, ... in
+// its own guarded "shared memory" of `size` elements; image(b, smem) runs one.
+template <typename A, typename F>
+void emulate_fused(int64_t grid_dim, int64_t batch, int64_t size, const F& image) {
+  for (int64_t blk = 0; blk < grid_dim; ++blk) {
+    Guarded<A> smem(size);
+    for (int64_t b = blk; b < batch; b += grid_dim) image(b, smem.data());
+    smem.check("shared memory");
   }
-};
+}
 
-template <typename Body>
-void run_grid(int64_t grid_dim, int64_t block_dim, Body body) {
-  for (int64_t b = 0; b < grid_dim; ++b)
-    for (int64_t t = 0; t < block_dim; ++t)
-      body(static_cast<uint32_t>(b), static_cast<uint32_t>(block_dim), static_cast<uint32_t>(t),
-           static_cast<uint32_t>(grid_dim));
+// The lines path: every image's state (`size` elements each) in one guarded
+// "global" buffer, one emulated launch per pass of cuda::lines_passes(a);
+// thread(kind, it, block, block_dim, thread, grid_dim) runs one thread's share.
+template <typename A, typename Args, typename Thread>
+void emulate_lines(Args& a, int64_t size, int64_t grid_dim, int64_t block_dim,
+                   const Thread& thread) {
+  Guarded<A> state(a.batch * size);
+  a.state = state.data();
+  cuda::lines_passes(a, [&](int kind, int64_t it) {
+    run_grid(grid_dim, block_dim, [&](uint32_t bl, uint32_t bd, uint32_t th, uint32_t gd) {
+      thread(kind, it, bl, bd, th, gd);
+    });
+  });
+  state.check("global state");
 }
 
 // path 0: fused (one emulated block per image, grid-stride, state in the block's
@@ -63,89 +68,42 @@ void run_grid(int64_t grid_dim, int64_t block_dim, Body body) {
 template <typename T, typename A>
 void emulate_forward(const at::Tensor& x, const at::Tensor& lam, const at::Tensor& bad,
                      int64_t iters, int64_t grid_dim, int64_t block_dim, int64_t path,
-                     at::Tensor& y, at::Tensor& sgn) {
+                     const at::Tensor& y, const at::Tensor& sgn) {
   const int64_t B = x.size(0), H = x.size(1), W = x.size(2);
-  cuda::DykstraFwdArgs<T, A> a{};
-  a.x = x.const_data_ptr<T>();
-  a.y = y.mutable_data_ptr<T>();
-  a.sgn = sgn.mutable_data_ptr<int8_t>();
-  a.lam = lam.const_data_ptr<T>();
-  a.bad = bad.const_data_ptr<uint8_t>();
-  a.batch = B;
-  a.h = H;
-  a.w = W;
-  a.iters = iters;
+  cuda::DykstraFwdArgs<T, A> a = cuda::make_dykstra_fwd_args<T, A>(x, lam, bad, iters, y, sgn);
   if (path == 0) {
-    a.pitch = W % 2 == 0 ? W + 1 : W;  // as the glue
-    for (int64_t blk = 0; blk < grid_dim; ++blk) {
-      Guarded<A> smem(cuda::dykstra_fwd_state(H, a.pitch));
-      for (int64_t b = blk; b < B; b += grid_dim) {
-        cuda::dykstra_forward_block(a, b, smem.data(),
-                                    EmulatedBlock{static_cast<uint32_t>(block_dim)});
-      }
-      smem.check("shared memory");
-    }
+    a.pitch = cuda::fused_pitch(W);
+    emulate_fused<A>(grid_dim, B, cuda::dykstra_fwd_state(H, a.pitch), [&](int64_t b, A* smem) {
+      cuda::dykstra_forward_block(a, b, smem, EmulatedBlock{static_cast<uint32_t>(block_dim)});
+    });
     return;
   }
   a.pitch = W;
-  Guarded<A> state(B * cuda::dykstra_fwd_state(H, W));
-  a.state = state.data();
-  auto launch = [&](int kind, int64_t it) {
-    run_grid(grid_dim, block_dim, [&](uint32_t bl, uint32_t bd, uint32_t th, uint32_t gd) {
-      cuda::dykstra_forward_lines_thread(a, kind, it, bl, bd, th, gd);
-    });
-  };
-  launch(0, 0);
-  for (int64_t it = 0; it < iters; ++it) {
-    launch(1, it);
-    launch(2, it);
-  }
-  launch(3, 0);
-  state.check("global state");
+  emulate_lines<A>(a, cuda::dykstra_fwd_state(H, W), grid_dim, block_dim,
+                   [&](int kind, int64_t it, uint32_t bl, uint32_t bd, uint32_t th, uint32_t gd) {
+                     cuda::dykstra_forward_lines_thread(a, kind, it, bl, bd, th, gd);
+                   });
 }
 
 template <typename T, typename A>
 void emulate_backward(const at::Tensor& g, const at::Tensor& sgn, const at::Tensor& lam,
-                      int64_t grid_dim, int64_t block_dim, int64_t path, at::Tensor& gx,
-                      at::Tensor& glam) {
-  const int64_t B = g.size(0), H = g.size(1), W = g.size(2), iters = sgn.size(1) / 2;
+                      int64_t grid_dim, int64_t block_dim, int64_t path, const at::Tensor& gx,
+                      const at::Tensor& glam) {
+  const int64_t B = g.size(0), H = g.size(1), W = g.size(2);
   Guarded<A> rows(B * H), cols(B * W);
-  cuda::DykstraBwdArgs<T, A> a{};
-  a.sgn = sgn.const_data_ptr<int8_t>();
-  a.g = g.const_data_ptr<T>();
-  a.gx = gx.mutable_data_ptr<T>();
-  a.lam = lam.const_data_ptr<T>();
-  a.glam = glam.mutable_data_ptr<T>();
+  cuda::DykstraBwdArgs<T, A> a = cuda::make_dykstra_bwd_args<T, A>(g, sgn, lam, gx, glam);
   a.glam_rows = rows.data();
   a.glam_cols = cols.data();
-  a.batch = B;
-  a.h = H;
-  a.w = W;
-  a.iters = iters;
   if (path == 0) {
-    for (int64_t blk = 0; blk < grid_dim; ++blk) {
-      Guarded<A> smem(cuda::dykstra_bwd_state(H, W));
-      for (int64_t b = blk; b < B; b += grid_dim) {
-        cuda::dykstra_backward_block(a, b, smem.data(),
-                                     EmulatedBlock{static_cast<uint32_t>(block_dim)});
-      }
-      smem.check("shared memory");
-    }
+    emulate_fused<A>(grid_dim, B, cuda::dykstra_bwd_state(H, W), [&](int64_t b, A* smem) {
+      cuda::dykstra_backward_block(a, b, smem, EmulatedBlock{static_cast<uint32_t>(block_dim)});
+    });
   } else {
-    Guarded<A> state(B * cuda::dykstra_bwd_state(H, W));
-    a.state = state.data();
-    auto launch = [&](int kind, int64_t it) {
-      run_grid(grid_dim, block_dim, [&](uint32_t bl, uint32_t bd, uint32_t th, uint32_t gd) {
-        cuda::dykstra_backward_lines_thread(a, kind, it, bl, bd, th, gd);
-      });
-    };
-    for (int64_t it = iters - 1; it >= 0; --it) {
-      launch(2, it);
-      launch(1, it);
-    }
-    launch(3, 0);
-    launch(4, 0);
-    state.check("global state");
+    emulate_lines<A>(a, cuda::dykstra_bwd_state(H, W), grid_dim, block_dim,
+                     [&](int kind, int64_t it, uint32_t bl, uint32_t bd, uint32_t th,
+                         uint32_t gd) {
+                       cuda::dykstra_backward_lines_thread(a, kind, it, bl, bd, th, gd);
+                     });
   }
   rows.check("row dL/dlam");
   cols.check("column dL/dlam");
@@ -161,19 +119,14 @@ std::tuple<at::Tensor, at::Tensor> emulate_fista(const at::Tensor& x, const at::
   std::vector<uint8_t> active(static_cast<size_t>(B), 77);
   std::fill(v.data(), v.data() + n, 0.0);  // the glue's zeros_like
   std::fill(w.data(), w.data() + n, 0.0);
-  cuda::FistaArgs a{};
-  a.x = xd.const_data_ptr<double>();
+  cuda::FistaArgs a = cuda::make_fista_args(xd, lamd);
   a.v = v.data();
   a.w = w.data();
   a.z = z.data();
   a.u = u.data();
-  a.lam = lamd.const_data_ptr<double>();
   a.active = active.data();
   a.info = info.data();
   a.row_gap = row_gap.data();
-  a.batch = B;
-  a.h = H;
-  a.wd = W;
   auto launch = [&](int kind, int64_t it, bool check, double beta) {
     run_grid(grid_dim, block_dim, [&](uint32_t bl, uint32_t bd, uint32_t th, uint32_t gd) {
       cuda::fista_thread(a, kind, it, check, beta, tol, bl, bd, th, gd);
@@ -202,23 +155,14 @@ std::tuple<at::Tensor, at::Tensor> emulate_fista(const at::Tensor& x, const at::
 template <typename T>
 void emulate_region_backward(const at::Tensor& g, const at::Tensor& y, const at::Tensor& lam,
                              double region_tol, int64_t slots, int64_t grid_dim,
-                             int64_t block_dim, at::Tensor& gx, at::Tensor& glam) {
-  const int64_t B = y.size(0), HW = y.size(1) * y.size(2);
+                             int64_t block_dim, const at::Tensor& gx, const at::Tensor& glam) {
+  const int64_t HW = y.size(1) * y.size(2);
   Guarded<int32_t> parent(slots * HW);
   Guarded<double> acc(slots * 3 * HW);
-  cuda::RegionBwdArgs<T> a{};
-  a.y = y.const_data_ptr<T>();
-  a.g = g.const_data_ptr<T>();
-  a.gx = gx.mutable_data_ptr<T>();
-  a.lam = lam.const_data_ptr<T>();
-  a.glam = glam.mutable_data_ptr<T>();
+  cuda::RegionBwdArgs<T> a =
+      cuda::make_region_bwd_args<T>(g, y, lam, slots, region_tol, gx, glam);
   a.parent = parent.data();
   a.acc = acc.data();
-  a.batch = B;
-  a.h = y.size(1);
-  a.w = y.size(2);
-  a.slots = slots;
-  a.region_tol = region_tol;
   run_grid(grid_dim, block_dim, [&](uint32_t bl, uint32_t bd, uint32_t th, uint32_t gd) {
     cuda::region_backward_thread(a, cuda::global_thread(bl, bd, th), int64_t(gd) * bd);
   });
@@ -247,7 +191,7 @@ std::tuple<at::Tensor, at::Tensor> emulate_cuda_grid_2d(
   at::Tensor out = at::full(a.sizes(), nan, a.options());
   if (kernel == "dykstra") {
     at::Tensor sgn = at::full({B, 2 * iters, H, W}, 99, a.options().dtype(at::kChar));
-    const at::Tensor bad = at::isfinite(a).all(2).all(1).logical_not().to(at::kByte);
+    const at::Tensor bad = cuda::bad_images(a);
     if (a.scalar_type() == at::kFloat && float_arith) {
       emulate_forward<float, float>(a, lam, bad, iters, grid_dim, block_dim, path, out, sgn);
     } else {

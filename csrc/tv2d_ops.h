@@ -1,4 +1,5 @@
-// Declarations of the 2-D TV operators (csrc/cpu/tv2d_cpu.cpp).
+// Declarations of the 2-D TV operators (csrc/cpu/tv2d_cpu.cpp; their CUDA twins
+// in csrc/cuda/tv2d_cuda.cpp) and the argument checks both backends share.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -6,6 +7,16 @@
 #include <tuple>
 
 namespace tvcli {
+
+// Argument checks shared by the CPU and CUDA kernels (defined in ops.cpp), so
+// that both backends reject the same inputs with the same messages.
+// x: contiguous (B, H, W) float32/float64 images, H W < 2^31; lam: (B,), x's
+// dtype and device.
+void check_images(const at::Tensor& x, const at::Tensor& lam);
+// grad_y: y's shape, dtype and device.
+void check_grad_like(const at::Tensor& grad_y, const at::Tensor& y);
+// signs: contiguous int8 (B, 2K, H, W) on g's device, g (B, H, W).
+void check_signs(const at::Tensor& signs, const at::Tensor& g);
 
 // Converged 2-D anisotropic TV prox of contiguous (B, H, W) images, lam (B,).
 // Returns y (B, H, W) in x's dtype and info (B, 3) float64:

@@ -105,6 +105,18 @@ TV_HOST_DEVICE inline T segment_value(const T* x, int64_t sx, int64_t k0, int64_
   return T(base + div_count<A, Inv>(sum + (u_in - u_out), k1 - k0 + 1));
 }
 
+// Writes the closed segment [k0, k1] and moves k0 past it (to k1 + 1). Its value
+// is the sweep's bound v, or for a long segment the value from its samples and
+// its entry / exit duals u_in / u_out (see segment_value).
+template <typename T, typename A, typename Inv>
+TV_HOST_DEVICE TV_INLINE void close_segment(const T* x, int64_t sx, T* y, int64_t sy,
+                                            int64_t& k0, int64_t k1, A v, A u_in, A u_out) {
+  const T value = TV_UNLIKELY(k1 - k0 + 1 >= kLongSegment)
+                      ? segment_value<T, A, Inv>(x, sx, k0, k1, u_in, u_out)
+                      : T(v);
+  do { y[k0 * sy] = value; } while (++k0 <= k1);
+}
+
 // Condat's taut-string-like sweep. Preconditions (checked by the caller):
 // n >= 2, 0 < lam < +inf, every x finite.
 //
@@ -142,64 +154,46 @@ TV_HOST_DEVICE inline void tv1d_condat(const T* x, int64_t n, int64_t sx, T* y,
   const A twolam = lam + lam;
   const A minlam = -lam;
   A u_in = A(0);  // dual entering the open segment: 0 at the start, then +-lam
+  // A jump closes the segment at kminus (value vmin, exit dual lam: negative
+  // jump) or kplus (value vmax, exit dual -lam: positive jump) and restarts the
+  // sweep just after it with fresh bounds and that entry dual.
+  const auto negative_jump = [&] {
+    close_segment<T, A, Inv>(x, sx, y, sy, k0, kminus, vmin, u_in, lam);
+    u_in = lam;
+    k = kminus = kplus = k0;
+    vmin = A(x[k0 * sx]);
+    vmax = vmin + twolam;
+    umin = lam;
+    umax = minlam;
+  };
+  const auto positive_jump = [&] {
+    close_segment<T, A, Inv>(x, sx, y, sy, k0, kplus, vmax, u_in, minlam);
+    u_in = minlam;
+    k = kminus = kplus = k0;
+    vmax = A(x[k0 * sx]);
+    vmin = vmax - twolam;
+    umin = lam;
+    umax = minlam;
+  };
   for (;;) {
     while (k == n - 1) {  // right boundary: close the open segment(s)
       if (umin < A(0)) {  // vmin too high: a negative jump is needed
         // umin < 0 here implies kminus < n - 1 (the step that sets
         // kminus = k also sets umin = lam), so k0 stays <= n - 1.
-        const T v = TV_UNLIKELY(kminus - k0 + 1 >= kLongSegment)
-                        ? segment_value<T, A, Inv>(x, sx, k0, kminus, u_in, lam)
-                        : T(vmin);
-        do { y[k0 * sy] = v; } while (++k0 <= kminus);
-        u_in = lam;
-        k = kminus = kplus = k0;
-        vmin = A(x[k0 * sx]);
-        vmax = vmin + twolam;
-        umin = lam;
-        umax = minlam;
+        negative_jump();
       } else if (umax > A(0)) {  // vmax too low: a positive jump is needed
-        const T v = TV_UNLIKELY(kplus - k0 + 1 >= kLongSegment)
-                        ? segment_value<T, A, Inv>(x, sx, k0, kplus, u_in, minlam)
-                        : T(vmax);
-        do { y[k0 * sy] = v; } while (++k0 <= kplus);
-        u_in = minlam;
-        k = kminus = kplus = k0;
-        vmax = A(x[k0 * sx]);
-        vmin = vmax - twolam;
-        umin = lam;
-        umax = minlam;
+        positive_jump();
       } else {
         vmin += div_count<A, Inv>(umin, k - k0 + 1);
-        const T v = TV_UNLIKELY(k - k0 + 1 >= kLongSegment)
-                        ? segment_value<T, A, Inv>(x, sx, k0, k, u_in, A(0))
-                        : T(vmin);
-        do { y[k0 * sy] = v; } while (++k0 <= k);
+        close_segment<T, A, Inv>(x, sx, y, sy, k0, k, vmin, u_in, A(0));
         return;
       }
     }
     const A xnext = A(x[(k + 1) * sx]);
-    if ((umin += xnext - vmin) < minlam) {  // negative jump
-      const T v = TV_UNLIKELY(kminus - k0 + 1 >= kLongSegment)
-                      ? segment_value<T, A, Inv>(x, sx, k0, kminus, u_in, lam)
-                      : T(vmin);
-      do { y[k0 * sy] = v; } while (++k0 <= kminus);  // kminus <= k < n - 1
-      u_in = lam;
-      k = kminus = kplus = k0;
-      vmin = A(x[k0 * sx]);
-      vmax = vmin + twolam;
-      umin = lam;
-      umax = minlam;
-    } else if ((umax += xnext - vmax) > lam) {  // positive jump
-      const T v = TV_UNLIKELY(kplus - k0 + 1 >= kLongSegment)
-                      ? segment_value<T, A, Inv>(x, sx, k0, kplus, u_in, minlam)
-                      : T(vmax);
-      do { y[k0 * sy] = v; } while (++k0 <= kplus);
-      u_in = minlam;
-      k = kminus = kplus = k0;
-      vmax = A(x[k0 * sx]);
-      vmin = vmax - twolam;
-      umin = lam;
-      umax = minlam;
+    if ((umin += xnext - vmin) < minlam) {
+      negative_jump();  // kminus <= k < n - 1
+    } else if ((umax += xnext - vmax) > lam) {
+      positive_jump();
     } else {  // no jump: extend the segment
       ++k;
       if (umin >= lam) {

@@ -69,16 +69,6 @@ struct Tile {
       : in(kColBlock * n), out(kColBlock * n), ws(core::tv1d_dp_workspace(n)) {}
 };
 
-void check_images(const at::Tensor& x, const at::Tensor& lam) {
-  TORCH_CHECK(x.dim() == 3, "tvcli: expected (B, H, W) images");
-  TORCH_CHECK(x.is_contiguous(), "tvcli: images must be contiguous");
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
-              "tvcli: x must be float32 or float64");
-  TORCH_CHECK(lam.dim() == 1 && lam.size(0) == x.size(0), "tvcli: lam must have shape (B,)");
-  TORCH_CHECK(lam.scalar_type() == x.scalar_type(), "tvcli: lam must have x's dtype");
-  TORCH_CHECK(x.size(1) * x.size(2) < (int64_t(1) << 31), "tvcli: image too large");
-}
-
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> prox_tv2d_solve_cpu(const at::Tensor& x_in,
@@ -206,8 +196,7 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_region_backward_cpu(const at::Tenso
                                                                  const at::Tensor& lam,
                                                                  double region_tol) {
   check_images(y, lam);
-  TORCH_CHECK(grad_y.sizes() == y.sizes() && grad_y.scalar_type() == y.scalar_type(),
-              "tvcli: grad_y must match y");
+  check_grad_like(grad_y, y);
   const at::Tensor g = grad_y.contiguous();
   const int64_t B = y.size(0), H = y.size(1), W = y.size(2), HW = H * W;
   at::Tensor gx = at::empty_like(y);
@@ -384,10 +373,7 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_backward_cpu(const at::Tens
                                                                   const at::Tensor& lam) {
   const at::Tensor g = grad_y.contiguous();
   check_images(g, lam);
-  TORCH_CHECK(sgn.dim() == 4 && sgn.size(0) == g.size(0) && sgn.size(2) == g.size(1) &&
-                  sgn.size(3) == g.size(2) && sgn.size(1) % 2 == 0 && sgn.is_contiguous() &&
-                  sgn.scalar_type() == at::kChar,
-              "tvcli: signs do not match grad_y");
+  check_signs(sgn, g);
   const int64_t B = g.size(0), H = g.size(1), W = g.size(2), HW = H * W;
   const int64_t iters = sgn.size(1) / 2;
   at::Tensor gx = at::empty_like(g);

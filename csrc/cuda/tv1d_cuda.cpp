@@ -84,9 +84,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> prox_tv1d_pn_stats_cuda(const at:
                                                                        int64_t max_iter) {
   check_cuda(x, "x");
   dim = check_prox_args(x, lam, dim);
-  TORCH_CHECK(max_iter >= 0 && max_iter <= (1 << 20), "tvcli: max_iter out of range");
-  core::PNOptions opt;
-  opt.max_iter = static_cast<int>(max_iter);
+  const core::PNOptions opt = pn_stats_options(max_iter);
   at::Tensor y = at::empty(x.sizes(), x.options());
   at::Tensor iters = at::zeros(lam.sizes(), x.options().dtype(at::kInt));
   at::Tensor status = at::zeros(lam.sizes(), x.options().dtype(at::kChar));
@@ -99,10 +97,7 @@ std::tuple<at::Tensor, at::Tensor> prox_tv1d_backward_cuda(const at::Tensor& gra
                                                            const at::Tensor& lam,
                                                            int64_t dim) {
   check_cuda(y, "y");
-  dim = check_prox_args(y, lam, dim);
-  TORCH_CHECK(grad_y.sizes() == y.sizes(), "tvcli: grad_y must have y's shape");
-  TORCH_CHECK(grad_y.scalar_type() == y.scalar_type(), "tvcli: grad_y must have y's dtype");
-  TORCH_CHECK(grad_y.device() == y.device(), "tvcli: grad_y must be on y's device");
+  dim = check_prox_backward_args(grad_y, y, lam, dim);
   at::Tensor grad_x = at::empty(y.sizes(), y.options());
   at::Tensor grad_lam = at::empty(lam.sizes(), lam.options());
   if (y.numel() == 0) return {grad_x, grad_lam.zero_()};

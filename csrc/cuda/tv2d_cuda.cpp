@@ -18,7 +18,6 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
-#include <ATen/ops/isfinite.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 #include <c10/cuda/CUDAException.h>
@@ -31,6 +30,7 @@
 #include <string>
 
 #include "../tv2d_ops.h"
+#include "tv2d_kernel_args.h"
 #include "tv2d_kernels.h"
 
 namespace tvcli {
@@ -44,14 +44,7 @@ constexpr int64_t kSyncEvery = 4;
 
 void check_images_cuda(const at::Tensor& x, const at::Tensor& lam) {
   TORCH_CHECK(x.is_cuda(), "tvcli: x must be a CUDA tensor");
-  TORCH_CHECK(x.dim() == 3, "tvcli: expected (B, H, W) images");
-  TORCH_CHECK(x.is_contiguous(), "tvcli: images must be contiguous");
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
-              "tvcli: x must be float32 or float64");
-  TORCH_CHECK(lam.dim() == 1 && lam.size(0) == x.size(0), "tvcli: lam must have shape (B,)");
-  TORCH_CHECK(lam.scalar_type() == x.scalar_type(), "tvcli: lam must have x's dtype");
-  TORCH_CHECK(lam.device() == x.device(), "tvcli: lam must be on x's device");
-  TORCH_CHECK(x.size(1) * x.size(2) < (int64_t(1) << 31), "tvcli: image too large");
+  check_images(x, lam);
 }
 
 cudaStream_t stream_of(const at::Tensor& t) {
@@ -76,22 +69,12 @@ int64_t fused_blocks(int64_t batch) { return std::min<int64_t>(std::max<int64_t>
 
 template <typename T, typename A>
 void dykstra_forward(const at::Tensor& x, const at::Tensor& lam, const at::Tensor& bad,
-                     int64_t iters, at::Tensor& y, at::Tensor& sgn) {
+                     int64_t iters, const at::Tensor& y, const at::Tensor& sgn) {
   const int64_t B = x.size(0), H = x.size(1), W = x.size(2);
-  cuda::DykstraFwdArgs<T, A> a{};
-  a.x = x.const_data_ptr<T>();
-  a.y = y.mutable_data_ptr<T>();
-  a.sgn = sgn.mutable_data_ptr<int8_t>();
-  a.lam = lam.const_data_ptr<T>();
-  a.bad = bad.const_data_ptr<uint8_t>();
-  a.batch = B;
-  a.h = H;
-  a.w = W;
-  a.iters = iters;
+  cuda::DykstraFwdArgs<T, A> a = cuda::make_dykstra_fwd_args<T, A>(x, lam, bad, iters, y, sgn);
   const cudaStream_t stream = stream_of(x);
   const auto state_opts = x.options().dtype(c10::CppTypeToScalarType<A>::value);
-  // Shared memory: an odd row pitch spreads a row pass's threads over the banks.
-  const int64_t pitch = W % 2 == 0 ? W + 1 : W;
+  const int64_t pitch = cuda::fused_pitch(W);
   const size_t smem = size_t(cuda::dykstra_fwd_state(H, pitch)) * sizeof(A);
   if (smem <= shared_limit(x)) {
     a.pitch = pitch;
@@ -109,22 +92,13 @@ void dykstra_forward(const at::Tensor& x, const at::Tensor& lam, const at::Tenso
 
 template <typename T, typename A>
 void dykstra_backward(const at::Tensor& g, const at::Tensor& sgn, const at::Tensor& lam,
-                      int64_t iters, at::Tensor& gx, at::Tensor& glam) {
+                      const at::Tensor& gx, const at::Tensor& glam) {
   const int64_t B = g.size(0), H = g.size(1), W = g.size(2);
   const auto state_opts = g.options().dtype(c10::CppTypeToScalarType<A>::value);
   at::Tensor rows = at::empty({B * H}, state_opts), cols = at::empty({B * W}, state_opts);
-  cuda::DykstraBwdArgs<T, A> a{};
-  a.sgn = sgn.const_data_ptr<int8_t>();
-  a.g = g.const_data_ptr<T>();
-  a.gx = gx.mutable_data_ptr<T>();
-  a.lam = lam.const_data_ptr<T>();
-  a.glam = glam.mutable_data_ptr<T>();
+  cuda::DykstraBwdArgs<T, A> a = cuda::make_dykstra_bwd_args<T, A>(g, sgn, lam, gx, glam);
   a.glam_rows = rows.mutable_data_ptr<A>();
   a.glam_cols = cols.mutable_data_ptr<A>();
-  a.batch = B;
-  a.h = H;
-  a.w = W;
-  a.iters = iters;
   const cudaStream_t stream = stream_of(g);
   const size_t smem = size_t(cuda::dykstra_bwd_state(H, W)) * sizeof(A);
   if (smem <= shared_limit(g)) {
@@ -152,8 +126,7 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_cuda(const at::Tensor& x,
   at::Tensor sgn = at::empty({B, 2 * iters, H, W}, x.options().dtype(at::kChar));
   if (x.numel() == 0) return {y, sgn};
   const c10::cuda::CUDAGuard guard(x.device());
-  // Images holding NaN/Inf (the CPU op finds them while loading): one reduction.
-  const at::Tensor bad = at::isfinite(x).all(2).all(1).logical_not().to(at::kByte);
+  const at::Tensor bad = cuda::bad_images(x);
   if (x.scalar_type() == at::kFloat && float_arith()) {
     dykstra_forward<float, float>(x, lam, bad, iters, y, sgn);
   } else {
@@ -169,20 +142,16 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_backward_cuda(const at::Ten
                                                                    const at::Tensor& lam) {
   const at::Tensor g = grad_y.contiguous();
   check_images_cuda(g, lam);
-  TORCH_CHECK(sgn.dim() == 4 && sgn.size(0) == g.size(0) && sgn.size(2) == g.size(1) &&
-                  sgn.size(3) == g.size(2) && sgn.size(1) % 2 == 0 && sgn.is_contiguous() &&
-                  sgn.scalar_type() == at::kChar && sgn.device() == g.device(),
-              "tvcli: signs do not match grad_y");
-  const int64_t iters = sgn.size(1) / 2;
+  check_signs(sgn, g);
   at::Tensor gx = at::empty_like(g);
   at::Tensor glam = at::empty({g.size(0)}, lam.options());
   if (g.numel() == 0) return {gx, glam.zero_()};
   const c10::cuda::CUDAGuard guard(g.device());
   if (g.scalar_type() == at::kFloat && float_arith()) {
-    dykstra_backward<float, float>(g, sgn, lam, iters, gx, glam);
+    dykstra_backward<float, float>(g, sgn, lam, gx, glam);
   } else {
     AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "prox_tv2d_dykstra_backward_cuda", [&] {
-      dykstra_backward<scalar_t, double>(g, sgn, lam, iters, gx, glam);
+      dykstra_backward<scalar_t, double>(g, sgn, lam, gx, glam);
     });
   }
   return {gx, glam};
@@ -194,7 +163,7 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_solve_cuda(const at::Tensor& x_in,
                                                         double /*region_tol: backward only*/) {
   check_images_cuda(x_in, lam_in);
   TORCH_CHECK(max_iter >= 1 && check_every >= 1, "tvcli: max_iter, check_every must be >= 1");
-  const int64_t B = x_in.size(0), H = x_in.size(1), W = x_in.size(2);
+  const int64_t B = x_in.size(0), H = x_in.size(1);
   at::Tensor info = at::zeros({B, 3}, x_in.options().dtype(at::kDouble));
   if (x_in.numel() == 0) return {x_in.clone(), info};
   const c10::cuda::CUDAGuard guard(x_in.device());
@@ -205,19 +174,14 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_solve_cuda(const at::Tensor& x_in,
   at::Tensor z = at::empty_like(xd), u = at::empty_like(xd), y = at::empty_like(xd);
   at::Tensor active = at::empty({B}, x_in.options().dtype(at::kByte));
   at::Tensor row_gap = at::empty({B * H}, xd.options());
-  cuda::FistaArgs a{};
-  a.x = xd.const_data_ptr<double>();
+  cuda::FistaArgs a = cuda::make_fista_args(xd, lamd);
   a.v = v.mutable_data_ptr<double>();
   a.w = w.mutable_data_ptr<double>();
   a.z = z.mutable_data_ptr<double>();
   a.u = u.mutable_data_ptr<double>();
-  a.lam = lamd.const_data_ptr<double>();
   a.active = active.mutable_data_ptr<uint8_t>();
   a.info = info.mutable_data_ptr<double>();
   a.row_gap = row_gap.mutable_data_ptr<double>();
-  a.batch = B;
-  a.h = H;
-  a.wd = W;
   C10_CUDA_CHECK(cuda::launch_fista_init(a, stream));
   // "Is any image still running": one read-back (a host sync).
   const auto any_active = [&] { return active.max().item<uint8_t>() != 0; };
@@ -238,9 +202,7 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_region_backward_cuda(const at::Tens
                                                                   const at::Tensor& lam,
                                                                   double region_tol) {
   check_images_cuda(y, lam);
-  TORCH_CHECK(grad_y.sizes() == y.sizes() && grad_y.scalar_type() == y.scalar_type() &&
-                  grad_y.device() == y.device(),
-              "tvcli: grad_y must match y");
+  check_grad_like(grad_y, y);
   const at::Tensor g = grad_y.contiguous();
   const int64_t B = y.size(0), HW = y.size(1) * y.size(2);
   at::Tensor gx = at::empty_like(y);
@@ -255,19 +217,10 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_region_backward_cuda(const at::Tens
   at::Tensor parent = at::empty({slots * HW}, y.options().dtype(at::kInt));
   at::Tensor acc = at::empty({slots * 3 * HW}, y.options().dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "prox_tv2d_region_backward_cuda", [&] {
-    cuda::RegionBwdArgs<scalar_t> a{};
-    a.y = y.const_data_ptr<scalar_t>();
-    a.g = g.const_data_ptr<scalar_t>();
-    a.gx = gx.mutable_data_ptr<scalar_t>();
-    a.lam = lam.const_data_ptr<scalar_t>();
-    a.glam = glam.mutable_data_ptr<scalar_t>();
+    cuda::RegionBwdArgs<scalar_t> a =
+        cuda::make_region_bwd_args<scalar_t>(g, y, lam, slots, region_tol, gx, glam);
     a.parent = parent.mutable_data_ptr<int32_t>();
     a.acc = acc.mutable_data_ptr<double>();
-    a.batch = B;
-    a.h = y.size(1);
-    a.w = y.size(2);
-    a.slots = slots;
-    a.region_tol = region_tol;
     C10_CUDA_CHECK(cuda::launch_region_backward<scalar_t>(a, stream_of(y)));
   });
   return {gx, glam};

@@ -59,6 +59,9 @@ struct DykstraFwdArgs {
 TV_HOST_DEVICE TV_INLINE int64_t dykstra_fwd_state(int64_t h, int64_t pitch) {
   return 4 * h * pitch;
 }
+// Row pitch of the fused path's state in shared memory: odd, so that a row
+// pass's threads (each walking its own row) fall on different banks.
+TV_HOST_DEVICE TV_INLINE int64_t fused_pitch(int64_t w) { return w % 2 == 0 ? w + 1 : w; }
 // Elements of A per image in the backward: gP, gQ and the run-means scratch M.
 TV_HOST_DEVICE TV_INLINE int64_t dykstra_bwd_state(int64_t h, int64_t w) { return 3 * h * w; }
 
@@ -144,8 +147,20 @@ TV_HOST_DEVICE inline void dykstra_store_elem(const DykstraFwdArgs<T, A>& a, int
   a.y[o] = T(fwd_state(a, base).Y[(k / a.w) * a.pitch + k % a.w]);
 }
 
-// The fused forward of image b on one block: par(f) runs f(thread, block_dim)
-// for every thread of the block, then a barrier.
+// One phase of a fused kernel over items 0 .. count-1 (lines or elements of
+// the block's image): par(f) runs f(thread, block_dim) for every thread of the
+// block, then a barrier; thread t takes items t, t + block_dim, ...
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <typename Par, typename F>
+TV_HOST_DEVICE inline void block_phase(const Par& par, int64_t count, const F& item) {
+  par([&](uint32_t t, uint32_t bd) {
+    for (int64_t l = t; l < count; l += bd) item(l);
+  });
+}
+
+// The fused forward of image b on one block (see block_phase for par).
 #if defined(__CUDACC__)
 #pragma nv_exec_check_disable
 #endif
@@ -153,20 +168,12 @@ template <typename T, typename A, typename Par>
 TV_HOST_DEVICE inline void dykstra_forward_block(const DykstraFwdArgs<T, A>& a, int64_t b,
                                                  A* base, const Par& par) {
   const int64_t hw = a.h * a.w;
-  par([&](uint32_t t, uint32_t bd) {
-    for (int64_t k = t; k < hw; k += bd) dykstra_load_elem(a, b, base, k);
-  });
+  block_phase(par, hw, [&](int64_t k) { dykstra_load_elem(a, b, base, k); });
   for (int64_t it = 0; it < a.iters; ++it) {
-    par([&](uint32_t t, uint32_t bd) {
-      for (int64_t i = t; i < a.h; i += bd) dykstra_row(a, b, base, i, it);
-    });
-    par([&](uint32_t t, uint32_t bd) {
-      for (int64_t j = t; j < a.w; j += bd) dykstra_col(a, b, base, j, it);
-    });
+    block_phase(par, a.h, [&](int64_t i) { dykstra_row(a, b, base, i, it); });
+    block_phase(par, a.w, [&](int64_t j) { dykstra_col(a, b, base, j, it); });
   }
-  par([&](uint32_t t, uint32_t bd) {
-    for (int64_t k = t; k < hw; k += bd) dykstra_store_elem(a, b, base, k);
-  });
+  block_phase(par, hw, [&](int64_t k) { dykstra_store_elem(a, b, base, k); });
 }
 
 template <typename T, typename A>
@@ -277,12 +284,8 @@ TV_HOST_DEVICE inline void dykstra_backward_block(const DykstraBwdArgs<T, A>& a,
                                                   A* base, const Par& par) {
   const int64_t hw = a.h * a.w;
   for (int64_t it = a.iters - 1; it >= 0; --it) {
-    par([&](uint32_t t, uint32_t bd) {
-      for (int64_t j = t; j < a.w; j += bd) dykstra_bwd_col(a, b, base, j, it);
-    });
-    par([&](uint32_t t, uint32_t bd) {
-      for (int64_t i = t; i < a.h; i += bd) dykstra_bwd_row(a, b, base, i, it);
-    });
+    block_phase(par, a.w, [&](int64_t j) { dykstra_bwd_col(a, b, base, j, it); });
+    block_phase(par, a.h, [&](int64_t i) { dykstra_bwd_row(a, b, base, i, it); });
   }
   par([&](uint32_t t, uint32_t bd) {
     for (int64_t k = t; k < hw; k += bd) dykstra_bwd_store_elem(a, b, base, k);
@@ -297,13 +300,34 @@ TV_HOST_DEVICE TV_INLINE int64_t global_thread(uint32_t block, uint32_t block_di
   return static_cast<int64_t>(block) * block_dim + thread;
 }
 
-// One launch of the forward's lines path. kind: 0 load (elements), 1 rows,
-// 2 columns, 3 store (elements); image b's state at a.state + b * its size.
+// Items per image of one launch of the forward's lines path. kind: 0 load
+// (elements), 1 rows, 2 columns, 3 store (elements).
+template <typename T, typename A>
+TV_HOST_DEVICE TV_INLINE int64_t lines_items(const DykstraFwdArgs<T, A>& a, int kind) {
+  return kind == 1 ? a.h : (kind == 2 ? a.w : a.h * a.w);
+}
+
+// The forward's lines path, shared by its launcher (tv2d_kernels.cu) and the CPU
+// emulator: launch(kind, it) runs one launch over the batch.
+template <typename T, typename A, typename Launch>
+inline void lines_passes(const DykstraFwdArgs<T, A>& a, Launch&& launch) {
+  launch(0, 0);
+  for (int64_t it = 0; it < a.iters; ++it) {
+    launch(1, it);
+    launch(2, it);
+  }
+  launch(3, 0);
+}
+
+// One launch of the forward's lines path (kind: see lines_items); image b's
+// state at a.state + b * its size.
 template <typename T, typename A>
 TV_HOST_DEVICE inline void dykstra_forward_lines_thread(const DykstraFwdArgs<T, A>& a, int kind,
                                                         int64_t it, uint32_t block,
                                                         uint32_t block_dim, uint32_t thread,
                                                         uint32_t grid_dim) {
+  // per = lines_items(a, kind), spelled out: through the call ptxas allocated
+  // more registers here (sm_90: 94 -> 118 for double state).
   const int64_t size = dykstra_fwd_state(a.h, a.pitch), hw = a.h * a.w;
   const int64_t per = kind == 1 ? a.h : (kind == 2 ? a.w : hw);
   const int64_t count = a.batch * per, step = static_cast<int64_t>(grid_dim) * block_dim;
@@ -317,13 +341,32 @@ TV_HOST_DEVICE inline void dykstra_forward_lines_thread(const DykstraFwdArgs<T, 
   }
 }
 
-// One launch of the backward's lines path. kind: 1 rows, 2 columns, 3 store gx
-// (elements), 4 dL/dlam (images).
+// Items per image of one launch of the backward's lines path. kind: 1 rows,
+// 2 columns, 3 store gx (elements), 4 dL/dlam (images).
+template <typename T, typename A>
+TV_HOST_DEVICE TV_INLINE int64_t lines_items(const DykstraBwdArgs<T, A>& a, int kind) {
+  return kind == 1 ? a.h : (kind == 2 ? a.w : (kind == 3 ? a.h * a.w : 1));
+}
+
+// The backward's lines path (as the forward's): columns then rows of every
+// iteration, last to first, then gx and dL/dlam.
+template <typename T, typename A, typename Launch>
+inline void lines_passes(const DykstraBwdArgs<T, A>& a, Launch&& launch) {
+  for (int64_t it = a.iters - 1; it >= 0; --it) {
+    launch(2, it);
+    launch(1, it);
+  }
+  launch(3, 0);
+  launch(4, 0);
+}
+
+// One launch of the backward's lines path (kind: see lines_items).
 template <typename T, typename A>
 TV_HOST_DEVICE inline void dykstra_backward_lines_thread(const DykstraBwdArgs<T, A>& a,
                                                          int kind, int64_t it, uint32_t block,
                                                          uint32_t block_dim, uint32_t thread,
                                                          uint32_t grid_dim) {
+  // per = lines_items(a, kind), spelled out as in the forward.
   const int64_t size = dykstra_bwd_state(a.h, a.w), hw = a.h * a.w;
   const int64_t per = kind == 1 ? a.h : (kind == 2 ? a.w : (kind == 3 ? hw : 1));
   const int64_t count = a.batch * per, step = static_cast<int64_t>(grid_dim) * block_dim;

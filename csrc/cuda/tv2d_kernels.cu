@@ -84,60 +84,54 @@ __global__ void region_backward_kernel(const RegionBwdArgs<T> a) {
 
 }  // namespace
 
-template <typename T, typename A>
-cudaError_t launch_dykstra_forward_fused(const DykstraFwdArgs<T, A>& a, int64_t blocks,
-                                         size_t smem_bytes, cudaStream_t stream) {
+// A fused kernel over a.batch images: `blocks` blocks of fused_block_dim
+// threads, smem_bytes of dynamic shared memory each.
+template <typename Args>
+cudaError_t launch_fused(void (*kernel)(Args), const Args& a, int64_t blocks, size_t smem_bytes,
+                         cudaStream_t stream) {
   if (a.batch == 0) return cudaSuccess;
   const int bd = fused_block_dim(a.h, a.w);
   // Above 48 KB a kernel must opt in to the larger shared memory of sm_70+.
-  const cudaError_t e = cudaFuncSetAttribute(dykstra_forward_fused_kernel<T, A>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
+  const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              static_cast<int>(smem_bytes));
   if (e != cudaSuccess) return e;
-  dykstra_forward_fused_kernel<T, A><<<grid_of(blocks), bd, smem_bytes, stream>>>(a);
+  kernel<<<grid_of(blocks), bd, smem_bytes, stream>>>(a);
   return cudaGetLastError();
+}
+
+// A lines-path operator: one launch of kernel over a.batch * lines_items(a, kind)
+// items for every pass (kind, it) of lines_passes(a).
+template <typename Args>
+cudaError_t launch_lines(void (*kernel)(Args, int, int64_t), const Args& a,
+                         cudaStream_t stream) {
+  if (a.batch == 0) return cudaSuccess;
+  const int bd = kLineBlockDim;
+  lines_passes(a, [&](int kind, int64_t it) {
+    kernel<<<grid_for(a.batch * lines_items(a, kind), bd), bd, 0, stream>>>(a, kind, it);
+  });
+  return cudaGetLastError();
+}
+
+template <typename T, typename A>
+cudaError_t launch_dykstra_forward_fused(const DykstraFwdArgs<T, A>& a, int64_t blocks,
+                                         size_t smem_bytes, cudaStream_t stream) {
+  return launch_fused(dykstra_forward_fused_kernel<T, A>, a, blocks, smem_bytes, stream);
 }
 
 template <typename T, typename A>
 cudaError_t launch_dykstra_forward_lines(const DykstraFwdArgs<T, A>& a, cudaStream_t stream) {
-  if (a.batch == 0) return cudaSuccess;
-  const int bd = kLineBlockDim;
-  const int64_t hw = a.h * a.w;
-  dykstra_forward_lines_kernel<T, A><<<grid_for(a.batch * hw, bd), bd, 0, stream>>>(a, 0, 0);
-  for (int64_t it = 0; it < a.iters; ++it) {
-    dykstra_forward_lines_kernel<T, A><<<grid_for(a.batch * a.h, bd), bd, 0, stream>>>(a, 1, it);
-    dykstra_forward_lines_kernel<T, A><<<grid_for(a.batch * a.w, bd), bd, 0, stream>>>(a, 2, it);
-  }
-  dykstra_forward_lines_kernel<T, A><<<grid_for(a.batch * hw, bd), bd, 0, stream>>>(a, 3, 0);
-  return cudaGetLastError();
+  return launch_lines(dykstra_forward_lines_kernel<T, A>, a, stream);
 }
 
 template <typename T, typename A>
 cudaError_t launch_dykstra_backward_fused(const DykstraBwdArgs<T, A>& a, int64_t blocks,
-                                         size_t smem_bytes, cudaStream_t stream) {
-  if (a.batch == 0) return cudaSuccess;
-  const int bd = fused_block_dim(a.h, a.w);
-  // Above 48 KB a kernel must opt in to the larger shared memory of sm_70+.
-  const cudaError_t e = cudaFuncSetAttribute(dykstra_backward_fused_kernel<T, A>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             static_cast<int>(smem_bytes));
-  if (e != cudaSuccess) return e;
-  dykstra_backward_fused_kernel<T, A><<<grid_of(blocks), bd, smem_bytes, stream>>>(a);
-  return cudaGetLastError();
+                                          size_t smem_bytes, cudaStream_t stream) {
+  return launch_fused(dykstra_backward_fused_kernel<T, A>, a, blocks, smem_bytes, stream);
 }
 
 template <typename T, typename A>
 cudaError_t launch_dykstra_backward_lines(const DykstraBwdArgs<T, A>& a, cudaStream_t stream) {
-  if (a.batch == 0) return cudaSuccess;
-  const int bd = kLineBlockDim;
-  for (int64_t it = a.iters - 1; it >= 0; --it) {
-    dykstra_backward_lines_kernel<T, A><<<grid_for(a.batch * a.w, bd), bd, 0, stream>>>(a, 2, it);
-    dykstra_backward_lines_kernel<T, A><<<grid_for(a.batch * a.h, bd), bd, 0, stream>>>(a, 1, it);
-  }
-  dykstra_backward_lines_kernel<T, A><<<grid_for(a.batch * a.h * a.w, bd), bd, 0, stream>>>(
-      a, 3, 0);
-  dykstra_backward_lines_kernel<T, A><<<grid_for(a.batch, bd), bd, 0, stream>>>(a, 4, 0);
-  return cudaGetLastError();
+  return launch_lines(dykstra_backward_lines_kernel<T, A>, a, stream);
 }
 
 cudaError_t launch_fista_init(const FistaArgs& a, cudaStream_t stream) {
