@@ -316,7 +316,11 @@ def test_interrupted_batch_resumes_with_skip_existing(photos, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "tvcli", "smooth", str(src), "-o", str(out),
                              "--mode", "rows", "--threads", "1"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            # a background job (`pytest &`, nohup) ignores SIGINT and its
+                            # children inherit that: give the CLI the default, as a
+                            # terminal's Ctrl-C would find it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while not (out.exists() and any(out.glob("*.png"))) and time.time() < deadline:
         time.sleep(0.005)
