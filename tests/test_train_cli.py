@@ -144,7 +144,9 @@ def test_cli_trains_and_exports_a_classifier_with_lam_history(tmp_path, capsys,
     (e,) = man["weights"]
     assert e["file"] == "allconv-tv-smooth-cifar10.safetensors"
     assert (e["steps"], e["batch"], e["seed"], e["threads"]) == (2, 4, 0, 1)
-    assert e["wall_s"] > 0 and e["data_digest"].startswith("files:")
+    # wall_s is rounded to 0.1 s: two tiny steps may record 0.0
+    assert isinstance(e["wall_s"], float) and e["wall_s"] >= 0
+    assert e["data_digest"].startswith("files:")
     assert e["train_per_class"] == 1
     assert e["task_config"] == {"train_per_class": 1, "val_per_class": 1}
     lam = e["lam_history"]
