@@ -4,6 +4,7 @@ of the shared loop (paper Fig. 3) and its table script. Synthetic data only."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -274,6 +275,14 @@ def test_indexed_batch_of_a_classifier_keeps_one_dropout_seed(tmp_path) -> None:
     assert torch.equal(again[0], x) and again[2] == seed
 
 
+def _repo_env() -> dict:
+    """The environment for a benchmark script run as a subprocess: this checkout's
+    tvcli first on the path (CI's CUDA tier runs the tests from a copy that is not
+    installed)."""
+    old = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": str(ROOT) + (os.pathsep + old if old else "")}
+
+
 def test_edges_train_wrapper_trains_through_the_same_config(tmp_path) -> None:
     """benchmarks/edges_train.py still runs (a thin wrapper over
     tvcli.train_setup.make_config) and records the config `tvcli train` would."""
@@ -282,7 +291,7 @@ def test_edges_train_wrapper_trains_through_the_same_config(tmp_path) -> None:
     res = subprocess.run([*env_py, str(ROOT / "benchmarks" / "edges_train.py"), "--data",
                           str(bsds), "--model", "dexined-tv", "--out", str(tmp_path / "e"),
                           "--steps", "1", "--batch", "1", "--patch", "32", "--width", "4"],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, env=_repo_env())
     assert res.returncode == 0, res.stderr
     meta = json.loads((tmp_path / "e" / "ckpt.json").read_text())
     want = make_config("dexined-tv", bsds, tmp_path / "e", steps=1, batch=1, patch=32,
@@ -299,7 +308,7 @@ def test_cls_cifar10c_wrapper_runs(tmp_path) -> None:
                           str(cifar), "--out", str(tmp_path / "cls"), "--steps", "1",
                           "--batch", "2", "--width", "4", "--c-per-class", "1",
                           "--arms", "allconv-tv-smooth"],
-                         capture_output=True, text=True, timeout=600)
+                         capture_output=True, text=True, timeout=600, env=_repo_env())
     assert res.returncode == 0, res.stderr
     r = json.loads((tmp_path / "cls" / "results.json").read_text())["allconv-tv-smooth"]
     assert r["lam_history"]["steps"] == [0, 1] and len(r["lam_history"]["layers"]) == 3
