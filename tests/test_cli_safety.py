@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from terminal import run_with_terminal_stderr
 from typer.testing import CliRunner
 
 import tvcli
@@ -269,26 +270,9 @@ def test_filter_image_reports_its_progress():
 
 @pytest.mark.skipif(not HAS_2D, reason="needs prox_tv2d")
 def test_single_image_shows_a_live_status_on_a_terminal(photos, tmp_path):
-    pty = pytest.importorskip("pty")
-    master, slave = pty.openpty()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "120", "TERM": "xterm"}
-    proc = subprocess.Popen([sys.executable, "-m", "tvcli", "smooth", str(photos / "a.png"),
-                             "-o", str(tmp_path / "o.png")], env=env,
-                            stdout=subprocess.PIPE, stderr=slave)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    out, _ = proc.communicate(timeout=60)
-    os.close(master)
-    err = b"".join(chunks).decode(errors="replace")
-    assert proc.returncode == 0 and "a.png: 2-D TV" in err, err
+    code, out, err = run_with_terminal_stderr(
+        ["smooth", str(photos / "a.png"), "-o", str(tmp_path / "o.png")], columns=120)
+    assert code == 0 and "a.png: 2-D TV" in err, err
     assert len(out.decode().splitlines()) == 1
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from terminal import run_with_terminal_stderr
 from typer.testing import CliRunner  # noqa: E402
 
 import tvcli  # noqa: E402
@@ -370,26 +371,9 @@ def test_iteration_options_are_refused_for_exact_1d_modes(photos, tmp_path):
 
 
 def test_progress_bar_on_a_terminal_results_on_stdout(photos, tmp_path):
-    pty = pytest.importorskip("pty")
-    master, slave = pty.openpty()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100", "TERM": "xterm"}
-    proc = subprocess.Popen([sys.executable, "-m", "tvcli", "smooth", str(photos), "-o",
-                             str(tmp_path / "o"), "--mode", "rows"], env=env,
-                            stdout=subprocess.PIPE, stderr=slave)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 4096)
-        except OSError:  # the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    out, _ = proc.communicate(timeout=60)
-    os.close(master)
-    err = b"".join(chunks).decode(errors="replace")
-    assert proc.returncode == 0
+    code, out, err = run_with_terminal_stderr(
+        ["smooth", str(photos), "-o", str(tmp_path / "o"), "--mode", "rows"], columns=100)
+    assert code == 0
     assert "6/6" in err and "smooth" in err  # rich bar: files done / total
     assert len(out.decode().splitlines()) == 6 and "6/6" not in out.decode()
 
