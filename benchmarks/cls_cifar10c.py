@@ -54,8 +54,30 @@ def corrupted_set(data: str, per_class: int | None, cache: Path, seed: int = 0) 
             out[f"{name}/{sev}"] = np.ascontiguousarray(c.transpose(0, 3, 1, 2))
             print(f"{name} s{sev}: {time.perf_counter() - t:.1f} s", flush=True)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, **out)
+    # Written under a temporary name and renamed: arms trained in parallel processes
+    # share the cache and must never read a half-written file.
+    tmp = cache.with_name(cache.name + ".tmp.npz")
+    np.savez(tmp, **out)
+    tmp.replace(cache)
     return out
+
+
+def merge_result(results_path: Path, arm: str, entry: dict) -> None:
+    """Add ``entry`` under ``arm`` to results.json, re-read just before writing.
+
+    Arms may run as separate processes with the same --out (one per core); each
+    merges its own key into what is on disk then, so none drops another's row.
+    """
+    import fcntl
+
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(results_path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = json.loads(results_path.read_text()) if results_path.exists() else {}
+        results[arm] = entry
+        tmp = results_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(results, indent=1))
+        tmp.replace(results_path)
 
 
 def main() -> None:
@@ -72,18 +94,24 @@ def main() -> None:
     ap.add_argument("--c-per-class", type=int, default=None,
                     help="test images per class for CIFAR-10-C (None = all 1000)")
     ap.add_argument("--arms", default=",".join(ARMS))
+    ap.add_argument("--val-every", type=int, default=None,
+                    help="validation interval in steps (default: steps // 5)")
+    ap.add_argument("--clean-all", action="store_true",
+                    help="also score clean top-1 on all 10 000 test images")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     torch.set_num_threads(1) if args.device == "cpu" else None
     out = Path(args.out)
     results_path = out / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
     cset = None
+    clean_all = None
     for arm in args.arms.split(","):
         # The config of `tvcli train ARM --data CIFAR ...` (tvcli/train_setup.py).
         cfg = make_config(arm, args.data, out / arm, steps=args.steps, batch=args.batch,
-                          lr=args.lr, seed=args.seed, val_every=max(1, args.steps // 5),
-                          ckpt_every=25, device=args.device, width=args.width,
+                          lr=args.lr, seed=args.seed,
+                          val_every=args.val_every or max(1, args.steps // 5),
+                          ckpt_every=max(25, args.steps // 50), device=args.device,
+                          width=args.width,
                           task_options={"train_per_class": args.train_per_class,
                                         "val_per_class": args.val_per_class})
         meta = train(cfg, progress=False)
@@ -108,7 +136,11 @@ def main() -> None:
                 row[name] = float(np.mean(accs))
         types = [k for k in row if k != "clean"]
         row["all"] = float(np.mean([row[k] for k in types])) if types else None
-        results[arm] = {"top1": row, "steps": meta["step"], "wall_s": round(meta["wall_s"], 1),
+        if args.clean_all:
+            if clean_all is None:
+                clean_all = load_cifar10(args.data, "test", None)
+            row["clean_all"] = top1_accuracy(model, clean_all[0], clean_all[1], args.device)
+        entry = {"top1": row, "steps": meta["step"], "wall_s": round(meta["wall_s"], 1),
                         "val_top1_history": meta["history"],
                         "lams": getattr(model, "lams", list)(),
                         "lam_history": lam_table(meta.get("lam_history", [])),
@@ -118,11 +150,8 @@ def main() -> None:
                                    "c_per_class": args.c_per_class, "seed": args.seed,
                                    "threads": torch.get_num_threads(),
                                    "device": args.device}}
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = results_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=1))
-        tmp.replace(results_path)
-        print(json.dumps({arm: results[arm]["top1"]}), flush=True)
+        merge_result(results_path, arm, entry)
+        print(json.dumps({arm: row}), flush=True)
 
 
 if __name__ == "__main__":

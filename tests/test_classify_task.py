@@ -94,3 +94,84 @@ def test_train_resume_export(tmp_path: Path) -> None:
 
     model, _ = load_pretrained("allconv-tv-sharp", weights_dir=tmp_path / "w")
     assert model(torch.rand(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_top1_accuracy_scores_without_autograd() -> None:
+    """Scoring runs with autograd off (a graph would keep the TV layers' backward
+    buffers for every batch), in eval mode, and restores the caller's mode."""
+    from tvcli.classify_task import top1_accuracy
+
+    class Probe(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(1))
+            self.grad_seen: list[bool] = []
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.grad_seen.append(torch.is_grad_enabled())
+            # class = 1 for every image, via a parameter so a graph would be built
+            return torch.nn.functional.one_hot(torch.ones(len(x), dtype=torch.long),
+                                               10).float() * self.w
+
+    model = Probe().train()
+    images = torch.zeros(5, 3, 32, 32, dtype=torch.uint8)
+    acc = top1_accuracy(model, images, torch.tensor([1, 1, 0, 1, 2]), batch=2)
+    assert acc == pytest.approx(60.0)
+    assert model.grad_seen == [False, False, False] and model.training
+
+
+def test_cls_benchmark_merges_results_of_parallel_arms(tmp_path: Path) -> None:
+    """Arms run as separate processes share OUT/results.json: each merges its own
+    row into what is on disk when it writes, so none drops another's."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("cls_cifar10c",
+                                                  root / "benchmarks" / "cls_cifar10c.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    path = tmp_path / "out" / "results.json"
+    mod.merge_result(path, "allconv", {"top1": {"clean": 1.0}})
+    # another process wrote its row in the meantime
+    on_disk = json.loads(path.read_text())
+    on_disk["allconv-tv-sharp"] = {"top1": {"clean": 2.0}}
+    path.write_text(json.dumps(on_disk))
+    mod.merge_result(path, "allconv-tv-smooth", {"top1": {"clean": 3.0}})
+    got = json.loads(path.read_text())
+    assert {k: v["top1"]["clean"] for k, v in got.items()} == {
+        "allconv": 1.0, "allconv-tv-sharp": 2.0, "allconv-tv-smooth": 3.0}
+    assert not path.with_suffix(".tmp").exists()
+
+
+def test_cls_table_rows_differences_and_checks() -> None:
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("cls_table",
+                                                  root / "benchmarks" / "cls_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    keys = [k for k, _ in mod.COLUMNS]
+
+    def top1(base: float, **over: float) -> dict:
+        t = {k: base for k in keys}
+        t.update(over)
+        t["all"] = sum(t[k] for k in keys) / len(keys)
+        return {"top1": {**t, "clean": 80.0 + over.get("d_clean", 0.0),
+                         "clean_all": 81.0 + over.get("d_clean", 0.0)}}
+
+    res = {"allconv": top1(50.0),
+           "allconv-tv-smooth": top1(50.0, gaussian_noise=55.0, shot_noise=49.0,
+                                     d_clean=-0.7),
+           "allconv-tv-sharp": top1(50.0, defocus_blur=51.0, glass_blur=52.0,
+                                    motion_blur=53.0, zoom_blur=54.0)}
+    text = mod.table(res)
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines()
+            if line.startswith("| ")}
+    assert rows["TV-Smooth - AllConv"].split(" | ")[1] == "+5.0"   # Gauss.
+    assert rows["TV-Smooth - AllConv"].split(" | ")[2] == "-1.0"   # Shot
+    assert rows["TV-Sharp"].split(" | ")[4] == "51.0"             # Defocus
+    assert "TV-Smooth above AllConv on noise types: 1 of 3 (gaussian_noise)" in text
+    assert "TV-Sharp above AllConv on blur types: 4 of 4" in text
+    assert "TV-Smooth clean top-1 minus AllConv (clean_all): -0.70 points (outside" in text
+    assert "TV-Sharp clean top-1 minus AllConv (clean_all): +0.00 points (within" in text
