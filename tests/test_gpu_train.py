@@ -45,6 +45,31 @@ def test_pack_roundtrip_and_corruption(tmp_path):
         read_pack(tmp_path / "q.pack")
 
 
+def test_pack_is_decoded_once_per_process_until_the_file_changes(tmp_path, monkeypatch):
+    """A GPU run's jobs share one decode of a pack; a rewritten pack is read again,
+    and ``cache=False`` always reads the file."""
+    import os
+
+    import tvcli.datapack as dp
+
+    calls = []
+    real = dp._read_pack
+    monkeypatch.setattr(dp, "_read_pack", lambda p: calls.append(p) or real(p))
+    a = torch.arange(24, dtype=torch.uint8).reshape(2, 3, 4)
+    write_pack(tmp_path / "p.pack", {"a": a}, {"name": "t"})
+    m1, g1 = read_pack(tmp_path / "p.pack")
+    g1["extra"] = a  # a caller changing its dict does not change the cache
+    m2, g2 = read_pack(tmp_path / "p.pack")
+    assert len(calls) == 1 and g2["a"] is g1["a"] and set(g2) == {"a"}
+    assert m2 == m1
+    write_pack(tmp_path / "p.pack", {"a": a + 1}, {"name": "t"})
+    st = (tmp_path / "p.pack").stat()
+    os.utime(tmp_path / "p.pack", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert torch.equal(read_pack(tmp_path / "p.pack")[1]["a"], a + 1) and len(calls) == 2
+    read_pack(tmp_path / "p.pack", cache=False)
+    assert len(calls) == 3
+
+
 def test_pack_image_and_alias_entries(tmp_path):
     """JPEG bytes are stored verbatim and decoded on read; an alias is the same
     array; a decoder that gives other pixels is reported, not fatal."""
