@@ -84,7 +84,7 @@ def test_train_resume_export(tmp_path: Path) -> None:
     for k in sa:
         if k.startswith("model."):
             assert torch.equal(sa[k], sb[k]), k
-    entry = export_weights(tmp_path / "a", tmp_path / "w")
+    entry = export_weights(str(tmp_path / "a"), str(tmp_path / "w"))  # str paths too
     assert entry["file"] == "allconv-tv-sharp-cifar10.safetensors"
     assert entry["classes"] == list(CIFAR10_CLASSES) and entry["input_size"] == 32
     assert entry["task"] == "classify" and entry["val_top1"] is not None

@@ -654,7 +654,7 @@ def _indexed_sample(task: Task, train_set: Any, cfg: TrainConfig, device: torch.
     return indexed_batch(draw, cfg.seed, start, cfg.batch)
 
 
-def export_weights(run: Path, weights_dir: Path, name: str | None = None,
+def export_weights(run: str | Path, weights_dir: str | Path, name: str | None = None,
                    extra: dict | None = None) -> dict:
     """Writes a run's final model as ``weights_dir/<model>-<tag>.safetensors`` (tag
     from the task, e.g. ``s25`` or ``blind``) and records it in
@@ -664,6 +664,7 @@ def export_weights(run: Path, weights_dir: Path, name: str | None = None,
 
     from tvcli._safetensors import load_file, save_file
 
+    run, weights_dir = Path(run), Path(weights_dir)
     meta = json.loads((run / "ckpt.json").read_text())
     cfg_d = meta["config"]
     cfg = TrainConfig(**{k: v for k, v in cfg_d.items()
