@@ -96,6 +96,10 @@ def main() -> None:
     ap.add_argument("--arms", default=",".join(ARMS))
     ap.add_argument("--val-every", type=int, default=None,
                     help="validation interval in steps (default: steps // 5)")
+    ap.add_argument("--dropout", type=float, nargs=2, default=None, metavar=("IN", "MID"),
+                    help="the input dropout and the two mid-network dropouts (the paper's "
+                    "model: 0.2 0.5); 0 0 for short CPU budgets, where dropout mainly "
+                    "slows learning")
     ap.add_argument("--clean-all", action="store_true",
                     help="also score clean top-1 on all 10 000 test images")
     ap.add_argument("--device", default="cpu")
@@ -114,6 +118,8 @@ def main() -> None:
                           width=args.width,
                           task_options={"train_per_class": args.train_per_class,
                                         "val_per_class": args.val_per_class})
+        if args.dropout is not None:
+            cfg.model_config.update(dropout_in=args.dropout[0], dropout=args.dropout[1])
         meta = train(cfg, progress=False)
         print(f"{arm}: {meta['step']} steps, {meta['wall_s']:.0f} s, history "
               f"{meta['history']}", flush=True)
@@ -122,7 +128,7 @@ def main() -> None:
                                  out / f"cifar10c-{args.c_per_class or 'all'}.npz", args.seed)
         from tvcli._safetensors import load_file
 
-        model = build_model(arm, width=args.width)
+        model = build_model(arm, **meta["model_config"])
         state = load_file(str(out / arm / "ckpt.safetensors"))
         model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
         model.to(args.device).eval()
@@ -145,7 +151,8 @@ def main() -> None:
                         "lams": getattr(model, "lams", list)(),
                         "lam_history": lam_table(meta.get("lam_history", [])),
                         "budget": {"steps": args.steps, "batch": args.batch,
-                                   "width": args.width, "train_per_class":
+                                   "width": args.width, "dropout": args.dropout,
+                                   "train_per_class":
                                    args.train_per_class, "val_per_class": args.val_per_class,
                                    "c_per_class": args.c_per_class, "seed": args.seed,
                                    "threads": torch.get_num_threads(),

@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from tvcli.models import list_weights
 from tvcli.models.tvfloor import val_sigmas
 
@@ -32,3 +36,34 @@ def test_every_shipped_model_beats_best_lam_tv():
             assert r["psnr"] >= r["tv_psnr"], (
                 f"{e['file']} at sigma {s:g}: {r['psnr']:.2f} dB, below plain TV's "
                 f"{r['tv_psnr']:.2f} dB")
+
+
+CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / \
+    "cifar10-jpeg.tar.gz"
+
+
+def test_shipped_classifiers_reproduce_their_recorded_accuracy():
+    """A shipped classifier is well above chance (10 %), and re-scoring it on the
+    images its recorded ``val_top1`` came from (the first 100 CIFAR-10 test images of
+    each class) gives that figure again, so the weights file and the manifest agree."""
+    entries = [e for e in list_weights() if e.get("task") == "classify"]
+    if not entries:
+        pytest.skip("no classifier in weights/")
+    for e in entries:
+        assert e["val_top1"] >= 50.0, (e["file"], e["val_top1"])
+        assert e["steps"] > 0 and e["val_split"] == "test"
+    if not CIFAR10.exists():
+        pytest.skip("needs ../shared/data/cifar10")
+    import torch
+
+    from tvcli.classify_task import top1_accuracy
+    from tvcli.data.cifar import load_cifar10
+    from tvcli.models import load_pretrained
+
+    torch.manual_seed(0)
+    for e in entries:
+        per_class = e["val_per_class"]
+        images, labels = load_cifar10(CIFAR10, "test", per_class)
+        model, _ = load_pretrained(e["model"])
+        acc = top1_accuracy(model, images, labels)
+        assert abs(acc - e["val_top1"]) <= 0.2, (e["file"], acc, e["val_top1"])
