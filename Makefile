@@ -6,7 +6,7 @@
 #   make bench-docs - full `tvcli bench` run -> docs/benchmarks.{json,md,png}
 #   make gpu-data - data/gpu/{bsds.pack,eps.pack,cifar10.tar.gz} for .ci/gpu_train.sh
 #                   (from ../shared/data and data/eps; git-ignored, carried to the GPU
-#                   machine); fails when a GPU run would carry more than 60 MiB
+#                   machine); fails when a GPU run would carry more than 61 MiB
 #   make bench-peers - install the peers `tvcli bench` compares with (proxTV, cvxpylayers)
 
 PYTHON ?= python3

@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PACK_DIR = ROOT / "data" / "gpu"
 MiB = 2 ** 20
 CARRY_LIMIT_BYTES = 64 * MiB  # what a GPU run may carry in all
-CARRY_FAIL_BYTES = 60 * MiB  # make-data / the size test fail above this (4 MiB margin)
+CARRY_FAIL_BYTES = 61 * MiB  # make-data / the size test fail above this (3 MiB margin)
 # Upper bounds of the default data files (make-data fails above them), so that a
 # test can check that the tracked files leave room for them without building them.
 # Measured 2026-11-30 with the defaults: 19.03, 6.95 and 4.58 MiB.
