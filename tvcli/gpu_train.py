@@ -165,17 +165,16 @@ def load_data(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     """A data file's (meta, arrays), read once per run: a pack's arrays, or for the
     CIFAR-10 archive ``test_images`` / ``test_labels`` of its test split."""
     path = Path(path)
+    if path.suffix == ".pack":  # read_pack keeps decoded packs itself
+        from tvcli.datapack import read_pack
+
+        return read_pack(path)
     if path not in _DATA_CACHE:
-        if path.suffix == ".pack":
-            from tvcli.datapack import read_pack
+        from tvcli.data.cifar import load_cifar10
 
-            _DATA_CACHE[path] = read_pack(path)
-        else:
-            from tvcli.data.cifar import load_cifar10
-
-            images, labels = load_cifar10(path, "test")
-            _DATA_CACHE[path] = ({"name": path.name}, {"test_images": images,
-                                                       "test_labels": labels})
+        images, labels = load_cifar10(path, "test")
+        _DATA_CACHE[path] = ({"name": path.name}, {"test_images": images,
+                                                   "test_labels": labels})
     return _DATA_CACHE[path]
 
 
