@@ -115,11 +115,9 @@ def main() -> None:
                           lr=args.lr, seed=args.seed,
                           val_every=args.val_every or max(1, args.steps // 5),
                           ckpt_every=max(25, args.steps // 50), device=args.device,
-                          width=args.width,
+                          width=args.width, dropout=args.dropout,
                           task_options={"train_per_class": args.train_per_class,
                                         "val_per_class": args.val_per_class})
-        if args.dropout is not None:
-            cfg.model_config.update(dropout_in=args.dropout[0], dropout=args.dropout[1])
         meta = train(cfg, progress=False)
         print(f"{arm}: {meta['step']} steps, {meta['wall_s']:.0f} s, history "
               f"{meta['history']}", flush=True)

@@ -23,14 +23,9 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from tvcli.bench import uptime_line
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "n/a"
 
 
 def run_once(data: Path, nproc: int | None, batch: int, args: argparse.Namespace) -> float:
@@ -73,7 +68,7 @@ def main() -> None:
                ("torchrun, 2 ranks, same per-rank batch", 2, b)]
     result = {"date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "cpus": os.cpu_count(), "settings": {k: str(v) for k, v in vars(args).items()},
-              "uptime_before": _uptime(), "configs": []}
+              "uptime_before": uptime_line(), "configs": []}
     print(result["uptime_before"], flush=True)
     for name, nproc, per_rank in configs:
         times = [run_once(args.data, nproc, per_rank, args) for _ in range(args.repeats)]
@@ -84,7 +79,7 @@ def main() -> None:
                round(1000 * med, 1), "samples_per_s": round(ranks * per_rank / med, 1)}
         result["configs"].append(row)
         print(json.dumps(row), flush=True)
-    result["uptime_after"] = _uptime()
+    result["uptime_after"] = uptime_line()
     print(result["uptime_after"])
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -25,14 +25,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from tvcli.bench import uptime_line
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "n/a"
 
 
 def run_config(folder: Path, procs: int, threads: int, lam: float, extra: list[str]) -> float:
@@ -72,7 +67,7 @@ def main() -> None:
               "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs",
               "folder": str(args.folder), "images": n, "lam": args.lam,
               "threads_per_process": args.threads, "extra_args": extra,
-              "uptime_before": _uptime(), "configs": []}
+              "uptime_before": uptime_line(), "configs": []}
     print(result["uptime_before"], flush=True)
     for procs in args.procs:
         walls = [run_config(args.folder, procs, args.threads, args.lam, extra)
@@ -82,7 +77,7 @@ def main() -> None:
                "median_s": round(med, 2), "images_per_s": round(n / med, 2)}
         result["configs"].append(row)
         print(json.dumps(row), flush=True)
-    result["uptime_after"] = _uptime()
+    result["uptime_after"] = uptime_line()
     base = result["configs"][0]["images_per_s"]
     for row in result["configs"]:
         row["speedup_vs_first"] = round(row["images_per_s"] / base, 2)

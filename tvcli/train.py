@@ -412,6 +412,25 @@ def _load_checkpoint(run: Path, model: nn.Module, opt: torch.optim.Optimizer,
     return meta
 
 
+def _resumed_model_config(run: Path, cfg: TrainConfig) -> dict:
+    """The model settings to build: ``cfg.model_config``, completed by those of the
+    run's checkpoint when it has one. A resumed run keeps the architecture it was
+    trained with, including settings that own no weights (e.g. dropout rates,
+    which a state dict cannot check); a setting this call gives that differs from
+    the checkpoint's is an error (ValueError), not a silent change mid-run."""
+    ckpt = run / "ckpt.json"
+    if not ckpt.exists():
+        return dict(cfg.model_config)
+    saved = json.loads(ckpt.read_text()).get("model_config") or {}
+    clash = {k: (saved[k], v) for k, v in cfg.model_config.items()
+             if k in saved and saved[k] != v}
+    if clash:
+        said = ", ".join(f"{k} {old!r} (asked: {new!r})" for k, (old, new) in clash.items())
+        raise ValueError(f"run folder {run} was trained with {said}: resume it with the "
+                         "same settings, or give another --out")
+    return {**cfg.model_config, **saved}
+
+
 def _autocast(cfg: TrainConfig, device: torch.device):
     if cfg.amp == "bf16" and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -458,7 +477,7 @@ def _train(cfg: TrainConfig, task: Task, env, dev_name: str, progress: bool, log
     run.mkdir(parents=True, exist_ok=True)
     data = Path(cfg.data)
     train_set, val_set = task.load(data)
-    model = build_model(cfg.model, **cfg.model_config)
+    model = build_model(cfg.model, **_resumed_model_config(run, cfg))
     task.check_model(model)
     if cfg.init_from:
         try:

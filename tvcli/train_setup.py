@@ -152,6 +152,7 @@ def make_config(model: str, data: str | Path, out: str | Path | None = None, *,
                 width: int | None = None, depth: int | None = None,
                 sigma: float | None = None, sigma_range: list[float] | None = None,
                 init_from: str | Path | None = None, max_wall: float | None = None,
+                dropout: list[float] | None = None,
                 task_options: dict | None = None, check: bool = True) -> TrainConfig:
     """The :class:`TrainConfig` of a ``tvcli train`` request.
 
@@ -159,6 +160,8 @@ def make_config(model: str, data: str | Path, out: str | Path | None = None, *,
     ``sigma_range`` and ``depth`` apply to denoisers only; ``task_options`` holds
     the task's own settings (:data:`TASK_OPTIONS`, e.g. ``train_per_class``);
     options that do not apply to the model's task are errors, not silently dropped.
+    ``dropout`` = [IN, MID] (classifiers only): the input dropout and the two
+    mid-network dropouts (All-CNN-C's 0.2 and 0.5 when None).
     ``out`` defaults to ``runs/MODEL-TAG``. ``check``: also check the data layout.
     """
     from tvcli.models import MODELS
@@ -181,6 +184,12 @@ def make_config(model: str, data: str | Path, out: str | Path | None = None, *,
         if given:
             raise TrainSetupError(f"{', '.join(given)} do not apply to {model} (task {task}: "
                                   "only denoisers have a noise level and a depth)")
+    if dropout is not None:
+        if task != "classify":
+            raise TrainSetupError(f"--dropout does not apply to {model} (task {task}); it is "
+                                  f"for {_models_of('classify')}")
+        if len(dropout) != 2 or not all(0 <= p < 1 for p in dropout):
+            raise TrainSetupError(f"--dropout must be IN,MID with 0 <= p < 1, got {dropout!r}")
     if d.patch is None and patch is not None:
         raise TrainSetupError(f"--patch does not apply to {model}: {task} models take whole "
                               f"{d.val_crop}x{d.val_crop} images")
@@ -198,6 +207,8 @@ def make_config(model: str, data: str | Path, out: str | Path | None = None, *,
     model_config = dict(d.model_config)
     model_config.update({k: v for k, v in (("depth", depth), ("width", width))
                          if v is not None})
+    if dropout is not None:
+        model_config.update(dropout_in=float(dropout[0]), dropout=float(dropout[1]))
     sigma = 25.0 if sigma is None else float(sigma)
     if out is None:
         tag = task if task != "denoise" else ("blind" if sigma_range else f"s{int(sigma)}")

@@ -22,7 +22,9 @@ from tvcli.bench.tv1d import (
     sweep_signal,
     table1_workload,
     time_call,
+    uptime_line,
 )
 
 __all__ = ["Timing", "time_call", "machine_info", "sweep_signal", "table1_workload",
-           "bench_table1", "bench_sweep", "main"]
+           "bench_table1", "bench_sweep", "main",
+           "uptime_line"]

@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -172,6 +173,16 @@ def bench_sweep(lengths: list[int], kinds: tuple[str, ...] = ("walk", "sawtooth"
                 t.extra.update(kind=kind, n=n, solver=solver, ns_per_sample=t.median_ms * 1e6 / n)
                 out.append(t)
     return out
+
+
+def uptime_line() -> str:
+    """The ``uptime`` line (time, users, 1/5/15-min load), recorded before and
+    after a benchmark so a reader can see how busy the machine was; "n/a"
+    where there is no ``uptime`` command."""
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "n/a"
 
 
 def machine_info() -> dict:
