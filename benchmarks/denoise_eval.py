@@ -292,6 +292,8 @@ def main(argv: list[str] | None = None) -> None:
                     choices=["CBSD68", "Kodak24"])
     ap.add_argument("--redo", nargs="*", default=[],
                     help="--table6: re-run rows whose label contains one of these")
+    ap.add_argument("--dncnn-full", action="store_true",
+                    help="--table6: the tvcli DnCNN pair on every image, not the subset")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", nargs="+", choices=OURS, default=None,
                     help="re-run only these tvcli models, merging into the existing JSON")
@@ -343,7 +345,7 @@ def _budgets() -> dict[str, str]:
         data = e.get("data_name", "registry recipe, 75 photos" if e["data_digest"].startswith(
             "bbbde10d") else e["data_digest"][:12])
         warm = f", warm start from {e['init_from']}" if e.get("init_from") else ""
-        out[f"tvcli {e['model']} ({tag})"] = (
+        out[f"tvcli {e['model']} ({tag})"] = e.get("budget_note") or (
             f"{e['steps']} steps x {e['batch']} x {e['patch']}², {e['wall_s'] / 60:.0f} min "
             f"{e.get('device', 'cpu')} ({data}{warm})")
     out["BM3D"] = "no training"
@@ -367,7 +369,8 @@ def run_table6(args) -> None:
         mine.setdefault("runs", []).extend(other.get("runs", []))
         json_path.write_text(json.dumps(mine, indent=1))
     res = t6.evaluate(args.table6, json_path, args.methods, args.redo, args.scico_python,
-                      tuple(args.t6_sigmas), tuple(args.t6_clips), tuple(args.t6_sets))
+                      tuple(args.t6_sigmas), tuple(args.t6_clips), tuple(args.t6_sets),
+                      dncnn_full=args.dncnn_full)
     cpu = platform.processor() or platform.machine()
     run = (f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu}, "
            f"{os.cpu_count()} cores, torch {torch.__version__}, load "

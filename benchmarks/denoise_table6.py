@@ -158,9 +158,12 @@ def _ours_label(name: str, sigma: int) -> str | None:
 
 def evaluate(root: Path, json_path: Path, methods: list[str], redo: list[str],
              scico_py: str | None, sigmas: tuple[int, ...] = SIGMAS,
-             clips: tuple[str, ...] = CLIPS, only_sets: tuple[str, ...] = SETS) -> dict:
+             clips: tuple[str, ...] = CLIPS, only_sets: tuple[str, ...] = SETS,
+             dncnn_full: bool = False) -> dict:
     """Runs what is missing of ``methods`` x ``sigmas`` x ``clips`` (parts can run in
-    separate processes with their own JSON, merged later with --merge)."""
+    separate processes with their own JSON, merged later with --merge).
+    ``dncnn_full``: the tvcli DnCNN pair on every image (replacing its subset rows)
+    rather than on the subset."""
     res = json.loads(json_path.read_text()) if json_path.exists() else {}
     res.setdefault("rows", {})
     res.setdefault("notes", {})
@@ -222,7 +225,10 @@ def evaluate(root: Path, json_path: Path, methods: list[str], redo: list[str],
                     if label is None:
                         res["notes"][f"tvcli {name} σ={sigma}"] = "no shipped weights for it"
                         continue
-                    idx = every if name.startswith("ffdnet") else sub_dn
+                    full = name.startswith("ffdnet") or dncnn_full
+                    idx = every if full else sub_dn
+                    if full:  # a full-set row supersedes an older subset row
+                        res["rows"].pop(f"{tag}|{label} (subset)", None)
                     todo.append((label + ("" if idx is every else " (subset)"), idx,
                                  _ours(name)))
                 if "bm3d" in methods and slow_ok:
