@@ -341,6 +341,8 @@ def _budgets() -> dict[str, str]:
 
     out = {}
     for e in list_weights():
+        if e.get("sigma") is None and not e.get("sigma_range"):
+            continue  # not a denoiser (classifiers, edge detectors, eps share the folder)
         tag = "blind" if e.get("sigma_range") else f"σ={e['sigma']:g}"
         data = e.get("data_name", "registry recipe, 75 photos" if e["data_digest"].startswith(
             "bbbde10d") else e["data_digest"][:12])

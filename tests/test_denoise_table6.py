@@ -78,3 +78,23 @@ def test_dncnn_pair_subset_then_full_rows_and_report(t6, tmp_path: Path) -> None
     table = md.split("## Noisy input unclipped: all images", 1)[1].split("##", 1)[0]
     row = next(ln for ln in table.splitlines() if ln.startswith("| tvcli dncnn (σ=25) |"))
     assert row.endswith("| budget X |") and "-" not in row.split("|")[2]
+
+
+def test_budget_column_covers_the_shipped_denoisers_only() -> None:
+    """The report's budget per row comes from weights/manifest.json, which also
+    lists classifiers and edge detectors (no sigma): they are skipped, not a crash."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("denoise_eval",
+                                                  ROOT / "benchmarks" / "denoise_eval.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    from tvcli.models import list_weights
+
+    budgets = mod._budgets()
+    for e in list_weights():
+        if e.get("sigma") is not None or e.get("sigma_range"):
+            tag = "blind" if e.get("sigma_range") else f"σ={e['sigma']:g}"
+            want = e.get("budget_note") or f"{e['steps']} steps x {e['batch']}"
+            assert budgets[f"tvcli {e['model']} ({tag})"].startswith(want)
+    assert not any(k.startswith("tvcli allconv") or k.startswith("tvcli dexined")
+                   for k in budgets)
