@@ -169,11 +169,15 @@ def run_models(names: list[str], noisy: list[torch.Tensor], clean: list[torch.Te
         except Exception as exc:
             notes[name] = f"not run: {exc}"
             continue
+        from tvcli.models import load_pretrained
+
         trained = res[0][2]
         label = f"tvcli {name}" + (f" (σ={trained:g} weights)" if trained != sigma else "")
         rows[label] = {"scores": [score(o, c) for (o, _, _), c in zip(res, clean, strict=True)],
                        "s_per_mp": float(np.median([s / m for (_, s, _), m in
-                                                    zip(res, mp, strict=True)]))}
+                                                    zip(res, mp, strict=True)])),
+                       # which weights file made the row (tv_floor --reuse-json checks it)
+                       "weights_sha256": load_pretrained(name, sigma)[1].get("sha256")}
 
 
 def update_models(previous: dict, data: Path, names: list[str]) -> dict:

@@ -37,6 +37,23 @@ def _run_model(run: Path) -> tuple[torch.nn.Module, dict]:
     return model.eval(), {**entry, "steps": meta["step"]}
 
 
+def reused_psnr(old: dict | None, label: str, sigma: float,
+                sha256: str | None = None) -> float | None:
+    """Mean PSNR (dB) of row ``label`` at ``sigma`` in a denoise_eval JSON (``old``),
+    or None when it cannot be reused. "TV" takes the best-lam TV prox row. A model's
+    row is reused only when it records the sha256 of the very weights file being
+    scored (``weights_sha256``): after a re-export the old row is another model's."""
+    rows = (old or {}).get("methods", {}).get(f"{sigma:g}", {})
+    hit = [k for k in rows if k == label or (label == "TV" and k.startswith("TV prox"))]
+    if not hit:
+        return None
+    row = rows[hit[0]]
+    if label != "TV" and (sha256 is None or row.get("weights_sha256") != sha256):
+        return None
+    sc = row["scores"]
+    return sum(a for a, _ in sc) / len(sc)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,13 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     tv: dict[float, tuple[float, float]] = {}
     old = json.loads(args.reuse_json.read_text()) if args.reuse_json else None
 
-    def from_json(label: str, s: float) -> float | None:
-        rows = (old or {}).get("methods", {}).get(f"{s:g}", {})
-        hit = [k for k in rows if k == label or (label == "TV" and k.startswith("TV prox"))]
-        if not hit:
-            return None
-        sc = rows[hit[0]]["scores"]
-        return sum(a for a, _ in sc) / len(sc)
+    def from_json(label: str, s: float, sha256: str | None = None) -> float | None:
+        return reused_psnr(old, label, s, sha256)
 
     def floor(s: float) -> tuple[float, float]:
         if s not in tv and from_json("TV", s) is not None:
@@ -80,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         model, _ = load_pretrained(e["model"], val_sigmas(e)[0], weights_dir=args.weights)
         res = {}
         for s in val_sigmas(e):
-            p = from_json(f"tvcli {e['model']}", s)
+            p = from_json(f"tvcli {e['model']}", s, e.get("sha256"))
             if p is None:
                 p = model_psnr(model, images, s)
             t, lam = floor(s)
