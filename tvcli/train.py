@@ -461,9 +461,15 @@ def train(cfg: TrainConfig, progress: bool = True, log=print,
     # alone logs, validates and writes. Otherwise env is inactive and nothing changes.
     env, dev_name = dist_.init(cfg.device)
     try:
-        return _train(cfg, task, env, dev_name, progress, log, stop_at, load_file, dist_)
+        meta = _train(cfg, task, env, dev_name, progress, log, stop_at, load_file, dist_)
+        # All ranks leave the group together: rank 0 validates and checkpoints after
+        # the last step while the others are done; a rank tearing its group down while
+        # its peer still holds the connection is one way a gloo process aborts at exit
+        # ("terminate called without an active exception", seen once in CI).
+        dist_.all_ok(True, env, dev_name)
+        return meta
     finally:
-        dist_.shutdown(env)
+        dist_.shutdown(env)  # no collective here: also runs after a failure
 
 
 def _train(cfg: TrainConfig, task: Task, env, dev_name: str, progress: bool, log,
