@@ -12,6 +12,20 @@ import typer
 from tvcli.cli._app import CLIError, app
 
 
+def _float_pair(text: str | None, rule: str) -> list[float] | None:
+    """``"A,B"`` -> ``[A, B]`` (None stays None); anything else is a CLIError saying
+    ``rule`` (the range itself is checked by make_config)."""
+    if text is None:
+        return None
+    try:
+        pair = [float(v) for v in text.split(",")]
+    except ValueError:
+        pair = []
+    if len(pair) != 2:
+        raise CLIError(f"{rule}, got {text!r}")
+    return pair
+
+
 @app.command("train")
 def train_cmd(
     model: str = typer.Argument(..., help="Architecture (see `tvcli models`); it decides "
@@ -95,23 +109,8 @@ def train_cmd(
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise CLIError("--device cuda asked for, but no CUDA device is available")
-    srange = None
-    if sigma_range is not None:
-        try:
-            srange = [float(v) for v in sigma_range.split(",")]
-        except ValueError:
-            srange = []
-        if len(srange) != 2:
-            raise CLIError(f"--sigma-range must be LO,HI with 0 <= LO <= HI <= 255, got "
-                           f"{sigma_range!r}")
-    drop = None
-    if dropout is not None:
-        try:
-            drop = [float(v) for v in dropout.split(",")]
-        except ValueError:
-            drop = []
-        if len(drop) != 2:
-            raise CLIError(f"--dropout must be IN,MID with 0 <= p < 1, got {dropout!r}")
+    srange = _float_pair(sigma_range, "--sigma-range must be LO,HI with 0 <= LO <= HI <= 255")
+    drop = _float_pair(dropout, "--dropout must be IN,MID with 0 <= p < 1")
     try:
         cfg = make_config(model, data, out, steps=steps, batch=batch, patch=patch, lr=lr,
                           seed=seed, val_every=val_every, ckpt_every=ckpt_every,
