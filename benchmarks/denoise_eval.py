@@ -142,18 +142,17 @@ def run_scico(py: str, noisy: list[torch.Tensor], sigma: float):
     return outs, secs, variant
 
 
-def run_ours(name: str, x: torch.Tensor, sigma: float):
-    from tvcli.models import load_pretrained
+def run_ours(model: torch.nn.Module, x: torch.Tensor, sigma: float) -> tuple[torch.Tensor, float]:
+    """Denoises one (C, H, W) image with a loaded tvcli model; returns (output, seconds)."""
     from tvcli.models.inference import denoise
 
-    model, entry = load_pretrained(name, sigma)
     inp = x.expand(3, -1, -1) if x.shape[0] == 1 else x
     t = time.perf_counter()
     y = denoise(model, inp, tile=512, overlap=48, sigma=sigma / 255.0)
     secs = time.perf_counter() - t
     if x.shape[0] == 1:
         y = y.mean(0, keepdim=True)
-    return y, secs, entry["sigma"] if entry["sigma"] is not None else sigma
+    return y, secs
 
 
 OURS = ("dncnn", "dncnn-tv", "ffdnet", "ffdnet-tv")
@@ -165,19 +164,20 @@ def run_models(names: list[str], noisy: list[torch.Tensor], clean: list[torch.Te
     for name in names:
         log(f"sigma {sigma:g}: {name}")
         try:
-            res = [run_ours(name, n, sigma) for n in noisy]
+            from tvcli.models import load_pretrained
+
+            model, entry = load_pretrained(name, sigma)  # once per model and sigma
+            res = [run_ours(model, n, sigma) for n in noisy]
         except Exception as exc:
             notes[name] = f"not run: {exc}"
             continue
-        from tvcli.models import load_pretrained
-
-        trained = res[0][2]
+        trained = entry["sigma"] if entry["sigma"] is not None else sigma
         label = f"tvcli {name}" + (f" (σ={trained:g} weights)" if trained != sigma else "")
-        rows[label] = {"scores": [score(o, c) for (o, _, _), c in zip(res, clean, strict=True)],
-                       "s_per_mp": float(np.median([s / m for (_, s, _), m in
+        rows[label] = {"scores": [score(o, c) for (o, _), c in zip(res, clean, strict=True)],
+                       "s_per_mp": float(np.median([s / m for (_, s), m in
                                                     zip(res, mp, strict=True)])),
                        # which weights file made the row (tv_floor --reuse-json checks it)
-                       "weights_sha256": load_pretrained(name, sigma)[1].get("sha256")}
+                       "weights_sha256": entry.get("sha256")}
 
 
 def update_models(previous: dict, data: Path, names: list[str]) -> dict:
