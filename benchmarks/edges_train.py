@@ -31,6 +31,9 @@ def main() -> None:
     ap.add_argument("--ckpt-every", type=int, default=50)
     ap.add_argument("--max-wall", type=float, default=None, help="seconds (safety stop)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--lam-init", type=float, default=None,
+                    help="dexined-tv: initial lam of all five TV layers, in logit units "
+                         "(default: the model's 0.05)")
     ap.add_argument("--export", default=None, help="weights folder to export into when done")
     a = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
@@ -44,6 +47,10 @@ def main() -> None:
     cfg = make_config(a.model, a.data, a.out, steps=a.steps, batch=a.batch, patch=a.patch,
                       lr=a.lr, seed=a.seed, val_every=a.val_every, ckpt_every=a.ckpt_every,
                       width=a.width, max_wall=a.max_wall)
+    if a.lam_init is not None:
+        if a.model != "dexined-tv" or not a.lam_init > 0:
+            raise SystemExit("--lam-init: only for dexined-tv, and > 0 (lam is learned)")
+        cfg.model_config.update(lam_sharp=a.lam_init, lam_smooth=a.lam_init)
     meta = train(cfg, progress=False)
     print(f"done: step {meta['step']}, wall {meta['wall_s']:.0f} s")
     if a.export and meta["step"] >= a.steps:

@@ -333,3 +333,25 @@ def test_cls_cifar10c_wrapper_runs(tmp_path) -> None:
     r = json.loads((tmp_path / "cls" / "results.json").read_text())["allconv-tv-smooth"]
     assert r["lam_history"]["steps"] == [0, 1] and len(r["lam_history"]["layers"]) == 3
     assert "gaussian_noise" in r["top1"]
+
+
+def test_edges_train_lam_init_sets_the_tv_layers_and_is_refused_for_dexined(tmp_path) -> None:
+    """--lam-init starts all five TV layers of dexined-tv at the given lam (recorded in
+    the run's model config and its step-0 lam history); dexined has no TV layer."""
+    bsds = _bsds(tmp_path / "b")
+    args = [sys.executable, str(ROOT / "benchmarks" / "edges_train.py"), "--data", str(bsds),
+            "--steps", "1", "--batch", "1", "--patch", "32", "--width", "4",
+            "--lam-init", "0.5"]
+    res = subprocess.run([*args, "--model", "dexined-tv", "--out", str(tmp_path / "e")],
+                         capture_output=True, text=True, timeout=300, env=_repo_env())
+    assert res.returncode == 0, res.stderr
+    meta = json.loads((tmp_path / "e" / "ckpt.json").read_text())
+    assert meta["model_config"]["lam_sharp"] == meta["model_config"]["lam_smooth"] == 0.5
+    first = meta["lam_history"][0]
+    assert first["step"] == 0
+    lams = [v for layer in first["lams"].values() for v in layer]
+    assert len(lams) == 5 and all(abs(v - 0.5) < 1e-5 for v in lams), first
+    bad = subprocess.run([*args, "--model", "dexined", "--out", str(tmp_path / "d")],
+                         capture_output=True, text=True, timeout=300, env=_repo_env())
+    assert bad.returncode != 0 and "--lam-init: only for dexined-tv" in bad.stderr
+    assert not (tmp_path / "d" / "ckpt.json").exists()
