@@ -161,11 +161,11 @@ OURS = ("dncnn", "dncnn-tv", "ffdnet", "ffdnet-tv")
 def run_models(names: list[str], noisy: list[torch.Tensor], clean: list[torch.Tensor],
                mp: list[float], sigma: float, rows: dict, notes: dict) -> None:
     """Adds a row per tvcli model in ``names`` (skipped with a note when it fails)."""
+    from tvcli.models import load_pretrained
+
     for name in names:
         log(f"sigma {sigma:g}: {name}")
         try:
-            from tvcli.models import load_pretrained
-
             model, entry = load_pretrained(name, sigma)  # once per model and sigma
             res = [run_ours(model, n, sigma) for n in noisy]
         except Exception as exc:

@@ -74,13 +74,11 @@ def main(argv: list[str] | None = None) -> None:
     tv: dict[float, tuple[float, float]] = {}
     old = json.loads(args.reuse_json.read_text()) if args.reuse_json else None
 
-    def from_json(label: str, s: float, sha256: str | None = None) -> float | None:
-        return reused_psnr(old, label, s, sha256)
-
     def floor(s: float) -> tuple[float, float]:
-        if s not in tv and from_json("TV", s) is not None:
+        reused = reused_psnr(old, "TV", s) if s not in tv else None
+        if reused is not None:
             k = next(k for k in old["methods"][f"{s:g}"] if k.startswith("TV prox"))
-            tv[s] = (from_json("TV", s), float(k.split("lam ")[1].rstrip(")")))
+            tv[s] = (reused, float(k.split("lam ")[1].rstrip(")")))
         if s not in tv:
             tv[s] = tv_best(images, s)
             print(f"TV sigma {s:g}: {tv[s][0]:.2f} dB (lam {tv[s][1]:g})", flush=True)
@@ -92,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         model, _ = load_pretrained(e["model"], val_sigmas(e)[0], weights_dir=args.weights)
         res = {}
         for s in val_sigmas(e):
-            p = from_json(f"tvcli {e['model']}", s, e.get("sha256"))
+            p = reused_psnr(old, f"tvcli {e['model']}", s, e.get("sha256"))
             if p is None:
                 p = model_psnr(model, images, s)
             t, lam = floor(s)
