@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tvcli.classify_task import top1_accuracy
 from tvcli.data.cifar import load_cifar10
 from tvcli.data.corruptions import CORRUPTIONS, MissingTexture, corrupt_batch
 from tvcli.models import build_model
+from tvcli.tasks.classify import top1_accuracy
 from tvcli.train import lam_table, train
-from tvcli.train_setup import make_config
+from tvcli.train.config import make_config
 
 ARMS = ("allconv", "allconv-tv-smooth", "allconv-tv-sharp")
 
@@ -110,7 +110,7 @@ def main() -> None:
     cset = None
     clean_all = None
     for arm in args.arms.split(","):
-        # The config of `tvcli train ARM --data CIFAR ...` (tvcli/train_setup.py).
+        # The config of `tvcli train ARM --data CIFAR ...` (tvcli/train/config.py).
         cfg = make_config(arm, args.data, out / arm, steps=args.steps, batch=args.batch,
                           lr=args.lr, seed=args.seed,
                           val_every=args.val_every or max(1, args.steps // 5),

@@ -7,7 +7,7 @@ Resumable: run the same command again after an interruption. Both arms of a
 comparison must use the same --steps/--batch/--patch/--width/--seed (the
 budget); the run folder's ckpt.json records it. One CPU thread unless --threads.
 A thin wrapper: `tvcli train dexined-tv --data BSDS500 --threads 1 ...` trains the
-same way (the config comes from tvcli.train_setup.make_config in both).
+same way (the config comes from tvcli.train.config.make_config in both).
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ def main() -> None:
 
     torch.set_num_threads(a.threads)
     from tvcli.train import export_weights, train
-    from tvcli.train_setup import make_config
+    from tvcli.train.config import make_config
 
-    # The same config as `tvcli train MODEL --data BSDS500` (tvcli/train_setup.py).
+    # The same config as `tvcli train MODEL --data BSDS500` (tvcli/train/config.py).
     cfg = make_config(a.model, a.data, a.out, steps=a.steps, batch=a.batch, patch=a.patch,
                       lr=a.lr, seed=a.seed, val_every=a.val_every, ckpt_every=a.ckpt_every,
                       width=a.width, max_wall=a.max_wall)

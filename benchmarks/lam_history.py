@@ -6,7 +6,7 @@
     python benchmarks/lam_history.py RUN --plot lams.png     # needs matplotlib (tvcli[plot])
 
 Reads ``RUN/ckpt.json`` (``lam_history``: every validation and step 0, recorded by
-the shared training loop, tvcli/train.py) or a weights manifest entry (its
+the shared training loop, tvcli/train/loop.py) or a weights manifest entry (its
 ``lam_history`` table, written by ``--export``). Per-channel layers are shown as
 the mean over channels (the CSV also has min and max); shared layers as their one
 value. The header says the run's budget (steps, batch, wall time, threads).

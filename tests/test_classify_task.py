@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-import tvcli.classify_task  # noqa: F401 -- registers the task
-from tvcli.classify_task import augment
+import tvcli.tasks.classify  # noqa: F401 -- registers the task
 from tvcli.data.cifar import load_cifar10
 from tvcli.models.allconv import CIFAR10_CLASSES
+from tvcli.tasks.classify import augment
 from tvcli.train import TrainConfig, export_weights, train
 
 
@@ -99,7 +99,7 @@ def test_train_resume_export(tmp_path: Path) -> None:
 def test_top1_accuracy_scores_without_autograd() -> None:
     """Scoring runs with autograd off (a graph would keep the TV layers' backward
     buffers for every batch), in eval mode, and restores the caller's mode."""
-    from tvcli.classify_task import top1_accuracy
+    from tvcli.tasks.classify import top1_accuracy
 
     class Probe(torch.nn.Module):
         def __init__(self) -> None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tvcli._safetensors import load_file_pure, save_file_pure
-from tvcli.datapack import read_pack, write_pack
+from tvcli.data.pack import read_pack, write_pack
 
 
 def test_pure_safetensors_matches_the_library(tmp_path):
@@ -50,7 +50,7 @@ def test_pack_is_decoded_once_per_process_until_the_file_changes(tmp_path, monke
     and ``cache=False`` always reads the file."""
     import os
 
-    import tvcli.datapack as dp
+    import tvcli.data.pack as dp
 
     calls = []
     real = dp._read_pack
@@ -73,8 +73,8 @@ def test_pack_is_decoded_once_per_process_until_the_file_changes(tmp_path, monke
 def test_pack_image_and_alias_entries(tmp_path):
     """JPEG bytes are stored verbatim and decoded on read; an alias is the same
     array; a decoder that gives other pixels is reported, not fatal."""
-    from tvcli.datapack import Alias, ImageBytes, read_pack_meta
-    from tvcli.gpu_train import _jpeg, _tiny_photos
+    from tvcli.data.pack import Alias, ImageBytes, read_pack_meta
+    from tvcli.train.gpu_data import _jpeg, _tiny_photos
 
     img = _tiny_photos(1, 24, 40, 3)[0]
     data = _jpeg(img)
@@ -104,7 +104,7 @@ def test_pack_image_and_alias_entries(tmp_path):
 
 
 def test_gpu_train_dry_run(tmp_path):
-    from tvcli.gpu_train import GROUP_SHARE, JOBS, main
+    from tvcli.train.gpu import GROUP_SHARE, JOBS, main
 
     main(["run", "--dry-run", "--out", str(tmp_path / "out")])
     out = tmp_path / "out"
@@ -121,11 +121,11 @@ def test_gpu_train_dry_run(tmp_path):
     assert len({j["file"] for j in res["jobs"].values()}) == len(JOBS)
     for j in JOBS:
         test = res["jobs"][j.name]["test"]
-        if j.evaluate == "denoise":  # both test sets at its sigmas, both conventions
-            assert len(test) == 2 * 2 * len(j.eval_sigmas)
-        elif j.evaluate == "edges":
+        if j.task == "denoise":  # both test sets at its sigmas, both conventions
+            assert len(test) == 2 * 2 * len(j.eval_options.get("sigmas", (25.0, 50.0)))
+        elif j.task == "edges":
             assert test["val_hold"]["n"] == 1 and math.isfinite(test["val_hold"]["loss"])
-        elif j.evaluate == "eps":
+        elif j.task == "eps":
             assert test["val"]["n"] == 1 and 0 < test["val"]["wrmse"] < 255
         else:
             assert test["test"]["n"] == 20 and 0 <= test["test"]["top1"] <= 100
@@ -135,7 +135,8 @@ def test_gpu_train_dry_run(tmp_path):
         pairs.setdefault(j.pair, set()).add(res["jobs"][j.name]["budget_s"])
     assert all(len(b) == 1 for b in pairs.values())
     # the returned weights, evaluated here on the same data, give the same scores
-    from tvcli.gpu_train import evaluate_returned, tiny_packs
+    from tvcli.train.gpu import evaluate_returned
+    from tvcli.train.gpu_data import tiny_packs
 
     with tarfile.open(out / "weights-1.tar") as tar:
         tar.extractall(tmp_path / "back", filter="data")
@@ -146,7 +147,7 @@ def test_gpu_train_dry_run(tmp_path):
 
 
 def test_group_selection_and_weights(tmp_path):
-    from tvcli.gpu_train import GROUP_SHARE, job_weights, main, select_jobs
+    from tvcli.train.gpu import GROUP_SHARE, job_weights, main, select_jobs
 
     jobs = select_jobs()
     w = job_weights(jobs)
@@ -168,8 +169,8 @@ def test_full_size_weights_fit_the_output_files():
     """The real models' weights (all groups) fit the files a run brings back: at most
     MAX_OUT_FILES - 4 tars (the GPU check's tarball, results.json, results.md and
     log.txt take the others), each under TAR_BYTES, 64 MiB together."""
-    from tvcli.gpu_train import JOBS, MAX_OUT_FILES, TAR_BYTES, MiB, pack_bins
     from tvcli.models import build_model
+    from tvcli.train.gpu import JOBS, MAX_OUT_FILES, TAR_BYTES, MiB, pack_bins
 
     sizes = {}
     for j in JOBS:
@@ -190,7 +191,7 @@ def test_carried_size_leaves_room_for_the_packs():
     import shutil
     import subprocess
 
-    from tvcli.gpu_train import (
+    from tvcli.train.gpu import (
         CARRY_FAIL_BYTES,
         DEFAULT_PACK_DIR,
         PACK_BUDGET_BYTES,
@@ -212,10 +213,10 @@ def test_carried_size_leaves_room_for_the_packs():
 def test_edge_and_eps_packs_read_back(tmp_path):
     """The tasks read their data from a pack: edge labels -1/0/1 survive the +1
     storage, EPS ground truths come in the pack's filter order."""
-    from tvcli.datapack import ImageBytes
-    from tvcli.edge_task import load_edges_pack
-    from tvcli.gpu_train import _jpeg, _tiny_photos
-    from tvcli.train_eps import load_eps_pack
+    from tvcli.data.pack import ImageBytes
+    from tvcli.tasks.edges import load_edges_pack
+    from tvcli.tasks.eps import load_eps_pack
+    from tvcli.train.gpu_data import _jpeg, _tiny_photos
 
     imgs = _tiny_photos(2, 16, 20, 5)
     g = torch.Generator().manual_seed(2)
@@ -240,7 +241,7 @@ def test_edge_and_eps_packs_read_back(tmp_path):
 
 def test_cifar_subset_keeps_bytes_and_counts(tmp_path):
     from tvcli.data.cifar import load_cifar10
-    from tvcli.gpu_train import make_cifar_subset, tiny_packs
+    from tvcli.train.gpu_data import make_cifar_subset, tiny_packs
 
     tiny_packs(tmp_path / "d")  # 2 train and 2 test JPEGs per class
     src = tmp_path / "d" / "cifar10.tar.gz"
@@ -257,13 +258,14 @@ def test_cifar_subset_keeps_bytes_and_counts(tmp_path):
 def test_bsds_pack_from_shared_data(tmp_path):
     """With ../shared/data: CBSD68 comes out of the packed val JPEGs exactly, and
     no CBSD68 photo is in the denoisers' train or val split."""
-    from tvcli.gpu_train import ROOT, make_bsds_pack
+    from tvcli.train.gpu import ROOT
+    from tvcli.train.gpu_data import make_bsds_pack
 
     shared = ROOT.parent / "shared" / "data"
     if not (shared / "bsds500" / "groundTruth").is_dir() or \
             not (shared / "denoise" / "CBSD68").is_dir():
         pytest.skip("../shared/data (BSDS500, CBSD68) not present")
-    from tvcli.datapack import decode_image
+    from tvcli.data.pack import decode_image
 
     make_bsds_pack(shared / "bsds500", shared / "denoise" / "CBSD68", tmp_path / "b.pack",
                    n_train=2, log=lambda _: None)
@@ -279,14 +281,15 @@ def test_bsds_pack_from_shared_data(tmp_path):
 
 
 def test_a_failing_job_does_not_stop_the_run(tmp_path, monkeypatch):
-    from tvcli import gpu_train
+    from tvcli.tasks import task_class
+    from tvcli.train import gpu
 
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA out of memory (simulated)")
 
-    monkeypatch.setitem(gpu_train.EVALUATORS, "eps", broken)
+    monkeypatch.setattr(task_class("eps"), "evaluate", broken)
     with pytest.raises(SystemExit, match="2 job"):
-        gpu_train.main(["run", "--dry-run", "--groups", "eps,classify", "--out",
+        gpu.main(["run", "--dry-run", "--groups", "eps,classify", "--out",
                         str(tmp_path / "o")])
     res = json.loads((tmp_path / "o" / "results.json").read_text())
     assert "out of memory" in res["jobs"]["eps"]["error"]
@@ -304,9 +307,9 @@ def test_eps_pack_from_a_data_folder(tmp_path):
     from PIL import Image
 
     from tvcli.data.eps import FILTERS
-    from tvcli.datapack import decode_image
-    from tvcli.gpu_train import _jpeg, _tiny_photos, make_eps_pack
-    from tvcli.train_eps import load_eps_pack
+    from tvcli.data.pack import decode_image
+    from tvcli.tasks.eps import load_eps_pack
+    from tvcli.train.gpu_data import _jpeg, _tiny_photos, make_eps_pack
 
     imgs = _tiny_photos(4, 12, 16, 7)
     recs = []
@@ -344,11 +347,11 @@ def test_eps_pack_from_a_data_folder(tmp_path):
 
 
 def test_cifar10c_pack_is_evaluated_beside_the_archive(tmp_path):
-    from contextlib import nullcontext
-
     from tvcli.data.corruptions import CORRUPTIONS
-    from tvcli.gpu_train import _DATA_CACHE, JOBS, evaluate_classify, make_cifar10c_pack, tiny_packs
+    from tvcli.data.pack import clear_cache
     from tvcli.models import build_model
+    from tvcli.tasks.classify import ClassifyTask
+    from tvcli.train.gpu_data import make_cifar10c_pack, tiny_packs
 
     tiny_packs(tmp_path)
     hdr = make_cifar10c_pack(tmp_path / "cifar10.tar.gz", tmp_path / "cifar10c.pack", 1,
@@ -357,12 +360,10 @@ def test_cifar10c_pack_is_evaluated_beside_the_archive(tmp_path):
     assert n_c >= 14
     torch.manual_seed(0)
     model = build_model("allconv", width=8)
-    job = next(j for j in JOBS if j.evaluate == "classify")
     try:
-        res = evaluate_classify(model, tmp_path / "cifar10.tar.gz", job, torch.device("cpu"),
-                                nullcontext)
+        res = ClassifyTask.evaluate(model, tmp_path / "cifar10.tar.gz", torch.device("cpu"))
     finally:
-        _DATA_CACHE.clear()
+        clear_cache()
     keys = [k for k in res if k.startswith("c/")]
     assert len(keys) == 5 * n_c and all(res[k]["n"] == 10 for k in keys)
     assert res["test"]["n"] == 20

@@ -1,4 +1,4 @@
-"""`tvcli train` for every registered task (tvcli/train_setup.py), the lam history
+"""`tvcli train` for every registered task (tvcli/train/config.py), the lam history
 of the shared loop (paper Fig. 3) and its table script. Synthetic data only."""
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import torch
 
 from tvcli.models import MODELS, build_model
 from tvcli.nn import learned_lams
+from tvcli.tasks import task_class
 from tvcli.train import TrainConfig, export_weights, get_task, lam_table, train
-from tvcli.train_setup import TASK_DEFAULTS, TrainSetupError, make_config, task_of
+from tvcli.train.config import TrainSetupError, make_config, task_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,7 +70,7 @@ def test_every_registered_model_has_a_task_with_defaults() -> None:
     assert {m: task_of(m) for m in MODELS} == want
     for name in MODELS:
         task = task_of(name)
-        assert task in TASK_DEFAULTS
+        assert task_class(task).defaults.batch >= 1
         # the task is registered (its module imported on demand) and takes the model
         t = get_task(TrainConfig(model=name, data=".", out=".", task=task))
         t.check_model(build_model(name, **({"width": 4} if task in ("edges", "classify")
@@ -281,9 +282,9 @@ def test_models_without_tv_layers_record_no_lam_history(tmp_path) -> None:
 
 
 def test_indexed_batch_of_a_classifier_keeps_one_dropout_seed(tmp_path) -> None:
-    """Under torchrun each rank draws its batch sample by sample (tvcli.distributed):
+    """Under torchrun each rank draws its batch sample by sample (tvcli.train.distributed):
     the classification task's non-tensor cond (a dropout seed) must survive that."""
-    from tvcli.train import _indexed_sample
+    from tvcli.train.loop import _indexed_sample
 
     cifar = _cifar(tmp_path / "c")
     cfg = make_config("allconv", cifar, tmp_path / "r", batch=3, width=4)
@@ -303,21 +304,46 @@ def _repo_env() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT) + (os.pathsep + old if old else "")}
 
 
-def test_edges_train_wrapper_trains_through_the_same_config(tmp_path) -> None:
-    """benchmarks/edges_train.py still runs (a thin wrapper over
-    tvcli.train_setup.make_config) and records the config `tvcli train` would."""
-    env_py = [sys.executable]
+def test_lam_init_through_tvcli_train(tmp_path, capsys) -> None:
+    """`tvcli train dexined-tv --lam-init 0.5` starts all five TV layers at 0.5 (in the
+    run's model config and its step-0 lam history); dexined has no TV layer and is
+    refused with one line before any training."""
     bsds = _bsds(tmp_path / "b")
-    res = subprocess.run([*env_py, str(ROOT / "benchmarks" / "edges_train.py"), "--data",
-                          str(bsds), "--model", "dexined-tv", "--out", str(tmp_path / "e"),
-                          "--steps", "1", "--batch", "1", "--patch", "32", "--width", "4"],
-                         capture_output=True, text=True, timeout=300, env=_repo_env())
-    assert res.returncode == 0, res.stderr
+    args = ["train", "--data", str(bsds), "--steps", "1", "--batch", "1", "--patch", "32",
+            "--width", "4", "--lam-init", "0.5", "--quiet"]
+    code, _, err = _run_main([*args[:1], "dexined-tv", *args[1:], "--out",
+                              str(tmp_path / "e")], capsys)
+    assert code == 0, err
     meta = json.loads((tmp_path / "e" / "ckpt.json").read_text())
-    want = make_config("dexined-tv", bsds, tmp_path / "e", steps=1, batch=1, patch=32,
-                       width=4, val_every=100, ckpt_every=50)
-    assert meta["config"] == {**want.__dict__, "max_wall_s": None}
-    assert [r["step"] for r in meta["lam_history"]] == [0, 1]
+    assert meta["model_config"]["lam_sharp"] == meta["model_config"]["lam_smooth"] == 0.5
+    first = meta["lam_history"][0]
+    assert first["step"] == 0
+    lams = [v for layer in first["lams"].values() for v in layer]
+    assert len(lams) == 5 and all(abs(v - 0.5) < 1e-5 for v in lams), first
+    code, _, err = _run_main([*args[:1], "dexined", *args[1:], "--out", str(tmp_path / "d")],
+                             capsys)
+    assert code != 0 and "--lam-init does not apply to dexined: it has no TV layers" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "d" / "ckpt.json").exists()
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_lam_init_is_honoured_by_every_tv_model(model) -> None:
+    """make_config(lam_init=...) sets every TV layer of every model that has one (the
+    registry's lam_keys) and refuses the others; a wrong value is refused too."""
+    spec = MODELS[model]
+    if not spec.lam_keys:
+        with pytest.raises(TrainSetupError, match="has no TV layers"):
+            make_config(model, ".", lam_init=0.3, check=False)
+        return
+    cfg = make_config(model, ".", lam_init=0.3, check=False)
+    small = {"width": 4} if spec.task in ("edges", "classify", "eps") else {"depth": 3,
+                                                                           "width": 4}
+    net = build_model(model, **{**cfg.model_config, **small})
+    lams = [v for vals in learned_lams(net).values() for v in vals]
+    assert lams and all(abs(v - 0.3) < 1e-5 for v in lams), (model, lams)
+    with pytest.raises(TrainSetupError, match="finite number > 0"):
+        make_config(model, ".", lam_init=0.0, check=False)
 
 
 @pytest.mark.slow  # ~20 s: it corrupts 10 images x 14 types x 5 severities
@@ -333,25 +359,3 @@ def test_cls_cifar10c_wrapper_runs(tmp_path) -> None:
     r = json.loads((tmp_path / "cls" / "results.json").read_text())["allconv-tv-smooth"]
     assert r["lam_history"]["steps"] == [0, 1] and len(r["lam_history"]["layers"]) == 3
     assert "gaussian_noise" in r["top1"]
-
-
-def test_edges_train_lam_init_sets_the_tv_layers_and_is_refused_for_dexined(tmp_path) -> None:
-    """--lam-init starts all five TV layers of dexined-tv at the given lam (recorded in
-    the run's model config and its step-0 lam history); dexined has no TV layer."""
-    bsds = _bsds(tmp_path / "b")
-    args = [sys.executable, str(ROOT / "benchmarks" / "edges_train.py"), "--data", str(bsds),
-            "--steps", "1", "--batch", "1", "--patch", "32", "--width", "4",
-            "--lam-init", "0.5"]
-    res = subprocess.run([*args, "--model", "dexined-tv", "--out", str(tmp_path / "e")],
-                         capture_output=True, text=True, timeout=300, env=_repo_env())
-    assert res.returncode == 0, res.stderr
-    meta = json.loads((tmp_path / "e" / "ckpt.json").read_text())
-    assert meta["model_config"]["lam_sharp"] == meta["model_config"]["lam_smooth"] == 0.5
-    first = meta["lam_history"][0]
-    assert first["step"] == 0
-    lams = [v for layer in first["lams"].values() for v in layer]
-    assert len(lams) == 5 and all(abs(v - 0.5) < 1e-5 for v in lams), first
-    bad = subprocess.run([*args, "--model", "dexined", "--out", str(tmp_path / "d")],
-                         capture_output=True, text=True, timeout=300, env=_repo_env())
-    assert bad.returncode != 0 and "--lam-init: only for dexined-tv" in bad.stderr
-    assert not (tmp_path / "d" / "ckpt.json").exists()

@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from tvcli.train import TASKS, Task, TrainConfig, register_task, train
+from tvcli.tasks import TASKS, Task, register_task
+from tvcli.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

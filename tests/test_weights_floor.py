@@ -1,5 +1,5 @@
 """Every shipped model beats plain TV on the validation protocol
-(:mod:`tvcli.models.tvfloor`; numbers written by ``benchmarks/tv_floor.py``)."""
+(:mod:`tvcli.tasks.denoise`; numbers written by ``benchmarks/tv_floor.py``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tvcli.models import list_weights
-from tvcli.models.tvfloor import val_sigmas
+from tvcli.tasks.denoise import val_sigmas
 
 
 def test_every_shipped_model_beats_best_lam_tv():
@@ -61,9 +61,9 @@ def test_shipped_classifiers_reproduce_their_recorded_accuracy():
         pytest.skip("needs ../shared/data/cifar10")
     import torch
 
-    from tvcli.classify_task import top1_accuracy
     from tvcli.data.cifar import load_cifar10
     from tvcli.models import load_pretrained
+    from tvcli.tasks.classify import top1_accuracy
 
     torch.manual_seed(0)
     for e in entries:

@@ -83,6 +83,11 @@ def train_cmd(
     val_hold: int = typer.Option(None, "--val-hold", min=1,
                                  help="dexined*: BSDS500 val images held out for validation "
                                  "(default 10; the rest trains)."),
+    lam_init: float = typer.Option(None, "--lam-init",
+                                   help="Models with TV layers: the initial lam of every "
+                                   "TV layer (default: the model's; e.g. 0.05 for "
+                                   "dexined-tv and allconv-tv-*), in the units of the "
+                                   "layer's input."),
     init_from: Path = typer.Option(None, "--init-from", help="Start from these model "
                                    "weights (a safetensors file, e.g. a shipped one): a "
                                    "warm start, recorded in the manifest."),
@@ -104,8 +109,7 @@ def train_cmd(
     """
     import torch
 
-    from tvcli.train import export_weights, train
-    from tvcli.train_setup import TrainSetupError, make_config
+    from tvcli.train import TrainSetupError, export_weights, make_config, train
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise CLIError("--device cuda asked for, but no CUDA device is available")
@@ -116,7 +120,8 @@ def train_cmd(
                           seed=seed, val_every=val_every, ckpt_every=ckpt_every,
                           device=device, width=width, depth=depth, sigma=sigma,
                           sigma_range=srange, init_from=init_from, max_wall=max_wall,
-                          dropout=drop, task_options={"train_per_class": train_per_class,
+                          dropout=drop, lam_init=lam_init,
+                          task_options={"train_per_class": train_per_class,
                                         "val_per_class": val_per_class,
                                         "val_images": val_images, "val_hold": val_hold})
     except TrainSetupError as exc:
@@ -127,7 +132,7 @@ def train_cmd(
         meta = train(cfg, progress=not quiet)
     except (ValueError, FileNotFoundError) as exc:  # bad data found while loading it
         raise CLIError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
-    from tvcli.distributed import is_main_process, launched
+    from tvcli.train.distributed import is_main_process, launched
 
     if is_main_process():  # under torchrun, rank 0 alone reports and exports
         last = meta["history"][-1] if meta["history"] else {}

@@ -43,48 +43,55 @@ class WeightsError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A network architecture known to tvcli. ``task``: the :mod:`tvcli.train` task
-    that trains it (``tvcli train MODEL`` picks it from here)."""
+    """A network architecture known to tvcli. ``task``: the :mod:`tvcli.tasks` task
+    that trains and scores it (``tvcli train MODEL`` picks it from here).
+    ``lam_keys``: the builder's settings that give its TV layers their initial lam
+    (what ``tvcli train --lam-init`` sets); empty for a model without TV layers."""
 
     name: str
     builder: Callable[..., nn.Module]
     description: str
     task: str = "denoise"
+    lam_keys: tuple[str, ...] = ()
 
 
 MODELS: dict[str, ModelSpec] = {
     "dncnn": ModelSpec("dncnn", DnCNN, "DnCNN, 17 conv layers x 64 channels, residual "
                        "(Zhang et al. 2017; the paper's baseline)"),
     "dncnn-tv": ModelSpec("dncnn-tv", DnCNNTV, "DnCNN with TV2D-smooth layers at input and "
-                          "output, learned per-channel lam (Yeh et al. 2022, eq. 14)"),
+                          "output, learned per-channel lam (Yeh et al. 2022, eq. 14)",
+                          lam_keys=("lam_init",)),
     "ffdnet": ModelSpec("ffdnet", FFDNet, "FFDNet-style: 10 conv layers x 64 channels on the "
                         "2x2-downsampled image plus a noise-level map (one model for a range "
                         "of sigma; ~6x cheaper than DnCNN per pixel), residual"),
     "ffdnet-tv": ModelSpec("ffdnet-tv", FFDNetTV, "FFDNet-style with TV2D-smooth layers at "
-                           "input and output, learned per-channel lam (as eq. 14)"),
+                           "input and output, learned per-channel lam (as eq. 14)",
+                           lam_keys=("lam_init",)),
     "eps": ModelSpec("eps", EpsResNet, "edge-preserving smoothing: Zhu et al.'s ResNet (16 "
                      "residual blocks + 3 convs, skip from the input); trained on tvcli's "
                      "substitute benchmark (docs/eps.md)", task="eps"),
     "eps-tv": ModelSpec("eps-tv", EpsResNetTV, "edge-preserving smoothing: ResNet-TV (Yeh et "
                         "al. 2022, sec. 4.5): four TV1D-sharp layers in the residual blocks, "
-                        "a TV2D-smooth layer (one shared lam) on the output", task="eps"),
+                        "a TV2D-smooth layer (one shared lam) on the output", task="eps",
+                        lam_keys=("lam_sharp", "lam_out")),
     "allconv": ModelSpec("allconv", AllConv, "CIFAR-10 classifier: All-CNN-C (Springenberg "
                          "et al. 2015) with batch norm; the paper's section 4.2 baseline",
                          task="classify"),
     "allconv-tv-smooth": ModelSpec("allconv-tv-smooth", AllConvTVSmooth, "All-CNN-C with "
                                    "TV2D-smooth layers before batch norm in blocks 1-3, one "
                                    "learned lam per layer (init 0.05; paper's TV-Smooth)",
-                                   task="classify"),
+                                   task="classify", lam_keys=("lam_init",)),
     "allconv-tv-sharp": ModelSpec("allconv-tv-sharp", AllConvTVSharp, "All-CNN-C with "
                                   "TV2D-sharp layers before batch norm in blocks 1-3, one "
                                   "learned lam per layer (init 0.05; paper's TV-Sharp)",
-                                  task="classify"),
+                                  task="classify", lam_keys=("lam_init",)),
     "dexined": ModelSpec("dexined", DexiNed, "DexiNed edge detector (Soria et al. 2020): "
                          "6 blocks, dense blocks 3-6, 6 side outputs + fused; edge "
                          "probability maps", task="edges"),
     "dexined-tv": ModelSpec("dexined-tv", DexiNedTV, "DexiNed with TV2D-sharp layers (learned "
                             "lam) on the 2x/4x/8x side outputs and TV2D-smooth on the fused "
-                            "map (Yeh et al. 2022, sec. 4.4)", task="edges"),
+                            "map (Yeh et al. 2022, sec. 4.4)", task="edges",
+                            lam_keys=("lam_sharp", "lam_smooth")),
 }
 
 

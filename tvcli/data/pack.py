@@ -32,7 +32,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["write_pack", "read_pack", "read_pack_meta", "ImageBytes", "Alias", "decode_image"]
+__all__ = ["write_pack", "read_pack", "read_pack_meta", "load_data", "clear_cache", "ImageBytes",
+           "Alias", "decode_image"]
 
 MAGIC = b"TVPACK1\n"
 _FILTERS = [{"id": lzma.FILTER_DELTA, "dist": 1},
@@ -193,3 +194,28 @@ def _read_pack(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     for name, target in aliases.items():
         out[name] = out[target]
     return {**header["meta"], "decode_mismatch": mismatch}, dict(sorted(out.items()))
+
+
+_ARCHIVE_CACHE: dict[Path, tuple[dict, dict[str, torch.Tensor]]] = {}
+
+
+def load_data(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """A GPU run's data file as (meta, arrays), read once per process: a pack's
+    arrays (:func:`read_pack` keeps decoded packs itself), or for the CIFAR-10 JPEG
+    archive ``test_images`` (N, 3, 32, 32) uint8 / ``test_labels`` (N,) of its test
+    split."""
+    path = Path(path)
+    if path.suffix == ".pack":
+        return read_pack(path)
+    if path not in _ARCHIVE_CACHE:
+        from tvcli.data.cifar import load_cifar10
+
+        images, labels = load_cifar10(path, "test")
+        _ARCHIVE_CACHE[path] = ({"name": path.name}, {"test_images": images,
+                                                      "test_labels": labels})
+    return _ARCHIVE_CACHE[path]
+
+
+def clear_cache() -> None:
+    """Forgets the archives :func:`load_data` read (packs stay in read_pack's cache)."""
+    _ARCHIVE_CACHE.clear()

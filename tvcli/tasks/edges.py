@@ -1,8 +1,8 @@
-"""Edge-detection training task for :func:`tvcli.train.train` (``task="edges"``).
+"""Edge detection: the task of dexined / dexined-tv (``task="edges"``).
 
 Data: a BSDS500 folder (``images/{train,val}/*.jpg``, ``groundTruth/{train,val}/
 *.mat``), never shipped with tvcli, or a data pack of the same photos and their
-labels (``.pack``, made by ``python -m tvcli.gpu_train make-data`` for a GPU
+labels (``.pack``, made by ``python -m tvcli.train.gpu make-data`` for a GPU
 run). Training uses train + val (the standard
 protocol; the 200 test images are for evaluation only), minus ``val_hold``
 val images (default 10) kept aside to monitor the loss.
@@ -21,21 +21,29 @@ the model's logit maps (side outputs and fused), positives weighted by the
 fraction of negatives and negatives by 1.1 x the fraction of positives, both
 fractions counted per image over its non-ignored pixels; the maps' losses are
 summed. Validation: the same loss of the fused map on the held-out images
-(centre crops), lower is better.
+(centre crops), lower is better. Quick test scoring (:meth:`EdgeTask.evaluate`):
+that loss and a pixel-level F-measure on the held-out images, whole; ODS / OIS /
+AP come from the BSDS benchmark (:mod:`tvcli.edge_eval`, ``tvcli eval -m ods,ois,ap``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tvcli.train import Task, TrainConfig, register_task
+from tvcli.tasks.base import Task, TaskDataError, TaskDefaults, crop_center, files_digest
+
+if TYPE_CHECKING:
+    from tvcli.train.config import TrainConfig
 
 __all__ = ["EdgeTask", "balanced_bce", "load_bsds_edges", "load_edges_pack"]
 
@@ -96,10 +104,10 @@ def load_bsds_edges(root: Path, splits: tuple[str, ...] = ("train", "val")
 
 
 def load_edges_pack(path: Path) -> tuple[list[str], EdgeSet]:
-    """Stems and photos/labels of a data pack (``tvcli.gpu_train make-data``): labels
+    """Stems and photos/labels of a data pack (``tvcli.train.gpu make-data``): labels
     ``label/<split>/<stem>`` stored as uint8 label + 1 (0 ignored, 1 background,
     2 edge), photos ``photo/<split>/<stem>``."""
-    from tvcli.datapack import read_pack
+    from tvcli.data.pack import read_pack
 
     arrays = read_pack(path)[1]
     names, imgs, labs = [], [], []
@@ -150,6 +158,21 @@ class EdgeTask(Task):
     name = "edges"
     metric = "val_loss"
     higher_is_better = False
+    # docs/edges.md: the width-16 DexiNed of the shipped weights, 160-pixel crops
+    defaults = TaskDefaults(batch=4, patch=160, val_every=100, ckpt_every=50, val_crop=320,
+                            model_config={"width": 16})
+    options = {"val_hold": int, "scales": list}
+    data_help = "BSDS500 (images/, groundTruth/)"
+
+    @classmethod
+    def check_data(cls, data: Path) -> None:
+        data = Path(data)
+        if not ((data / "images" / "train").is_dir()
+                and (data / "groundTruth" / "train").is_dir()):
+            from tvcli.tasks import models_of
+
+            raise TaskDataError(f"{data} is not a BSDS500 folder (images/train and "
+                                f"groundTruth/train expected) for {models_of('edges')}")
 
     def __init__(self, cfg: TrainConfig):
         super().__init__(cfg)
@@ -163,22 +186,18 @@ class EdgeTask(Task):
             raise ValueError(f"model {self.cfg.model!r} is not an edge detector (DexiNed)")
 
     def data_digest(self, data: Path) -> str | None:
-        """``bsds500:`` + :func:`tvcli.train.files_digest` of the train and val photos
+        """``bsds500:`` + :func:`tvcli.tasks.base.files_digest` of the train and val photos
         and ground truths (the test split is not part of it); a data pack's own
         digest for a ``.pack`` (it may hold a subset)."""
         if data.suffix == ".pack":
             return super().data_digest(data)
-        from tvcli.train import files_digest
-
         files = [p for sub in ("images", "groundTruth") for split in ("train", "val")
                  for p in (Path(data) / sub / split).glob("*") if p.is_file()]
         return "bsds500:" + files_digest(Path(data), files)
 
     def load(self, data: Path) -> tuple[EdgeSet, EdgeSet]:
-        names, full = load_edges_pack(data) if data.suffix == ".pack" \
-            else load_bsds_edges(data)
-        hold = [i for i, n in enumerate(names) if n.startswith("val/")][-self.val_hold:] \
-            if self.val_hold > 0 else []
+        names, full = _load(data)
+        hold = _held_out(names, self.val_hold)
         keep = [i for i in range(len(names)) if i not in set(hold)]
         train = EdgeSet([full.images[i] for i in keep], [full.labels[i] for i in keep])
         val = EdgeSet([full.images[i] for i in hold], [full.labels[i] for i in hold])
@@ -208,15 +227,11 @@ class EdgeTask(Task):
         was = model.training
         model.eval()
         c = self.cfg.val_crop
-        total = 0.0
-        for img, lab in zip(val_set.images, val_set.labels, strict=True):
-            h, w = img.shape[-2:]
-            top, left = max(0, (h - c) // 2), max(0, (w - c) // 2)
-            x = img[:, top:top + c, left:left + c].float()[None].to(device) / 255.0
-            y = lab[:, top:top + c, left:left + c].float()[None].to(device)
-            total += float(balanced_bce(model(x)[-1], y, self.neg_weight))
+        scores = _fused_scores(model, [(crop_center(img, c), crop_center(lab, c)) for img, lab
+                                       in zip(val_set.images, val_set.labels, strict=True)],
+                               device, self.neg_weight)
         model.train(was)
-        return total / len(val_set.images)
+        return scores["loss"]
 
     def export_tag(self) -> str:
         return "bsds"
@@ -226,5 +241,52 @@ class EdgeTask(Task):
                 "train_data": "BSDS500 train+val (RCF consensus labels)",
                 "val_hold": self.val_hold}
 
+    @classmethod
+    @torch.no_grad()
+    def evaluate(cls, model, data, device="cpu", *, amp=None, step=1, deadline=math.inf,
+                 val_hold: int = 10, **options) -> dict:
+        """On the ``val_hold`` held-out val photos (as trained), whole: the fused
+        map's class-balanced loss (the training loss, lower is better) and the
+        F-measure of ``p >= 0.5`` against the consensus edges at pixel level (no
+        thinning or matching tolerance: a quick read; ODS / OIS / AP come from the
+        BSDS benchmark, ``tvcli eval``). ``{"val_hold": {"loss", "f_pixel_0.5", "n"}}``."""
+        names, full = _load(Path(data))
+        held = _held_out(names, int(val_hold))[::step]
+        model.eval()
+        items = [(full.images[i], full.labels[i]) for i in held]
+        return {"val_hold": _fused_scores(model, items, device, 1.1, amp, deadline)}
 
-register_task("edges", EdgeTask)
+
+def _load(data: Path) -> tuple[list[str], EdgeSet]:
+    return load_edges_pack(data) if data.suffix == ".pack" else load_bsds_edges(data)
+
+
+def _held_out(names: list[str], hold: int) -> list[int]:
+    """Indices of the last ``hold`` val images (kept out of training)."""
+    return [i for i, n in enumerate(names) if n.startswith("val/")][-hold:] if hold > 0 else []
+
+
+def _fused_scores(model: nn.Module, items: list[tuple[torch.Tensor, torch.Tensor]],
+                  device: torch.device | str, neg_weight: float, amp=None,
+                  deadline: float = math.inf) -> dict:
+    """Mean class-balanced loss of the fused map and the pixel F-measure of
+    ``logit >= 0`` over (photo (3, H, W) uint8, label (1, H, W) int8) items;
+    items past ``deadline`` are skipped (``n`` says how many were scored)."""
+    amp = amp or contextlib.nullcontext
+    loss, tp, fp, fn, n = 0.0, 0, 0, 0, 0
+    for img, lab in items:
+        if n and time.perf_counter() > deadline:
+            break
+        x = img.float()[None].to(device) / 255.0
+        y = lab.float()[None].to(device)
+        with amp():
+            logit = model(x)[-1].float()
+        loss += float(balanced_bce(logit, y, neg_weight))
+        pred, pos, known = logit >= 0, y == 1, y >= 0
+        tp += int((pred & pos).sum())
+        fp += int((pred & known & ~pos).sum())
+        fn += int((~pred & pos).sum())
+        n += 1
+    if not n:
+        return {"loss": float("nan"), "f_pixel_0.5": float("nan"), "n": 0}
+    return {"loss": loss / n, "f_pixel_0.5": 2 * tp / max(1, 2 * tp + fp + fn), "n": n}

@@ -1,4 +1,4 @@
-"""CIFAR-10 classification as a task of the shared training loop (:mod:`tvcli.train`).
+"""CIFAR-10 classification: the task of allconv / allconv-tv-smooth / allconv-tv-sharp.
 
 ``TrainConfig(task="classify", model="allconv-tv-smooth", data=CIFAR, ...)`` with
 ``data`` the CIFAR-10 JPEG ``.tar.gz`` or its unpacked folder (:mod:`tvcli.data.cifar`).
@@ -9,6 +9,8 @@ training split, each randomly cropped after 4-pixel zero padding and flipped
 left-right with probability 1/2 (the usual CIFAR augmentation); the loss is
 cross-entropy of the logits. Validation: top-1 accuracy in percent on the test
 split (as the paper reports test accuracy), in eval mode, without augmentation.
+Test scoring (:meth:`ClassifyTask.evaluate`): clean top-1 and, with a CIFAR-10-C
+pack (or ``corruptions``), top-1 per corruption and severity and their mean.
 
 ``task_config`` keys (all optional): ``train_per_class`` / ``val_per_class``
 (first N images of each class: smoke runs), ``pad`` (crop padding, 4),
@@ -21,13 +23,18 @@ size, the data subset sizes and the learned lam of each TV layer.
 
 from __future__ import annotations
 
+import contextlib
+import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from tvcli.train import Task, TrainConfig, register_task
+from tvcli.tasks.base import Task, TaskDataError, TaskDefaults, files_digest, read_manifest
+
+if TYPE_CHECKING:
+    from tvcli.train.config import TrainConfig
 
 __all__ = ["ClassifyTask", "augment", "top1_accuracy"]
 
@@ -78,6 +85,24 @@ class ClassifyTask(Task):
     name = "classify"
     metric = "val_top1"
     higher_is_better = True
+    # CIFAR-10: 32x32 images, no crop option
+    defaults = TaskDefaults(batch=32, patch=None, val_every=250, ckpt_every=50, val_crop=32)
+    options = {"train_per_class": int, "val_per_class": int}
+    data_help = "the CIFAR-10 JPEG .tar.gz or its folder"
+
+    @classmethod
+    def check_data(cls, data: Path) -> None:
+        data = Path(data)
+        man = read_manifest(data)
+        folder = data / "cifar10" if (data / "cifar10").is_dir() else data
+        if not ((data.is_file() and data.name.endswith((".tar.gz", ".tgz", ".tar")))
+                or (data.is_dir() and not man and (folder / "train").is_dir()
+                    and (folder / "test").is_dir())):
+            from tvcli.tasks import models_of
+
+            raise TaskDataError(f"{data} is not CIFAR-10 (the JPEG .tar.gz, or a folder "
+                                f"with train/ and test/ class folders) for "
+                                f"{models_of('classify')}")
 
     def __init__(self, cfg: TrainConfig):
         super().__init__(cfg)
@@ -101,10 +126,9 @@ class ClassifyTask(Task):
 
     def data_digest(self, data: Path) -> str | None:
         """sha256 of the archive (first 16 hex digits), or for a folder
-        :func:`tvcli.train.files_digest` of its image files (names and sizes)."""
+        :func:`tvcli.tasks.base.files_digest` of its image files (names and sizes)."""
         if data.is_dir():
             from tvcli.data.cifar import _EXTS
-            from tvcli.train import files_digest
 
             return files_digest(data, [p for p in data.rglob("*")
                                        if p.suffix.lower() in _EXTS and p.is_file()])
@@ -148,5 +172,33 @@ class ClassifyTask(Task):
                 "train_per_class": self.train_per_class, "val_per_class": self.val_per_class,
                 "val_split": "test", "augment": f"pad {self.pad} + random crop + h-flip"}
 
+    @classmethod
+    @torch.no_grad()
+    def evaluate(cls, model, data, device="cpu", *, amp=None, step=1, deadline=math.inf,
+                 corruptions: Path | None = None, **options) -> dict:
+        """Clean top-1 accuracy (percent) on the test split of ``data`` (the CIFAR-10
+        JPEG archive or folder, as a GPU run carries it); with a CIFAR-10-C pack
+        (``corruptions``, default ``cifar10c.pack`` beside ``data`` when it exists;
+        ``python -m tvcli.train.gpu make-data --cifar10c-per-class N``), top-1 per
+        corruption and severity (``c/<name>/<severity>``) and their mean
+        (``cifar10c``). ``{part: {"top1", "n"}}``."""
+        from tvcli.data.pack import load_data
 
-register_task("classify", ClassifyTask)
+        amp = amp or contextlib.nullcontext
+        arrays = load_data(Path(data))[1]
+        images, labels = arrays["test_images"][::step], arrays["test_labels"][::step]
+        with amp():
+            top1 = top1_accuracy(model, images, labels, device, batch=1000)
+        res = {"test": {"top1": top1, "n": len(labels)}}
+        cpack = Path(corruptions) if corruptions else Path(data).with_name("cifar10c.pack")
+        if cpack.exists():
+            c = load_data(cpack)[1]
+            c_labels = c["labels"].long().flatten()
+            accs = []
+            for key in sorted(k for k in c if k.startswith("c/")):
+                with amp():
+                    acc = top1_accuracy(model, c[key], c_labels, device, batch=1000)
+                res[key] = {"top1": acc, "n": len(c_labels)}
+                accs.append(acc)
+            res["cifar10c"] = {"top1": sum(accs) / max(1, len(accs)), "n": len(accs)}
+        return res

@@ -1,4 +1,4 @@
-"""The edge-preserving-smoothing training task (``tvcli train eps-tv --task eps``).
+"""Edge-preserving smoothing: the task of eps / eps-tv (``tvcli train eps-tv``).
 
 Plugs into the generic loop of :mod:`tvcli.train` (same checkpoints, resume and
 export). Data: the folder written by ``tvcli data eps`` (the SUBSTITUTE for Zhu
@@ -15,18 +15,26 @@ the same (``.pack``, :func:`load_eps_pack`, for a GPU run).
 * Validation: WRMSE in 8-bit grey levels (lower is better), pooled as Zhu et
   al.'s script, on center crops (``val_crop``) of the first ``val_images``
   photos of ``val/`` (``task_config``, default 20).
+* Test scoring (:meth:`EpsTask.evaluate`): WRMSE / WMAE of whole photos, pooled
+  over all pixels as Zhu et al.'s script (:func:`tvcli.metrics.pooled_weighted_errors`,
+  the same code as ``tvcli eval -m wrmse,wmae``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from tvcli.train import Task, TrainConfig, register_task
+from tvcli.tasks.base import Task, TaskDataError, TaskDefaults, crop_center, read_manifest
+
+if TYPE_CHECKING:
+    from tvcli.train.config import TrainConfig
 
 __all__ = ["EpsTask", "load_eps_pack"]
 
@@ -46,13 +54,17 @@ class _EpsSet:
             self.gts = [torch.from_numpy((g * 255).round().astype("uint8")) for _, _, g in items]
         self.weights = torch.tensor([float(x.shape[-1] * x.shape[-2]) for x in self.inputs])
 
+    def items(self) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+        """(stem, photo, ground truths) triples."""
+        return list(zip(self.stems, self.inputs, self.gts, strict=True))
+
 
 def load_eps_pack(path: Path, split: str, limit: int | None = None
                   ) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     """``[(stem, input (3, H, W) uint8, gts (K, 3, H, W) uint8)]`` of one split of a
-    data pack (``tvcli.gpu_train make-data``): ``<split>/input/<stem>`` and
+    data pack (``python -m tvcli.train.gpu make-data``): ``<split>/input/<stem>`` and
     ``<split>/gt/<stem>/<filter>``, the filters in the order of ``meta["filters"]``."""
-    from tvcli.datapack import read_pack
+    from tvcli.data.pack import read_pack
 
     meta, arrays = read_pack(path)
     stems = sorted(k.rsplit("/", 1)[1] for k in arrays if k.startswith(f"{split}/input/"))
@@ -71,6 +83,18 @@ class EpsTask(Task):
     name = "eps"
     metric = "val_wrmse"
     higher_is_better = False
+    defaults = TaskDefaults(batch=16, patch=40, val_every=250, ckpt_every=100, val_crop=192)
+    options = {"val_images": int}
+    data_help = "a `tvcli data eps` folder"
+
+    @classmethod
+    def check_data(cls, data: Path) -> None:
+        data = Path(data)
+        man = read_manifest(data)
+        if not ("filters" in man and "benchmark" in man) or not (data / "train" / "input").is_dir():
+            raise TaskDataError(f"{data} is not a `tvcli data eps` folder (manifest.json "
+                                f"with filters, train/input/): run `tvcli data eps {data} "
+                                "--bsds500 BSDS500` first")
 
     def __init__(self, cfg: TrainConfig):
         super().__init__(cfg)
@@ -80,10 +104,8 @@ class EpsTask(Task):
         if data.suffix == ".pack":  # a GPU run's data pack
             return (_EpsSet(load_eps_pack(data, "train"), as_uint8=True),
                     _EpsSet(load_eps_pack(data, "val", self.val_images), as_uint8=True))
-        from tvcli.data.eps import load_eps_split
-
-        return (_EpsSet(load_eps_split(data, "train")),
-                _EpsSet(load_eps_split(data, "val", limit=self.val_images)))
+        return (_EpsSet(_load_split(data, "train")),
+                _EpsSet(_load_split(data, "val", limit=self.val_images)))
 
     def data_digest(self, data: Path) -> str | None:
         """Digest of the train and val records only, so that adding test photos to
@@ -132,22 +154,13 @@ class EpsTask(Task):
 
     @torch.no_grad()
     def validate(self, model: nn.Module, val_set: _EpsSet, device: torch.device) -> float:
-        from tvcli.metrics import pooled_weighted_errors
-
         was_training = model.training
         model.eval()
         crop = self.cfg.val_crop
-        preds, gts = [], []
-        for x, g in zip(val_set.inputs, val_set.gts, strict=True):
-            h, w = x.shape[-2:]
-            if crop:
-                y0, x0 = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
-                x, g = x[..., y0:y0 + crop, x0:x0 + crop], g[..., y0:y0 + crop, x0:x0 + crop]
-            out = model(x[None].float().div(255.0).to(device))[0].float().cpu().clamp(0, 1)
-            preds.append(out * 255.0)
-            gts.append(g.float())
+        items = [(crop_center(x, crop), crop_center(g, crop))
+                 for x, g in zip(val_set.inputs, val_set.gts, strict=True)]
+        wrmse, _, _ = _pooled_errors(model, items, device)
         model.train(was_training)
-        wrmse, _ = pooled_weighted_errors(preds, gts)
         return float(wrmse) if math.isfinite(wrmse) else float("inf")
 
     def export_tag(self) -> str:
@@ -158,5 +171,56 @@ class EpsTask(Task):
                 "val_crop": self.cfg.val_crop,
                 "benchmark": "SUBSTITUTE for Zhu et al.'s BenchmarkEPS (tvcli data eps)"}
 
+    @classmethod
+    @torch.no_grad()
+    def evaluate(cls, model, data, device="cpu", *, amp=None, step=1, deadline=math.inf,
+                 **options) -> dict:
+        """WRMSE / WMAE (8-bit grey levels, pooled as Zhu et al.'s script, uniform
+        weights) on the whole photos of every split in ``data`` but train (val;
+        test when present): a data pack or a ``tvcli data eps`` folder.
+        ``{split: {"wrmse", "wmae", "n"}}``."""
+        data = Path(data)
+        res = {}
+        model.eval()
+        for split in ("val", "test"):
+            if data.suffix == ".pack":
+                from tvcli.data.pack import load_data
 
-register_task("eps", EpsTask)
+                if not any(k.startswith(f"{split}/input/") for k in load_data(data)[1]):
+                    continue
+                items = [(x, g) for _s, x, g in load_eps_pack(data, split)]
+            else:
+                if not (data / split / "input").is_dir():
+                    continue
+                items = [(x, g) for _s, x, g in _EpsSet(_load_split(data, split)).items()]
+            res[split] = dict(zip(("wrmse", "wmae", "n"),
+                                  _pooled_errors(model, items[::step], device, amp, deadline),
+                                  strict=True))
+        return res
+
+
+def _load_split(data: Path, split: str, limit: int | None = None) -> list:
+    from tvcli.data.eps import load_eps_split
+
+    return load_eps_split(data, split, limit=limit)
+
+
+def _pooled_errors(model: nn.Module, items: list[tuple[torch.Tensor, torch.Tensor]],
+                   device: torch.device | str, amp=None, deadline: float = math.inf
+                   ) -> tuple[float, float, int]:
+    """(WRMSE, WMAE, n) of ``model`` on (photo (3, H, W) uint8, ground truths
+    (K, 3, H, W) uint8) items, in 8-bit grey levels; outputs clipped to [0, 1];
+    items past ``deadline`` skipped (n says how many were scored)."""
+    from tvcli.metrics import pooled_weighted_errors
+
+    amp = amp or contextlib.nullcontext
+    preds, gts = [], []
+    for x, g in items:
+        if preds and time.perf_counter() > deadline:
+            break
+        with amp():
+            y = model(x[None].float().div(255.0).to(device))
+        preds.append(y[0].float().cpu().clamp(0, 1) * 255.0)
+        gts.append(g.float())
+    wrmse, wmae = pooled_weighted_errors(preds, gts)
+    return wrmse, wmae, len(preds)

@@ -1,30 +1,23 @@
 """Training jobs for one GPU run within a fixed wall budget (``.ci/gpu_train.sh``).
 
-    python -m tvcli.gpu_train make-data                  # data/gpu/* (see docs/gpu.md)
-    python -m tvcli.gpu_train run --out OUT --budget-s 300 [--groups denoise,edges]
-    python -m tvcli.gpu_train run --dry-run --out OUT    # CPU, tiny synthetic packs
+    python -m tvcli.train.gpu make-data                  # data/gpu/* (see docs/gpu.md)
+    python -m tvcli.train.gpu run --out OUT --budget-s 300 [--groups denoise,edges]
+    python -m tvcli.train.gpu run --dry-run --out OUT    # CPU, tiny synthetic packs
 
 ``JOBS`` lists what a GPU run trains: one :class:`Job` per model, in groups
 (``denoise``, ``edges``, ``eps``, ``classify``) whose shares of the training time
 are ``GROUP_SHARE``, and within a group in pairs (or the classifiers' triple) that
 get equal budgets (the paper's claim is about a network with and without TV
-layers at equal budget). Every job runs :func:`tvcli.train.train` with its
-registered task on its data file in ``data/gpu``:
-
-* ``bsds.pack`` (denoise and edges): BSDS500 photos as their own JPEG bytes (a
-  subset of train, all of val), the edge task's consensus labels, the denoisers'
-  training/validation split (train + val minus CBSD68) and CBSD68 (the val JPEGs
-  whose decoded pixels are CBSD68's PNGs, checked when packing and again on the GPU);
-* ``eps.pack``: the substitute EPS benchmark's train and val photos (JPEG bytes)
-  and ground truths (their PNG bytes);
-* ``cifar10.tar.gz``: a per-class subset of the CIFAR-10 JPEG archive (the
-  classification task reads it as it reads the full archive).
+layers at equal budget). Every job runs :func:`tvcli.train.train` with its model's
+task (:mod:`tvcli.tasks`) on its data file in ``data/gpu``
+(:mod:`tvcli.train.gpu_data`), then scores it with the same task's
+:meth:`~tvcli.tasks.Task.evaluate`.
 
 Everything a GPU run carries (tracked files + these) must stay under 64 MiB:
 :func:`carried_bytes` measures it and ``make-data`` fails above
 ``CARRY_FAIL_BYTES``. A run gives each job its share of the time left (after a
 reserve for evaluation), trains with TF32 (bf16 autocast with
-``TVCLI_GPU_AMP=bf16``) and channels-last, evaluates (``EVALUATORS``) and writes
+``TVCLI_GPU_AMP=bf16``) and channels-last, evaluates (the task's scoring) and writes
 into OUT at most ``MAX_OUT_FILES - 1`` files (one is left for the GPU check's
 tarball): ``weights-<i>.tar`` (safetensors + manifest.json, each under
 ``TAR_BYTES``), ``results.json``, ``results.md`` and ``log.txt``. Reading the
@@ -35,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import tarfile
@@ -46,7 +38,16 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from tvcli.data.pack import clear_cache, load_data
+from tvcli.train.gpu_data import (
+    make_bsds_pack,
+    make_cifar10c_pack,
+    make_cifar_subset,
+    make_eps_pack,
+    tiny_packs,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PACK_DIR = ROOT / "data" / "gpu"
 MiB = 2 ** 20
 CARRY_LIMIT_BYTES = 64 * MiB  # what a GPU run may carry in all
@@ -62,18 +63,22 @@ TAR_BYTES = 15 * MiB + MiB // 2
 
 @dataclass
 class Job:
-    """One model to train in a GPU run."""
+    """One model to train in a GPU run. Its task is the model's (registry)."""
 
     name: str  # run / output name, e.g. "dncnn-tv-s25"
     model: str
     pair: str  # jobs of one pair get equal budgets
     group: str = "denoise"  # key of GROUP_SHARE, selectable with --groups
-    task: str = "denoise"
     pack: str = "bsds.pack"
     config: dict = field(default_factory=dict)  # TrainConfig fields
-    evaluate: str = "denoise"  # key of EVALUATORS
-    eval_sigmas: tuple[float, ...] = (25.0, 50.0)
+    eval_options: dict = field(default_factory=dict)  # keywords of the task's evaluate
     dry: dict = field(default_factory=dict)  # TrainConfig fields of the CPU dry run
+
+    @property
+    def task(self) -> str:
+        from tvcli.tasks import task_of
+
+        return task_of(self.model)
 
 
 # Shares of the training time per group (renormalised over the groups selected).
@@ -96,33 +101,27 @@ _EPS_DRY = {"batch": 2, "patch": 16, "model_config": {"width": 4, "blocks": 2}}
 _CLS = {"batch": 128, "lr": 1e-3, "lr_min": 1e-5, "model_config": {"width": 96}}
 _CLS_DRY = {"batch": 8, "model_config": {"width": 8}}
 
+_S25, _S50 = {"sigmas": (25.0,)}, {"sigmas": (50.0,)}
+
 JOBS: list[Job] = [
     Job("ffdnet-blind", "ffdnet", "ffdnet", config=_FF, dry=_DN_DRY),
     Job("ffdnet-tv-blind", "ffdnet-tv", "ffdnet", config=_FF, dry=_DN_DRY),
-    Job("dncnn-s25", "dncnn", "dncnn-s25", config={**_DN, "sigma": 25.0}, eval_sigmas=(25.0,),
+    Job("dncnn-s25", "dncnn", "dncnn-s25", config={**_DN, "sigma": 25.0}, eval_options=_S25,
         dry=_DN_DRY),
     Job("dncnn-tv-s25", "dncnn-tv", "dncnn-s25", config={**_DN, "sigma": 25.0},
-        eval_sigmas=(25.0,), dry=_DN_DRY),
-    Job("dncnn-s50", "dncnn", "dncnn-s50", config={**_DN, "sigma": 50.0}, eval_sigmas=(50.0,),
+        eval_options=_S25, dry=_DN_DRY),
+    Job("dncnn-s50", "dncnn", "dncnn-s50", config={**_DN, "sigma": 50.0}, eval_options=_S50,
         dry=_DN_DRY),
     Job("dncnn-tv-s50", "dncnn-tv", "dncnn-s50", config={**_DN, "sigma": 50.0},
-        eval_sigmas=(50.0,), dry=_DN_DRY),
-    Job("dexined", "dexined", "dexined", group="edges", task="edges", config=_ED,
-        evaluate="edges", dry=_ED_DRY),
-    Job("dexined-tv", "dexined-tv", "dexined", group="edges", task="edges", config=_ED,
-        evaluate="edges", dry=_ED_DRY),
-    Job("eps", "eps", "eps", group="eps", task="eps", pack="eps.pack", config=_EPS,
-        evaluate="eps", dry=_EPS_DRY),
-    Job("eps-tv", "eps-tv", "eps", group="eps", task="eps", pack="eps.pack", config=_EPS,
-        evaluate="eps", dry=_EPS_DRY),
-    *[Job(m, m, "allconv", group="classify", task="classify", pack="cifar10.tar.gz",
-          config=_CLS, evaluate="classify", dry=_CLS_DRY)
+        eval_options=_S50, dry=_DN_DRY),
+    Job("dexined", "dexined", "dexined", group="edges", config=_ED, dry=_ED_DRY),
+    Job("dexined-tv", "dexined-tv", "dexined", group="edges", config=_ED, dry=_ED_DRY),
+    Job("eps", "eps", "eps", group="eps", pack="eps.pack", config=_EPS, dry=_EPS_DRY),
+    Job("eps-tv", "eps-tv", "eps", group="eps", pack="eps.pack", config=_EPS, dry=_EPS_DRY),
+    *[Job(m, m, "allconv", group="classify", pack="cifar10.tar.gz", config=_CLS,
+          dry=_CLS_DRY)
       for m in ("allconv", "allconv-tv-smooth", "allconv-tv-sharp")],
 ]
-
-# The modules that register the tasks other than denoising.
-_TASK_MODULES = {"edges": "tvcli.edge_task", "eps": "tvcli.train_eps",
-                 "classify": "tvcli.classify_task"}
 
 
 def select_jobs(groups: list[str] | None = None, names: list[str] | None = None) -> list[Job]:
@@ -150,199 +149,13 @@ def job_weights(jobs: list[Job]) -> dict[str, float]:
     return {k: v / total for k, v in w.items()}
 
 
-# --------------------------------------------------------------------- evaluation
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float((a.clamp(0, 1).double() - b.double()).pow(2).mean())
-    return 10 * math.log10(1.0 / mse) if mse > 0 else math.inf
-
-
-_DATA_CACHE: dict[Path, tuple[dict, dict]] = {}
-
-
-def load_data(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    """A data file's (meta, arrays), read once per run: a pack's arrays, or for the
-    CIFAR-10 archive ``test_images`` / ``test_labels`` of its test split."""
-    path = Path(path)
-    if path.suffix == ".pack":  # read_pack keeps decoded packs itself
-        from tvcli.datapack import read_pack
-
-        return read_pack(path)
-    if path not in _DATA_CACHE:
-        from tvcli.data.cifar import load_cifar10
-
-        images, labels = load_cifar10(path, "test")
-        _DATA_CACHE[path] = ({"name": path.name}, {"test_images": images,
-                                                   "test_labels": labels})
-    return _DATA_CACHE[path]
-
-
-@torch.no_grad()
-def evaluate_denoise(model: torch.nn.Module, data: Path, job: Job, device: torch.device,
-                     amp: Callable, step: int = 1, deadline: float = math.inf,
-                   cfg=None) -> dict:
-    """Mean PSNR per test set (``test/<SET>/<name>`` arrays), sigma and input
-    convention, with the noise of benchmarks/denoise_table6.py (same seeds, drawn
-    on the CPU in float32). ``step`` > 1 scores every step-th image only; past
-    ``deadline`` (time.perf_counter()) the remaining images are skipped: ``n``
-    says how many were scored."""
-    from tvcli.models.inference import apply_model
-
-    arrays = load_data(data)[1]
-    model.eval()
-    sets: dict[str, list[torch.Tensor]] = {}
-    for k in sorted(arrays):
-        if k.startswith("test/"):
-            sets.setdefault(k.split("/")[1], []).append(arrays[k])
-    res: dict = {}
-    for set_name, imgs in sets.items():
-        for sigma in job.eval_sigmas:
-            for clip in ("unclipped", "clipped"):
-                scores = []
-                for i, im in enumerate(imgs):
-                    if i % step or (scores and time.perf_counter() > deadline):
-                        continue
-                    clean = im.float() / 255.0
-                    seed = 1000 * int(sigma) + i + (100000 if set_name == "Kodak24" else 0)
-                    gen = torch.Generator().manual_seed(seed)
-                    noisy = clean + sigma / 255.0 * torch.randn(clean.shape, generator=gen)
-                    if clip == "clipped":
-                        noisy = noisy.clamp(0, 1)
-                    x = noisy.unsqueeze(0).to(device)
-                    with amp():
-                        y = apply_model(model, x, sigma / 255.0)
-                    scores.append(_psnr(y.float().squeeze(0).cpu(), clean))
-                res[f"{set_name}|{sigma:g}|{clip}"] = {"psnr": sum(scores) / len(scores),
-                                                      "n": len(scores)}
-    return res
-
-
-@torch.no_grad()
-def evaluate_edges(model: torch.nn.Module, data: Path, job: Job, device: torch.device,
-                   amp: Callable, step: int = 1, deadline: float = math.inf,
-                   cfg=None) -> dict:
-    """On the held-out val photos (the task's ``val_hold``), whole: the fused map's
-    class-balanced loss (the training loss, lower is better) and the F-measure of
-    ``p >= 0.5`` against the consensus edges at pixel level (no thinning or
-    matching tolerance: a quick read; ODS/OIS/AP come from the BSDS benchmark
-    here, docs/gpu.md)."""
-    from tvcli.edge_task import balanced_bce, load_edges_pack
-
-    names, full = load_edges_pack(data)
-    hold = int((cfg.task_config if cfg is not None else {}).get("val_hold", 10))
-    held = [i for i, n in enumerate(names) if n.startswith("val/")][-hold:] if hold else []
-    model.eval()
-    loss, tp, fp, fn, n = 0.0, 0, 0, 0, 0
-    for i in held[::step]:
-        if n and time.perf_counter() > deadline:
-            break
-        x = full.images[i].float()[None].to(device) / 255.0
-        y = full.labels[i].float()[None].to(device)
-        with amp():
-            logit = model(x)[-1].float()
-        loss += float(balanced_bce(logit, y))
-        pred, pos, known = logit >= 0, y == 1, y >= 0
-        tp += int((pred & pos).sum())
-        fp += int((pred & known & ~pos).sum())
-        fn += int((~pred & pos).sum())
-        n += 1
-    f = 2 * tp / max(1, 2 * tp + fp + fn)
-    return {"val_hold": {"loss": loss / max(1, n), "f_pixel_0.5": f, "n": n}}
-
-
-@torch.no_grad()
-def evaluate_eps(model: torch.nn.Module, data: Path, job: Job, device: torch.device,
-                 amp: Callable, step: int = 1, deadline: float = math.inf,
-                   cfg=None) -> dict:
-    """WRMSE / WMAE (8-bit grey levels, pooled as Zhu et al.'s script, uniform
-    weights) on the whole photos of every split in the pack but train (val; test
-    when packed)."""
-    from tvcli.metrics import pooled_weighted_errors
-    from tvcli.train_eps import load_eps_pack
-
-    meta, arrays = load_data(data)
-    res = {}
-    model.eval()
-    for split in ("val", "test"):
-        if not any(k.startswith(f"{split}/input/") for k in arrays):
-            continue
-        preds, gts = [], []
-        for _stem, x, g in load_eps_pack(data, split)[::step]:
-            if preds and time.perf_counter() > deadline:
-                break
-            with amp():
-                y = model(x[None].float().div(255.0).to(device))
-            preds.append(y[0].float().cpu().clamp(0, 1) * 255.0)
-            gts.append(g.float())
-        wrmse, wmae = pooled_weighted_errors(preds, gts)
-        res[split] = {"wrmse": wrmse, "wmae": wmae, "n": len(preds)}
-    return res
-
-
-@torch.no_grad()
-def evaluate_classify(model: torch.nn.Module, data: Path, job: Job, device: torch.device,
-                      amp: Callable, step: int = 1, deadline: float = math.inf,
-                   cfg=None) -> dict:
-    """Clean top-1 accuracy (percent) on the test split carried in the archive; with
-    a ``cifar10c.pack`` beside it (``make-data --cifar10c-per-class N``, made for an
-    evaluation here: it does not fit a GPU run), top-1 per corruption and severity
-    (``c/<name>/<severity>``) and their mean (``cifar10c``)."""
-    from tvcli.classify_task import top1_accuracy
-
-    arrays = load_data(data)[1]
-    images, labels = arrays["test_images"][::step], arrays["test_labels"][::step]
-    with amp():
-        top1 = top1_accuracy(model, images, labels, device, batch=1000)
-    res = {"test": {"top1": top1, "n": len(labels)}}
-    cpack = Path(data).with_name("cifar10c.pack")
-    if cpack.exists():
-        c = load_data(cpack)[1]
-        c_labels = c["labels"].long().flatten()
-        accs = []
-        for key in sorted(k for k in c if k.startswith("c/")):
-            with amp():
-                acc = top1_accuracy(model, c[key], c_labels, device, batch=1000)
-            res[key] = {"top1": acc, "n": len(c_labels)}
-            accs.append(acc)
-        res["cifar10c"] = {"top1": sum(accs) / max(1, len(accs)), "n": len(accs)}
-    return res
-
-
-def make_cifar10c_pack(src: Path, out: Path, per_class: int, seed: int = 0,
-                       log: Callable = print) -> dict:
-    """``cifar10c.pack``: the first ``per_class`` test images of each class under
-    every corruption of :mod:`tvcli.data.corruptions` at severities 1-5
-    (``c/<name>/<severity>``, (N, 3, 32, 32) uint8) and their ``labels`` (N,);
-    a corruption whose textures are missing (frost) is left out, and logged."""
-    from tvcli.data.cifar import load_cifar10
-    from tvcli.data.corruptions import CORRUPTIONS, MissingTexture, corrupt_batch
-    from tvcli.datapack import write_pack
-
-    images, labels = load_cifar10(src, "test", per_class)
-    hwc = images.permute(0, 2, 3, 1).numpy()
-    arrays: dict = {"labels": labels.to(torch.uint8)}
-    skipped = []
-    for name in CORRUPTIONS:
-        try:
-            for sev in range(1, 6):
-                c = corrupt_batch(hwc, name, sev, seed=seed)
-                arrays[f"c/{name}/{sev}"] = torch.from_numpy(c).permute(0, 3, 1, 2).contiguous()
-        except MissingTexture as exc:
-            skipped.append(name)
-            log(f"cifar10c.pack: {name} left out ({exc})")
-    log(f"cifar10c.pack: {len(labels)} images x {len(CORRUPTIONS) - len(skipped)} "
-        "corruptions x 5 severities")
-    return write_pack(out, arrays, {"name": f"CIFAR-10-C from the JPEG test split, "
-                                    f"{per_class} per class, seed {seed}",
-                                    "skipped": skipped})
-
-
-EVALUATORS: dict[str, Callable] = {"denoise": evaluate_denoise, "edges": evaluate_edges,
-                                   "eps": evaluate_eps, "classify": evaluate_classify}
-
-
 # ------------------------------------------------------------------------ the run
+
+
+def _trained_options(task_config: dict) -> dict:
+    """The settings of a run's ``task_config`` that its task's scoring must share
+    (the edges' held-out photos: the last ``val_hold`` val images)."""
+    return {k: task_config[k] for k in ("val_hold",) if k in task_config}
 
 
 def _device_info(device: torch.device) -> str:
@@ -361,15 +174,13 @@ def _fmt_scores(scores: dict) -> str:
 def run(out: Path, pack_dir: Path, budget_s: float, device: str, dry_run: bool,
         jobs: list[Job], log: Callable[[str], None]) -> dict:
     """Trains and evaluates ``jobs`` within ``budget_s`` seconds in all; writes OUT."""
-    import importlib
-
     from tvcli import _extension
     from tvcli.models import build_model
-    from tvcli.train import TrainConfig, _autocast, export_weights, train
+    from tvcli.tasks import task_class
+    from tvcli.train import TrainConfig, export_weights, train
+    from tvcli.train.checkpoint import load_model_state
+    from tvcli.train.loop import autocast
 
-    for j in jobs:
-        if j.task in _TASK_MODULES:
-            importlib.import_module(_TASK_MODULES[j.task])
     t0 = time.perf_counter()
     dev = torch.device(device)
     work = out / "work"
@@ -414,18 +225,15 @@ def run(out: Path, pack_dir: Path, budget_s: float, device: str, dry_run: bool,
             meta = train(cfg, progress=False, log=log)
             t_train = time.perf_counter() - t
             model = build_model(job.model, **meta["model_config"])
-            from tvcli._safetensors import load_file
-
-            state = load_file(str(work / job.name / "ckpt.safetensors"))
-            model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+            model.load_state_dict(load_model_state(work / job.name))
             model = model.to(dev)
-            evaluate = EVALUATORS[job.evaluate]
             # the pure-PyTorch TV fallback is slow on whole images: every 4th test image then
             step = 4 if results["tv_engine"] == "pure-PyTorch fallback" and not dry_run else 1
             deadline = t0 + budget_s - reserve * (len(jobs) - n - 1) / len(jobs) - 2.0
             t = time.perf_counter()
-            scores = evaluate(model, data, job, dev, lambda c=cfg: _autocast(c, dev), step=step,
-                              deadline=deadline, cfg=cfg)
+            scores = task_class(job.task).evaluate(
+                model, data, dev, amp=lambda c=cfg: autocast(c, dev), step=step,
+                deadline=deadline, **job.eval_options, **_trained_options(cfg.task_config))
             t_eval = time.perf_counter() - t
             entry = export_weights(work / job.name, work / "weights",
                                    extra={"data_name": meta_data.get("name"),
@@ -546,191 +354,6 @@ def check_carried(root: Path = ROOT, pack_dir: Path = DEFAULT_PACK_DIR) -> dict[
     return sizes
 
 
-# ---------------------------------------------------------------------- data packs
-
-
-def _file_bytes(p: Path) -> bytes:
-    return Path(p).read_bytes()
-
-
-def make_bsds_pack(bsds500: Path, cbsd68: Path, out: Path, n_train: int, n_val_denoise: int = 8,
-                   kodak: Path | None = None, log: Callable = print) -> dict:
-    """``bsds.pack``: the JPEG bytes of the first ``n_train`` BSDS500 train photos
-    and of all 100 val photos (``photo/<split>/<stem>``); the edge task's consensus
-    labels of all of them (``label/<split>/<stem>``, uint8 label + 1); the denoisers'
-    ``train/`` and ``val/`` (aliases: those photos minus CBSD68, ``n_val_denoise``
-    val photos set aside as bsd432 does) and ``test/CBSD68/`` (aliases of the val
-    JPEGs whose decoded pixels equal CBSD68's PNGs -- checked here; a photo that
-    differs is stored from its PNG instead); Kodak24 (xz) only with ``kodak``."""
-    from tvcli.data.bsds import bsds_split, consensus_label, read_bsds_boundaries
-    from tvcli.datapack import Alias, ImageBytes, decode_image, write_pack
-
-    cbsd = {p.stem: p for p in sorted(Path(cbsd68).glob("*.png"))}
-    if len(cbsd) != 68:
-        raise SystemExit(f"make-data: {cbsd68} holds {len(cbsd)} PNGs, expected CBSD68's 68")
-    arrays: dict = {}
-    den_val = 0
-    for split in ("train", "val"):
-        pairs = bsds_split(bsds500, split)
-        if split == "train":
-            pairs = pairs[:n_train]
-        for img_path, mat_path in pairs:
-            name = f"{split}/{img_path.stem}"
-            photo = ImageBytes(_file_bytes(img_path))
-            arrays[f"photo/{name}"] = photo
-            lab = consensus_label(read_bsds_boundaries(mat_path))
-            arrays[f"label/{name}"] = torch.from_numpy((lab + 1).astype("uint8"))[None]
-            if img_path.stem in cbsd:
-                ref = decode_image(cbsd[img_path.stem].read_bytes())
-                arrays[f"test/CBSD68/{img_path.stem}"] = Alias(f"photo/{name}") \
-                    if torch.equal(ref, photo.pixels) else ref
-            elif split == "val" and den_val < n_val_denoise:
-                arrays[f"val/{img_path.stem}"] = Alias(f"photo/{name}")
-                den_val += 1
-            else:
-                arrays[f"train/{img_path.stem}"] = Alias(f"photo/{name}")
-    missing = sorted(set(cbsd) - {k.rsplit("/", 1)[1] for k in arrays
-                                  if k.startswith("test/CBSD68/")})
-    for stem in missing:  # CBSD68 photos outside the packed BSDS500 splits
-        arrays[f"test/CBSD68/{stem}"] = decode_image(cbsd[stem].read_bytes())
-    if kodak is not None:
-        for p in sorted(Path(kodak).glob("*.png")):
-            arrays[f"test/Kodak24/{p.stem}"] = decode_image(p.read_bytes())
-    n_alias = sum(isinstance(v, Alias) for k, v in arrays.items() if k.startswith("test/"))
-    log(f"bsds.pack: {sum(k.startswith('photo/') for k in arrays)} photos, "
-        f"{sum(k.startswith('train/') for k in arrays)} denoise train / "
-        f"{den_val} val, CBSD68 {n_alias} of 68 as their BSDS500 JPEG")
-    return write_pack(out, arrays, {
-        "name": f"BSDS500 train[:{n_train}] + val as JPEG bytes; edge labels; denoise "
-                f"split (minus CBSD68); CBSD68{' + Kodak24' if kodak else ''}",
-        "n_train": n_train})
-
-
-def make_eps_pack(eps: Path, bsds500: Path | None, out: Path,
-                  limits: dict[str, int] | None = None, log: Callable = print) -> dict:
-    """``eps.pack`` from a ``tvcli data eps`` folder: the first ``limits[split]``
-    photos of each split named (default train 6, val 2), each as its BSDS500 JPEG
-    bytes when those decode to the folder's input PNG (else the PNG's pixels), each
-    ground truth as its PNG bytes (``<split>/input/<stem>``, ``<split>/gt/<stem>/<f>``)."""
-    from tvcli.data.eps import FILTERS
-    from tvcli.datapack import ImageBytes, decode_image, write_pack
-
-    limits = limits or {"train": 6, "val": 2}
-    splits = tuple(limits)
-    man = json.loads((eps / "manifest.json").read_text())
-    arrays: dict = {}
-    n_jpeg = 0
-    taken: dict[str, int] = {}
-    for rec in sorted(man["images"], key=lambda r: (r["split"], r["stem"])):
-        split, stem = rec["split"], rec["stem"]
-        if split not in splits or taken.get(split, 0) >= limits[split]:
-            continue
-        taken[split] = taken.get(split, 0) + 1
-        png = eps / split / "input" / f"{stem}.png"
-        ref = decode_image(png.read_bytes())
-        src = Path(bsds500) / rec["source"] if bsds500 and rec.get("source") else None
-        photo = ImageBytes(src.read_bytes()) if src is not None and src.is_file() else None
-        if photo is not None and torch.equal(photo.pixels, ref):
-            arrays[f"{split}/input/{stem}"] = photo
-            n_jpeg += 1
-        else:
-            arrays[f"{split}/input/{stem}"] = ref
-        for f in FILTERS:
-            arrays[f"{split}/gt/{stem}/{f.name}"] = ImageBytes(
-                (eps / split / "gt" / stem / f"{f.name}.png").read_bytes())
-    n = sum(k.split("/")[1] == "input" for k in arrays)
-    log(f"eps.pack: {n} photos ({n_jpeg} as JPEG) of {', '.join(splits)}, "
-        f"{len(FILTERS)} ground truths each")
-    return write_pack(out, arrays, {"name": f"EPS substitute ({', '.join(splits)})",
-                                    "filters": [f.name for f in FILTERS],
-                                    "eps_digest": man.get("digest")})
-
-
-def make_cifar_subset(src: Path, out: Path, train_per_class: int, test_per_class: int,
-                      log: Callable = print) -> int:
-    """``cifar10.tar.gz``: the first ``train_per_class`` / ``test_per_class`` JPEGs
-    of each class (by file name, as :func:`tvcli.data.cifar.load_cifar10` orders
-    them), copied byte for byte into a new archive; returns the image count."""
-    keep = {"train": train_per_class, "test": test_per_class}
-    chosen: dict[tuple[str, str], list[tuple[str, tarfile.TarInfo]]] = {}
-    with tarfile.open(src) as tar:
-        members = [m for m in tar.getmembers() if m.isfile()]
-    for m in members:
-        parts = m.name.split("/")
-        if len(parts) >= 3 and parts[-3] in keep and parts[-1].lower().endswith(".jpg"):
-            chosen.setdefault((parts[-3], parts[-2]), []).append((parts[-1], m))
-    picked = {m.name for (split, _), ms in chosen.items()
-              for _, m in sorted(ms, key=lambda t: t[0])[:keep[split]]}
-    tmp = out.with_suffix(".tmp")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with tarfile.open(src) as tar, tarfile.open(tmp, "w:gz", compresslevel=9) as dst:
-        for m in tar:
-            if m.name in picked:
-                info = tarfile.TarInfo(m.name)
-                info.size, info.mtime, info.mode = m.size, 0, 0o644
-                dst.addfile(info, tar.extractfile(m))
-                n += 1
-    os.replace(tmp, out)
-    log(f"cifar10.tar.gz: {n} images ({train_per_class} train / {test_per_class} test "
-        "per class)")
-    return n
-
-
-def _tiny_photos(n: int, h: int, w: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    smooth = torch.nn.functional.avg_pool2d(torch.rand(n, 3, h, w, generator=g), 5, 1, 2)
-    return (smooth * 255).to(torch.uint8)
-
-
-def _jpeg(img: torch.Tensor) -> bytes:
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(img.permute(1, 2, 0).contiguous().numpy()).save(buf, "JPEG", quality=90)
-    return buf.getvalue()
-
-
-def tiny_packs(pack_dir: Path) -> None:
-    """Synthetic data files with the layout of the real ones (for the CPU dry run)."""
-    from tvcli.datapack import Alias, ImageBytes, write_pack
-    from tvcli.models.allconv import CIFAR10_CLASSES
-
-    pack_dir.mkdir(parents=True, exist_ok=True)
-    imgs = _tiny_photos(6, 40, 40, 0)
-    arrays: dict = {}
-    for i, (split, stem) in enumerate([("train", "a"), ("train", "b"), ("train", "c"),
-                                       ("val", "d"), ("val", "e")]):
-        arrays[f"photo/{split}/{stem}"] = ImageBytes(_jpeg(imgs[i]))
-        edge = (imgs[i].float().mean(0).diff(dim=1).abs() > 3).to(torch.uint8)
-        arrays[f"label/{split}/{stem}"] = torch.nn.functional.pad(edge, (0, 1))[None] + 1
-    arrays.update({"train/a": Alias("photo/train/a"), "train/b": Alias("photo/train/b"),
-                   "train/c": Alias("photo/train/c"), "val/d": Alias("photo/val/d"),
-                   "test/CBSD68/e": Alias("photo/val/e"),
-                   "test/Kodak24/f": imgs[5, :, :, :32].contiguous()})
-    write_pack(pack_dir / "bsds.pack", arrays, {"name": "synthetic dry run"})
-    eps: dict = {}
-    for i, (split, stem) in enumerate([("train", "a"), ("train", "b"), ("val", "c")]):
-        eps[f"{split}/input/{stem}"] = ImageBytes(_jpeg(imgs[i]))
-        for f, k in (("box", 3), ("wide", 7)):
-            gt = torch.nn.functional.avg_pool2d(imgs[i][None].float(), k, 1, k // 2)[0]
-            eps[f"{split}/gt/{stem}/{f}"] = gt.round().to(torch.uint8)
-    write_pack(pack_dir / "eps.pack", eps, {"name": "synthetic dry run",
-                                            "filters": ["box", "wide"]})
-    cif = _tiny_photos(40, 32, 32, 1)
-    with tarfile.open(pack_dir / "cifar10.tar.gz", "w:gz") as tar:
-        for i in range(40):
-            import io
-
-            data = _jpeg(cif[i])
-            info = tarfile.TarInfo(f"cifar10/{('train', 'test')[i % 2]}/"
-                                   f"{CIFAR10_CLASSES[(i // 2) % 10]}/{i:04d}.jpg")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-
-
 def evaluate_returned(weights_dir: Path, pack_dir: Path, jobs: list[Job], device: str = "cpu",
                       log: Callable[[str], None] = print) -> dict:
     """Runs the jobs' evaluators on the weights a GPU run brought back (the unpacked
@@ -738,12 +361,9 @@ def evaluate_returned(weights_dir: Path, pack_dir: Path, jobs: list[Job], device
     here with what the GPU run did not carry (``make-data --out-dir data/gpu-eval
     --kodak --eps-test 10 --cifar-test-per-class 1000 --no-size-check``). Returns
     {job: scores}; jobs without weights in the folder are skipped (logged)."""
-    import importlib
-    from contextlib import nullcontext
-    from types import SimpleNamespace
-
     from tvcli._safetensors import load_file
     from tvcli.models import build_model
+    from tvcli.tasks import task_class
 
     man = json.loads((weights_dir / "manifest.json").read_text())
     by_job = {e.get("gpu_job"): e for e in man["weights"]}
@@ -754,17 +374,14 @@ def evaluate_returned(weights_dir: Path, pack_dir: Path, jobs: list[Job], device
         if entry is None:
             log(f"{job.name}: no weights in {weights_dir}")
             continue
-        if job.task in _TASK_MODULES:
-            importlib.import_module(_TASK_MODULES[job.task])
         model = build_model(entry["model"], **entry["config"])
         model.load_state_dict(load_file(str(weights_dir / entry["file"])))
         model = model.to(dev)
         t = time.perf_counter()
         tc = {**job.config.get("task_config", {}),  # as trained: from the manifest
               **({"val_hold": entry["val_hold"]} if "val_hold" in entry else {})}
-        cfg = SimpleNamespace(task_config=tc)
-        out[job.name] = EVALUATORS[job.evaluate](model, pack_dir / job.pack, job, dev,
-                                                 nullcontext, cfg=cfg)
+        out[job.name] = task_class(job.task).evaluate(model, pack_dir / job.pack, dev,
+                                                      **job.eval_options, **_trained_options(tc))
         log(f"{job.name}: {_fmt_scores(out[job.name])} ({time.perf_counter() - t:.0f} s)")
     return out
 
@@ -903,7 +520,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"{len(failed)} job(s) failed: {', '.join(failed)} (log.txt)")
     finally:
         logf.close()
-        _DATA_CACHE.clear()
+        clear_cache()
         if args.dry_run:
             import shutil
 
