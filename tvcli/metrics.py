@@ -363,17 +363,25 @@ def pooled_weighted_errors(
         raise ValueError(f"{len(preds)} predictions but {len(votes)} vote lists")
     if not preds:
         raise ValueError("no images to pool")
-    sq = ab = 0.0
-    count = 0
+    wmse_, wmae_, npix = [], [], []
     for i, (p, g) in enumerate(zip(preds, gts, strict=True)):
         p = torch.as_tensor(p)
         m, a = weighted_errors(p.double(), torch.as_tensor(g).double(),
                                None if votes is None else votes[i])
-        n = p.numel()  # C * H * W: the per-image means back to sums
-        sq += float(m) * n
-        ab += float(a) * n
-        count += n
-    return math.sqrt(sq / count), ab / count
+        wmse_.append(float(m))
+        wmae_.append(float(a))
+        npix.append(p.numel())  # C * H * W: the per-image means back to sums
+    return pool_errors(wmse_, wmae_, npix)
+
+
+def pool_errors(wmse: Sequence[float], wmae: Sequence[float], npix: Sequence[int]
+                ) -> tuple[float, float]:
+    """Data-set ``(WRMSE, WMAE)`` from per-image weighted MSE / MAE and their value
+    counts (C * H * W): the per-image means weighted back to sums over all pixels,
+    as Zhu et al.'s script (a large image weighs more than a small one)."""
+    count = sum(npix)
+    return (math.sqrt(sum(m * n for m, n in zip(wmse, npix, strict=True)) / count),
+            sum(a * n for a, n in zip(wmae, npix, strict=True)) / count)
 
 
 def wrmse(pred: torch.Tensor, gts: torch.Tensor,

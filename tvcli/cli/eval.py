@@ -57,11 +57,12 @@ import typer
 
 from tvcli.cli._app import CLIError, app
 from tvcli.cli._jsonout import dumps
+from tvcli.cli.eval_report import EDGE_METRICS as _EDGE
+from tvcli.cli.eval_report import build_report
 from tvcli.cli.shard import SHARD_HELP
 from tvcli.io import IMAGE_EXTENSIONS
 
 METRICS = ("psnr", "ssim", "wrmse", "wmae", "ods", "ois", "ap")
-_EDGE = ("ods", "ois", "ap")
 _DEFAULT = "psnr,ssim"
 
 
@@ -409,7 +410,7 @@ def _evaluate_cmd(pred: Path, gt: Path, metric: str, data_range: float, as_json:
             counts.append(c)
     settings = {"metrics": metrics, "data_range": data_range, "thresholds": thresholds,
                 "max_dist": max_dist, "nms": nms}
-    result = _result(str(pred), str(gt), settings, rows, counts, errors)
+    result = build_report(str(pred), str(gt), settings, rows, counts, errors)
     if part_path is not None:
         from tvcli.cli.eval_merge import part_file
 
@@ -424,22 +425,6 @@ def _evaluate_cmd(pred: Path, gt: Path, metric: str, data_range: float, as_json:
     # A shard may own no image at all (small data set, many shards): not an error.
     _emit(result, [(n, m) for n, m, _ in errors], as_json, as_csv,
           empty_ok=shard is not None and not indexed)
-
-
-def _result(pred: str, gt: str, settings: dict, rows: list[dict], counts: list,
-            errors: list) -> dict:
-    """The report (what --json prints) from evaluated rows (with their private
-    ``_...`` fields, left in place) and the errors ``(name, message, order)``."""
-    metrics = settings["metrics"]
-    summary = _summary(rows, metrics, settings["data_range"], counts, settings["thresholds"])
-    public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
-    return {
-        "pred": pred, "gt": gt, "metrics": metrics, "data_range": settings["data_range"],
-        "units": {"psnr": "dB", "ssim": "1", "wrmse": "8-bit grey levels",
-                  "wmae": "8-bit grey levels", "ods": "1", "ois": "1", "ap": "1"},
-        "n_images": len(rows), "images": public, "summary": summary,
-        "errors": [{"name": e[0], "error": e[1]} for e in errors],
-    }
 
 
 def _emit(result: dict, errors: list[tuple[str, str]], as_json: bool, as_csv: bool,
@@ -499,39 +484,6 @@ def _worker_init() -> None:
 
 def _csv(v: float | None) -> str:
     return "" if v is None else repr(float(v))
-
-
-def _summary(rows: list[dict], metrics: list[str], data_range: float, counts: list,
-             thresholds: int) -> dict:
-    """Data-set values: mean PSNR / SSIM over images, WRMSE / WMAE pooled over
-    all pixels as Zhu et al.'s script (root of the pooled weighted MSE), and
-    ODS / OIS / AP."""
-    out: dict = {}
-    if not rows:
-        return out
-    n = len(rows)
-    if "psnr" in metrics:
-        out["psnr"] = sum(r["psnr"] for r in rows) / n
-    if "ssim" in metrics:
-        out["ssim"] = sum(r["ssim"] for r in rows) / n
-    scale = 255.0 / data_range
-    if "wrmse" in metrics or "wmae" in metrics:
-        # Zhu et al.'s script: sums over all pixels of all images / all pixels
-        # (a large image weighs more than a small one).
-        npix = sum(r["_npix"] for r in rows)
-        if "wrmse" in metrics:
-            out["wrmse"] = math.sqrt(sum(r["_wmse"] * r["_npix"] for r in rows) / npix) * scale
-        if "wmae" in metrics:
-            out["wmae"] = sum(r["_wmae"] * r["_npix"] for r in rows) / npix * scale
-    if counts:
-        from tvcli.metrics import edge_aggregate
-
-        res = edge_aggregate(counts, thresholds)
-        for m in _EDGE:
-            if m in metrics:
-                out[m] = getattr(res, m)
-        out["ods_threshold"] = res.ods_threshold
-    return out
 
 
 def _print_table(rows: list[dict], metrics: list[str], summary: dict,

@@ -119,7 +119,7 @@ def merge_parts(paths: list[Path]) -> tuple[dict, list[tuple[str, str]]]:
         ValueError: a file is unreadable or not a part file, the parts disagree on
             the settings, a shard is missing or repeated, an image appears twice.
     """
-    from tvcli.cli.eval import _result
+    from tvcli.cli.eval_report import build_report
     from tvcli.metrics import EdgeCounts
 
     if not paths:
@@ -155,5 +155,5 @@ def merge_parts(paths: list[Path]) -> tuple[dict, list[tuple[str, str]]]:
     rows.sort(key=lambda r: r["_index"])
     errors.sort(key=lambda e: tuple(e[2]))
     counts = [r["_edge_counts"] for r in rows if r.get("_edge_counts") is not None]
-    result = _result(first["pred"], first["gt"], first["settings"], rows, counts, errors)
+    result = build_report(first["pred"], first["gt"], first["settings"], rows, counts, errors)
     return result, [(n, m) for n, m, _ in errors]

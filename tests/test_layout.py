@@ -1,0 +1,131 @@
+"""The package layout (issue 24): no import cycles, and the engine imports nothing
+from the training side. Imports are read from the source (module level and inside
+functions alike; ``if TYPE_CHECKING:`` blocks excepted), so a cycle hidden in a
+function-level import counts too."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The engine and image tool: what a user of the operators imports.
+ENGINE = ("tvcli.prox", "tvcli.prox2d", "tvcli.nn", "tvcli.io", "tvcli.metrics",
+          "tvcli.edge_eval", "tvcli.fallback", "tvcli._ops", "tvcli._extension",
+          "tvcli._safetensors", "tvcli.solver_stats", "tvcli.models", "tvcli.data")
+TRAINING = ("tvcli.train", "tvcli.tasks")
+
+
+def _module_name(path: Path, root: Path) -> str:
+    rel = path.relative_to(root).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    t = node.test
+    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
+        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
+
+
+def _imports(tree: ast.AST, known: set[str], here: str) -> set[str]:
+    """The known modules a module's source imports (``from a import b`` counts as
+    ``a.b`` when that is a module, else ``a``)."""
+    out: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for a in node.names:
+                sub = f"{node.module}.{a.name}"
+                out.add(sub if sub in known else node.module)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return {m for m in out if m in known and m != here}
+
+
+def import_graph(roots: list[Path]) -> dict[str, set[str]]:
+    """{module: modules it imports} over the .py files under ``roots`` (module names
+    relative to each root's parent: ``tvcli.train.loop``; ``benchmarks.x`` scripts
+    by their file stem, as they import each other)."""
+    files: dict[str, Path] = {}
+    for root in roots:
+        base = root.parent if (root / "__init__.py").exists() else root
+        for p in sorted(root.rglob("*.py")):
+            files[_module_name(p, base)] = p
+    known = set(files)
+    return {m: _imports(ast.parse(p.read_text()), known, m) for m, p in files.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as [a, b, ..., a], or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def dfs(m: str) -> list[str] | None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == 1:
+                return stack[stack.index(n):] + [n]
+            if n not in state:
+                found = dfs(n)
+                if found:
+                    return found
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state:
+            found = dfs(m)
+            if found:
+                return found
+    return None
+
+
+@pytest.mark.parametrize("where", ["tvcli", "benchmarks"])
+def test_no_import_cycles(where):
+    graph = import_graph([ROOT / where])
+    assert graph, where
+    assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph))}"
+
+
+def test_the_cycle_check_can_fail(tmp_path):
+    """A cycle through a function-level import is found (the check is not vacuous)."""
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("import pkg.b\n")
+    (pkg / "b.py").write_text("def f():\n    from pkg.a import x\n")
+    (pkg / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                              "    import pkg.a\n")
+    graph = import_graph([pkg])
+    assert find_cycle(graph) == ["pkg.a", "pkg.b", "pkg.a"]
+    assert graph["pkg.c"] == set()  # a type-checking import is no run-time edge
+
+
+def test_engine_imports_nothing_from_the_training_side():
+    graph = import_graph([ROOT / "tvcli"])
+    bad = sorted((m, n) for m, deps in graph.items() for n in deps
+                 if m.startswith(ENGINE) and n.startswith(TRAINING))
+    assert not bad, bad
+
+
+def test_old_training_modules_are_gone():
+    """One home per concern: the training side lives in tvcli/train and tvcli/tasks."""
+    old = ["train.py", "train_setup.py", "train_eps.py", "edge_task.py", "classify_task.py",
+           "gpu_train.py", "datapack.py", "distributed.py"]
+    assert not [f for f in old if (ROOT / "tvcli" / f).exists()]
