@@ -29,17 +29,18 @@ import datetime as dt
 import json
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-import tvcli
-from tvcli.metrics import psnr, ssim
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling, when imported
+import denoise_table6 as t6  # noqa: E402  (the methods and scoring; it imports nothing here)
+from denoise_table6 import _tv, run_bm3d, run_ours, run_scico, score  # noqa: E402
+
+from tvcli.tasks.denoise import TV_LAMS, add_noise  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,108 +52,31 @@ PAPER_TABLE6 = """| Method (paper, Table 6) | CBSD68 σ=25 | CBSD68 σ=50 | Koda
 
 HAND_WRITTEN = "<!-- hand-written notes below: kept when this file is regenerated -->"
 
-_SCICO_SCRIPT = r"""
-import sys, numpy as np, time
-from scico import denoiser
-variant, paths = sys.argv[1], sys.argv[2:]
-model = denoiser.DnCNN(variant)
-for p in paths:
-    x = np.load(p)
-    t = time.perf_counter()
-    y = np.stack([np.asarray(model(x[..., c])) for c in range(x.shape[-1])], -1)
-    np.save(p.replace(".npy", ".out.npy"), y)
-    print(time.perf_counter() - t, flush=True)
-"""
-
-
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def load_val(data: Path) -> list[tuple[str, torch.Tensor]]:
-    """Validation images as (name, (C, H, W) float32 in [0, 1]); gray stays 1 channel."""
-    from PIL import Image
+    """Validation images as (name, (C, H, W) float32 in [0, 1]); gray stays 1 channel
+    (:func:`tvcli.tasks.denoise.load_val`, with the file names)."""
+    from tvcli.tasks.denoise import load_val as task_load_val
 
-    out = []
-    for p in sorted((data / "val").glob("*.png")):
-        a = np.asarray(Image.open(p)).astype(np.float32) / 255.0
-        t = torch.from_numpy(a)
-        out.append((p.stem, t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1).contiguous()))
-    return out
-
-
-def add_noise(img: torch.Tensor, sigma: float, idx: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(1000 * int(sigma) + idx)
-    return img + sigma / 255.0 * torch.randn(img.shape, generator=gen)
-
-
-def score(out: torch.Tensor, clean: torch.Tensor) -> tuple[float, float]:
-    out = out.clamp(0, 1)
-    return float(psnr(out, clean, data_range=1.0)), float(ssim(out, clean, data_range=1.0))
+    names = [p.stem for p in sorted((data / "val").glob("*.png"))]
+    return list(zip(names, task_load_val(data), strict=True))
 
 
 def run_tv(noisy: list[torch.Tensor], clean: list[torch.Tensor], sigma: float, quick: bool):
     """Best single lam on these images; returns (lam, outputs, seconds)."""
-    grid = {15: [0.03, 0.045, 0.06], 25: [0.05, 0.07, 0.09],
-            50: [0.1, 0.13, 0.16]}.get(int(sigma), [0.05, 0.1])
+    grid = list(TV_LAMS.get(int(sigma), (0.05, 0.1)))
     if quick:
         grid = grid[:1]
     best = None
     for lam in grid:
-        outs, secs = [], []
-        for x in noisy:
-            t = time.perf_counter()
-            # a certified RMS error <= 1e-3 moves PSNR by < 0.05 dB at these noise levels
-            outs.append(tvcli.prox_tv2d(x, lam, tol=1e-3))
-            secs.append(time.perf_counter() - t)
+        outs, secs = _tv(lam)(noisy, sigma)
         m = np.mean([score(o, c)[0] for o, c in zip(outs, clean, strict=True)])
         if best is None or m > best[0]:
             best = (m, lam, outs, secs)
     return best[1], best[2], best[3]
-
-
-def run_bm3d(x: torch.Tensor, sigma: float):
-    import bm3d
-
-    a = x.permute(1, 2, 0).numpy().astype(np.float64)
-    t = time.perf_counter()
-    if a.shape[-1] == 3:
-        y = bm3d.bm3d_rgb(a, sigma / 255.0)
-    else:
-        y = bm3d.bm3d(a[..., 0], sigma / 255.0)[..., None]
-    return torch.from_numpy(np.asarray(y, dtype=np.float32)).permute(2, 0, 1), \
-        time.perf_counter() - t
-
-
-def run_scico(py: str, noisy: list[torch.Tensor], sigma: float):
-    variant = {15: "17L", 25: "17M", 50: "17H"}[int(sigma)]
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = []
-        for i, x in enumerate(noisy):
-            p = os.path.join(tmp, f"{i}.npy")
-            np.save(p, x.permute(1, 2, 0).numpy())
-            paths.append(p)
-        res = subprocess.run([py, "-c", _SCICO_SCRIPT, variant, *paths], capture_output=True,
-                             text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
-        if res.returncode != 0:
-            raise RuntimeError(res.stderr.strip().splitlines()[-1])
-        secs = [float(s) for s in res.stdout.split()]
-        outs = [torch.from_numpy(np.load(p.replace(".npy", ".out.npy")).astype(np.float32))
-                .permute(2, 0, 1) for p in paths]
-    return outs, secs, variant
-
-
-def run_ours(model: torch.nn.Module, x: torch.Tensor, sigma: float) -> tuple[torch.Tensor, float]:
-    """Denoises one (C, H, W) image with a loaded tvcli model; returns (output, seconds)."""
-    from tvcli.models.inference import denoise
-
-    inp = x.expand(3, -1, -1) if x.shape[0] == 1 else x
-    t = time.perf_counter()
-    y = denoise(model, inp, tile=512, overlap=48, sigma=sigma / 255.0)
-    secs = time.perf_counter() - t
-    if x.shape[0] == 1:
-        y = y.mean(0, keepdim=True)
-    return y, secs
 
 
 OURS = ("dncnn", "dncnn-tv", "ffdnet", "ffdnet-tv")
@@ -361,9 +285,6 @@ def _budgets() -> dict[str, str]:
 
 
 def run_table6(args) -> None:
-    sys.path.insert(0, str(Path(__file__).parent))
-    import denoise_table6 as t6
-
     out = args.out or ROOT / "docs" / "denoising.md"
     json_path = out.with_suffix(".json")
     load0 = os.getloadavg()[0]

@@ -1,5 +1,7 @@
 """Canny baseline edge maps for the BSDS500 benchmark (OpenCV's Canny).
 
+The maps come from ``edges_common.canny_soft`` (shared with ``edges_figure.py``):
+
 A single Canny map is binary (one precision/recall point, no AP). The baseline
 here sweeps Canny's hysteresis thresholds: the soft map is the fraction of the
 ``--levels`` settings (high threshold = the q-quantile of the gradient
@@ -18,57 +20,23 @@ groundTruth/test --metric ods,ois,ap``.
 from __future__ import annotations
 
 import argparse
-import os
+import sys
 from pathlib import Path
 
-import numpy as np
-
-
-def canny_soft(gray: np.ndarray, sigma: float = 2.0, levels: int = 24) -> np.ndarray:
-    """(H, W) float in [0, 1] -> (H, W) float in [0, 1]: mean of Canny maps over
-    a sweep of hysteresis thresholds (see the module docstring)."""
-    qs = np.linspace(0.70, 0.995, levels)
-    acc = np.zeros(gray.shape)
-    try:
-        import cv2
-    except ImportError:
-        cv2 = None
-    if cv2 is not None:
-        g8 = np.round(gray * 255).astype(np.uint8)
-        blur = cv2.GaussianBlur(g8, (0, 0), sigma)
-        dx = cv2.Sobel(blur, cv2.CV_32F, 1, 0, ksize=3)
-        dy = cv2.Sobel(blur, cv2.CV_32F, 0, 1, ksize=3)
-        mag = np.hypot(dx, dy)
-        for hi in np.quantile(mag, qs):
-            acc += cv2.Canny(blur, 0.4 * float(hi), float(hi), L2gradient=True) > 0
-        return acc / levels
-    from scipy import ndimage as ndi
-    from skimage.feature import canny
-
-    smooth = ndi.gaussian_filter(gray, sigma)
-    mag = np.hypot(ndi.sobel(smooth, 0), ndi.sobel(smooth, 1))
-    for hi in np.quantile(mag, qs):
-        acc += canny(gray, sigma=sigma, low_threshold=0.4 * float(hi),
-                     high_threshold=float(hi), use_quantiles=False)
-    return acc / levels
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling, when imported
+from edges_common import canny_soft, photos, read_photo, write_map  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("images", type=Path)
-    ap.add_argument("out", type=Path)
-    ap.add_argument("--sigma", type=float, default=2.0)
-    ap.add_argument("--levels", type=int, default=24)
+    ap.add_argument("images", type=Path, help="folder of BSDS500 photos (*.jpg)")
+    ap.add_argument("out", type=Path, help="folder for the 16-bit PNG maps")
+    ap.add_argument("--sigma", type=float, default=2.0, help="Gaussian blur before Canny")
+    ap.add_argument("--levels", type=int, default=24, help="hysteresis settings averaged")
     a = ap.parse_args()
-    from PIL import Image
-
     a.out.mkdir(parents=True, exist_ok=True)
-    for p in sorted(a.images.glob("*.jpg")):
-        g = np.asarray(Image.open(p).convert("L"), np.float64) / 255.0
-        e = canny_soft(g, a.sigma, a.levels)
-        tmp = a.out / f".{p.stem}.png.tmp"
-        Image.fromarray(np.round(e * 65535).astype(np.uint16)).save(tmp, format="PNG")
-        os.replace(tmp, a.out / f"{p.stem}.png")
+    for p in photos(a.images):
+        write_map(canny_soft(read_photo(p, gray=True), a.sigma, a.levels), a.out, p.stem)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 
 Loads ``RUN/ckpt.safetensors`` (the model part), predicts the fused edge
 probability of the first N test images (whole images, no tiles), applies NMS
-and runs tvcli's BSDS benchmark (99 thresholds, tolerance 0.0075). Prints one
+and runs tvcli's BSDS benchmark (99 thresholds, tolerance 0.0075; ``edges_common``,
+shared with ``edges_canny.py``). Prints one
 JSON line with the run's step, wall time and the scores.
 """
 
@@ -12,49 +13,43 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling, when imported
+from edges_common import read_photo, score, test_pairs  # noqa: E402
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run", type=Path)
-    ap.add_argument("bsds", type=Path)
-    ap.add_argument("--n", type=int, default=200)
-    ap.add_argument("--threads", type=int, default=1)
-    a = ap.parse_args()
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", type=Path, help="a `tvcli train` run folder of dexined*")
+    ap.add_argument("bsds", type=Path, help="BSDS500 (images/, groundTruth/)")
+    ap.add_argument("--n", type=int, default=200, help="first N test images")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    a = ap.parse_args(argv)
     import torch
 
-    torch.set_num_threads(a.threads)
-    from PIL import Image
-
-    from tvcli import metrics as M
-    from tvcli._safetensors import load_file
-    from tvcli.data.bsds import bsds_split, read_bsds_boundaries
-    from tvcli.edge_eval import nms
     from tvcli.models import build_model
+    from tvcli.train.checkpoint import load_model_state
 
+    torch.set_num_threads(a.threads)
     meta = json.loads((a.run / "ckpt.json").read_text())
     model = build_model(meta["config"]["model"], **meta["model_config"])
-    state = {k[6:]: v for k, v in load_file(str(a.run / "ckpt.safetensors")).items()
-             if k.startswith("model.")}
-    model.load_state_dict(state)
+    model.load_state_dict(load_model_state(a.run))
     model.eval()
     t0 = time.perf_counter()
-    preds, gts = [], []
+    pairs = test_pairs(a.bsds, a.n)
+    maps = []
     with torch.inference_mode():
-        for img, mat in bsds_split(a.bsds, "test")[: a.n]:
-            x = torch.from_numpy(np.asarray(Image.open(img).convert("RGB"), np.float32) / 255)
-            e = torch.sigmoid(model(x.permute(2, 0, 1)[None])[-1])[0, 0].numpy()
-            preds.append(nms(e))
-            gts.append(read_bsds_boundaries(mat))
+        for img, _mat in pairs:
+            x = torch.from_numpy(read_photo(img)).permute(2, 0, 1)[None]
+            maps.append(torch.sigmoid(model(x)[-1])[0, 0].numpy())
     t1 = time.perf_counter()
-    r = M.edge_ods_ois_ap(preds, gts)
+    r = score(maps, [mat for _img, mat in pairs])
     print(json.dumps({"run": str(a.run), "model": meta["config"]["model"], "step": meta["step"],
-                      "train_wall_s": round(meta["wall_s"]), "n_images": len(preds),
-                      "ods": round(r.ods, 4), "ois": round(r.ois, 4), "ap": round(r.ap, 4),
+                      "train_wall_s": round(meta["wall_s"]), "n_images": len(maps), **r,
                       "predict_s": round(t1 - t0, 1),
                       "eval_s": round(time.perf_counter() - t1, 1)}))
 

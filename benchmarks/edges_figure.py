@@ -23,7 +23,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from edges_canny import canny_soft
+    from edges_common import canny_soft
 
     from tvcli import io
     from tvcli.edge_eval import nms

@@ -17,10 +17,13 @@ et al.'s BenchmarkEPS, never the real one). Rows, all on the ``test`` photos:
   checkpoint) or from the shipped weights (``--shipped``).
 
 Metrics exactly as Zhu et al.'s script: WRMSE / WMAE pooled over all test
-pixels, 0-255 scale, uniform weights; and per filter the mean PSNR (dB) of the
-method's output against that filter's ground truth. Every output is rounded to
-8 bits first (what a written PNG holds). Seconds per megapixel: median over
-the first ``--time-images`` photos x ``--repeats``, all methods timed in turn
+pixels, 0-255 scale, uniform weights (:func:`tvcli.metrics.pooled_weighted_errors`,
+as the eps task's scoring); and per filter the mean PSNR (dB) of the method's
+output against that filter's ground truth. The models' outputs come from the
+task's forward pass (:func:`tvcli.tasks.eps.predict`, as ``EpsTask.evaluate``).
+Every output is rounded to 8 bits first (what a written PNG holds). Seconds per
+megapixel: median over the first ``--time-images`` photos x ``--repeats``, all
+methods timed in turn
 on each photo (so load changes hit all alike), one thread for torch and
 OpenCV, with the machine's load recorded.
 """
@@ -70,14 +73,12 @@ def _scores(preds: list[np.ndarray], gts: list[np.ndarray], names: list[str],
 
 
 def _load_run(name: str, run: Path) -> tuple[torch.nn.Module, dict]:
-    from safetensors.torch import load_file
-
     from tvcli.models import build_model
+    from tvcli.train.checkpoint import load_model_state
 
     meta = json.loads((run / "ckpt.json").read_text())
     model = build_model(name, **meta["model_config"])
-    tensors = load_file(str(run / "ckpt.safetensors"))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    model.load_state_dict(load_model_state(run))
     cfg = meta["config"]
     info = {"source": f"run {run}", "steps": meta["step"], "wall_s": round(meta["wall_s"], 1),
             "batch": cfg["batch"], "patch": cfg["patch"], "config": meta["model_config"]}
@@ -155,11 +156,14 @@ def main() -> None:
         m, entry = load_pretrained(name)
         models.append((name, m, {"source": f"weights/{entry['file']}", "steps": entry["steps"],
                                  "wall_s": entry["wall_s"], "config": entry["config"]}))
+    from tvcli.tasks.eps import predict
+
+    photos = [torch.from_numpy(np.rint(x * 255.0).astype(np.uint8)) for _, x, _ in test]
     for name, model, info in models:
-        def fwd(a, model=model):
+        def fwd(a, model=model):  # timing only: the photo as it is in memory
             with torch.inference_mode():
                 return model(torch.from_numpy(a)[None])[0].numpy()
-        outs = [_q8(fwd(x)) for _, x, _ in test]
+        outs = [_q8(y.numpy()) for y in predict(model, photos)]
         timers[name] = fwd
         extra = {}
         if hasattr(model, "tv_out"):

@@ -22,14 +22,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load(name: str, run: Path) -> torch.nn.Module:
-    from safetensors.torch import load_file
-
     from tvcli.models import build_model
+    from tvcli.train.checkpoint import load_model_state
 
     meta = json.loads((run / "ckpt.json").read_text())
     m = build_model(name, **meta["model_config"])
-    t = load_file(str(run / "ckpt.safetensors"))
-    m.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+    m.load_state_dict(load_model_state(run))
     return m.eval()
 
 

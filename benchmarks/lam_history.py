@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tvcli.train import lam_table  # noqa: E402
+from tvcli.train.export import lam_table  # noqa: E402
 
 
 def load_table(path: Path, entry: str | None) -> tuple[dict, str]:

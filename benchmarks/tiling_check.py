@@ -2,8 +2,10 @@
 
     python benchmarks/tiling_check.py [--data DATA_DIR] [--tile 256] [--overlap 48]
 
-Prints one line per model and validation image: the PSNR (dB) of the tiled
-output against the untiled one, and both timings.
+Prints one line per shipped denoiser and validation image (the first three of
+DATA/val): the PSNR (dB) of the tiled output against the untiled one, and both
+timings (docs/denoising_val.md, "Tiled inference"). Other shipped weights
+(classifiers, edge detectors, EPS) are skipped.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 
 from tvcli.models import list_weights, load_pretrained
 from tvcli.models.inference import denoise
-from tvcli.train import load_images
+from tvcli.tasks.denoise import load_images
 
 
 def main() -> None:
@@ -30,6 +32,8 @@ def main() -> None:
     torch.set_grad_enabled(False)
     images = load_images(args.data / "val")[:3]
     for w in list_weights():
+        if w.get("sigma") is None and not w.get("sigma_range"):
+            continue  # not a denoiser
         sigma = w["sigma"] if w["sigma"] is not None else w["val_sigma"]  # blind: 25
         model, _ = load_pretrained(w["model"], sigma)
         for i, img in enumerate(images):

@@ -25,13 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run_model(run: Path) -> tuple[torch.nn.Module, dict]:
-    from safetensors.torch import load_file
+    from tvcli.train.checkpoint import load_model_state
 
     meta = json.loads((run / "ckpt.json").read_text())
     cfg = meta["config"]
     model = build_model(cfg["model"], **meta["model_config"])
-    state = load_file(str(run / "ckpt.safetensors"))
-    model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+    model.load_state_dict(load_model_state(run))
     entry = {"sigma": None if cfg.get("sigma_range") else cfg["sigma"],
              "sigma_range": cfg.get("sigma_range"), "model": cfg["model"]}
     return model.eval(), {**entry, "steps": meta["step"]}

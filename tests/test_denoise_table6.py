@@ -1,6 +1,7 @@
 """benchmarks/denoise_table6.py (the paper's Table 6 driver behind
 ``benchmarks/denoise_eval.py --table6``) on tiny synthetic CBSD68 / Kodak24 folders:
-seeded noise, the subset / full-set rows of the DnCNN pair, and the report."""
+seeded noise (the task's, bit for bit as before), the subset / full-set rows of the
+DnCNN pair, and the report; denoise_eval.py shares its scoring without a cycle."""
 
 from __future__ import annotations
 
@@ -16,9 +17,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _module():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # denoise_table6 imports its sibling
     spec = importlib.util.spec_from_file_location("denoise_table6",
                                                   ROOT / "benchmarks" / "denoise_table6.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _eval_module():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("denoise_eval",
+                                                  ROOT / "benchmarks" / "denoise_eval.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -58,6 +67,43 @@ def test_noise_is_seeded_per_set_image_and_sigma(t6) -> None:
     assert float((a - clean).std()) == pytest.approx(25 / 255, rel=0.25)
 
 
+def test_noise_is_the_tasks_add_noise_bit_for_bit() -> None:
+    """Both denoising reports draw their noise with tvcli.tasks.denoise.add_noise and
+    get the very noise they drew before it moved there (seed 1000*sigma + index,
+    + 100000 for Kodak24; float32 on the CPU)."""
+    import torch
+
+    def old(clean, sigma, seed):  # the reports' own code before issue 24
+        gen = torch.Generator().manual_seed(seed)
+        return clean + sigma / 255.0 * torch.randn(clean.shape, generator=gen)
+
+    t6, ev = _module(), _eval_module()
+    clean = torch.rand((3, 12, 10), generator=torch.Generator().manual_seed(7))
+    for sigma in (15, 25, 50):
+        for i in (0, 3, 67):
+            want = old(clean, sigma, 1000 * sigma + i)
+            assert torch.equal(ev.add_noise(clean, float(sigma), i), want)
+            assert torch.equal(t6.noisy_image(clean, "CBSD68", sigma, i, "unclipped"), want)
+            kodak = old(clean, sigma, 1000 * sigma + i + 100000)
+            assert torch.equal(t6.noisy_image(clean, "Kodak24", sigma, i, "unclipped"), kodak)
+            assert torch.equal(t6.noisy_image(clean, "Kodak24", sigma, i, "clipped"),
+                               kodak.clamp(0, 1))
+
+
+def test_the_two_reports_share_one_scoring_and_no_import_cycle() -> None:
+    """denoise_eval.py imports the methods and the scoring from denoise_table6.py,
+    never the other way round (the import cycle of issue 24)."""
+    import ast
+
+    src = (ROOT / "benchmarks" / "denoise_table6.py").read_text()
+    imported = {a.name for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Import)
+                for a in n.names} | {n.module for n in ast.walk(ast.parse(src))
+                                     if isinstance(n, ast.ImportFrom)}
+    assert "denoise_eval" not in imported
+    ev = _eval_module()
+    assert ev.score.__module__ == "denoise_table6" and ev.run_scico.__module__ == "denoise_table6"
+
+
 def test_dncnn_pair_subset_then_full_rows_and_report(t6, tmp_path: Path) -> None:
     root = _sets(tmp_path / "sets")
     js = tmp_path / "t6.json"
@@ -83,11 +129,7 @@ def test_dncnn_pair_subset_then_full_rows_and_report(t6, tmp_path: Path) -> None
 def test_budget_column_covers_the_shipped_denoisers_only() -> None:
     """The report's budget per row comes from weights/manifest.json, which also
     lists classifiers and edge detectors (no sigma): they are skipped, not a crash."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("denoise_eval",
-                                                  ROOT / "benchmarks" / "denoise_eval.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _eval_module()
     from tvcli.models import list_weights
 
     budgets = mod._budgets()

@@ -347,15 +347,28 @@ def test_lam_init_is_honoured_by_every_tv_model(model) -> None:
 
 
 @pytest.mark.slow  # ~20 s: it corrupts 10 images x 14 types x 5 severities
-def test_cls_cifar10c_wrapper_runs(tmp_path) -> None:
+def test_cls_cifar10c_scores_a_tvcli_train_run(tmp_path, capsys) -> None:
+    """The CIFAR-10-C report trains nothing: it scores the arms `tvcli train` left in
+    RUNS/<arm> (the classify task's top1_accuracy) and records their budget."""
     cifar = _cifar(tmp_path / "c")
+    run = tmp_path / "cls" / "allconv-tv-smooth"
+    code, _, err = _run_main(["train", "allconv-tv-smooth", "--data", str(cifar), "--out",
+                              str(run), "--steps", "1", "--batch", "2", "--width", "4",
+                              "--dropout", "0,0", "--threads", "1", "-q"], capsys)
+    assert code == 0, err
     res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cls_cifar10c.py"),
-                          "--data",
-                          str(cifar), "--out", str(tmp_path / "cls"), "--steps", "1",
-                          "--batch", "2", "--width", "4", "--c-per-class", "1",
-                          "--arms", "allconv-tv-smooth"],
+                          "--data", str(cifar), "--out", str(tmp_path / "cls"),
+                          "--c-per-class", "1", "--arms", "allconv-tv-smooth"],
                          capture_output=True, text=True, timeout=600, env=_repo_env())
     assert res.returncode == 0, res.stderr
     r = json.loads((tmp_path / "cls" / "results.json").read_text())["allconv-tv-smooth"]
     assert r["lam_history"]["steps"] == [0, 1] and len(r["lam_history"]["layers"]) == 3
-    assert "gaussian_noise" in r["top1"]
+    assert "gaussian_noise" in r["top1"] and r["steps"] == 1
+    assert (r["budget"]["steps"], r["budget"]["batch"], r["budget"]["width"],
+            r["budget"]["dropout"], r["budget"]["threads"]) == (1, 2, 4, [0.0, 0.0], [1])
+    # an arm not trained yet: one line that says how to train it
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cls_cifar10c.py"),
+                          "--data", str(cifar), "--out", str(tmp_path / "cls"),
+                          "--arms", "allconv"],
+                         capture_output=True, text=True, timeout=600, env=_repo_env())
+    assert res.returncode != 0 and "tvcli train allconv" in res.stderr

@@ -36,7 +36,7 @@ from tvcli.tasks.base import Task, TaskDataError, TaskDefaults, crop_center, rea
 if TYPE_CHECKING:
     from tvcli.train.config import TrainConfig
 
-__all__ = ["EpsTask", "load_eps_pack"]
+__all__ = ["EpsTask", "load_eps_pack", "predict"]
 
 
 class _EpsSet:
@@ -205,6 +205,23 @@ def _load_split(data: Path, split: str, limit: int | None = None) -> list:
     return load_eps_split(data, split, limit=limit)
 
 
+@torch.no_grad()
+def predict(model: nn.Module, photos: list[torch.Tensor], device: torch.device | str = "cpu",
+            amp=None, deadline: float = math.inf) -> list[torch.Tensor]:
+    """The model's outputs on photos (3, H, W) uint8, each (3, H, W) float32 on the
+    CPU clipped to [0, 1]; photos past ``deadline`` skipped (at least one is run).
+    The scoring's forward pass (:func:`_pooled_errors`, ``benchmarks/eps_eval.py``)."""
+    amp = amp or contextlib.nullcontext
+    out = []
+    for x in photos:
+        if out and time.perf_counter() > deadline:
+            break
+        with amp():
+            y = model(x[None].float().div(255.0).to(device))
+        out.append(y[0].float().cpu().clamp(0, 1))
+    return out
+
+
 def _pooled_errors(model: nn.Module, items: list[tuple[torch.Tensor, torch.Tensor]],
                    device: torch.device | str, amp=None, deadline: float = math.inf
                    ) -> tuple[float, float, int]:
@@ -213,14 +230,7 @@ def _pooled_errors(model: nn.Module, items: list[tuple[torch.Tensor, torch.Tenso
     items past ``deadline`` skipped (n says how many were scored)."""
     from tvcli.metrics import pooled_weighted_errors
 
-    amp = amp or contextlib.nullcontext
-    preds, gts = [], []
-    for x, g in items:
-        if preds and time.perf_counter() > deadline:
-            break
-        with amp():
-            y = model(x[None].float().div(255.0).to(device))
-        preds.append(y[0].float().cpu().clamp(0, 1) * 255.0)
-        gts.append(g.float())
+    preds = [y * 255.0 for y in predict(model, [x for x, _ in items], device, amp, deadline)]
+    gts = [g.float() for _, g in items[:len(preds)]]
     wrmse, wmae = pooled_weighted_errors(preds, gts)
     return wrmse, wmae, len(preds)

@@ -7,11 +7,11 @@ plus NaN/Inf rows, lam 0 and 1e300, and small image batches), float32 and
 float64, forward and backward, and compares the saved outputs byte for byte
 (NaN payloads included).
 
-    python benchmarks/compare_builds.py gen /tmp/cmp/inputs.pt
+    python tests/tools/compare_builds.py gen /tmp/cmp/inputs.pt
     # the old build: a copy of the tvcli package holding its _C*.so
-    PYTHONPATH=/tmp/old_pkg python benchmarks/compare_builds.py run /tmp/cmp/inputs.pt old.pt
-    python benchmarks/compare_builds.py run /tmp/cmp/inputs.pt new.pt   # this tree's build
-    python benchmarks/compare_builds.py diff old.pt new.pt              # exit 1 on a difference
+    PYTHONPATH=/tmp/old_pkg python tests/tools/compare_builds.py run /tmp/cmp/inputs.pt old.pt
+    python tests/tools/compare_builds.py run /tmp/cmp/inputs.pt new.pt   # this tree's build
+    python tests/tools/compare_builds.py diff old.pt new.pt              # exit 1 on a difference
 
 Run ``run`` from outside the repository root when PYTHONPATH selects another
 copy of tvcli (the root's tvcli/ would shadow it).
@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tests"))
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, TESTS)  # fuzz_tv1d
 
 
 def gen(path: str) -> None:
