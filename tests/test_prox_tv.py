@@ -220,3 +220,25 @@ def test_backward_aniso_is_region_mean() -> None:
     g = torch.randn(1, 6, 6, dtype=torch.float64)
     (gx2,) = torch.autograd.grad((y2 * g).sum(), x2)
     assert torch.allclose(gx2, g.mean().expand_as(g), atol=1e-14)
+
+
+def test_tvlayer_iso() -> None:
+    """TVLayer(norm="iso") is the isotropic prox per channel with a learnable lam
+    that receives a gradient; sharp mode is 2x - prox; lam 0 is the identity."""
+    from tvcli.nn import TVLayer
+
+    x = torch.rand(2, 3, 8, 9, dtype=torch.float64)
+    layer = TVLayer(3, norm="iso", lam_init=0.05, tol=1e-6).double()
+    y = layer(x)
+    ref = tvcli.prox_tv(x, torch.full((3, 1, 1), 0.05, dtype=torch.float64), norm="iso",
+                        tol=1e-6)
+    assert float((y.detach() - ref).abs().max()) <= 1e-5
+    y.square().sum().backward()
+    assert layer.lam_param.grad is not None and bool(torch.isfinite(layer.lam_param.grad).all())
+    assert bool((layer.lam_param.grad != 0).all())
+    sharp = TVLayer(3, mode="sharp", norm="iso", lam_init=0.05, tol=1e-6).double()
+    assert float((sharp(x).detach() - (2 * x - ref)).abs().max()) <= 1e-5
+    assert torch.equal(layer(x, lam=0.0), x)
+    with pytest.raises(ValueError, match="iso"):
+        TVLayer(3, norm="iso", direction="row")
+    assert "norm='iso'" in repr(layer)
