@@ -86,7 +86,7 @@ class _ProxTvNd(torch.autograd.Function):
         finite_x = torch.isfinite(xd.reshape(b, -1)).all(dim=1)
         inf_w = torch.isinf(flat_w).any(dim=1)
         y = xd.clone()
-        info = torch.zeros(b, 3, dtype=torch.float64)
+        info = torch.zeros(b, 3, dtype=torch.float64, device=xd.device)
         info[:, 2] = 1.0
         todo = ~zero & finite_x
         y[~zero & ~finite_x] = math.nan
@@ -306,7 +306,7 @@ def prox_tv(
     y = yk.reshape(xc.shape).permute(inv).to(x.dtype)
     if not return_info:
         return y
-    info = info.detach()
+    info = info.detach().cpu()
     conv = info[:, 2].bool().reshape(batch_shape)
     return y, TvInfo(
         stop="tol" if bool(conv.all()) else "max_iter",

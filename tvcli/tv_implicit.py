@@ -43,7 +43,7 @@ def _region_labels(edges: list[torch.Tensor]) -> torch.Tensor:
     slice along d). Returns int64 region ids ``0..R-1`` of shape ``(B, *S)``."""
     shape = edges[0].shape
     n = edges[0].numel()
-    lab = torch.arange(n).reshape(shape)
+    lab = torch.arange(n, device=edges[0].device).reshape(shape)
     while True:
         old = lab.clone()
         for d, e in enumerate(edges):

@@ -64,9 +64,9 @@ def solve(
     """
     b = x.shape[0]
     y_out = torch.empty_like(x)
-    iters = torch.zeros(b, dtype=torch.int64)
-    bound = torch.full((b,), math.inf, dtype=torch.float64)
-    idx = torch.arange(b)  # problems still running, as indices into the batch
+    iters = torch.zeros(b, dtype=torch.int64, device=x.device)
+    bound = torch.full((b,), math.inf, dtype=torch.float64, device=x.device)
+    idx = torch.arange(b, device=x.device)  # problems still running (indices into the batch)
     nd = x.dim() - 2
     lip = lipschitz(nd)
     p = x.new_zeros((b, nd, *x.shape[1:]))
