@@ -1,6 +1,7 @@
 """tvcli: fast, exact, differentiable total-variation operators for PyTorch.
 
-Functional API: :func:`prox_tv1d`, :func:`prox_tv2d`, :func:`sharpen_tv1d`,
+Functional API: :func:`prox_tv` (n-D, isotropic / colour / anisotropic, weight
+maps), :func:`prox_tv1d`, :func:`prox_tv2d`, :func:`sharpen_tv1d`,
 :func:`sharpen_tv2d`; modules in :mod:`tvcli.nn`. See README.md for the command line.
 """
 
@@ -18,6 +19,8 @@ _LAZY = {
     "built_backends": "tvcli._extension",
     "SOLVERS": "tvcli.prox",
     "prox_tv1d": "tvcli.prox",
+    "prox_tv": "tvcli.prox_nd",
+    "TvInfo": "tvcli.prox_nd",
     "Tv2dInfo": "tvcli.prox2d",
     "prox_tv2d": "tvcli.prox2d",
     "sharpen_tv1d": "tvcli.prox2d",
@@ -28,7 +31,9 @@ __all__ = [
     "HAS_EXT",
     "SOLVERS",
     "Tv2dInfo",
+    "TvInfo",
     "built_backends",
+    "prox_tv",
     "prox_tv1d",
     "prox_tv2d",
     "sharpen_tv1d",

@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 from tvcli.prox import prox_tv1d
 from tvcli.prox2d import prox_tv2d
+from tvcli.prox_nd import NORMS, prox_tv
 
 __all__ = ["TVLayer", "learned_lams"]
 
@@ -34,7 +35,10 @@ class TVLayer(nn.Module):
 
     where ``prox`` is the 2-D anisotropic TV prox (``direction="2d"``, K proximal-
     Dykstra iterations, paper Alg. 1), or the exact 1-D TV prox along each row
-    (``"row"``: along W) or each column (``"col"``: along H).
+    (``"row"``: along W) or each column (``"col"``: along H). With ``norm="iso"``
+    (``direction="2d"`` only) it is the isotropic TV prox per channel
+    (:func:`tvcli.prox_tv`), converged to a certified RMS error ``tol`` and
+    differentiated implicitly at the solution (``iters`` does not apply).
     ``lam_c = softplus(p_c) > 0`` with a trainable ``p`` (``lam_param``), one per
     channel or one shared by all channels.
 
@@ -55,6 +59,9 @@ class TVLayer(nn.Module):
             parameter; the paper's WSOL use with lam = 1).
         iters: Dykstra iterations for ``direction="2d"`` (paper: 3-4); ``None`` runs
             the converged 2-D prox (``prox_tv2d(..., iters=None)``) instead.
+            Anisotropic only.
+        norm: ``"aniso"`` (the paper's) or ``"iso"`` (isotropic, ``direction="2d"``).
+        tol: ``norm="iso"``: certified RMS error of the prox (units of the input).
 
     Shape:
         input ``(N, C, H, W)``, float32/float64 (half types computed in float32);
@@ -75,8 +82,16 @@ class TVLayer(nn.Module):
         shared_lam: bool = False,
         learn_lam: bool = True,
         iters: int | None = 4,
+        norm: str = "aniso",
+        tol: float = 1e-3,
     ) -> None:
         super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"tvcli: norm must be one of {NORMS}, got {norm!r}")
+        if norm == "iso" and direction != "2d":
+            raise ValueError("tvcli: norm='iso' needs direction='2d'")
+        if not tol > 0:
+            raise ValueError(f"tvcli: tol must be > 0, got {tol!r}")
         if mode not in _MODES:
             raise ValueError(f"tvcli: mode must be one of {_MODES}, got {mode!r}")
         if direction not in _DIRECTIONS:
@@ -100,6 +115,8 @@ class TVLayer(nn.Module):
         self.shared_lam = bool(shared_lam)
         self.learn_lam = bool(learn_lam)
         self.iters = None if iters is None else int(iters)
+        self.norm = norm
+        self.tol = float(tol)
         n = 1 if self.shared_lam else self.num_channels
         if self.learn_lam:
             self.lam_param = nn.Parameter(torch.full((n,), _inverse_softplus(lam_init)))
@@ -134,7 +151,9 @@ class TVLayer(nn.Module):
         lam_t: float | torch.Tensor = self.lam if lam is None else lam
         if isinstance(lam_t, torch.Tensor) and lam_t.dim() == 1:
             lam_t = lam_t.reshape(-1, 1, 1)  # (C,) or (1,) -> per channel over H, W
-        if self.direction == "2d":
+        if self.norm == "iso":
+            y = prox_tv(x, lam_t, (-2, -1), norm="iso", tol=self.tol)
+        elif self.direction == "2d":
             y = prox_tv2d(x, lam_t, (-2, -1), iters=self.iters)
         else:
             y = prox_tv1d(x, lam_t, -1 if self.direction == "row" else -2)
@@ -147,6 +166,7 @@ class TVLayer(nn.Module):
             f"num_channels={self.num_channels}, mode={self.mode!r}, "
             f"direction={self.direction!r}, lam_init={self.lam_init}, "
             f"shared_lam={self.shared_lam}, learn_lam={self.learn_lam}, iters={self.iters}"
+            + (f", norm='iso', tol={self.tol}" if self.norm == "iso" else "")
         )
 
 

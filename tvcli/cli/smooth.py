@@ -130,6 +130,8 @@ def run_filter(
     quiet: bool,
     shard: str | None = None,
     summary: str | None = None,
+    tv: str = "aniso",
+    color: str = "separate",
 ) -> int:
     """Checks the options, plans the jobs, runs them (this ``shard``'s share, see
     :mod:`tvcli.cli.shard`); returns the exit status."""
@@ -147,6 +149,16 @@ def run_filter(
     if mode != "2d" and (iters is not None or tol is not None or max_iter is not None):
         raise CLIError("--iters, --tol and --max-iter apply to --mode 2d only "
                        "(rows and cols are exact)")
+    if tv not in ("aniso", "iso"):
+        raise CLIError(f"--tv must be aniso or iso, got {tv!r}")
+    if color not in ("separate", "joint"):
+        raise CLIError(f"--color must be separate or joint, got {color!r}")
+    if tv == "iso" and (mode != "2d" or iters is not None):
+        raise CLIError("--tv iso is a converged 2-D operator: not with --mode rows/cols "
+                       "or --iters")
+    if color == "joint" and tv != "iso":
+        raise CLIError("--color joint needs --tv iso (anisotropic TV has no channel "
+                       "coupling)")
     if bit_depth not in _DTYPE_OF_DEPTH:
         raise CLIError(f"--bit-depth must be keep, 8, 16 or float, got {bit_depth!r}")
     if as_json and output == "-":
@@ -183,7 +195,8 @@ def run_filter(
                            "its own inner 1-D solver")
     settings = FilterSettings(operation, lam, mode, iters,
                               DEFAULT_TOL if tol is None else tol,
-                              DEFAULT_MAX_ITER if max_iter is None else max_iter, solver, dev)
+                              DEFAULT_MAX_ITER if max_iter is None else max_iter, solver, dev,
+                              tv, color)
     dtype = _DTYPE_OF_DEPTH[bit_depth]
     return run_batch(operation, inputs, jobs, lambda job: process_job(job, settings, dtype),
                      shard=shard_spec, summary=summary, as_json=as_json, quiet=quiet,
@@ -289,10 +302,15 @@ def _register(operation: str, summary: str) -> None:
         shard: str = typer.Option(None, "--shard", metavar="K/N|auto", help=SHARD_HELP),
         summary: str = typer.Option(None, "--summary", metavar="FILE.json",
                                     help=SUMMARY_HELP),
+        tv: str = typer.Option("aniso", "--tv", help="2d: aniso (the paper's, per channel) "
+                                                     "or iso (isotropic: round shapes)."),
+        color: str = typer.Option("separate", "--color",
+                                  help="With --tv iso: separate (each channel alone) or "
+                                       "joint (colour TV: edges line up across channels)."),
     ) -> None:
         code = run_filter(operation, inputs, output, lam, mode, iters, tol, max_iter, solver,
                           device, threads, bit_depth, recursive, overwrite, skip_existing,
-                          compare, compare_out, as_json, quiet, shard, summary)
+                          compare, compare_out, as_json, quiet, shard, summary, tv, color)
         if code:
             raise typer.Exit(code)
 

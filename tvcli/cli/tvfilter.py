@@ -35,6 +35,8 @@ class FilterSettings:
     max_iter: int | None = None
     solver: str = "direct"
     device: str = "cpu"
+    tv: str = "aniso"
+    color: str = "separate"
 
 
 def has_prox_tv2d() -> bool:
@@ -87,6 +89,13 @@ def _prox(x, settings: FilterSettings):
         return tvcli.prox_tv1d(x, lam, dim=-2, solver=settings.solver), {}
     if settings.mode != "2d":
         raise ValueError(f"unknown mode {settings.mode!r}; expected one of {MODES}")
+    if settings.tv == "iso":
+        # Isotropic TV (tvcli.prox_tv); --color joint: one norm over the channels.
+        joint = settings.color == "joint" and x.shape[0] > 1
+        y, info = tvcli.prox_tv(x, lam, norm="iso", channel_dim=0 if joint else None,
+                                tol=settings.tol, max_iter=settings.max_iter or 5000,
+                                return_info=True)
+        return y, _summarize_info(info)
     prox_tv2d = tvcli.prox_tv2d
     kwargs: dict = {"iters": settings.iters, "tol": settings.tol, "return_info": True}
     if settings.max_iter is not None:
@@ -129,7 +138,8 @@ def filter_image(
 ) -> tuple[np.ndarray, dict]:
     """Smooths or sharpens the colour channels of a float32 (H, W, C) image.
 
-    Each colour channel is filtered on its own; an alpha channel (C = 2 or 4)
+    Each colour channel is filtered on its own (``settings.color == "joint"``: the
+    colour channels together, colour TV); an alpha channel (C = 2 or 4)
     is copied through untouched. Sharpening is ``2 x - prox(x)`` (paper eq. 4);
     both are the identity at lam = 0. ``status`` is called with a short phrase
     before each solver call (which channel, iterations so far), for a live
@@ -154,7 +164,9 @@ def filter_image(
     # Large images: one channel at a time, so that the solver's temporaries scale with
     # one channel (a 24-megapixel RGB photo: ~1 GB less peak memory in 2-D mode).
     # Channels are independent problems, so the results are the same either way.
-    group = color if img.shape[0] * img.shape[1] * color <= _BATCH_SAMPLES else 1
+    # Colour TV (--color joint) couples the channels: always one call.
+    group = color if (img.shape[0] * img.shape[1] * color <= _BATCH_SAMPLES
+                      or settings.color == "joint") else 1
     with torch.inference_mode():
         for c0 in range(0, color, group):
             if status is not None:
