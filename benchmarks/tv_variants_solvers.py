@@ -3,7 +3,7 @@
 Runs FGP (FISTA on the dual) and Chambolle-Pock (Algorithm 2, accelerated) of
 tvcli.tv_nd_solvers on one noisy photo and prints, per solver and target, the
 iterations and seconds until the certified RMS error bound sqrt(2 gap / n) is
-below the target. Usage: python docs/tv_variants_solvers.py [image] [--size 256]
+below the target. Usage: python benchmarks/tv_variants_solvers.py [image] [--size 256]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Convergence curves of 2-D TV prox solvers: max-abs error vs wall time.
 
-    PYTHONPATH=. python docs/convergence_2d.py  [--out docs/convergence_2d.png]
-    PYTHONPATH=. python docs/convergence_2d.py --replot docs/convergence_2d.json
+    PYTHONPATH=. python benchmarks/convergence_2d.py  [--out docs/convergence_2d.png]
+    PYTHONPATH=. python benchmarks/convergence_2d.py --replot docs/convergence_2d.json
 
 Image: scikit-image's 512 x 512 ``camera`` in [0, 1] (float32), lam = 0.1.
 Reference: tvcli converged mode in float64 to a certified RMS bound of 1e-9

@@ -1,7 +1,7 @@
 """Forward vs backward time of the isotropic prox (tvcli.prox_tv, norm="iso") on a
 batch of layer-like activations (docs/tv_variants.md).
 
-Usage: python docs/tv_variants_backward.py [--shape 8,16,32,32] [--lam 0.05]
+Usage: python benchmarks/tv_variants_backward.py [--shape 8,16,32,32] [--lam 0.05]
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ scikit-image's n-D denoise_tv_chambolle on a noisy piecewise-constant volume,
 interleaved, one thread each (docs/tv_variants.md). Prints seconds and the RMS error
 against tvcli run to a certified 1e-6.
 
-Usage: python docs/tv_variants_volume.py [--size 48] [--lam 0.1]
+Usage: python benchmarks/tv_variants_volume.py [--size 48] [--lam 0.1]
 """
 
 from __future__ import annotations

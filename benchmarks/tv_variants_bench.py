@@ -4,7 +4,7 @@ on one noisy colour photo, interleaved in one run, one thread each
 result against the exact prox (tvcli run to a certified --ref-tol, default 1e-6;
 errors below it are not resolved).
 
-Usage: python docs/tv_variants_bench.py [image] [--size 256] [--lam 0.1]
+Usage: python benchmarks/tv_variants_bench.py [image] [--size 256] [--lam 0.1]
 """
 
 from __future__ import annotations
