@@ -54,6 +54,66 @@ def _root(
     """
 
 
+def unwrap_help(text: str) -> str:
+    """Joins the lines of each paragraph of a help text into one line.
+
+    Typer's "rich" markup mode keeps a docstring's single newlines, so a
+    paragraph wrapped at 90 columns in the source was shown broken mid-sentence
+    on an 80-column terminal (and in ``tvcli --help``'s command list); one line
+    per paragraph lets rich wrap it to the terminal. Paragraphs that start with
+    Click's ``\\b`` marker keep their lines.
+    """
+    import inspect
+
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(
+        line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+def tidy_help(typer_app: typer.Typer) -> None:
+    """Unwraps the help of every command and sub-group of ``typer_app``
+    (:func:`unwrap_help`), taken from its ``help=`` or its docstring."""
+    for info in typer_app.registered_commands:
+        doc = info.help or (info.callback.__doc__ if info.callback else None)
+        if doc:
+            info.help = unwrap_help(doc)
+    for group in typer_app.registered_groups:
+        sub = group.typer_instance
+        if sub is not None:
+            tidy_help(sub)
+            doc = group.help or sub.info.help
+            if isinstance(doc, str) and doc:
+                group.help = unwrap_help(doc)
+
+
+def _hide_flag_metavar() -> None:
+    """Boolean flags take no value: show no ``<bool>`` type beside them in --help.
+
+    Typer 0.2x prints a ``<bool>`` type column for flags (``--json <bool>``),
+    which reads as if the flag took a value. Typer has no public switch for it,
+    so its option class is patched here (skipped if that class changes).
+    """
+    try:
+        from typer import core
+    except ImportError:
+        return
+    option = getattr(core, "TyperOption", None)
+    original = getattr(option, "display_type_rich", None)
+    if original is None or getattr(original, "_tvcli_patched", False):
+        return
+
+    def display_type_rich(self, ctx):
+        if getattr(self, "is_bool_flag", False) and self.metavar is None:
+            return None
+        return original(self, ctx)
+
+    display_type_rich._tvcli_patched = True  # type: ignore[attr-defined]
+    option.display_type_rich = display_type_rich
+
+
+_hide_flag_metavar()
+
+
 def warn(message: str) -> None:
     """Prints ``tvcli: warning: MESSAGE`` on stderr (one line)."""
     print(f"tvcli: warning: {message}", file=sys.stderr, flush=True)

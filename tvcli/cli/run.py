@@ -79,7 +79,8 @@ def warn_untrained_sigma(model_name: str, entry: dict, sigma: float) -> None:
              f"({lo_hi[0]:g}-{lo_hi[1]:g}); its output may be poor")
 
 
-@app.command("run")
+@app.command("run", short_help="Denoise, smooth (edge-preserving), detect edges in or "
+                                  "classify images with a learned model (see `tvcli models`).")
 def run_cmd(
     model_name: str = typer.Argument(..., metavar="MODEL",
                                      help="A learned model (see `tvcli models`): dncnn-tv, "
@@ -130,7 +131,7 @@ def run_cmd(
     input, other sizes resized).
 
     Examples:  tvcli run dncnn-tv noisy.png --sigma 25   |
-    tvcli run dncnn-tv photos/ -o clean/ --sigma 50   |
+    tvcli run ffdnet-tv photos/ -o clean/ --sigma 50   |
     tvcli run dncnn-tv clean.png --add-noise 25 --compare   |
     tvcli run eps-tv photos/ -o smooth/   |
     tvcli run dexined-tv photos/ -o edges/ --bits 16

@@ -258,12 +258,12 @@ def _register(operation: str, summary: str) -> None:
                                          "layer) instead of converging. 2d only."),
         tol: float = typer.Option(
             None, "--tol", min=0.0, help="Converged 2-D mode: stop when the certified RMS error "
-                                         "is below this, in [0, 1] units [default: "
+                                         "is below this, in [0, 1] units (default "
                                          f"{DEFAULT_TOL:g}: invisible at 8 bits; use 1e-4 or "
-                                         "less for 16-bit precision]."),
+                                         "less for 16-bit precision)."),
         max_iter: int = typer.Option(None, "--max-iter", min=1,
                                      help="Cap on 2-D iterations when converging "
-                                          f"[default: {DEFAULT_MAX_ITER}]."),
+                                          f"(default {DEFAULT_MAX_ITER})."),
         solver: str = typer.Option("direct", "--solver",
                                    help="1-D solver for rows / cols: direct or pn."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
