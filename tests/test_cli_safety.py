@@ -211,10 +211,14 @@ def test_models_piped_lists_full_names():
     assert rows[0][0] == "model" and {r[0] for r in rows[1:]} == set(MODELS)
 
 
-def test_sigma_outside_a_blind_models_range_warns(photos, tmp_path):
+def test_sigma_outside_a_blind_models_range_is_refused_or_warned_with_force(photos, tmp_path):
+    # issue 27: refused without --force (tests/test_cli_surprises.py), warned with it
     res = tvcli_proc("run", "ffdnet", photos / "b.png", "-o", tmp_path / "o.png", "--sigma", "80")
+    assert res.returncode == 2 and not (tmp_path / "o.png").exists()
+    res = tvcli_proc("run", "ffdnet", photos / "b.png", "-o", tmp_path / "o.png", "--sigma", "80",
+                     "--force")
     assert res.returncode == 0, res.stderr
-    assert "warning: --sigma 80 lies outside the range ffdnet was trained on (0-55)" in \
+    assert "warning: --sigma 80 is outside what ffdnet was trained for (sigma 0-55" in \
         res.stderr.decode()
     res = tvcli_proc("run", "ffdnet", photos / "b.png", "-o", tmp_path / "p.png", "--sigma", "30")
     assert res.returncode == 0 and b"warning" not in res.stderr

@@ -1,0 +1,88 @@
+"""Issue 27: the command line without silent surprises.
+
+Thread counts beyond the machine, animated PNG / WebP, tvcli's own outputs in
+a folder run, a denoiser run at a noise level it was not trained for, and a
+write cut by a closed pipe: each is refused or handled with one clear line.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tvcli import io
+from tvcli.cli import app
+from tvcli.cli._app import CLIError
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples" / "images"
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=True)
+
+
+def tvcli_proc(*args, stdout=subprocess.PIPE, env=None, timeout=120):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "tvcli", *map(str, args)], stdout=stdout,
+                          stderr=subprocess.PIPE, env=env, timeout=timeout)
+
+
+def error_line(res) -> str:
+    """The CLIError message of a CliRunner result ('' if it did not stop with one)."""
+    if isinstance(res.exception, CLIError):
+        return str(res.exception)
+    return ""
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    """A small 8-bit RGB photograph."""
+    astro, _ = io.read_image(EXAMPLES / "astronaut.png")
+    path = tmp_path / "photo.png"
+    io.write_image(path, astro[:40, 60:100], dtype="uint8")
+    return path
+
+
+# ---------------------------------------------------------------- 4: trained sigma
+
+def test_sigma_outside_a_fixed_sigma_model_is_refused_naming_the_covering_model(
+        photo, tmp_path):
+    out = tmp_path / "o.png"
+    res = invoke("run", "dncnn-tv", photo, "-o", out, "--sigma", "50", "--tile", "0")
+    msg = error_line(res)
+    assert "outside what dncnn-tv was trained for (sigma 25" in msg, res.output
+    assert "use ffdnet-tv (sigma 0-55)" in msg and "--force" in msg
+    assert "\n" not in msg and not out.exists()
+    res = invoke("run", "dncnn", photo, "-o", out, "--add-noise", "10", "--tile", "0")
+    assert "use ffdnet (sigma 0-55)" in error_line(res)  # a plain model gets a plain one
+
+
+def test_force_runs_it_with_a_warning(photo, tmp_path):
+    out = tmp_path / "o.png"
+    res = tvcli_proc("run", "dncnn-tv", photo, "-o", out, "--sigma", "50", "--tile", "0",
+                     "--force")
+    assert res.returncode == 0, res.stderr
+    err = res.stderr.decode()
+    assert "warning: --sigma 50 is outside what dncnn-tv was trained for" in err
+    assert out.exists()
+
+
+def test_sigma_no_shipped_model_covers(photo, tmp_path):
+    res = invoke("run", "ffdnet", photo, "-o", tmp_path / "o.png", "--sigma", "80")
+    msg = error_line(res)
+    assert "outside what ffdnet was trained for (sigma 0-55" in msg
+    assert "no shipped model is trained for it" in msg
+
+
+def test_sigma_inside_the_trained_range_runs_quietly(photo, tmp_path):
+    for model, sigma in (("dncnn-tv", "25"), ("ffdnet-tv", "30")):
+        res = tvcli_proc("run", model, photo, "-o", tmp_path / f"{model}.png", "--sigma",
+                         sigma, "--tile", "0", "-q")
+        assert res.returncode == 0 and b"warning" not in res.stderr, res.stderr
