@@ -86,3 +86,43 @@ def test_sigma_inside_the_trained_range_runs_quietly(photo, tmp_path):
         res = tvcli_proc("run", model, photo, "-o", tmp_path / f"{model}.png", "--sigma",
                          sigma, "--tile", "0", "-q")
         assert res.returncode == 0 and b"warning" not in res.stderr, res.stderr
+
+
+# ---------------------------------------------------------------- 3: own outputs
+
+def test_folder_run_skips_tvclis_own_outputs_and_says_so(photo, tmp_path, capsys):
+    folder = photo.parent
+    res = tvcli_proc("smooth", photo, "--mode", "rows", "--compare")  # the README's first line
+    assert res.returncode == 0, res.stderr
+    assert {p.name for p in folder.iterdir()} == {"photo.png", "photo.smooth.png",
+                                                   "photo.smooth.compare.png"}
+    (folder / "photo.dncnn-tv.png").write_bytes(photo.read_bytes())  # a `tvcli run` output
+    out = tmp_path.parent / f"{tmp_path.name}-out"
+    res = tvcli_proc("smooth", folder, "-o", out, "--mode", "rows")
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["photo.png"]  # the photo only
+    err = res.stderr.decode()
+    assert "skipped 3 files in folder inputs named like tvcli outputs" in err, err
+    assert "--include-outputs" in err and len(err.strip().splitlines()) == 1
+    res = tvcli_proc("smooth", folder, "-o", out, "--mode", "rows", "--include-outputs",
+                     "--skip-existing")
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "photo.dncnn-tv.png", "photo.png", "photo.smooth.compare.png", "photo.smooth.png"]
+    assert b"skipped" not in res.stderr
+
+
+def test_own_outputs_named_on_the_command_line_are_processed(photo, tmp_path):
+    named = photo.with_name("photo.sharpen.png")
+    named.write_bytes(photo.read_bytes())
+    res = invoke("smooth", named, "-o", tmp_path / "o.png", "--mode", "rows")
+    assert res.exit_code == 0, res.output and (tmp_path / "o.png").exists()
+
+
+def test_folder_of_only_outputs_says_why_nothing_was_found(photo, tmp_path):
+    only = tmp_path / "only"
+    only.mkdir()
+    (only / "a.smooth.png").write_bytes(photo.read_bytes())
+    res = tvcli_proc("run", "eps", only, "-o", tmp_path / "o")
+    assert res.returncode == 1
+    assert "only 1 named like tvcli outputs; use --include-outputs" in res.stderr.decode()

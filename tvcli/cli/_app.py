@@ -21,6 +21,11 @@ METADATA_NOTE = ("Outputs keep bit depth, alpha, ICC profile, DPI and EXIF where
                  "can hold them; not kept: XMP/IPTC, PNG text and gamma chunks, EXIF in "
                  "TIFF/BMP, ICC in BMP, DPI in WebP (docs/cli.md, I/O guarantees).")
 
+#: ``--include-outputs`` of the commands that run over folders.
+INCLUDE_OUTPUTS_HELP = ("Also process files in folder inputs named like tvcli's outputs "
+                        "(NAME.smooth.EXT, NAME.sharpen.EXT, NAME.compare.EXT, "
+                        "NAME.MODEL.EXT), which are skipped by default.")
+
 #: Set by :func:`main` for ``--debug``: batch commands then print the traceback of
 #: each failed file as well as its one-line error.
 DEBUG = False

@@ -13,7 +13,7 @@ import zlib
 
 import typer
 
-from tvcli.cli._app import CLIError, app
+from tvcli.cli._app import INCLUDE_OUTPUTS_HELP, CLIError, app
 from tvcli.cli.shard import SHARD_HELP, SUMMARY_HELP
 
 
@@ -159,6 +159,8 @@ def run_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print errors only."),
     shard: str = typer.Option(None, "--shard", metavar="K/N|auto", help=SHARD_HELP),
     summary: str = typer.Option(None, "--summary", metavar="FILE.json", help=SUMMARY_HELP),
+    include_outputs: bool = typer.Option(False, "--include-outputs",
+                                         help=INCLUDE_OUTPUTS_HELP),
     force: bool = typer.Option(False, "--force",
                                help="Run a denoiser even at a --sigma outside the noise "
                                     "levels its weights were trained for (with a warning)."),
@@ -221,6 +223,7 @@ def run_cmd(
         raise CLIError("--add-noise and --compare are for denoisers, not edge models")
     if add_noise is not None:
         sigma = add_noise
+    skipped: list[str] = []
     try:
         summary_file = summary_path(summary, shard_spec)
         jobs = batch.plan_jobs(inputs, output, model_name, recursive=recursive,
@@ -228,10 +231,12 @@ def run_cmd(
                                compare=compare,
                                extra_outputs=[summary_file] if summary_file else (),
                                owns=owner_filter(inputs, shard_spec),
-                               force_ext=".png" if edge else None)
+                               force_ext=".png" if edge else None,
+                               include_outputs=include_outputs, skipped_outputs=skipped)
         batch.refuse_binary_to_terminal(jobs)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
+    batch.note_skipped_outputs(skipped, quiet)
     if not edge:  # before any work: weights trained for another noise level
         from tvcli.models.registry import find_weights, list_weights
 

@@ -13,7 +13,7 @@ import time
 
 import typer
 
-from tvcli.cli._app import METADATA_NOTE, CLIError, app
+from tvcli.cli._app import INCLUDE_OUTPUTS_HELP, METADATA_NOTE, CLIError, app
 from tvcli.cli.shard import (
     SHARD_HELP,
     SUMMARY_HELP,
@@ -130,6 +130,7 @@ def run_filter(
     quiet: bool,
     shard: str | None = None,
     summary: str | None = None,
+    include_outputs: bool = False,
 ) -> int:
     """Checks the options, plans the jobs, runs them (this ``shard``'s share, see
     :mod:`tvcli.cli.shard`); returns the exit status."""
@@ -155,18 +156,21 @@ def run_filter(
     from tvcli.cli import batch
     from tvcli.cli.tvfilter import FilterSettings, has_prox_tv2d
 
+    skipped: list[str] = []
     try:
         summary_file = summary_path(summary, shard_spec)
         jobs = batch.plan_jobs(
             inputs, output, operation, recursive=recursive, overwrite=overwrite,
             skip_existing=skip_existing, compare=compare, compare_out=compare_out,
             extra_outputs=[summary_file] if summary_file else (),
-            owns=owner_filter(inputs, shard_spec))
+            owns=owner_filter(inputs, shard_spec), include_outputs=include_outputs,
+            skipped_outputs=skipped)
         batch.refuse_binary_to_terminal(jobs)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     if any(j.target == batch.STDIO for j in jobs) and as_json:
         raise CLIError("--json cannot be used when the image goes to stdout; give -o FILE")
+    batch.note_skipped_outputs(skipped, quiet)
 
     import torch
 
@@ -289,10 +293,13 @@ def _register(operation: str, summary: str) -> None:
         shard: str = typer.Option(None, "--shard", metavar="K/N|auto", help=SHARD_HELP),
         summary: str = typer.Option(None, "--summary", metavar="FILE.json",
                                     help=SUMMARY_HELP),
+        include_outputs: bool = typer.Option(False, "--include-outputs",
+                                             help=INCLUDE_OUTPUTS_HELP),
     ) -> None:
         code = run_filter(operation, inputs, output, lam, mode, iters, tol, max_iter, solver,
                           device, threads, bit_depth, recursive, overwrite, skip_existing,
-                          compare, compare_out, as_json, quiet, shard, summary)
+                          compare, compare_out, as_json, quiet, shard, summary,
+                          include_outputs)
         if code:
             raise typer.Exit(code)
 
