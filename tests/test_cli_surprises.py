@@ -126,3 +126,91 @@ def test_folder_of_only_outputs_says_why_nothing_was_found(photo, tmp_path):
     res = tvcli_proc("run", "eps", only, "-o", tmp_path / "o")
     assert res.returncode == 1
     assert "only 1 named like tvcli outputs; use --include-outputs" in res.stderr.decode()
+
+
+# ---------------------------------------------------------------- 1: thread counts
+
+HUGE = "100000"  # torch accepts it; OpenMP then segfaulted (exit 139, no message)
+
+
+@pytest.mark.parametrize("args", [
+    ["smooth", "{photo}", "-o", "{out}", "--threads", HUGE],
+    ["sharpen", "{photo}", "-o", "{out}", "-j", HUGE, "--mode", "rows"],
+    ["run", "dncnn-tv", "{photo}", "-o", "{out}", "--tile", "0", "-j", HUGE],
+    ["run", "allconv", "{photo}", "--threads", HUGE],
+])
+def test_huge_thread_count_is_clamped_with_one_line(photo, tmp_path, args):
+    from tvcli.threads import max_threads
+
+    out = tmp_path / "o.png"
+    res = tvcli_proc(*[a.format(photo=photo, out=out) for a in args])
+    assert res.returncode == 0, (res.returncode, res.stderr[-500:])
+    warning = [line for line in res.stderr.decode().splitlines() if "warning" in line]
+    assert len(warning) == 1, res.stderr
+    assert f"--threads {HUGE} threads is more than this machine's sensible maximum of " \
+           f"{max_threads()}" in warning[0]
+
+
+@pytest.fixture
+def torch_threads_restored():
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_train_clamps_before_training(monkeypatch, capsys, torch_threads_restored):
+    import torch
+
+    import tvcli.train
+    import tvcli.train_setup
+    from tvcli.threads import max_threads
+
+    seen = {}
+
+    def fake_train(cfg, progress=True):  # stands in for a training run
+        seen["threads"] = torch.get_num_threads()
+        raise ValueError("stopped by the test")
+
+    monkeypatch.setattr(tvcli.train_setup, "make_config", lambda *a, **k: object())
+    monkeypatch.setattr(tvcli.train, "train", fake_train)
+    res = invoke("train", "dncnn", "--data", "x", "--threads", HUGE)
+    assert "stopped by the test" in error_line(res)
+    assert seen["threads"] == max_threads()
+    assert "sensible maximum" in res.output
+
+
+def test_bench_clamps_before_timing(monkeypatch, torch_threads_restored):
+    from tvcli.bench import suite
+    from tvcli.threads import max_threads
+
+    seen = {}
+
+    def fake_run(**kwargs):
+        import torch
+
+        seen["threads"] = torch.get_num_threads()
+        return {}
+
+    monkeypatch.setattr(suite, "run", fake_run)
+    monkeypatch.setattr(suite, "print_report", lambda result: None)
+    res = invoke("bench", "--threads", HUGE, "--no-peers")
+    assert res.exit_code == 0, res.output
+    assert seen["threads"] == max_threads() and "sensible maximum" in res.output
+
+
+def test_python_api_clamps_with_a_warning():
+    code = ("import warnings, torch, tvcli\n"
+            "from tvcli.threads import max_threads\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always')\n"
+            "    n = tvcli.set_num_threads(100000)\n"
+            "assert n == max_threads() == torch.get_num_threads(), n\n"
+            "assert len(w) == 1 and 'sensible maximum' in str(w[0].message)\n"
+            "y = tvcli.prox_tv2d(torch.rand(3, 32, 32), 0.1)\n"
+            "assert tvcli.set_num_threads(1) == 1\n"
+            "print('ok')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0 and res.stdout.strip() == b"ok", res.stderr[-800:]

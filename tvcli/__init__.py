@@ -22,6 +22,7 @@ _LAZY = {
     "prox_tv2d": "tvcli.prox2d",
     "sharpen_tv1d": "tvcli.prox2d",
     "sharpen_tv2d": "tvcli.prox2d",
+    "set_num_threads": "tvcli.threads",
 }
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "built_backends",
     "prox_tv1d",
     "prox_tv2d",
+    "set_num_threads",
     "sharpen_tv1d",
     "sharpen_tv2d",
     "__version__",

@@ -124,6 +124,26 @@ def warn(message: str) -> None:
     print(f"tvcli: warning: {message}", file=sys.stderr, flush=True)
 
 
+def apply_threads(threads: int | None) -> int | None:
+    """``--threads N`` of any command: sets torch's CPU threads, clamped to the
+    machine's sensible maximum (:func:`tvcli.threads.max_threads`) with one warning
+    line; returns the count set (None: torch's default is left alone)."""
+    if threads is None:
+        return None
+    from tvcli.threads import clamp_threads
+
+    try:
+        used, reason = clamp_threads(threads)
+    except ValueError:
+        raise CLIError(f"--threads must be an integer >= 1, got {threads!r}") from None
+    if reason is not None:
+        warn(f"--threads {reason}")
+    import torch
+
+    torch.set_num_threads(used)
+    return used
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point. ``--debug`` anywhere shows full tracebacks.
 

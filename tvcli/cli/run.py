@@ -13,7 +13,7 @@ import zlib
 
 import typer
 
-from tvcli.cli._app import INCLUDE_OUTPUTS_HELP, CLIError, app
+from tvcli.cli._app import INCLUDE_OUTPUTS_HELP, CLIError, app, apply_threads
 from tvcli.cli.shard import SHARD_HELP, SUMMARY_HELP
 
 
@@ -245,10 +245,7 @@ def run_cmd(
                                 force=force, shipped=list_weights())
         except (WeightsError, OSError) as exc:
             raise CLIError(str(exc)) from None
-    import torch
-
-    if threads is not None:
-        torch.set_num_threads(threads)
+    apply_threads(threads)
     dev = resolve_device(device)
     try:
         model, entry = load_pretrained(model_name, None if edge else sigma, device=dev)

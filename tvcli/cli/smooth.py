@@ -13,7 +13,7 @@ import time
 
 import typer
 
-from tvcli.cli._app import INCLUDE_OUTPUTS_HELP, METADATA_NOTE, CLIError, app
+from tvcli.cli._app import INCLUDE_OUTPUTS_HELP, METADATA_NOTE, CLIError, app, apply_threads
 from tvcli.cli.shard import (
     SHARD_HELP,
     SUMMARY_HELP,
@@ -172,10 +172,7 @@ def run_filter(
         raise CLIError("--json cannot be used when the image goes to stdout; give -o FILE")
     batch.note_skipped_outputs(skipped, quiet)
 
-    import torch
-
-    if threads is not None:
-        torch.set_num_threads(threads)
+    apply_threads(threads)
     dev = resolve_device(device, ops_for_mode(mode, iters))
     if mode == "2d" and not has_prox_tv2d():
         raise CLIError("--mode 2d needs tvcli.prox_tv2d, which this build lacks; "
