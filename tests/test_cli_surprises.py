@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -214,3 +215,40 @@ def test_python_api_clamps_with_a_warning():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert res.returncode == 0 and res.stdout.strip() == b"ok", res.stderr[-800:]
+
+
+# ---------------------------------------------------------------- 6: closed pipe
+
+def _cut_after(args: list[str], nbytes: int) -> tuple[int, bytes]:
+    """Runs tvcli with stdout to a pipe whose reader closes it after ``nbytes``
+    (as `... | head -c N` does); returns (exit status, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-m", "tvcli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    head = proc.stdout.read(nbytes)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert len(head) == nbytes
+    return proc.returncode, err
+
+
+def test_image_to_a_closed_pipe_exits_non_zero_quietly(tmp_path):
+    rng = np.random.default_rng(0)
+    big = tmp_path / "noise.png"  # ~0.5 MB of PNG: more than a pipe's 64 KiB buffer
+    io.write_image(big, rng.random((400, 400, 3)).astype(np.float32), dtype="uint8")
+    code, err = _cut_after(["smooth", str(big), "-o", "-", "--mode", "rows"], 10)
+    assert code == 141, (code, err)  # as `cat` killed by SIGPIPE
+    assert err == b"", err
+
+
+def test_result_lines_to_a_closed_pipe_exit_non_zero_quietly(photo, tmp_path):
+    """(Already so before issue 27: Click turns EPIPE into a quiet exit 1; kept
+    as a guard next to the image case.)"""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(40):
+        (folder / f"p{i:02d}.png").write_bytes(photo.read_bytes())
+    code, err = _cut_after(["smooth", str(folder), "-o", str(tmp_path / "out"), "--mode",
+                            "rows", "--json"], 10)
+    assert code in (1, 141), (code, err)
+    assert b"Traceback" not in err and b"Broken pipe" not in err, err

@@ -39,6 +39,53 @@ class CLIError(Exception):
         self.code = code
 
 
+#: Exit status for output cut by a closed pipe: what a shell reports for a
+#: command killed by SIGPIPE (128 + 13), as `cat` is in `cat big | head -c 10`.
+EXIT_PIPE = 141
+
+
+class StdoutClosed(Exception):
+    """The reader of stdout went away (a closed pipe) while tvcli was writing to it.
+
+    Not an OSError on purpose: batch runners treat OSError as one failed file and
+    go on, but nothing more can be written once stdout is gone, so :func:`main`
+    ends the run quietly with :data:`EXIT_PIPE`.
+    """
+
+
+def write_stdout(data: bytes) -> None:
+    """Writes ``data`` to the binary stdout completely, then flushes.
+
+    ``sys.stdout.buffer.write`` can return after a partial write when the reader
+    closes the pipe (it wrote 64 KiB of a 6 MB PNG and returned 65536, with no
+    error), so the count is checked; a closed pipe raises :class:`StdoutClosed`.
+    """
+    out = sys.stdout.buffer
+    view = memoryview(data)
+    try:
+        while view.nbytes:
+            n = out.write(view)
+            if not n:  # None (would block) or 0: no progress is possible
+                raise BrokenPipeError("stdout accepted no more data")
+            view = view[n:]
+        out.flush()
+    except BrokenPipeError:
+        raise StdoutClosed from None
+
+
+def _quiet_exit_on_closed_stdout() -> None:
+    """Points stdout at /dev/null (so that the interpreter's final flush cannot
+    print 'Exception ignored ... BrokenPipeError') and exits with EXIT_PIPE."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    sys.exit(EXIT_PIPE)
+
+
 def _print_version(value: bool) -> None:
     """``--version``: prints ``tvcli X.Y.Z`` and exits (imports no torch)."""
     if value:
@@ -176,6 +223,10 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         print("tvcli: interrupted", file=sys.stderr)
         sys.exit(130)
+    except (StdoutClosed, BrokenPipeError):
+        # stdout's reader is gone (`tvcli smooth a.png -o - | head -c 10`): like
+        # `cat`, stop without a message, non-zero
+        _quiet_exit_on_closed_stdout()
     except CLIError as exc:
         if debug:
             raise

@@ -13,7 +13,7 @@ import zlib
 
 import typer
 
-from tvcli.cli._app import INCLUDE_OUTPUTS_HELP, CLIError, app, apply_threads
+from tvcli.cli._app import INCLUDE_OUTPUTS_HELP, CLIError, app, apply_threads, write_stdout
 from tvcli.cli.shard import SHARD_HELP, SUMMARY_HELP
 
 
@@ -305,8 +305,7 @@ def _process_job(job, model, entry, device, tile, overlap, add_noise, seed, sigm
     job.status("writing")
     if job.target == STDIO:
         stored = io.choose_dtype("png", meta.dtype)
-        sys.stdout.buffer.write(io.encode_image(out, "png", stored, meta))
-        sys.stdout.buffer.flush()
+        write_stdout(io.encode_image(out, "png", stored, meta))
     else:
         io.ensure_folder(Path(job.target).parent)
         io.write_image(job.target, out, meta)
@@ -364,8 +363,7 @@ def _edge_job(job, prob_model, entry, device, tile, overlap, bits, thin):
     e = edge_map_array(prob_model, img, device=device, tile=tile, overlap=overlap, thin=thin)
     dtype = "uint16" if bits == 16 else "uint8"
     if job.target == STDIO:
-        sys.stdout.buffer.write(io.encode_image(e[:, :, None], "png", dtype))
-        sys.stdout.buffer.flush()
+        write_stdout(io.encode_image(e[:, :, None], "png", dtype))
     else:
         io.ensure_folder(Path(job.target).parent)
         try:

@@ -13,7 +13,14 @@ import time
 
 import typer
 
-from tvcli.cli._app import INCLUDE_OUTPUTS_HELP, METADATA_NOTE, CLIError, app, apply_threads
+from tvcli.cli._app import (
+    INCLUDE_OUTPUTS_HELP,
+    METADATA_NOTE,
+    CLIError,
+    app,
+    apply_threads,
+    write_stdout,
+)
 from tvcli.cli.shard import (
     SHARD_HELP,
     SUMMARY_HELP,
@@ -214,8 +221,7 @@ def process_job(job, settings, dtype: str | None):
     job.status("writing")
     if job.target == STDIO:
         stored = io.choose_dtype("png", dtype or meta.dtype, strict=dtype is not None)
-        sys.stdout.buffer.write(io.encode_image(out, "png", stored, meta))
-        sys.stdout.buffer.flush()
+        write_stdout(io.encode_image(out, "png", stored, meta))
         written = io.ImageMeta("png", stored, meta.width, meta.height, meta.channels)
     else:
         io.ensure_folder(Path(job.target).parent)
