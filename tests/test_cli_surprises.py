@@ -252,3 +252,45 @@ def test_result_lines_to_a_closed_pipe_exit_non_zero_quietly(photo, tmp_path):
                             "rows", "--json"], 10)
     assert code in (1, 141), (code, err)
     assert b"Traceback" not in err and b"Broken pipe" not in err, err
+
+
+# ---------------------------------------------------------------- 2: animations
+
+def _frames(n: int, mode: str = "RGB") -> list:
+    from PIL import Image
+
+    rng = np.random.default_rng(n)
+    return [Image.fromarray((rng.random((24, 32, len(mode))) * 255).astype(np.uint8), mode)
+            for _ in range(n)]
+
+
+@pytest.mark.parametrize("ext,kwargs", [
+    (".png", {}),                          # APNG, default image = frame 1
+    (".png", {"default_image": True}),     # APNG whose default image is not a frame
+    (".webp", {"lossless": True}),
+])
+def test_animated_png_and_webp_are_refused_not_cut_to_frame_one(tmp_path, ext, kwargs):
+    frames = _frames(3, "RGBA" if ext == ".webp" else "RGB")
+    anim = tmp_path / f"anim{ext}"
+    frames[0].save(anim, save_all=True, append_images=frames[1:], duration=100, loop=0,
+                   **kwargs)
+    with pytest.raises(io.UnsupportedFormatError, match=r"animated (PNG|WEBP) \(\d frames\)"):
+        io.read_image(anim)
+    # the command line: one line, the batch goes on past it
+    still = tmp_path / "still.png"
+    frames[0].convert("RGB").save(still)
+    res = tvcli_proc("smooth", anim, still, "-o", tmp_path / "out", "--mode", "rows")
+    assert res.returncode == 1
+    errors = [line for line in res.stderr.decode().splitlines() if "error" in line]
+    assert len(errors) == 1 and "only the first frame" in errors[0], res.stderr
+    assert (tmp_path / "out" / "still.png").exists()
+    assert not (tmp_path / "out" / anim.name).exists()
+
+
+def test_single_frame_png_and_webp_still_read(tmp_path):
+    for ext in (".png", ".webp"):
+        frame = _frames(1)[0]
+        path = tmp_path / f"one{ext}"
+        frame.save(path, **({"lossless": True} if ext == ".webp" else {}))
+        img, meta = io.read_image(path)
+        assert img.shape == (24, 32, 3) and meta.format == ext[1:]
