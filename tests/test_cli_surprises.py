@@ -162,10 +162,11 @@ def torch_threads_restored():
 
 
 def test_train_clamps_before_training(monkeypatch, capsys, torch_threads_restored):
+    import importlib
+
     import torch
 
     import tvcli.train
-    import tvcli.train_setup
     from tvcli.threads import max_threads
 
     seen = {}
@@ -174,7 +175,15 @@ def test_train_clamps_before_training(monkeypatch, capsys, torch_threads_restore
         seen["threads"] = torch.get_num_threads()
         raise ValueError("stopped by the test")
 
-    monkeypatch.setattr(tvcli.train_setup, "make_config", lambda *a, **k: object())
+    # `tvcli train` imports make_config from tvcli.train_setup or (the package
+    # layout) tvcli.train at call time: stub it wherever it lives
+    for name in ("tvcli.train_setup", "tvcli.train"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(module, "make_config"):
+            monkeypatch.setattr(module, "make_config", lambda *a, **k: object())
     monkeypatch.setattr(tvcli.train, "train", fake_train)
     res = invoke("train", "dncnn", "--data", "x", "--threads", HUGE)
     assert "stopped by the test" in error_line(res)
