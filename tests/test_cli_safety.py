@@ -90,7 +90,10 @@ def test_compare_out_equal_to_an_input_is_refused(photos, tmp_path):
 def test_folder_result_and_comparison_names_collide(photos, tmp_path):
     (photos / "a.compare.png").write_bytes((photos / "b.png").read_bytes())
     out = tmp_path / "out"
-    res = invoke("smooth", photos, "-o", out, "--compare", "--mode", "rows")
+    # a.compare.png is named like a tvcli output: only --include-outputs reads it
+    # (issue 27), and then its result collides with a.png's comparison picture
+    res = invoke("smooth", photos, "-o", out, "--compare", "--mode", "rows",
+                 "--include-outputs")
     msg = error_line(res)
     assert "a.compare.png" in msg and "comparison picture of" in msg and "result of" in msg
     assert not out.exists() or tree(out) == []  # nothing written
@@ -211,10 +214,14 @@ def test_models_piped_lists_full_names():
     assert rows[0][0] == "model" and {r[0] for r in rows[1:]} == set(MODELS)
 
 
-def test_sigma_outside_a_blind_models_range_warns(photos, tmp_path):
+def test_sigma_outside_a_blind_models_range_is_refused_or_warned_with_force(photos, tmp_path):
+    # issue 27: refused without --force (tests/test_cli_surprises.py), warned with it
     res = tvcli_proc("run", "ffdnet", photos / "b.png", "-o", tmp_path / "o.png", "--sigma", "80")
+    assert res.returncode == 2 and not (tmp_path / "o.png").exists()
+    res = tvcli_proc("run", "ffdnet", photos / "b.png", "-o", tmp_path / "o.png", "--sigma", "80",
+                     "--force")
     assert res.returncode == 0, res.stderr
-    assert "warning: --sigma 80 lies outside the range ffdnet was trained on (0-55)" in \
+    assert "warning: --sigma 80 is outside what ffdnet was trained for (sigma 0-55" in \
         res.stderr.decode()
     res = tvcli_proc("run", "ffdnet", photos / "b.png", "-o", tmp_path / "p.png", "--sigma", "30")
     assert res.returncode == 0 and b"warning" not in res.stderr

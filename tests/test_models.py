@@ -229,7 +229,7 @@ def test_cli_run_batch_errors_and_json(tmp_path, monkeypatch):
     Image.fromarray((rng.random((20, 24)) * 255).astype(np.uint8)).save(src / "gray.png")
     (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     res = CliRunner().invoke(app, ["run", "dncnn", str(src), "-o", str(tmp_path / "out"),
-                                   "--json", "--add-noise", "10", "--tile", "16",
+                                   "--json", "--add-noise", "10", "--force", "--tile", "16",
                                    "--overlap", "8"])
     assert res.exit_code == 1  # the broken file fails, the others are written
     recs = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
@@ -242,7 +242,8 @@ def test_cli_run_batch_errors_and_json(tmp_path, monkeypatch):
     clean_a = np.asarray(Image.open(src / "a.png")).astype(float)
     assert 5 < np.abs(noisy_a - clean_a).mean() < 15
     res2 = CliRunner().invoke(app, ["run", "dncnn", str(src / "a.png"), "-o",
-                                    str(tmp_path / "again.png"), "--add-noise", "10"])
+                                    str(tmp_path / "again.png"), "--add-noise", "10",
+                                    "--force"])
     assert res2.exit_code == 0
     assert np.array_equal(np.asarray(Image.open(tmp_path / "again.png")), noisy_a)
     bad = CliRunner().invoke(app, ["run", "nope", str(src / "a.png")])

@@ -25,6 +25,7 @@ _LAZY = {
     "prox_tv2d": "tvcli.prox2d",
     "sharpen_tv1d": "tvcli.prox2d",
     "sharpen_tv2d": "tvcli.prox2d",
+    "set_num_threads": "tvcli.threads",
 }
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "prox_tv",
     "prox_tv1d",
     "prox_tv2d",
+    "set_num_threads",
     "sharpen_tv1d",
     "sharpen_tv2d",
     "__version__",

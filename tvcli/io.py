@@ -11,10 +11,10 @@ Codecs: PNG pixels through libpng (``imagecodecs``; 1-16 bits, palettes and tRNS
 transparency expanded to alpha; interlaced files through ``pypng``), TIFF through
 ``tifffile`` + ``imagecodecs`` (LZW, deflate, zstd, JPEG, ...; MINISWHITE and
 palettes converted), JPEG, BMP and WebP through Pillow, which also reads the
-metadata. ``.npy`` arrays can be read too. Multi-frame files (multi-page TIFF)
-are rejected rather than silently cut to one frame; float data with NaN/Inf is
-rejected; images above the decompression-bomb limit (:func:`max_pixels`) are
-refused before decoding.
+metadata. ``.npy`` arrays can be read too. Multi-frame files (multi-page TIFF,
+animated PNG and WebP) are rejected rather than silently cut to one frame;
+float data with NaN/Inf is rejected; images above the decompression-bomb limit
+(:func:`max_pixels`) are refused before decoding.
 
 Writes are atomic: the encoded bytes go to a temporary file in the destination
 folder which is then renamed over the target, so an interrupted run never
@@ -276,6 +276,16 @@ def _pillow_extras(im) -> _Extras:
     return extras
 
 
+def _refuse_animation(im, fmt: str) -> None:
+    """UnsupportedFormatError for a file holding several frames (animated PNG or
+    WebP): decoding would silently keep the first frame only (issue 27)."""
+    frames = getattr(im, "n_frames", 1) or 1
+    if frames > 1:
+        raise UnsupportedFormatError(
+            f"animated {fmt} ({frames} frames) is not supported: tvcli would keep only "
+            "the first frame; extract the frames to single images first")
+
+
 def _decode_png(data: bytes) -> tuple[np.ndarray, _Extras]:
     """PNG of any bit depth / colour type; tRNS transparency becomes an alpha channel.
 
@@ -287,6 +297,7 @@ def _decode_png(data: bytes) -> tuple[np.ndarray, _Extras]:
 
     with _open_pillow(data) as im:  # header and chunks before IDAT only
         _check_pixels(*im.size)
+        _refuse_animation(im, "PNG")  # libpng would decode the default image only
         extras = _pillow_extras(im)
         interlaced = bool(im.info.get("interlace"))
     if not interlaced:
@@ -378,6 +389,7 @@ def _decode_pillow(data: bytes) -> tuple[np.ndarray, _Extras]:
 
     with _open_pillow(data) as im:
         _check_pixels(*im.size)
+        _refuse_animation(im, (im.format or "image").upper())
         extras = _pillow_extras(im)
         im.load()
         if im.mode in ("P", "PA") or ("transparency" in im.info and im.mode in ("L", "RGB")):

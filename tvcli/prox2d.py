@@ -151,6 +151,10 @@ def _fista_torch(
     return y, info
 
 
+# Images of more values than this are tested a block of rows at a time (float64).
+_CONSTANT_CHUNK = 1 << 20
+
+
 def _constant_ok(x3: torch.Tensor, lam3: torch.Tensor) -> torch.Tensor:
     """Images whose prox is exactly their mean (sufficient test), shape (B,).
 
@@ -160,10 +164,26 @@ def _constant_ok(x3: torch.Tensor, lam3: torch.Tensor) -> torch.Tensor:
     (row means - mean). If lam is at least both, Y = mean satisfies the optimality
     conditions. Catches lam = inf and lam >> data range exactly and cheaply.
     """
-    xd = x3.detach().double()
-    rows = xd - xd.mean(dim=2, keepdim=True)
-    rb = rows.cumsum(dim=2).abs().amax(dim=(1, 2))
-    rm = xd.mean(dim=2) - xd.mean(dim=(1, 2)).unsqueeze(1)
+    if x3.numel() <= _CONSTANT_CHUNK:
+        xd = x3.detach().double()
+        rows = xd - xd.mean(dim=2, keepdim=True)
+        rb = rows.cumsum(dim=2).abs().amax(dim=(1, 2))
+        rm = xd.mean(dim=2) - xd.mean(dim=(1, 2)).unsqueeze(1)
+    else:
+        # Large images: the same per-row float64 sums a block of rows at a time, so
+        # that no float64 copy of the whole image (8 bytes a value, four of them at
+        # once above) is made: a 12000x9000 channel peaked 3.5 GB here (issue 27).
+        b, h, w = x3.shape
+        step = max(1, _CONSTANT_CHUNK // max(1, b * w))
+        row_means = torch.empty(b, h, dtype=torch.float64, device=x3.device)
+        rb = torch.zeros(b, dtype=torch.float64, device=x3.device)
+        for r0 in range(0, h, step):
+            xd = x3[:, r0:r0 + step].detach().double()
+            m = xd.mean(dim=2, keepdim=True)
+            row_means[:, r0:r0 + step] = m.squeeze(2)
+            rb = torch.maximum(rb, (xd - m).cumsum(dim=2).abs().amax(dim=(1, 2)))
+            del xd, m
+        rm = row_means - row_means.mean(dim=1, keepdim=True)
     cb = rm.cumsum(dim=1).abs().amax(dim=1)
     return lam3.detach().reshape(-1).double() >= torch.maximum(rb, cb)
 
@@ -178,7 +198,12 @@ def _converged(
     # (-> mean, also covers lam = inf). They run with lam = 0 (the identity, free).
     skip = ~finite | constant
     lam_s = torch.where(skip.reshape(-1, 1, 1), torch.zeros_like(lam3), lam3)
-    x_s = torch.where(finite.reshape(-1, 1, 1), x3, torch.zeros_like(x3))
+    # The image-sized masking below runs only when some image needs it: each
+    # torch.where is another copy of the batch (issue 27: peak memory of large images).
+    # Under torch.compile the masks always run (no data-dependent branch in a graph).
+    tracing = torch.compiler.is_compiling()
+    all_finite = not tracing and bool(finite.all())
+    x_s = x3 if all_finite else torch.where(finite.reshape(-1, 1, 1), x3, torch.zeros_like(x3))
     if ext_has_device(x3.device.type, "prox_tv2d_solve"):
         y, info = torch.ops.tvcli.prox_tv2d_solve(
             x_s.contiguous(), lam_s.reshape(-1).contiguous(), float(tol), int(max_iter), 1,
@@ -186,9 +211,12 @@ def _converged(
         )
     else:
         y, info = _fista_torch(x_s, lam_s, tol, max_iter)
-    mean = x3.mean(dim=(1, 2), keepdim=True).expand_as(x3)
-    y = torch.where(constant.reshape(-1, 1, 1), mean, y)
-    y = torch.where(finite.reshape(-1, 1, 1), y, torch.full_like(y, float("nan")))
+    del x_s
+    if tracing or bool(constant.any()):
+        mean = x3.mean(dim=(1, 2), keepdim=True).expand_as(x3)
+        y = torch.where(constant.reshape(-1, 1, 1), mean, y)
+    if not all_finite:
+        y = torch.where(finite.reshape(-1, 1, 1), y, torch.full_like(y, float("nan")))
     return y, info
 
 

@@ -14,6 +14,8 @@ from tvcli.cli import info as _info  # noqa: F401  (registers `tvcli info`)
 from tvcli.cli import run as _run  # noqa: F401  (registers `tvcli run`)
 from tvcli.cli import smooth as _smooth  # noqa: F401  (registers `tvcli smooth`, `sharpen`)
 from tvcli.cli import train as _train  # noqa: F401  (registers `tvcli train`, `models`)
-from tvcli.cli._app import app, main
+from tvcli.cli._app import app, main, tidy_help
+
+tidy_help(app)  # one line per help paragraph: rich wraps it to the terminal
 
 __all__ = ["app", "main"]

@@ -91,6 +91,27 @@ def _images_in(folder: Path, recursive: bool, exclude: Path | None) -> list[Path
     return sorted(found)
 
 
+#: The tags tvcli puts before an output's extension (``photo.smooth.png``,
+#: ``photo.smooth.compare.png``); ``tvcli run MODEL`` adds ``photo.MODEL.png``.
+OUTPUT_TAGS = ("smooth", "sharpen", "compare")
+
+
+def own_output_tags() -> frozenset[str]:
+    """Every tag :func:`default_output` and :func:`compare_path` can write: the
+    operations, ``compare`` and the name of every registered model."""
+    try:
+        from tvcli.models import MODELS
+    except ImportError:  # a build without the models: the operations still count
+        return frozenset(OUTPUT_TAGS)
+    return frozenset(OUTPUT_TAGS) | frozenset(MODELS)
+
+
+def looks_like_output(path: Path, tags: frozenset[str]) -> bool:
+    """Whether ``path`` is named as tvcli names its outputs (``NAME.TAG.EXT``)."""
+    stem = Path(path.name).stem
+    return "." in stem and stem.rsplit(".", 1)[1] in tags
+
+
 def _missing_reason(arg: str) -> str:
     """Why ``arg`` cannot be opened: no such file, a symlink loop, a broken link, ..."""
     import errno
@@ -146,6 +167,8 @@ def plan_jobs(
     extra_outputs: Iterable[str | os.PathLike] = (),
     owns: Callable[[Job], bool] | None = None,
     force_ext: str | None = None,
+    include_outputs: bool = True,
+    skipped_outputs: list[str] | None = None,
 ) -> list[Job]:
     """Expands ``inputs`` into jobs and names their outputs.
 
@@ -155,7 +178,12 @@ def plan_jobs(
     files are removed only beside those, never beside another shard's outputs
     (which that shard may be writing right now). ``force_ext`` (e.g. ``".png"``)
     replaces the extension of every output name made here (an output file named
-    by the user is kept as given).
+    by the user is kept as given). Without ``include_outputs``, files found in
+    folder inputs that are named like tvcli's outputs (``NAME.smooth.EXT``,
+    ``NAME.compare.EXT``, ``NAME.MODEL.EXT``: :func:`looks_like_output`) are left
+    out, so that a folder run does not filter an earlier run's results as if they
+    were photos; their paths are appended to ``skipped_outputs``. Files named on
+    the command line are always processed.
 
     Raises:
         ValueError: the combination of inputs and ``output`` makes no sense
@@ -189,8 +217,19 @@ def plan_jobs(
             dest = out_root or default_output_folder(path, operation)
             same = os.path.realpath(dest) == os.path.realpath(path)
             files = _images_in(path, recursive, None if same else dest)
+            own: list[Path] = []
+            if not include_outputs:
+                tags = own_output_tags()
+                own = [f for f in files if looks_like_output(f, tags)]
+                if own:
+                    files = [f for f in files if not looks_like_output(f, tags)]
+                    if skipped_outputs is not None:
+                        skipped_outputs.extend(map(str, own))
             if not files:
                 hint = "" if recursive else " (use --recursive for subfolders)"
+                if own:
+                    hint = (f" (only {len(own)} named like tvcli outputs; use "
+                            "--include-outputs to process them)")
                 jobs.append(Job(arg, "", error=f"{arg}: no images found in folder{hint}"))
             for f in files:
                 jobs.append(Job(str(f), str(dest / f.relative_to(path))))
@@ -243,6 +282,18 @@ def remove_stale_parts(jobs: list[Job]) -> int:
                 except OSError:
                     pass
     return removed
+
+
+def note_skipped_outputs(skipped: list[str], quiet: bool) -> None:
+    """One stderr line: how many files of folder inputs were left out as tvcli's
+    own outputs, and how to include them."""
+    if not skipped or quiet:
+        return
+    n = len(skipped)
+    names = ", ".join(Path(p).name for p in skipped[:3]) + (", ..." if n > 3 else "")
+    print(f"tvcli: skipped {n} file{'s' if n != 1 else ''} in folder inputs named like "
+          f"tvcli outputs ({names}); use --include-outputs to process them",
+          file=sys.stderr, flush=True)
 
 
 def refuse_binary_to_terminal(jobs: list[Job]) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tvcli.cli._app import CLIError, app
+from tvcli.cli._app import CLIError, app, apply_threads
 from tvcli.cli._jsonout import dumps
 
 
@@ -56,6 +56,8 @@ def bench_cmd(
         raise CLIError("--cvx-batch must be >= 1", 2)
     if threads is not None and threads < 1:
         raise CLIError("--threads must be >= 1", 2)
+    if threads is not None:  # clamped to the machine: OpenMP crashes on huge counts
+        threads = apply_threads(threads)
     if plot is not None:
         if not plot.parent.exists():
             raise CLIError(f"--plot: folder {plot.parent} does not exist", 2)

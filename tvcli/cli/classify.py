@@ -24,7 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-from tvcli.cli._app import CLIError
+from tvcli.cli._app import CLIError, apply_threads
 
 CLASSIFIERS = ("allconv", "allconv-tv-smooth", "allconv-tv-sharp")
 _SIDE = 32
@@ -80,8 +80,7 @@ def run_classifier(model_name: str, inputs: list[str], *, output: str | None, de
     if output is not None:
         raise CLIError("classifiers write no images: drop -o and redirect the printed "
                        "results (--json gives one JSON record per line)")
-    if threads is not None:
-        torch.set_num_threads(threads)
+    apply_threads(threads)
     dev = resolve_device(device)
     try:
         model, entry = load_pretrained(model_name, device=dev)

@@ -13,7 +13,7 @@ import zlib
 
 import typer
 
-from tvcli.cli._app import CLIError, app
+from tvcli.cli._app import INCLUDE_OUTPUTS_HELP, CLIError, app, apply_threads, write_stdout
 from tvcli.cli.shard import SHARD_HELP, SUMMARY_HELP
 
 
@@ -69,17 +69,60 @@ def check_tiling(tile: int, overlap: int) -> None:
             "--overlap, or --tile 0 (whole image)")
 
 
-def warn_untrained_sigma(model_name: str, entry: dict, sigma: float) -> None:
-    """Warns (stderr) when ``sigma`` lies outside a blind model's trained range."""
+def trained_sigma_range(entry: dict) -> tuple[float, float] | None:
+    """The noise levels (0-255) a manifest entry's weights were trained for:
+    ``sigma_range`` for blind models, ``(sigma, sigma)`` for a fixed-sigma
+    model; None for models without a noise level (eps, edges, classifiers)."""
+    if entry.get("sigma_range"):
+        lo, hi = entry["sigma_range"]
+        return float(lo), float(hi)
+    if entry.get("sigma") is not None:
+        return float(entry["sigma"]), float(entry["sigma"])
+    return None
+
+
+def _range_text(lo_hi: tuple[float, float]) -> str:
+    lo, hi = lo_hi
+    return f"sigma {lo:g}" if lo == hi else f"sigma {lo:g}-{hi:g}"
+
+
+def check_trained_sigma(model_name: str, entry: dict, sigma: float, *, force: bool,
+                        shipped: list[dict]) -> None:
+    """Refuses (CLIError, exit 2) a ``sigma`` outside what the chosen weights were
+    trained for, naming a shipped model whose range covers it; with ``force`` it
+    only warns.
+
+    A DnCNN trained at sigma 25 run on sigma-50 noise gave 22.2 dB on McMaster
+    where ffdnet-tv (trained for 0-55) gave 25.1 dB: silently running it is the
+    surprise this prevents. ``shipped``: the manifest entries of the weights
+    folder in use; a ``-tv`` model is offered a ``-tv`` alternative first.
+    """
     from tvcli.cli._app import warn
 
-    lo_hi = entry.get("sigma_range")
-    if lo_hi and not lo_hi[0] <= sigma <= lo_hi[1]:
-        warn(f"--sigma {sigma:g} lies outside the range {model_name} was trained on "
-             f"({lo_hi[0]:g}-{lo_hi[1]:g}); its output may be poor")
+    trained = trained_sigma_range(entry)
+    if trained is None or trained[0] <= sigma <= trained[1]:
+        return
+    covering = []
+    for other in shipped:
+        rng = trained_sigma_range(other)
+        if rng is not None and rng[0] <= sigma <= rng[1] and other["model"] != model_name:
+            covering.append((other["model"].endswith("-tv") != model_name.endswith("-tv"),
+                             other["model"], rng))
+    message = (f"--sigma {sigma:g} is outside what {model_name} was trained for "
+               f"({_range_text(trained)}; {entry['file']})")
+    if covering:
+        _, alt, rng = min(covering)
+        message += f"; use {alt} ({_range_text(rng)})"
+    else:
+        message += "; no shipped model is trained for it"
+    if force:
+        warn(f"{message}; running {model_name} anyway (--force), its output may be poor")
+    else:
+        raise CLIError(f"{message}, or pass --force to run {model_name} anyway")
 
 
-@app.command("run")
+@app.command("run", short_help="Denoise, smooth (edge-preserving), detect edges in or "
+                                  "classify images with a learned model (see `tvcli models`).")
 def run_cmd(
     model_name: str = typer.Argument(..., metavar="MODEL",
                                      help="A learned model (see `tvcli models`): dncnn-tv, "
@@ -116,6 +159,11 @@ def run_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print errors only."),
     shard: str = typer.Option(None, "--shard", metavar="K/N|auto", help=SHARD_HELP),
     summary: str = typer.Option(None, "--summary", metavar="FILE.json", help=SUMMARY_HELP),
+    include_outputs: bool = typer.Option(False, "--include-outputs",
+                                         help=INCLUDE_OUTPUTS_HELP),
+    force: bool = typer.Option(False, "--force",
+                               help="Run a denoiser even at a --sigma outside the noise "
+                                    "levels its weights were trained for (with a warning)."),
     bits: int = typer.Option(None, "--bits", help="Edge models: 8 or 16-bit output maps "
                                                   "(default 8)."),
     thin: bool = typer.Option(False, "--thin", help="Edge models: non-maximum suppression "
@@ -130,7 +178,7 @@ def run_cmd(
     input, other sizes resized).
 
     Examples:  tvcli run dncnn-tv noisy.png --sigma 25   |
-    tvcli run dncnn-tv photos/ -o clean/ --sigma 50   |
+    tvcli run ffdnet-tv photos/ -o clean/ --sigma 50   |
     tvcli run dncnn-tv clean.png --add-noise 25 --compare   |
     tvcli run eps-tv photos/ -o smooth/   |
     tvcli run dexined-tv photos/ -o edges/ --bits 16
@@ -175,6 +223,7 @@ def run_cmd(
         raise CLIError("--add-noise and --compare are for denoisers, not edge models")
     if add_noise is not None:
         sigma = add_noise
+    skipped: list[str] = []
     try:
         summary_file = summary_path(summary, shard_spec)
         jobs = batch.plan_jobs(inputs, output, model_name, recursive=recursive,
@@ -182,20 +231,26 @@ def run_cmd(
                                compare=compare,
                                extra_outputs=[summary_file] if summary_file else (),
                                owns=owner_filter(inputs, shard_spec),
-                               force_ext=".png" if edge else None)
+                               force_ext=".png" if edge else None,
+                               include_outputs=include_outputs, skipped_outputs=skipped)
         batch.refuse_binary_to_terminal(jobs)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    import torch
+    batch.note_skipped_outputs(skipped, quiet)
+    if not edge:  # before any work: weights trained for another noise level
+        from tvcli.models.registry import find_weights, list_weights
 
-    if threads is not None:
-        torch.set_num_threads(threads)
+        try:
+            check_trained_sigma(model_name, find_weights(model_name, sigma), sigma,
+                                force=force, shipped=list_weights())
+        except (WeightsError, OSError) as exc:
+            raise CLIError(str(exc)) from None
+    apply_threads(threads)
     dev = resolve_device(device)
     try:
         model, entry = load_pretrained(model_name, None if edge else sigma, device=dev)
     except (WeightsError, OSError) as exc:
         raise CLIError(str(exc)) from None
-    warn_untrained_sigma(model_name, entry, sigma)
 
     if overlap is None:
         overlap = int(getattr(model, "tile_overlap", 48))
@@ -250,8 +305,7 @@ def _process_job(job, model, entry, device, tile, overlap, add_noise, seed, sigm
     job.status("writing")
     if job.target == STDIO:
         stored = io.choose_dtype("png", meta.dtype)
-        sys.stdout.buffer.write(io.encode_image(out, "png", stored, meta))
-        sys.stdout.buffer.flush()
+        write_stdout(io.encode_image(out, "png", stored, meta))
     else:
         io.ensure_folder(Path(job.target).parent)
         io.write_image(job.target, out, meta)
@@ -309,8 +363,7 @@ def _edge_job(job, prob_model, entry, device, tile, overlap, bits, thin):
     e = edge_map_array(prob_model, img, device=device, tile=tile, overlap=overlap, thin=thin)
     dtype = "uint16" if bits == 16 else "uint8"
     if job.target == STDIO:
-        sys.stdout.buffer.write(io.encode_image(e[:, :, None], "png", dtype))
-        sys.stdout.buffer.flush()
+        write_stdout(io.encode_image(e[:, :, None], "png", dtype))
     else:
         io.ensure_folder(Path(job.target).parent)
         try:

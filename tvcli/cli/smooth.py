@@ -13,7 +13,14 @@ import time
 
 import typer
 
-from tvcli.cli._app import METADATA_NOTE, CLIError, app
+from tvcli.cli._app import (
+    INCLUDE_OUTPUTS_HELP,
+    METADATA_NOTE,
+    CLIError,
+    app,
+    apply_threads,
+    write_stdout,
+)
 from tvcli.cli.shard import (
     SHARD_HELP,
     SUMMARY_HELP,
@@ -132,6 +139,7 @@ def run_filter(
     summary: str | None = None,
     tv: str = "aniso",
     color: str = "separate",
+    include_outputs: bool = False,
 ) -> int:
     """Checks the options, plans the jobs, runs them (this ``shard``'s share, see
     :mod:`tvcli.cli.shard`); returns the exit status."""
@@ -167,23 +175,23 @@ def run_filter(
     from tvcli.cli import batch
     from tvcli.cli.tvfilter import FilterSettings, has_prox_tv2d
 
+    skipped: list[str] = []
     try:
         summary_file = summary_path(summary, shard_spec)
         jobs = batch.plan_jobs(
             inputs, output, operation, recursive=recursive, overwrite=overwrite,
             skip_existing=skip_existing, compare=compare, compare_out=compare_out,
             extra_outputs=[summary_file] if summary_file else (),
-            owns=owner_filter(inputs, shard_spec))
+            owns=owner_filter(inputs, shard_spec), include_outputs=include_outputs,
+            skipped_outputs=skipped)
         batch.refuse_binary_to_terminal(jobs)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     if any(j.target == batch.STDIO for j in jobs) and as_json:
         raise CLIError("--json cannot be used when the image goes to stdout; give -o FILE")
+    batch.note_skipped_outputs(skipped, quiet)
 
-    import torch
-
-    if threads is not None:
-        torch.set_num_threads(threads)
+    apply_threads(threads)
     dev = resolve_device(device, ops_for_mode(mode, iters))
     if mode == "2d" and not has_prox_tv2d():
         raise CLIError("--mode 2d needs tvcli.prox_tv2d, which this build lacks; "
@@ -226,8 +234,7 @@ def process_job(job, settings, dtype: str | None):
     job.status("writing")
     if job.target == STDIO:
         stored = io.choose_dtype("png", dtype or meta.dtype, strict=dtype is not None)
-        sys.stdout.buffer.write(io.encode_image(out, "png", stored, meta))
-        sys.stdout.buffer.flush()
+        write_stdout(io.encode_image(out, "png", stored, meta))
         written = io.ImageMeta("png", stored, meta.width, meta.height, meta.channels)
     else:
         io.ensure_folder(Path(job.target).parent)
@@ -271,12 +278,12 @@ def _register(operation: str, summary: str) -> None:
                                          "layer) instead of converging. 2d only."),
         tol: float = typer.Option(
             None, "--tol", min=0.0, help="Converged 2-D mode: stop when the certified RMS error "
-                                         "is below this, in [0, 1] units [default: "
+                                         "is below this, in [0, 1] units (default "
                                          f"{DEFAULT_TOL:g}: invisible at 8 bits; use 1e-4 or "
-                                         "less for 16-bit precision]."),
+                                         "less for 16-bit precision)."),
         max_iter: int = typer.Option(None, "--max-iter", min=1,
                                      help="Cap on 2-D iterations when converging "
-                                          f"[default: {DEFAULT_MAX_ITER}]."),
+                                          f"(default {DEFAULT_MAX_ITER})."),
         solver: str = typer.Option("direct", "--solver",
                                    help="1-D solver for rows / cols: direct or pn."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -307,10 +314,13 @@ def _register(operation: str, summary: str) -> None:
         color: str = typer.Option("separate", "--color",
                                   help="With --tv iso: separate (each channel alone) or "
                                        "joint (colour TV: edges line up across channels)."),
+        include_outputs: bool = typer.Option(False, "--include-outputs",
+                                             help=INCLUDE_OUTPUTS_HELP),
     ) -> None:
         code = run_filter(operation, inputs, output, lam, mode, iters, tol, max_iter, solver,
                           device, threads, bit_depth, recursive, overwrite, skip_existing,
-                          compare, compare_out, as_json, quiet, shard, summary, tv, color)
+                          compare, compare_out, as_json, quiet, shard, summary, tv, color,
+                          include_outputs)
         if code:
             raise typer.Exit(code)
 

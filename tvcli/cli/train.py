@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from tvcli.cli._app import CLIError, app
+from tvcli.cli._app import CLIError, app, apply_threads
 
 
 def _float_pair(text: str | None, rule: str) -> list[float] | None:
@@ -126,8 +126,7 @@ def train_cmd(
                                         "val_images": val_images, "val_hold": val_hold})
     except TrainSetupError as exc:
         raise CLIError(str(exc)) from None
-    if threads is not None:
-        torch.set_num_threads(threads)
+    apply_threads(threads)  # clamped to the machine (issue 27)
     try:
         meta = train(cfg, progress=not quiet)
     except (ValueError, FileNotFoundError) as exc:  # bad data found while loading it
