@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tvcli.formats import EXTENSIONS, IMAGE_EXTENSIONS
+
 __all__ = [
     "EXTENSIONS",
     "IMAGE_EXTENSIONS",
@@ -53,11 +55,6 @@ __all__ = [
     "write_image",
 ]
 
-# File extension -> format name.
-EXTENSIONS = {
-    ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff",
-    ".bmp": "bmp", ".webp": "webp",
-}
 # Sample types each format can store, best first, and channel counts it can hold.
 _DTYPES = {
     "png": ("uint16", "uint8"), "tiff": ("float32", "uint16", "uint8"),
@@ -65,8 +62,6 @@ _DTYPES = {
 }
 _CHANNELS = {"png": (1, 2, 3, 4), "tiff": (1, 2, 3, 4), "jpeg": (1, 3), "bmp": (1, 3),
              "webp": (3, 4)}
-#: File endings that folder scans for reading treat as images (``tvcli eval``).
-IMAGE_EXTENSIONS = (*EXTENSIONS, ".npy")
 _MAXVAL = {"uint8": 255.0, "uint16": 65535.0}
 # Pillow modes read as they are (palettes and colour keys are expanded to RGB(A)).
 _PILLOW_NATIVE = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "I;16", "I;16B", "I;16L", "I", "F"}

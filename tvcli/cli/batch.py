@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tvcli.cli import _app
 from tvcli.cli._jsonout import json_safe
-from tvcli.io import EXTENSIONS
+from tvcli.formats import EXTENSIONS
 
 STDIO = "-"
 

@@ -60,7 +60,7 @@ from tvcli.cli._jsonout import dumps
 from tvcli.cli.eval_report import EDGE_METRICS as _EDGE
 from tvcli.cli.eval_report import build_report
 from tvcli.cli.shard import SHARD_HELP
-from tvcli.io import IMAGE_EXTENSIONS
+from tvcli.formats import IMAGE_EXTENSIONS
 
 METRICS = ("psnr", "ssim", "wrmse", "wmae", "ods", "ois", "ap")
 _DEFAULT = "psnr,ssim"

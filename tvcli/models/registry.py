@@ -9,20 +9,17 @@ the file's sha256, which is checked before every load.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
-from tvcli.models.allconv import AllConv, AllConvTVSharp, AllConvTVSmooth
-from tvcli.models.dexined import DexiNed, DexiNedTV
-from tvcli.models.dncnn import DnCNN, DnCNNTV
-from tvcli.models.eps import EpsResNet, EpsResNetTV
-from tvcli.models.ffdnet import FFDNet, FFDNetTV
+if TYPE_CHECKING:  # the registry itself imports no torch: `tvcli models` lists it without
+    import torch
+    from torch import nn
 
 __all__ = ["ModelSpec", "MODELS", "WEIGHTS_DIR", "WeightsError", "build_model",
            "default_weights_dir", "list_weights", "load_pretrained", "weights_manifest"]
@@ -49,50 +46,69 @@ class ModelSpec:
     (what ``tvcli train --lam-init`` sets); empty for a model without TV layers."""
 
     name: str
-    builder: Callable[..., nn.Module]
+    builder_ref: str  # "module:attribute" (module of tvcli.models) of what builds it
     description: str
     task: str = "denoise"
     lam_keys: tuple[str, ...] = ()
 
+    @property
+    def builder(self) -> Callable[..., nn.Module]:
+        """The model's class (or builder function), imported on first use (torch)."""
+        module, attr = self.builder_ref.split(":")
+        return getattr(importlib.import_module(f"tvcli.models.{module}"), attr)
+
 
 MODELS: dict[str, ModelSpec] = {
-    "dncnn": ModelSpec("dncnn", DnCNN, "DnCNN, 17 conv layers x 64 channels, residual "
-                       "(Zhang et al. 2017; the paper's baseline)"),
-    "dncnn-tv": ModelSpec("dncnn-tv", DnCNNTV, "DnCNN with TV2D-smooth layers at input and "
-                          "output, learned per-channel lam (Yeh et al. 2022, eq. 14)",
-                          lam_keys=("lam_init",)),
-    "ffdnet": ModelSpec("ffdnet", FFDNet, "FFDNet-style: 10 conv layers x 64 channels on the "
-                        "2x2-downsampled image plus a noise-level map (one model for a range "
-                        "of sigma; ~6x cheaper than DnCNN per pixel), residual"),
-    "ffdnet-tv": ModelSpec("ffdnet-tv", FFDNetTV, "FFDNet-style with TV2D-smooth layers at "
-                           "input and output, learned per-channel lam (as eq. 14)",
-                           lam_keys=("lam_init",)),
-    "eps": ModelSpec("eps", EpsResNet, "edge-preserving smoothing: Zhu et al.'s ResNet (16 "
-                     "residual blocks + 3 convs, skip from the input); trained on tvcli's "
-                     "substitute benchmark (docs/eps.md)", task="eps"),
-    "eps-tv": ModelSpec("eps-tv", EpsResNetTV, "edge-preserving smoothing: ResNet-TV (Yeh et "
-                        "al. 2022, sec. 4.5): four TV1D-sharp layers in the residual blocks, "
-                        "a TV2D-smooth layer (one shared lam) on the output", task="eps",
-                        lam_keys=("lam_sharp", "lam_out")),
-    "allconv": ModelSpec("allconv", AllConv, "CIFAR-10 classifier: All-CNN-C (Springenberg "
-                         "et al. 2015) with batch norm; the paper's section 4.2 baseline",
-                         task="classify"),
-    "allconv-tv-smooth": ModelSpec("allconv-tv-smooth", AllConvTVSmooth, "All-CNN-C with "
-                                   "TV2D-smooth layers before batch norm in blocks 1-3, one "
-                                   "learned lam per layer (init 0.05; paper's TV-Smooth)",
-                                   task="classify", lam_keys=("lam_init",)),
-    "allconv-tv-sharp": ModelSpec("allconv-tv-sharp", AllConvTVSharp, "All-CNN-C with "
-                                  "TV2D-sharp layers before batch norm in blocks 1-3, one "
-                                  "learned lam per layer (init 0.05; paper's TV-Sharp)",
-                                  task="classify", lam_keys=("lam_init",)),
-    "dexined": ModelSpec("dexined", DexiNed, "DexiNed edge detector (Soria et al. 2020): "
-                         "6 blocks, dense blocks 3-6, 6 side outputs + fused; edge "
-                         "probability maps", task="edges"),
-    "dexined-tv": ModelSpec("dexined-tv", DexiNedTV, "DexiNed with TV2D-sharp layers (learned "
-                            "lam) on the 2x/4x/8x side outputs and TV2D-smooth on the fused "
-                            "map (Yeh et al. 2022, sec. 4.4)", task="edges",
-                            lam_keys=("lam_sharp", "lam_smooth")),
+    "dncnn": ModelSpec(
+        "dncnn", "dncnn:DnCNN",
+        "DnCNN, 17 conv layers x 64 channels, residual (Zhang et al. 2017; the paper's "
+        "baseline)"),
+    "dncnn-tv": ModelSpec(
+        "dncnn-tv", "dncnn:DnCNNTV",
+        "DnCNN with TV2D-smooth layers at input and output, learned per-channel lam (Yeh "
+        "et al. 2022, eq. 14)", lam_keys=("lam_init",)),
+    "ffdnet": ModelSpec(
+        "ffdnet", "ffdnet:FFDNet",
+        "FFDNet-style: 10 conv layers x 64 channels on the 2x2-downsampled image plus a "
+        "noise-level map (one model for a range of sigma; ~6x cheaper than DnCNN per "
+        "pixel), residual"),
+    "ffdnet-tv": ModelSpec(
+        "ffdnet-tv", "ffdnet:FFDNetTV",
+        "FFDNet-style with TV2D-smooth layers at input and output, learned per-channel lam "
+        "(as eq. 14)", lam_keys=("lam_init",)),
+    "eps": ModelSpec(
+        "eps", "eps:EpsResNet",
+        "edge-preserving smoothing: Zhu et al.'s ResNet (16 residual blocks + 3 convs, "
+        "skip from the input); trained on tvcli's substitute benchmark (docs/eps.md)",
+        task="eps"),
+    "eps-tv": ModelSpec(
+        "eps-tv", "eps:EpsResNetTV",
+        "edge-preserving smoothing: ResNet-TV (Yeh et al. 2022, sec. 4.5): four TV1D-sharp "
+        "layers in the residual blocks, a TV2D-smooth layer (one shared lam) on the output",
+        task="eps", lam_keys=("lam_sharp", "lam_out")),
+    "allconv": ModelSpec(
+        "allconv", "allconv:AllConv",
+        "CIFAR-10 classifier: All-CNN-C (Springenberg et al. 2015) with batch norm; the "
+        "paper's section 4.2 baseline", task="classify"),
+    "allconv-tv-smooth": ModelSpec(
+        "allconv-tv-smooth", "allconv:AllConvTVSmooth",
+        "All-CNN-C with TV2D-smooth layers before batch norm in blocks 1-3, one learned lam "
+        "per layer (init 0.05; paper's TV-Smooth)", task="classify", lam_keys=("lam_init",)),
+    "allconv-tv-sharp": ModelSpec(
+        "allconv-tv-sharp", "allconv:AllConvTVSharp",
+        "All-CNN-C with TV2D-sharp layers before batch norm in blocks 1-3, one learned lam "
+        "per layer (init 0.05; paper's TV-Sharp)", task="classify", lam_keys=("lam_init",)),
+    "dexined": ModelSpec(
+        "dexined", "dexined:DexiNed",
+        "DexiNed edge detector (Soria et al. 2020): 6 blocks, dense blocks 3-6, 6 side "
+        "outputs + fused; edge probability maps", task="edges"),
+    "dexined-tv": ModelSpec(
+        "dexined-tv", "dexined:DexiNedTV",
+        "DexiNed with TV2D-sharp layers (learned lam) on the 2x/4x/8x side outputs and "
+        "TV2D-smooth on the fused map (Yeh et al. 2022, sec. 4.4)", task="edges",
+        lam_keys=("lam_sharp", "lam_smooth")),
 }
+
 
 
 def build_model(name: str, **config) -> nn.Module:
