@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from tvcli.models.allconv import AllConv, AllConvTVSharp, AllConvTVSmooth
+from tvcli.models.cam import CamNet, CamNetTV
 from tvcli.models.dexined import DexiNed, DexiNedTV
 from tvcli.models.dncnn import DnCNN, DnCNNTV
 from tvcli.models.eps import EpsResNet, EpsResNetTV
@@ -92,6 +93,12 @@ MODELS: dict[str, ModelSpec] = {
                             "lam) on the 2x/4x/8x side outputs and TV2D-smooth on the fused "
                             "map (Yeh et al. 2022, sec. 4.4)", task="edges",
                             lam_keys=("lam_sharp", "lam_smooth")),
+    "cam": ModelSpec("cam", CamNet, "weakly supervised localization: class activation "
+                     "mapping (Zhou et al. 2016) on ImageNet-pretrained EfficientNet-Lite0 "
+                     "(stride 16); class + heat-map + boxes", task="wsol"),
+    "cam-tv": ModelSpec("cam-tv", CamNetTV, "CAM with one fixed TV2D-smooth layer (lam 1, "
+                        "shared) right before the CAM layer (Yeh et al. 2022, sec. 4.3)",
+                        task="wsol", lam_keys=("lam",)),
 }
 
 
