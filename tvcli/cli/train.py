@@ -171,7 +171,7 @@ def models_cmd(
             if w is None:
                 rows.append((name, "-", "no weights shipped", "-", "-", "-"))
             else:
-                if w.get("task") in ("edges", "classify"):  # no noise level, no PSNR
+                if w.get("task") in ("edges", "classify", "wsol"):  # no noise level / PSNR
                     top1 = w.get("val_top1")
                     rows.append((name, "-", w["file"], str(w["steps"]),
                                  f"{w['wall_s'] / 60:.0f} min",

@@ -58,12 +58,17 @@ def colour_ramp(v: np.ndarray) -> np.ndarray:
 def overlay(rgb: np.ndarray, cam01: np.ndarray, boxes: list[list[int]]) -> np.ndarray:
     """``rgb`` (H, W, 3) float [0, 1], ``cam01`` (H, W) [0, 1] -> (H, W, 3) float: half
     photo, half colour-ramped map, boxes drawn 1 px wide in white."""
-    out = 0.5 * rgb + 0.5 * colour_ramp(cam01)
-    h, w = cam01.shape
+    return draw_boxes(0.5 * rgb + 0.5 * colour_ramp(cam01), boxes)
+
+
+def draw_boxes(rgb: np.ndarray, boxes: list[list[int]], value: float = 1.0) -> np.ndarray:
+    """A copy of ``rgb`` (H, W, 3) float with inclusive boxes drawn 1 px wide."""
+    out = np.array(rgb, dtype=np.float64)
+    h, w = out.shape[:2]
     for x0, y0, x1, y1 in boxes:
         x1, y1 = min(x1, w - 1), min(y1, h - 1)
-        out[y0, x0:x1 + 1] = out[y1, x0:x1 + 1] = 1.0
-        out[y0:y1 + 1, x0] = out[y0:y1 + 1, x1] = 1.0
+        out[y0, x0:x1 + 1] = out[y1, x0:x1 + 1] = value
+        out[y0:y1 + 1, x0] = out[y0:y1 + 1, x1] = value
     return out
 
 

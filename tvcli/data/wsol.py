@@ -55,8 +55,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["FASHION_CLASSES", "MASK_LEVEL", "SPLITS", "WsolDataError", "WsolSplit",
-           "build_wsol", "load_wsol_images", "load_wsol_masks", "read_idx",
-           "read_wsol_split", "split_dir"]
+           "build_wsol", "load_wsol_images", "load_wsol_masks", "pack_arrays",
+           "read_idx", "read_wsol_split", "split_dir", "split_from_arrays"]
 
 FASHION_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
                    "sneaker", "bag", "ankle-boot")
@@ -103,6 +103,8 @@ class WsolSplit:
     boxes: dict[str, list[tuple[int, int, int, int]]] = field(default_factory=dict)
     masks: dict[str, list[str]] = field(default_factory=dict)
     ignore: dict[str, str | None] = field(default_factory=dict)
+    #: id -> (H, W) bool mask held in memory (a GPU run's pack; used before ``masks``)
+    mask_arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -248,10 +250,15 @@ def load_wsol_masks(split: WsolSplit, image_id: str, shape: tuple[int, int]
     resizing), the union of its masks; None when it has no mask."""
     from PIL import Image
 
+    h, w = shape
+    if image_id in split.mask_arrays:
+        m = split.mask_arrays[image_id]
+        if m.shape != (h, w):
+            m = np.asarray(Image.fromarray(m.astype(np.uint8)).resize((w, h), Image.NEAREST))
+        return m > 0, np.zeros((h, w), bool)
     paths = split.masks.get(image_id)
     if not paths:
         return None
-    h, w = shape
 
     def load(p: str) -> np.ndarray:
         try:
@@ -267,6 +274,62 @@ def load_wsol_masks(split: WsolSplit, image_id: str, shape: tuple[int, int]
     ign = split.ignore.get(image_id)
     ignore = load(ign) if ign else np.zeros((h, w), bool)
     return mask, ignore
+
+
+def pack_arrays(split: WsolSplit, images: np.ndarray, labels: np.ndarray
+                ) -> dict[str, np.ndarray]:
+    """A split as uint8 arrays for a pack (:mod:`tvcli.data.pack`):
+    ``<s>/images`` (N, 3, H, W), ``<s>/labels`` (N,), and where the split has them
+    ``<s>/boxes`` (N, 4, 2) -- the first box of each image, inclusive x0, y0, x1, y1 in
+    the images' pixels, as (value // 256, value % 256) -- and ``<s>/masks`` (N, H, W)
+    0 / 1. ``images`` / ``labels`` as :func:`load_wsol_images` gives them."""
+    s = split.split
+    n, _, h, w = images.shape
+    if labels.max(initial=0) > 255:
+        raise WsolDataError(f"{split.root}: class labels > 255 do not fit a pack")
+    out = {f"{s}/images": images, f"{s}/labels": labels.astype(np.uint8)}
+    ids = split.image_ids[:n]
+    if split.boxes:
+        b = np.zeros((n, 4), np.int64)
+        for i, iid in enumerate(ids):
+            sw, sh = split.sizes.get(iid, (w, h))
+            x0, y0, x1, y1 = split.boxes[iid][0]
+            b[i] = (int(x0 * w / sw), int(y0 * h / sh), min(w - 1, int(x1 * w / sw)),
+                    min(h - 1, int(y1 * h / sh)))
+        out[f"{s}/boxes"] = np.stack([b // 256, b % 256], -1).astype(np.uint8)
+    if split.masks or split.mask_arrays:
+        m = np.zeros((n, h, w), np.uint8)
+        for i, iid in enumerate(ids):
+            mk = load_wsol_masks(split, iid, (h, w))
+            if mk is not None:
+                m[i] = mk[0]
+        out[f"{s}/masks"] = m
+    return out
+
+
+def split_from_arrays(arrays: dict, split: str, root: str | Path = "<pack>"
+                      ) -> tuple[WsolSplit, np.ndarray, np.ndarray]:
+    """The inverse of :func:`pack_arrays`: (split, images (N, 3, H, W) uint8, labels (N,)
+    int64) from a pack's arrays (numpy or torch)."""
+    s = split_dir(split)
+    if f"{s}/images" not in arrays:
+        raise WsolDataError(f"{root}: no {s}/images in the pack")
+    images = np.asarray(arrays[f"{s}/images"])
+    labels = np.asarray(arrays[f"{s}/labels"]).astype(np.int64)
+    n, _, h, w = images.shape
+    ids = [f"{s}/{i:05d}" for i in range(n)]
+    out = WsolSplit(root=Path(root), split=s, image_ids=ids,
+                    labels={iid: int(c) for iid, c in zip(ids, labels, strict=True)},
+                    sizes={iid: (w, h) for iid in ids})
+    if f"{s}/boxes" in arrays:
+        b = np.asarray(arrays[f"{s}/boxes"]).astype(np.int64)
+        b = b[..., 0] * 256 + b[..., 1]
+        out.boxes = {iid: [tuple(int(v) for v in b[i])] for i, iid in enumerate(ids)}
+    if f"{s}/masks" in arrays:
+        m = np.asarray(arrays[f"{s}/masks"])
+        out.mask_arrays = {iid: m[i] > 0 for i, iid in enumerate(ids)}
+        out.masks = {iid: ["<pack>"] for iid in ids}
+    return out, images, labels
 
 
 # ------------------------------------------------------------- synthetic benchmark

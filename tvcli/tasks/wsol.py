@@ -161,6 +161,8 @@ class WsolTask(Task):
     @classmethod
     def check_data(cls, data: Path) -> None:
         data = Path(data)
+        if data.suffix == ".pack" and data.is_file():
+            return  # a GPU run's pack (python -m tvcli.train.gpu make-data --wsol DATA)
         missing = [s for s in ("train", "val") if not
                    (data / "metadata" / s / "image_ids.txt").is_file()]
         if missing:
@@ -179,38 +181,55 @@ class WsolTask(Task):
 
     @staticmethod
     def _size(data: Path, given: int | None) -> int:
+        if Path(data).suffix == ".pack":
+            from tvcli.data.pack import read_pack_meta
+
+            return int(read_pack_meta(Path(data))["size"])
         return int(given or read_manifest(data).get("size") or 224)
+
+    @staticmethod
+    def _split(data: Path, split: str, size: int) -> tuple[WsolSplit, np.ndarray, np.ndarray]:
+        """(split, images (N, 3, size, size) uint8, labels (N,) int64) of a benchmark
+        folder or a pack."""
+        from tvcli.data.wsol import load_wsol_images, read_wsol_split, split_from_arrays
+
+        if Path(data).suffix == ".pack":
+            from tvcli.data.pack import load_data
+
+            return split_from_arrays({k: v.numpy() for k, v in load_data(data)[1].items()},
+                                     split, data)
+        s = read_wsol_split(data, split)
+        return (s, *load_wsol_images(s, size))
 
     def check_model(self, model: nn.Module) -> None:
         if not hasattr(model, "cam"):
             raise ValueError(f"model {self.cfg.model!r} has no class activation maps")
 
     def load(self, data: Path) -> tuple[Any, Any]:
-        from tvcli.data.wsol import WsolDataError, load_wsol_images, read_wsol_split
+        from tvcli.data.wsol import WsolDataError
 
         data = Path(data)
         size = self.input_size = self._size(data, self.input_size)
         try:
-            train = read_wsol_split(data, "train")
-            val = read_wsol_split(data, "val")
-            if self.train_per_class:
-                keep, seen = [], {}
-                for i in train.image_ids:
-                    c = train.labels[i]
-                    if seen.get(c, 0) < self.train_per_class:
-                        keep.append(i)
-                        seen[c] = seen.get(c, 0) + 1
-                train.image_ids = keep
-            xtr, ytr = load_wsol_images(train, size)
-            xva, yva = load_wsol_images(val, size)
+            train, xtr, ytr = self._split(data, "train", size)
+            val, xva, yva = self._split(data, "val", size)
         except WsolDataError as exc:
             raise ValueError(str(exc)) from None
+        if self.train_per_class:
+            keep, seen = [], {}
+            for i, c in enumerate(ytr.tolist()):
+                if seen.get(c, 0) < self.train_per_class:
+                    keep.append(i)
+                    seen[c] = seen.get(c, 0) + 1
+            xtr, ytr = xtr[keep], ytr[keep]
         if not val.boxes:
             raise ValueError(f"{data}: the val (train-fullsup) split has no boxes")
         return ((torch.from_numpy(xtr), torch.from_numpy(ytr)),
                 (val, xva, yva))
 
     def data_digest(self, data: Path) -> str | None:
+        if Path(data).suffix == ".pack":
+            return super().data_digest(Path(data))
         man = read_manifest(Path(data))
         if man.get("digest"):
             return str(man["digest"])[:16]
@@ -239,14 +258,17 @@ class WsolTask(Task):
         return "wsol"
 
     def export_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Float tensors stored as float16 (half the size; the loader casts back)."""
-        return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        """A fine-tuned backbone (``backbone="imagenet-trainable"``, 13.7 MB) is stored as
+        float16 (the loader casts back); the CAM layer alone (51 kB) stays float32."""
+        if any(k.startswith("backbone.") for k in state):
+            return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        return state
 
     def manifest_fields(self) -> dict:
         """Classes, input size, and the CAM threshold chosen on the val
         (train-fullsup) split with the run's final weights (best BoxAcc at IoU 50)."""
         from tvcli._safetensors import load_file
-        from tvcli.data.wsol import FASHION_CLASSES, load_wsol_images, read_wsol_split
+        from tvcli.data.wsol import FASHION_CLASSES
         from tvcli.models.registry import build_model
 
         data = Path(self.cfg.data)
@@ -255,10 +277,14 @@ class WsolTask(Task):
         state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         model = build_model(self.cfg.model, **self.cfg.model_config)
         model.load_state_dict(state)
-        val = read_wsol_split(data, "val")
-        x, y = load_wsol_images(val, size)
+        val, x, y = self._split(data, "val", size)
         res = score_split(model, val, x, y, "cpu", masks=False)
-        man = read_manifest(data)
+        if data.suffix == ".pack":
+            from tvcli.data.pack import read_pack_meta
+
+            man = read_pack_meta(data)
+        else:
+            man = read_manifest(data)
         classes = man.get("classes") or (list(FASHION_CLASSES) if model.config[
             "num_classes"] == 10 else [str(i) for i in range(model.config["num_classes"])])
         return {"classes": list(classes), "input_size": size,
@@ -277,17 +303,14 @@ class WsolTask(Task):
         BoxAcc at IoU 50), then on test MaxBoxAccV2 (``maxboxacc_v2``, ``maxboxacc_30``
         / ``_50`` / ``_70``), ``pxap``, ``top1_cls``, ``top1_loc`` and ``gt_known_loc``
         at that threshold; percentages. ``step`` > 1 scores every step-th test image."""
-        from tvcli.data.wsol import load_wsol_images, read_wsol_split
-
         amp = amp or contextlib.nullcontext
         data = Path(data)
         size = cls._size(data, options.get("input_size"))
-        val = read_wsol_split(data, "val")
-        xv, yv = load_wsol_images(val, size)
+        val, xv, yv = cls._split(data, "val", size)
         rv = score_split(model, val, xv, yv, device, amp=amp, masks=False)
-        test = read_wsol_split(data, "test")
+        test, xt, yt = cls._split(data, "test", size)
         test.image_ids = test.image_ids[::step]
-        xt, yt = load_wsol_images(test, size)
+        xt, yt = xt[::step], yt[::step]
         rt = score_split(model, test, xt, yt, device, threshold=rv["threshold"], amp=amp,
                          deadline=deadline)
         return {"val": rv, "test": rt}

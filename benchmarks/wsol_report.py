@@ -1,0 +1,154 @@
+"""CAM vs CAM-TV on the synthetic WSOL benchmark: the table and the heat-map picture of
+docs/wsol.md.
+
+    python benchmarks/wsol_report.py score --data DATA RUN [RUN ...] --json docs/wsol.json
+    python benchmarks/wsol_report.py figure --fashion-mnist PATH --out docs/img/wsol_cam.png
+
+``score`` scores each run folder (``tvcli train cam[-tv] ... -o RUN``) with the task's
+own test scoring (:meth:`tvcli.tasks.wsol.WsolTask.evaluate`: CAM threshold chosen
+on val = train-fullsup, ground-truth-class maps, test split), adds each run's budget
+(steps, batch, wall time, threads) and prints a markdown table with the mean and
+spread over seeds per model.
+
+``figure`` pastes Fashion-MNIST test objects (textured, tinted, as the benchmark)
+into the photos of ``examples/images`` -- never BSDS500 pixels -- and draws, per
+image: the image with its ground-truth box | CAM | CAM-TV (heat-map overlays of the
+shipped weights with their boxes at the CAM threshold chosen on train-fullsup).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = ("maxboxacc_v2", "maxboxacc_30", "maxboxacc_50", "maxboxacc_70", "pxap", "top1_cls",
+        "top1_loc", "gt_known_loc")
+
+
+def score(data: Path, runs: list[Path]) -> dict:
+    from tvcli._safetensors import load_file
+    from tvcli.models import build_model
+    from tvcli.tasks import task_class
+
+    out = {}
+    for run in runs:
+        meta = json.loads((run / "ckpt.json").read_text())
+        cfg = meta["config"]
+        model = build_model(cfg["model"], **meta["model_config"])
+        state = {k[6:]: v for k, v in load_file(str(run / "ckpt.safetensors")).items()
+                 if k.startswith("model.")}
+        model.load_state_dict(state)
+        res = task_class("wsol").evaluate(model, data, "cpu")
+        out[run.name] = {"model": cfg["model"], "seed": cfg["seed"], "steps": meta["step"],
+                         "batch": cfg["batch"], "lr": cfg["lr"],
+                         "wall_s": round(meta["wall_s"], 1), "threads": meta.get("threads"),
+                         "val": res["val"], "test": res["test"]}
+        print(f"{run.name}: " + ", ".join(f"{k} {res['test'][k]:.2f}" for k in KEYS
+                                          if k in res["test"]), file=sys.stderr)
+    return out
+
+
+def table(results: dict) -> str:
+    by_model: dict[str, list[dict]] = {}
+    for r in results.values():
+        by_model.setdefault(r["model"], []).append(r)
+    head = ("| model | seeds | " + " | ".join(KEYS) + " | CAM threshold (val) |\n|"
+            + "---|" * (len(KEYS) + 3))
+    rows = [head]
+    for model, rs in sorted(by_model.items()):
+        cells = []
+        for k in KEYS:
+            vals = [r["test"][k] for r in rs if k in r["test"]]
+            if not vals:
+                cells.append("-")
+            elif len(vals) == 1:
+                cells.append(f"{vals[0]:.2f}")
+            else:
+                cells.append(f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}")
+        thr = ", ".join(f"{r['val']['threshold']:.2f}" for r in rs)
+        rows.append(f"| {model} | {len(rs)} | " + " | ".join(cells) + f" | {thr} |")
+    return "\n".join(rows)
+
+
+def figure(fashion_mnist: Path, out: Path, n: int = 4, seed: int = 7) -> None:
+    from PIL import Image
+
+    from tvcli.cli.wsol import draw_boxes, localize, overlay
+    from tvcli.data.wsol import _mask_box, compose, read_idx
+    from tvcli.models import load_pretrained
+
+    x = read_idx(fashion_mnist / "t10k-images-idx3-ubyte.gz")
+    y = read_idx(fashion_mnist / "t10k-labels-idx1-ubyte.gz")
+    photos = [np.asarray(Image.open(ROOT / "examples" / "images" / f).convert("RGB"))
+              for f in ("astronaut.png", "camera.png", "coffee.png")]
+    models = {m: load_pretrained(m) for m in ("cam", "cam-tv")}
+    size = int(models["cam"][1]["input_size"])
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        def crop(p: np.ndarray) -> np.ndarray:
+            h, w = p.shape[:2]
+            s = int(rng.integers(min(h, w) // 2, min(h, w) + 1))
+            yy, xx = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
+            im = Image.fromarray(p[yy:yy + s, xx:xx + s]).resize((size, size), Image.BILINEAR)
+            return np.asarray(im, np.float32) / 255.0
+
+        bg = crop(photos[i % len(photos)])
+        tex = crop(photos[(i + 1) % len(photos)])
+        side = int(rng.integers(int(0.30 * size), int(0.65 * size) + 1))
+        yy, xx = (int(rng.integers(0, size - side + 1)) for _ in range(2))
+        k = int(rng.integers(len(x)))
+        img, mask = compose(bg, tex, x[k], side, yy, xx,
+                            rng.uniform(0.15, 1.0, 3).astype(np.float32))
+        rgb = img.astype(np.float32) / 255.0
+        panels = [draw_boxes(rgb, [list(_mask_box(mask))])]
+        for name in ("cam", "cam-tv"):
+            model, entry = models[name]
+            res = localize(model, rgb, size, float(entry["cam_threshold"]), "cpu")
+            c = res["cam"] - res["cam"].min()
+            c = c / c.max() if c.max() > 0 else c
+            panels.append(overlay(rgb, c, res["boxes"]))
+        gap = np.ones((size, 4, 3), np.float32)
+        rows.append(np.concatenate([panels[0], gap, panels[1], gap, panels[2]], 1))
+        print(f"row {i}: class {int(y[k])}", file=sys.stderr)
+    sheet = np.concatenate([np.concatenate([r, np.ones((4, r.shape[1], 3), np.float32)], 0)
+                            for r in rows], 0)[:-4]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.png")
+    Image.fromarray(np.uint8(np.clip(sheet, 0, 1) * 255 + 0.5)).save(tmp)
+    tmp.replace(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("score")
+    s.add_argument("runs", nargs="+", type=Path)
+    s.add_argument("--data", type=Path, required=True)
+    s.add_argument("--json", type=Path)
+    f = sub.add_parser("figure")
+    f.add_argument("--fashion-mnist", type=Path, required=True)
+    f.add_argument("--out", type=Path, required=True)
+    f.add_argument("--rows", type=int, default=4)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    if args.cmd == "score":
+        res = score(args.data, args.runs)
+        if args.json:
+            tmp = args.json.with_suffix(".tmp")
+            tmp.write_text(json.dumps(res, indent=1) + "\n")
+            tmp.replace(args.json)
+        print(table(res))
+    else:
+        figure(args.fashion_mnist, args.out, args.rows)
+
+
+if __name__ == "__main__":
+    main()
