@@ -55,6 +55,65 @@ def score(data: Path, runs: list[Path]) -> dict:
     return out
 
 
+def lam_sweep(data: Path, run: Path, lams: list[float]) -> dict:
+    """CAM-TV's lam chosen on val (train-fullsup), as the protocol chooses
+    hyper-parameters. The TV layer before global pooling keeps each channel's mean, so
+    the classifier a cam / cam-tv run learned is the one cam-tv learns at any lam: the
+    run's CAM layer is reused under every lam; val MaxBoxAccV2 picks lam, then test is
+    scored once at that lam."""
+    from tvcli._safetensors import load_file
+    from tvcli.models import build_model
+    from tvcli.tasks import task_class
+    from tvcli.tasks.wsol import WsolTask, as_exported, score_split
+
+    meta = json.loads((run / "ckpt.json").read_text())
+    state = {k[6:]: v for k, v in load_file(str(run / "ckpt.safetensors")).items()
+             if k.startswith("model.") and not k.startswith("model.tv.")}
+    cfg = {k: v for k, v in meta["model_config"].items() if k not in ("tv", "lam")}
+    size = WsolTask._size(data, None)
+    val, xv, yv = WsolTask._split(data, "val", size)
+    sweep = {}
+    for lam in lams:
+        model = build_model("cam-tv", lam=lam, **cfg)
+        model.load_state_dict(state, strict=False)
+        r = score_split(as_exported(model), val, xv, yv, masks=False)
+        sweep[lam] = r["maxboxacc_v2"]
+        print(f"lam {lam:g}: val MaxBoxAccV2 {r['maxboxacc_v2']:.2f}", file=sys.stderr)
+    best = max(lams, key=lambda v: (sweep[v], -abs(np.log(v))))
+    model = build_model("cam-tv", lam=best, **cfg)
+    model.load_state_dict(state, strict=False)
+    res = task_class("wsol").evaluate(model, data, "cpu")
+    return {"model": f"cam-tv, lam {best:g} (chosen on val)", "seed": meta["config"]["seed"],
+            "from_run": run.name, "val_sweep": {str(k): v for k, v in sweep.items()},
+            "lam": best, "val": res["val"], "test": res["test"]}
+
+
+def centre_prior(data: Path) -> dict:
+    """A map-free reference: the same Gaussian bump (sigma = side / 4) in the centre of
+    every test image, its threshold chosen on val as for the models."""
+    from tvcli.metrics_wsol import BoxAccumulator, MaskAccumulator
+    from tvcli.tasks.wsol import WsolTask
+
+    size = WsolTask._size(data, None)
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    bump = np.exp(-(xx ** 2 + yy ** 2) / (2 * (size / 4) ** 2))
+    out = {}
+    for split in ("val", "test"):
+        s, _, _ = WsolTask._split(data, split, size)
+        box, mask = BoxAccumulator(), MaskAccumulator()
+        from tvcli.data.wsol import load_wsol_masks
+
+        for iid in s.image_ids:
+            box.add(bump, s.boxes[iid])
+            mk = load_wsol_masks(s, iid, (size, size))
+            if mk is not None:
+                mask.add(bump, *mk)
+        thr = out["val"]["threshold"] if split == "test" else None
+        out[split] = {**box.result(thr), **({"pxap": mask.result()["pxap"]} if mask.count
+                                            else {})}
+    return out
+
+
 def table(results: dict) -> str:
     by_model: dict[str, list[dict]] = {}
     for r in results.values():
@@ -121,8 +180,8 @@ def figure(fashion_mnist: Path, out: Path, n: int = 4, seed: int = 7) -> None:
     sheet = np.concatenate([np.concatenate([r, np.ones((4, r.shape[1], 3), np.float32)], 0)
                             for r in rows], 0)[:-4]
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.png")
-    Image.fromarray(np.uint8(np.clip(sheet, 0, 1) * 255 + 0.5)).save(tmp)
+    tmp = out.with_name(out.stem + ".tmp" + out.suffix)
+    Image.fromarray(np.uint8(np.clip(sheet, 0, 1) * 255 + 0.5)).save(tmp, quality=75)
     tmp.replace(out)
 
 
@@ -133,6 +192,11 @@ def main() -> None:
     s.add_argument("runs", nargs="+", type=Path)
     s.add_argument("--data", type=Path, required=True)
     s.add_argument("--json", type=Path)
+    sw = sub.add_parser("lam-sweep")
+    sw.add_argument("runs", nargs="+", type=Path)
+    sw.add_argument("--data", type=Path, required=True)
+    sw.add_argument("--lams", default="0.03,0.1,0.3,1,3")
+    sw.add_argument("--json", type=Path)
     f = sub.add_parser("figure")
     f.add_argument("--fashion-mnist", type=Path, required=True)
     f.add_argument("--out", type=Path, required=True)
@@ -141,6 +205,16 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.cmd == "score":
         res = score(args.data, args.runs)
+        res["centre-prior"] = {"model": "centre prior (no network)", "seed": None,
+                               **centre_prior(args.data)}
+        if args.json:
+            tmp = args.json.with_suffix(".tmp")
+            tmp.write_text(json.dumps(res, indent=1) + "\n")
+            tmp.replace(args.json)
+        print(table(res))
+    elif args.cmd == "lam-sweep":
+        lams = [float(v) for v in args.lams.split(",")]
+        res = {f"{r.name}-lam": lam_sweep(args.data, r, lams) for r in args.runs}
         if args.json:
             tmp = args.json.with_suffix(".tmp")
             tmp.write_text(json.dumps(res, indent=1) + "\n")

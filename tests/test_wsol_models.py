@@ -138,6 +138,7 @@ def test_train_resume_export_run_eval(bench: Path, tmp_path: Path, monkeypatch) 
 
     saved = load_file(str(wdir / entry["file"]))
     assert set(saved) == {"classifier.weight", "classifier.bias", "tv.lam_fixed"}
+    assert saved["classifier.weight"].dtype == torch.float16
     # test scoring
     from tvcli.models import load_pretrained
 

@@ -28,7 +28,7 @@ is frozen and kept out of the state dict: the shipped weights
 (``weights/cam*-wsol.safetensors``, float16) hold the CAM layer only (26 kB), and
 loading them builds the backbone from the installed package -- without it, loading
 fails with the pip command in the message. ``backbone="imagenet-trainable"``
-fine-tunes the whole network instead (what a GPU budget allows; 13.7 MB of float32).
+fine-tunes the whole network instead (what a GPU budget allows; 6.9 MB of float16).
 
 Padding is TensorFlow's "same" (the pretrained weights were trained with it):
 stride-2 convolutions pad more on the right / bottom for even sizes.
