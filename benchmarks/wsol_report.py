@@ -114,6 +114,30 @@ def centre_prior(data: Path) -> dict:
     return out
 
 
+def record_in_manifest(weights_dir: Path, results: dict) -> None:
+    """Adds ``wsol_test`` (the run's test scores and the centre prior's) to the manifest
+    entry of each shipped file trained by a scored run (same model, seed and steps)."""
+    import os
+
+    man_path = weights_dir / "manifest.json"
+    man = json.loads(man_path.read_text())
+    prior = results.get("centre-prior", {}).get("test", {})
+    for e in man["weights"]:
+        if e.get("task") != "wsol":
+            continue
+        for name, r in results.items():
+            if (r.get("model"), r.get("seed"), r.get("steps")) == (e["model"], e["seed"],
+                                                                   e["steps"]):
+                e["wsol_test"] = {**{k: round(r["test"][k], 3) for k in KEYS
+                                     if k in r["test"]}, "n": r["test"]["n"],
+                                  "threshold": r["test"]["threshold"], "run": name,
+                                  "centre_prior": {k: round(prior[k], 3) for k in KEYS
+                                                   if k in prior}}
+    tmp = man_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(man, indent=1) + "\n")
+    os.replace(tmp, man_path)
+
+
 def table(results: dict) -> str:
     by_model: dict[str, list[dict]] = {}
     for r in results.values():
@@ -192,6 +216,8 @@ def main() -> None:
     s.add_argument("runs", nargs="+", type=Path)
     s.add_argument("--data", type=Path, required=True)
     s.add_argument("--json", type=Path)
+    s.add_argument("--manifest", type=Path, default=None,
+                   help="a weights folder: record the test scores in its manifest")
     sw = sub.add_parser("lam-sweep")
     sw.add_argument("runs", nargs="+", type=Path)
     sw.add_argument("--data", type=Path, required=True)
@@ -207,6 +233,8 @@ def main() -> None:
         res = score(args.data, args.runs)
         res["centre-prior"] = {"model": "centre prior (no network)", "seed": None,
                                **centre_prior(args.data)}
+        if args.manifest:
+            record_in_manifest(args.manifest, res)
         if args.json:
             tmp = args.json.with_suffix(".tmp")
             tmp.write_text(json.dumps(res, indent=1) + "\n")
