@@ -172,9 +172,41 @@ def test_train_resume_export_run_eval(bench: Path, tmp_path: Path, monkeypatch) 
     assert {"maxboxacc_v2", "pxap", "top1_cls", "top1_loc"} <= set(rep)
     bad = CliRunner().invoke(app, ["eval", str(out), str(bench), "-m", "wsol"])
     assert bad.exit_code != 0 and "metadata" in str(bad.exception)
+    # a mask-only split (OpenImages style: localization.txt holds id,mask,ignore lines)
+    # scores PxAP and top-1 cls
+    import shutil
+
+    oi = tmp_path / "oi"
+    shutil.copytree(bench / "images", oi / "images")
+    shutil.copytree(bench / "masks", oi / "masks")
+    md = oi / "metadata" / "test"
+    md.mkdir(parents=True)
+    for f in ("image_ids.txt", "class_labels.txt", "image_sizes.txt"):
+        shutil.copy(bench / "metadata" / "test" / f, md / f)
+    shutil.copy(bench / "metadata" / "test" / "masks.txt", md / "localization.txt")
+    ev = CliRunner().invoke(app, ["eval", str(out), str(md), "-m", "wsol", "--json"])
+    assert ev.exit_code == 0, ev.output
+    rep = json.loads(ev.stdout)
+    assert rep["pxap"] == pytest.approx(json.loads(
+        CliRunner().invoke(app, ["eval", str(out), str(bench / "metadata" / "test"), "-m",
+                                 "wsol", "--json"]).stdout)["pxap"])
+    assert "maxboxacc_v2" not in rep and 0 <= rep["top1_cls"] <= 100
 
 
 def test_train_refuses_other_data(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["train", "cam", "--data", str(tmp_path)])
     assert res.exit_code != 0
     assert "not a WSOL benchmark" in str(res.exception)
+
+
+def test_mask_only_split_scores_pxap(bench: Path) -> None:
+    """OpenImages-style sets have masks, no boxes: validation falls back to PxAP."""
+    from tvcli.data.wsol import load_wsol_images, read_wsol_split
+    from tvcli.tasks.wsol import score_split
+
+    split = read_wsol_split(bench, "val")
+    split.boxes = {}
+    x, y = load_wsol_images(split)
+    res = score_split(build_model("cam", backbone="random"), split, x, y)
+    assert "maxboxacc_v2" not in res and res["threshold"] is None
+    assert 0 <= res["pxap"] <= 100 and 0 <= res["top1_cls"] <= 100 and res["n"] == 10

@@ -209,8 +209,9 @@ def eval_wsol(pred: Path, gt: Path, *, as_json: bool, as_csv: bool) -> int:
         split = read_wsol_split(gt.parents[1], split_name)
     except WsolDataError as exc:
         raise CLIError(str(exc), 2) from None
-    if not split.boxes:
-        raise CLIError(f"{gt}: the split has no boxes (localization.txt) to score", 2)
+    if not split.boxes and not split.masks:
+        raise CLIError(f"{gt}: the split has neither boxes nor masks (localization.txt) "
+                       "to score", 2)
     stems: dict[str, str] = {}
     for iid in split.image_ids:
         s = Path(iid).stem
@@ -221,6 +222,7 @@ def eval_wsol(pred: Path, gt: Path, *, as_json: bool, as_csv: bool) -> int:
     boxes, masks = BoxAccumulator(), MaskAccumulator()
     threshold = None
     rows = []
+    cls_hits = 0
     for s, iid in stems.items():
         cam_p, rec_p = pred / f"{s}.cam.png", pred / f"{s}.json"
         if not cam_p.is_file() or not rec_p.is_file():
@@ -244,20 +246,29 @@ def eval_wsol(pred: Path, gt: Path, *, as_json: bool, as_csv: bool) -> int:
         fx, fy = w / sw, h / sh
         gtb = [(int(x0 * fx), int(y0 * fy), min(w - 1, int(x1 * fx)), min(h - 1, int(y1 * fy)))
                for x0, y0, x1, y1 in split.boxes.get(iid, [])]
-        if not gtb:
-            problems.append(f"{iid}: no ground-truth box")
+        try:
+            mk = load_wsol_masks(split, iid, (h, w))
+        except WsolDataError as exc:
+            problems.append(str(exc))
+            continue
+        if not gtb and mk is None:
+            problems.append(f"{iid}: no ground-truth box or mask")
             continue
         correct = k == split.labels[iid]
-        ious = boxes.add(cam, gtb, correct=correct)
-        mk = load_wsol_masks(split, iid, (h, w))
-        if mk is not None:
+        row = {"name": iid, "correct": correct}
+        if gtb:  # boxes (CUB, ImageNet, the synthetic set)
+            row["best_iou"] = float(boxes.add(cam, gtb, correct=correct).max())
+        else:
+            cls_hits += correct
+        if mk is not None:  # masks (OpenImages, the synthetic set)
             masks.add(cam, mk[0], mk[1])
-        rows.append({"name": iid, "correct": correct, "best_iou": float(ious.max())})
+        rows.append(row)
     if not rows:
         for p in problems[:5]:
             print(f"tvcli: {p}", file=sys.stderr)
         raise CLIError(f"no image of {gt} has a prediction in {pred}", 2)
-    res = boxes.result(threshold)
+    res = boxes.result(threshold) if boxes.count else {
+        "n": len(rows), "top1_cls": 100.0 * cls_hits / len(rows)}
     if masks.count:
         res["pxap"] = masks.result()["pxap"]
     keys = ["maxboxacc_v2", "maxboxacc_30", "maxboxacc_50", "maxboxacc_70", "pxap",

@@ -94,7 +94,7 @@ def score_split(model: nn.Module, split: WsolSplit, images: np.ndarray, labels: 
     box_acc = BoxAccumulator()
     mask_acc = MaskAccumulator() if masks and split.masks else None
     h, w = images.shape[-2:]
-    n = 0
+    n = correct = 0
     for i in range(0, len(ids), batch):
         if time.perf_counter() > deadline:
             break
@@ -103,6 +103,7 @@ def score_split(model: nn.Module, split: WsolSplit, images: np.ndarray, labels: 
         with amp():
             logits, maps = class_maps(model, x, device, targets=y, batch=batch)
         pred = logits.argmax(1)
+        correct += int((pred == y).sum())
         for j in range(len(x)):
             iid = ids[i + j]
             cam = maps[j].numpy()
@@ -118,7 +119,8 @@ def score_split(model: nn.Module, split: WsolSplit, images: np.ndarray, labels: 
                 if mk is not None:
                     mask_acc.add(cam, mk[0], mk[1])
             n += 1
-    res = box_acc.result(threshold) if box_acc.count else {"n": n}
+    res = box_acc.result(threshold) if box_acc.count else {
+        "n": n, "threshold": None, "top1_cls": 100.0 * correct / max(1, n)}
     if mask_acc is not None and mask_acc.count:
         res["pxap"] = mask_acc.result()["pxap"]
     return res
@@ -236,8 +238,9 @@ class WsolTask(Task):
                     keep.append(i)
                     seen[c] = seen.get(c, 0) + 1
             xtr, ytr = xtr[keep], ytr[keep]
-        if not val.boxes:
-            raise ValueError(f"{data}: the val (train-fullsup) split has no boxes")
+        if not val.boxes and not val.masks:
+            raise ValueError(f"{data}: the val (train-fullsup) split has neither boxes nor "
+                             "masks")
         return ((torch.from_numpy(xtr), torch.from_numpy(ytr)),
                 (val, xva, yva))
 
@@ -265,8 +268,9 @@ class WsolTask(Task):
     def validate(self, model: nn.Module, val_set: Any, device: torch.device) -> float:
         split, images, labels = val_set
         res = score_split(model, split, images, labels, device, batch=self.val_batch,
-                          masks=False)
-        return float(res["maxboxacc_v2"])
+                          masks=not split.boxes)
+        # MaxBoxAccV2 where there are boxes; PxAP for mask-only sets (OpenImages)
+        return float(res["maxboxacc_v2"] if "maxboxacc_v2" in res else res["pxap"])
 
     def export_tag(self) -> str:
         return "wsol"
@@ -302,7 +306,8 @@ class WsolTask(Task):
         classes = man.get("classes") or (list(FASHION_CLASSES) if model.config[
             "num_classes"] == 10 else [str(i) for i in range(model.config["num_classes"])])
         return {"classes": list(classes), "input_size": size,
-                "cam_threshold": res["threshold"], "cam_threshold_split": "val "
+                "cam_threshold": res["threshold"] if res["threshold"] is not None else 0.5,
+                "cam_threshold_split": "val "
                 "(train-fullsup): best BoxAcc at IoU 50", "val_split": "val (train-fullsup)",
                 "train_per_class": self.train_per_class,
                 "backbone": _BACKBONE_NOTE.get(model.config["backbone"],
