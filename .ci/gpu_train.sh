@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU training run: trains the job list of tvcli/train/gpu.py -- the denoisers
 # (FFDNet pair, DnCNN / DnCNN-TV at sigma 25 and 50), DexiNed / DexiNed-TV, the EPS
-# ResNet / ResNet-TV and the three All-Conv classifiers -- within a fixed wall
+# ResNet / ResNet-TV, the three All-Conv classifiers and CAM / CAM-TV (only when
+# data/gpu/wsol.pack exists: make-data --wsol DATA, docs/wsol.md) -- within a fixed wall
 # budget, evaluates them and writes weights-<i>.tar (safetensors + manifest),
 # results.json, results.md and log.txt into OUT (at most 7 files, each < 16 MiB).
 #

@@ -127,6 +127,9 @@ def test_gpu_train_dry_run(tmp_path):
             assert test["val_hold"]["n"] == 1 and math.isfinite(test["val_hold"]["loss"])
         elif j.task == "eps":
             assert test["val"]["n"] == 1 and 0 < test["val"]["wrmse"] < 255
+        elif j.task == "wsol":  # the threshold is chosen on val, then test is scored
+            assert test["test"]["n"] == 20 and 0 <= test["test"]["maxboxacc_v2"] <= 100
+            assert test["test"]["threshold"] == test["val"]["threshold"]
         else:
             assert test["test"]["n"] == 20 and 0 <= test["test"]["top1"] <= 100
     # every pair / triple trained at one budget

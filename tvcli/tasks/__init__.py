@@ -7,6 +7,7 @@ denoise   dncnn, dncnn-tv, ffdnet, ffdnet-tv   ``tvcli data fetch`` folder or a 
 eps       eps, eps-tv                          ``tvcli data eps`` folder
 edges     dexined, dexined-tv                  BSDS500 (``images/``, ``groundTruth/``)
 classify  allconv, allconv-tv-smooth/sharp     CIFAR-10 JPEG ``.tar.gz`` or its folder
+wsol      cam, cam-tv                          ``tvcli data wsol`` folder (wsolevaluation)
 ========  ===================================  ==========================================
 
 Each module defines one :class:`~tvcli.tasks.base.Task` subclass that knows its
@@ -32,6 +33,7 @@ TASK_MODULES: dict[str, str] = {
     "eps": "tvcli.tasks.eps:EpsTask",
     "edges": "tvcli.tasks.edges:EdgeTask",
     "classify": "tvcli.tasks.classify:ClassifyTask",
+    "wsol": "tvcli.tasks.wsol:WsolTask",
 }
 # The task classes in use: the built-in ones once imported, and any registered.
 TASKS: dict[str, type[Task]] = {}

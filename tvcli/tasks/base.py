@@ -181,6 +181,11 @@ class Task:
     def export_tag(self) -> str:
         return self.name
 
+    def export_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The tensors an exported weights file holds (default: ``state`` as is; a
+        task may e.g. store float16)."""
+        return state
+
     def manifest_fields(self) -> dict:
         return {}
 

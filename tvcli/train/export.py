@@ -56,7 +56,7 @@ def export_weights(run: str | Path, weights_dir: str | Path, name: str | None = 
     cfg = TrainConfig(**{k: v for k, v in cfg_d.items()
                          if k in TrainConfig.__dataclass_fields__})
     task = task_class(cfg.task)(cfg)
-    state = load_model_state(run)
+    state = task.export_state(load_model_state(run))
     fname = f"{name or cfg.model}-{task.export_tag()}.safetensors"
     weights_dir.mkdir(parents=True, exist_ok=True)
     tmp = weights_dir / (fname + ".tmp")

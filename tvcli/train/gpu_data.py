@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["make_bsds_pack", "make_cifar10c_pack", "make_cifar_subset", "make_eps_pack",
-           "tiny_packs"]
+           "make_wsol_pack", "tiny_packs"]
 
 
 def _file_bytes(p: Path) -> bytes:
@@ -172,6 +172,63 @@ def _jpeg(img: torch.Tensor) -> bytes:
     return buf.getvalue()
 
 
+def make_wsol_pack(data: Path, out: Path, train_per_class: int | None = None) -> dict:
+    """``wsol.pack``: a ``tvcli data wsol`` benchmark (or any wsolevaluation-layout
+    folder with one image size) as uint8 arrays (:func:`tvcli.data.wsol.pack_arrays`):
+    train (the first ``train_per_class`` images of each class, default all), val
+    (train-fullsup) and test with boxes and masks. Returns the pack's header."""
+    import numpy as np
+
+    from tvcli.data.pack import write_pack
+    from tvcli.data.wsol import load_wsol_images, pack_arrays, read_wsol_split
+
+    man = json.loads((data / "manifest.json").read_text()) if (
+        data / "manifest.json").exists() else {}
+    size = int(man.get("size", 224))
+    arrays: dict = {}
+    for split in ("train", "val", "test"):
+        s = read_wsol_split(data, split)
+        if split == "train" and train_per_class:
+            seen: dict[int, int] = {}
+            keep = []
+            for iid in s.image_ids:
+                c = s.labels[iid]
+                if seen.get(c, 0) < train_per_class:
+                    keep.append(iid)
+                    seen[c] = seen.get(c, 0) + 1
+            s.image_ids = keep
+        x, y = load_wsol_images(s, size)
+        arrays.update({k: torch.from_numpy(np.ascontiguousarray(v))
+                       for k, v in pack_arrays(s, x, y).items()})
+    return write_pack(out, arrays, {"name": f"wsol {data.name}", "size": size,
+                                    "classes": man.get("classes"),
+                                    "source_digest": man.get("digest"),
+                                    "train_per_class": train_per_class})
+
+
+def _tiny_wsol(pack_dir: Path) -> None:
+    """A 32-pixel WSOL pack: a bright square (class = its size bucket) on a tiny photo."""
+    from tvcli.data.pack import write_pack
+
+    g = torch.Generator().manual_seed(3)
+    arrays: dict = {}
+    for split, n in (("train", 20), ("val", 10), ("test", 20)):
+        imgs = _tiny_photos(n, 32, 32, {"train": 4, "val": 5, "test": 6}[split])
+        labels = torch.arange(n) % 10
+        boxes = torch.zeros(n, 4, 2, dtype=torch.uint8)
+        masks = torch.zeros(n, 32, 32, dtype=torch.uint8)
+        for i in range(n):
+            side = 6 + int(labels[i]) * 2
+            y, x = (int(torch.randint(0, 32 - side + 1, (1,), generator=g)) for _ in range(2))
+            imgs[i, :, y:y + side, x:x + side] = 230
+            masks[i, y:y + side, x:x + side] = 1
+            boxes[i, :, 1] = torch.tensor([x, y, x + side - 1, y + side - 1])
+        arrays.update({f"{split}/images": imgs, f"{split}/labels": labels.to(torch.uint8),
+                       f"{split}/boxes": boxes, f"{split}/masks": masks})
+    write_pack(pack_dir / "wsol.pack", arrays, {"name": "synthetic dry run", "size": 32,
+                                                "classes": [str(c) for c in range(10)]})
+
+
 def tiny_packs(pack_dir: Path) -> None:
     """Synthetic data files with the layout of the real ones (for the CPU dry run)."""
     from tvcli.data.pack import Alias, ImageBytes, write_pack
@@ -208,6 +265,7 @@ def tiny_packs(pack_dir: Path) -> None:
                                    f"{CIFAR10_CLASSES[(i // 2) % 10]}/{i:04d}.jpg")
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+    _tiny_wsol(pack_dir)
 
 
 def make_cifar10c_pack(src: Path, out: Path, per_class: int, seed: int = 0,
