@@ -55,8 +55,10 @@ CARRY_LIMIT_BYTES = 64 * MiB  # what a GPU run may carry in all
 CARRY_FAIL_BYTES = 61 * MiB  # make-data / the size test fail above this (3 MiB margin)
 # Upper bounds of the default data files (make-data fails above them), so that a
 # test can check that the tracked files leave room for them without building them.
-# Measured 2026-11-30 with the defaults: 19.03, 6.95 and 4.58 MiB.
-PACK_BUDGET_BYTES = {"bsds.pack": int(19.5 * MiB), "eps.pack": int(7.25 * MiB),
+# Measured 2026-11-30 with the defaults: 19.03, 6.95 and 4.58 MiB. bsds.pack's bound
+# went from 19.5 to 19.25 MiB on 2026-12-06 (still 0.22 MiB above its measured size)
+# when the tracked files grew past what the 19.5 bound left (iso TV, WSOL, tests).
+PACK_BUDGET_BYTES = {"bsds.pack": int(19.25 * MiB), "eps.pack": int(7.25 * MiB),
                      "cifar10.tar.gz": int(4.75 * MiB)}
 MAX_OUT_FILES = 8  # what a GPU run brings back: 8 files of 16 MiB, 64 MiB together
 TAR_BYTES = 15 * MiB + MiB // 2
