@@ -31,7 +31,8 @@ def _expected_trained_for(entry: dict) -> str:
     if entry.get("sigma") is not None:
         return f"σ {entry['sigma']:g}"
     return {"classify": "CIFAR-10 classes", "edges": "BSDS500 edges",
-            "eps": "edge-preserving smoothing"}[entry["task"]]
+            "eps": "edge-preserving smoothing",
+            "wsol": "localization (synthetic WSOL)"}[entry["task"]]
 
 
 def test_docs_list_of_shipped_weights_matches_the_manifest():
