@@ -16,7 +16,6 @@ With ``registry_train`` the recipe's training photos are added to train/.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,6 +23,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from tvcli._hashing import sha256_file
 from tvcli.data.recipe import manifest_digest
 
 __all__ = ["build_bsd432", "bsds500_photos", "BSDS500_COUNT", "CBSD68_COUNT"]
@@ -31,10 +31,6 @@ __all__ = ["build_bsd432", "bsds500_photos", "BSDS500_COUNT", "CBSD68_COUNT"]
 BSDS500_COUNT = 500
 CBSD68_COUNT = 68
 _SPLITS = ("train", "val", "test")
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def bsds500_photos(bsds500: Path) -> list[Path]:
@@ -99,8 +95,8 @@ def build_bsd432(out_dir: Path, bsds500: Path, cbsd68: Path, registry: Path | No
         _write_png(img, dest)
         entries.append({"file": f"{split}/{dest.name}", "split": split,
                         "source": f"BSDS500 images/{p.parent.name}/{p.name}",
-                        "source_sha256": _sha256(p), "stored_size": list(img.size),
-                        "sha256": _sha256(dest)})
+                        "source_sha256": sha256_file(p), "stored_size": list(img.size),
+                        "sha256": sha256_file(dest)})
     if registry is not None:
         reg_man = json.loads((Path(registry) / "manifest.json").read_text())
         for e in reg_man["images"]:
@@ -113,7 +109,7 @@ def build_bsd432(out_dir: Path, bsds500: Path, cbsd68: Path, registry: Path | No
                             "source": f"tvcli data fetch: {e.get('source_package')} "
                             f"{e.get('source_version')} {e.get('path_in_package')}",
                             "source_sha256": e["sha256"],
-                            "stored_size": e.get("stored_size"), "sha256": _sha256(dest)})
+                            "stored_size": e.get("stored_size"), "sha256": sha256_file(dest)})
     n_train = sum(e["split"] == "train" for e in entries)
     manifest = {
         "recipe": "tvcli.data.bsd432",

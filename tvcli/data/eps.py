@@ -40,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tvcli._hashing import sha256_file
+
 __all__ = ["FILTERS", "EpsFilter", "apply_filter", "build_eps", "load_eps_split",
            "manifest_digest", "SPLITS"]
 
@@ -129,10 +131,6 @@ def apply_filter(f: EpsFilter, rgb: np.ndarray) -> np.ndarray:
     return out
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def manifest_digest(images: list[dict]) -> str:
     """sha256 over the sorted per-image records (inputs and ground-truth digests):
     one id for the exact data a model was trained or scored on."""
@@ -197,8 +195,8 @@ def build_eps(
                         rgb = np.asarray(Image.open(inp).convert("RGB"))
                     _write_png(gts[f.name], apply_filter(f, rgb))
             records.append({"split": split, "stem": stem, "source": f"images/{split}/{jpg.name}",
-                            "source_sha256": _sha256(jpg), "input_sha256": _sha256(inp),
-                            "gt_sha256": {k: _sha256(p) for k, p in gts.items()}})
+                            "source_sha256": sha256_file(jpg), "input_sha256": sha256_file(inp),
+                            "gt_sha256": {k: sha256_file(p) for k, p in gts.items()}})
             if (i + 1) % 20 == 0 or i + 1 == len(photos):
                 log(f"{split}: {i + 1}/{len(photos)}")
     manifest = {

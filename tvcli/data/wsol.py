@@ -54,6 +54,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tvcli._hashing import sha256_file
+
 __all__ = ["FASHION_CLASSES", "MASK_LEVEL", "SPLITS", "WsolDataError", "WsolSplit",
            "build_wsol", "load_wsol_images", "load_wsol_masks", "pack_arrays",
            "read_idx", "read_wsol_split", "split_dir", "split_from_arrays"]
@@ -355,14 +357,6 @@ def read_idx(path: str | Path) -> np.ndarray:
     return data.reshape(dims)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _fashion(path: Path, part: str) -> tuple[np.ndarray, np.ndarray, dict]:
     imgs_p = path / f"{part}-images-idx3-ubyte.gz"
     labs_p = path / f"{part}-labels-idx1-ubyte.gz"
@@ -373,7 +367,7 @@ def _fashion(path: Path, part: str) -> tuple[np.ndarray, np.ndarray, dict]:
     x, y = read_idx(imgs_p), read_idx(labs_p)
     if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
         raise WsolDataError(f"{path}: {part} images {x.shape} and labels {y.shape} differ")
-    return x, y, {imgs_p.name: _sha256(imgs_p), labs_p.name: _sha256(labs_p)}
+    return x, y, {imgs_p.name: sha256_file(imgs_p), labs_p.name: sha256_file(labs_p)}
 
 
 def _backgrounds(bsds: Path, parts: tuple[str, ...]) -> list[Path]:
@@ -542,10 +536,10 @@ def build_wsol(out: str | Path, fashion_mnist: str | Path, bsds500: str | Path, 
                 (md / name).write_text("\n".join(rows) + "\n")
             h = hashlib.sha256()
             for p in sorted((tmp / "images" / s).iterdir()):
-                h.update(f"{p.name}\t{_sha256(p)}\n".encode())
+                h.update(f"{p.name}\t{sha256_file(p)}\n".encode())
             if s != "train":
                 for p in sorted((tmp / "masks" / s).iterdir()):
-                    h.update(f"masks/{p.name}\t{_sha256(p)}\n".encode())
+                    h.update(f"masks/{p.name}\t{sha256_file(p)}\n".encode())
             split_info[s] = {"images": len(ids), "per_class": counts[s], "seed": seed + si,
                              "objects_from": "t10k" if s == "test" else
                              ("train, first 80 % of each class" if s == "train"
@@ -553,7 +547,7 @@ def build_wsol(out: str | Path, fashion_mnist: str | Path, bsds500: str | Path, 
                              "backgrounds_from": "BSDS500 test" if s == "test"
                              else "BSDS500 train+val",
                              "files_sha256": h.hexdigest(),
-                             "metadata_sha256": {n: _sha256(md / n) for n in sorted(files)}}
+                             "metadata_sha256": {n: sha256_file(md / n) for n in sorted(files)}}
             log(f"{s}: {len(ids)} images")
         digest = hashlib.sha256(json.dumps(split_info, sort_keys=True).encode()).hexdigest()
         manifest = {

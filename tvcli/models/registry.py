@@ -8,7 +8,6 @@ the file's sha256, which is checked before every load.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
@@ -16,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from tvcli._hashing import sha256_file
 
 if TYPE_CHECKING:  # the registry itself imports no torch: `tvcli models` lists it without
     import torch
@@ -140,14 +141,6 @@ def list_weights(folder: Path | None = None) -> list[dict]:
     return list(weights_manifest(folder).get("weights", []))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def find_weights(name: str, sigma: float | None = None, folder: Path | None = None) -> dict:
     """The manifest entry of model ``name`` for noise level ``sigma`` (0-255): a
     blind-range entry whose ``sigma_range`` holds sigma, else the entry trained
@@ -183,7 +176,7 @@ def load_pretrained(name: str, sigma: float | None = None, weights_dir: Path | N
     path = folder / entry["file"]
     if not path.exists():
         raise WeightsError(f"weights file {path} is missing")
-    digest = _sha256(path)
+    digest = sha256_file(path)
     if digest != entry["sha256"]:
         raise WeightsError(f"weights file {path} is corrupt: sha256 {digest[:12]}... does not "
                            f"match the manifest's {entry['sha256'][:12]}...")

@@ -150,18 +150,11 @@ def as_exported(model: nn.Module) -> nn.Module:
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random left-right flip and a shift of up to side/16 (zero padding)."""
-    n, _, h, w = x.shape
-    pad = max(1, h // 16)
-    padded = F.pad(x, (pad, pad, pad, pad))
-    ys = torch.randint(0, 2 * pad + 1, (n,), generator=gen).tolist()
-    xs = torch.randint(0, 2 * pad + 1, (n,), generator=gen).tolist()
-    flips = (torch.rand(n, generator=gen) < 0.5).tolist()
-    out = torch.empty_like(x)
-    for i in range(n):
-        crop = padded[i, :, ys[i]:ys[i] + h, xs[i]:xs[i] + w]
-        out[i] = crop.flip(-1) if flips[i] else crop
-    return out
+    """Random left-right flip and a shift of up to side/16 (zero padding): the
+    classifiers' augmentation (:func:`tvcli.tasks.classify.augment`) at this size."""
+    from tvcli.tasks.classify import augment
+
+    return augment(x, gen, pad=max(1, x.shape[-2] // 16))
 
 
 class WsolTask(Task):
