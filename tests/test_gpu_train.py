@@ -177,7 +177,12 @@ def test_full_size_weights_fit_the_output_files():
 
     sizes = {}
     for j in JOBS:
-        m = build_model(j.model, **j.config.get("model_config", {}))
+        config = dict(j.config.get("model_config", {}))
+        if config.get("backbone") == "imagenet":
+            # the same state dict (the frozen backbone is not in it) without the
+            # optional package that holds the ImageNet weights (CI's CUDA tier lacks it)
+            config["backbone"] = "random"
+        m = build_model(j.model, **config)
         sizes[j.name] = sum(t.numel() * t.element_size() for t in m.state_dict().values())
     bins = pack_bins(sizes)
     assert len(bins) <= MAX_OUT_FILES - 4
