@@ -1,7 +1,7 @@
 """The package layout (issue 24): no import cycles, and the engine imports nothing
 from the training side. Imports are read from the source (module level and inside
-functions alike; ``if TYPE_CHECKING:`` blocks excepted), so a cycle hidden in a
-function-level import counts too."""
+functions and ``if TYPE_CHECKING:`` blocks alike), so a cycle hidden in a
+function-level or type-only import counts too."""
 
 from __future__ import annotations
 
@@ -24,22 +24,12 @@ def _module_name(path: Path, root: Path) -> str:
     return ".".join(parts)
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    t = node.test
-    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
-        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
-
-
 def _imports(tree: ast.AST, known: set[str], here: str) -> set[str]:
     """The known modules a module's source imports (``from a import b`` counts as
     ``a.b`` when that is a module, else ``a``)."""
     out: set[str] = set()
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _is_type_checking(node):
-            for child in node.orelse:
-                visit(child)
-            return
         if isinstance(node, ast.Import):
             out.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -111,7 +101,7 @@ def test_the_cycle_check_can_fail(tmp_path):
                               "    import pkg.a\n")
     graph = import_graph([pkg])
     assert find_cycle(graph) == ["pkg.a", "pkg.b", "pkg.a"]
-    assert graph["pkg.c"] == set()  # a type-checking import is no run-time edge
+    assert graph["pkg.c"] == {"pkg.a"}  # a type-only import is a dependency too
 
 
 def test_engine_imports_nothing_from_the_training_side():

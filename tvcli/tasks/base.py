@@ -8,8 +8,8 @@ the validation metric, the test scoring (:meth:`Task.evaluate`, used by the GPU
 runner and the report scripts alike) and what an exported weights file records.
 
 The training loop (:mod:`tvcli.train`) calls these methods and knows nothing else
-about the task. Tasks import nothing from the training side at run time: they are
-the lower layer (the config type is imported for type checking only).
+about the task. Tasks import nothing from the training side: they are the lower
+layer (:class:`RunConfig` is the shape of the config they read).
 """
 
 from __future__ import annotations
@@ -21,16 +21,29 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:  # the loop's config; tasks only read its fields
-    from tvcli.train.config import TrainConfig
+__all__ = ["RunConfig", "Task", "TaskDataError", "TaskDefaults", "crop_center", "files_digest",
+           "psnr_db", "read_manifest"]
 
-__all__ = ["Task", "TaskDataError", "TaskDefaults", "crop_center", "files_digest", "psnr_db",
-           "read_manifest"]
+
+class RunConfig(Protocol):
+    """What a task reads of a run's config (:class:`tvcli.train.config.TrainConfig`
+    has these fields; tasks do not import the training side, so this is its shape)."""
+
+    model: str
+    data: str
+    seed: int
+    batch: int
+    patch: int
+    sigma: float
+    sigma_range: list[float] | None
+    val_crop: int
+    patch_pool: int
+    task_config: dict
 
 
 class TaskDataError(ValueError):
@@ -131,7 +144,7 @@ class Task:
     options: ClassVar[dict[str, type]] = {}
     data_help: ClassVar[str] = ""
 
-    def __init__(self, cfg: TrainConfig):
+    def __init__(self, cfg: RunConfig):
         self.cfg = cfg
 
     # ------------------------------------------------------------ class-level facts

@@ -26,15 +26,19 @@ from __future__ import annotations
 import contextlib
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
-from tvcli.tasks.base import Task, TaskDataError, TaskDefaults, files_digest, read_manifest
-
-if TYPE_CHECKING:
-    from tvcli.train.config import TrainConfig
+from tvcli.tasks.base import (
+    RunConfig,
+    Task,
+    TaskDataError,
+    TaskDefaults,
+    files_digest,
+    read_manifest,
+)
 
 __all__ = ["ClassifyTask", "augment", "top1_accuracy"]
 
@@ -104,7 +108,7 @@ class ClassifyTask(Task):
                                 f"with train/ and test/ class folders) for "
                                 f"{models_of('classify')}")
 
-    def __init__(self, cfg: TrainConfig):
+    def __init__(self, cfg: RunConfig):
         super().__init__(cfg)
         tc = cfg.task_config or {}
         self.train_per_class = tc.get("train_per_class")

@@ -33,17 +33,14 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tvcli.tasks.base import Task, TaskDataError, TaskDefaults, crop_center, files_digest
-
-if TYPE_CHECKING:
-    from tvcli.train.config import TrainConfig
+from tvcli.tasks.base import RunConfig, Task, TaskDataError, TaskDefaults, crop_center, files_digest
 
 __all__ = ["EdgeTask", "balanced_bce", "load_bsds_edges", "load_edges_pack"]
 
@@ -174,7 +171,7 @@ class EdgeTask(Task):
             raise TaskDataError(f"{data} is not a BSDS500 folder (images/train and "
                                 f"groundTruth/train expected) for {models_of('edges')}")
 
-    def __init__(self, cfg: TrainConfig):
+    def __init__(self, cfg: RunConfig):
         super().__init__(cfg)
         tc = cfg.task_config or {}
         self.scales = [float(s) for s in tc.get("scales", [0.75, 1.0, 1.25])]

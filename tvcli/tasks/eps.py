@@ -26,15 +26,19 @@ import contextlib
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
-from tvcli.tasks.base import Task, TaskDataError, TaskDefaults, crop_center, read_manifest
-
-if TYPE_CHECKING:
-    from tvcli.train.config import TrainConfig
+from tvcli.tasks.base import (
+    RunConfig,
+    Task,
+    TaskDataError,
+    TaskDefaults,
+    crop_center,
+    read_manifest,
+)
 
 __all__ = ["EpsTask", "load_eps_pack", "predict"]
 
@@ -96,7 +100,7 @@ class EpsTask(Task):
                                 f"with filters, train/input/): run `tvcli data eps {data} "
                                 "--bsds500 BSDS500` first")
 
-    def __init__(self, cfg: TrainConfig):
+    def __init__(self, cfg: RunConfig):
         super().__init__(cfg)
         self.val_images = int(cfg.task_config.get("val_images", 20))
 

@@ -39,11 +39,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tvcli.tasks.base import Task, TaskDataError, TaskDefaults, read_manifest
+from tvcli.tasks.base import RunConfig, Task, TaskDataError, TaskDefaults, read_manifest
 
 if TYPE_CHECKING:
     from tvcli.data.wsol import WsolSplit
-    from tvcli.train.config import TrainConfig
 
 __all__ = ["WsolTask", "as_exported", "class_maps", "score_split"]
 
@@ -180,7 +179,7 @@ class WsolTask(Task):
                                 "--fashion-mnist PATH --bsds500 PATH`, or place "
                                 "wsolevaluation's metadata/<DATASET> as ROOT/metadata)")
 
-    def __init__(self, cfg: TrainConfig):
+    def __init__(self, cfg: RunConfig):
         super().__init__(cfg)
         tc = cfg.task_config or {}
         self.train_per_class = tc.get("train_per_class")
