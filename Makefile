@@ -81,7 +81,7 @@ $(EPS_DATA)/manifest.json:
 	$(VENV)/bin/tvcli data eps $(EPS_DATA) --bsds500 $(BSDS500) --train 6 --val 2 --test 10
 
 gpu-data: setup $(EPS_DATA)/manifest.json
-	$(PY) -m tvcli.train.gpu make-data --bsds500 $(BSDS500) --eps $(EPS_DATA)
+	$(PY) -m tvcli.learning.train.gpu make-data --bsds500 $(BSDS500) --eps $(EPS_DATA)
 
 clean:
 	rm -rf build tvcli/_C*.so tvcli/.built

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU training run: trains the job list of tvcli/train/gpu.py -- the denoisers
+# GPU training run: trains the job list of tvcli/learning/train/gpu.py -- the denoisers
 # (FFDNet pair, DnCNN / DnCNN-TV at sigma 25 and 50), DexiNed / DexiNed-TV, the EPS
 # ResNet / ResNet-TV, the three All-Conv classifiers and CAM / CAM-TV (only when
 # data/gpu/wsol.pack exists: make-data --wsol DATA, docs/wsol.md) -- within a fixed wall
@@ -25,7 +25,7 @@ export PYTHONPATH="$(pwd)${PYTHONPATH:+:$PYTHONPATH}"
 
 if [ "${1:-}" = "--dry-run" ]; then
   out="${2:?usage: $0 --dry-run OUT [GROUPS]}"
-  exec "$PY" -m tvcli.train.gpu run --dry-run --out "$out" ${3:+--groups "$3"}
+  exec "$PY" -m tvcli.learning.train.gpu run --dry-run --out "$out" ${3:+--groups "$3"}
 fi
 out="${1:?usage: $0 OUT [BUDGET_S [GROUPS]]}"
 budget="${2:-300}"
@@ -49,7 +49,7 @@ if ! has_cuda_ext; then
 fi
 left=$(( budget - ($(date +%s) - t0) ))
 echo "== training for $left s"
-"$PY" -m tvcli.train.gpu run --out "$out" --budget-s "$left" ${groups:+--groups "$groups"}
+"$PY" -m tvcli.learning.train.gpu run --out "$out" --budget-s "$left" ${groups:+--groups "$groups"}
 rc=$?
 echo "== gpu_train.sh done in $(( $(date +%s) - t0 )) s (rc $rc)"
 exit $rc

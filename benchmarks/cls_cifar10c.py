@@ -4,7 +4,7 @@ three arms All-Conv, TV-Smooth and TV-Sharp trained by ``tvcli train`` at an equ
 budget (same steps, batch, schedule, augmentation, seed).
 
 It trains nothing: each arm is a ``tvcli train`` run folder ``RUNS/<arm>`` (its last
-checkpoint). Scoring is the classify task's (:func:`tvcli.tasks.classify.top1_accuracy`,
+checkpoint). Scoring is the classify task's (:func:`tvcli.learning.tasks.classify.top1_accuracy`,
 as ``ClassifyTask.evaluate``). Each arm is written to ``OUT/results.json`` as soon
 as it is scored (arms may be scored by parallel processes); the corrupted test
 subset is cached (``OUT/cifar10c-<n>.npz``, git-ignored under runs/).
@@ -31,10 +31,10 @@ import torch
 
 from tvcli.data.cifar import load_cifar10
 from tvcli.data.corruptions import CORRUPTIONS, MissingTexture, corrupt_batch
+from tvcli.learning.tasks.classify import top1_accuracy
+from tvcli.learning.train.checkpoint import load_model_state
+from tvcli.learning.train.export import lam_table
 from tvcli.models import build_model
-from tvcli.tasks.classify import top1_accuracy
-from tvcli.train.checkpoint import load_model_state
-from tvcli.train.export import lam_table
 
 ARMS = ("allconv", "allconv-tv-smooth", "allconv-tv-sharp")
 

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling, when im
 import denoise_table6 as t6  # noqa: E402  (the methods and scoring; it imports nothing here)
 from denoise_table6 import _tv, run_bm3d, run_ours, run_scico, score  # noqa: E402
 
-from tvcli.tasks.denoise import TV_LAMS, add_noise  # noqa: E402
+from tvcli.learning.tasks.denoise import TV_LAMS, add_noise  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,8 +58,8 @@ def log(msg: str) -> None:
 
 def load_val(data: Path) -> list[tuple[str, torch.Tensor]]:
     """Validation images as (name, (C, H, W) float32 in [0, 1]); gray stays 1 channel
-    (:func:`tvcli.tasks.denoise.load_val`, with the file names)."""
-    from tvcli.tasks.denoise import load_val as task_load_val
+    (:func:`tvcli.learning.tasks.denoise.load_val`, with the file names)."""
+    from tvcli.learning.tasks.denoise import load_val as task_load_val
 
     names = [p.stem for p in sorted((data / "val").glob("*.png"))]
     return list(zip(names, task_load_val(data), strict=True))

@@ -6,7 +6,7 @@
 Also the denoising methods and the scoring that ``denoise_eval.py`` (the
 validation report and the command line) shares with it: this module imports
 nothing from ``denoise_eval.py``. Noise comes from
-:func:`tvcli.tasks.denoise.add_noise`, PSNR / SSIM from :mod:`tvcli.metrics`.
+:func:`tvcli.learning.tasks.denoise.add_noise`, PSNR / SSIM from :mod:`tvcli.metrics`.
 
 Protocol: colour AWGN of std sigma/255 (sigma 25, 50) added in float32 to the
 clean 8-bit image scaled to [0, 1], seed ``1000 * sigma + index`` per image (+
@@ -76,10 +76,10 @@ def load_set(root: Path, name: str) -> list[tuple[str, torch.Tensor]]:
 
 def noisy_image(clean: torch.Tensor, set_name: str, sigma: int, idx: int,
                 clip: str) -> torch.Tensor:
-    """The task's seeded noise (:func:`tvcli.tasks.denoise.add_noise`: seed
+    """The task's seeded noise (:func:`tvcli.learning.tasks.denoise.add_noise`: seed
     ``1000 * sigma + idx``, + 100000 for Kodak24), clipped to [0, 1] when ``clip``
     is "clipped"."""
-    from tvcli.tasks.denoise import add_noise
+    from tvcli.learning.tasks.denoise import add_noise
 
     x = add_noise(clean, sigma, idx, set_name)
     return x.clamp(0, 1) if clip == "clipped" else x

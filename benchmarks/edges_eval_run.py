@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     import torch
 
+    from tvcli.learning.train.checkpoint import load_model_state
     from tvcli.models import build_model
-    from tvcli.train.checkpoint import load_model_state
 
     torch.set_num_threads(a.threads)
     meta = json.loads((a.run / "ckpt.json").read_text())

@@ -20,7 +20,7 @@ Metrics exactly as Zhu et al.'s script: WRMSE / WMAE pooled over all test
 pixels, 0-255 scale, uniform weights (:func:`tvcli.metrics.pooled_weighted_errors`,
 as the eps task's scoring); and per filter the mean PSNR (dB) of the method's
 output against that filter's ground truth. The models' outputs come from the
-task's forward pass (:func:`tvcli.tasks.eps.predict`, as ``EpsTask.evaluate``).
+task's forward pass (:func:`tvcli.learning.tasks.eps.predict`, as ``EpsTask.evaluate``).
 Every output is rounded to 8 bits first (what a written PNG holds). Seconds per
 megapixel: median over the first ``--time-images`` photos x ``--repeats``, all
 methods timed in turn
@@ -73,8 +73,8 @@ def _scores(preds: list[np.ndarray], gts: list[np.ndarray], names: list[str],
 
 
 def _load_run(name: str, run: Path) -> tuple[torch.nn.Module, dict]:
+    from tvcli.learning.train.checkpoint import load_model_state
     from tvcli.models import build_model
-    from tvcli.train.checkpoint import load_model_state
 
     meta = json.loads((run / "ckpt.json").read_text())
     model = build_model(name, **meta["model_config"])
@@ -156,7 +156,7 @@ def main() -> None:
         m, entry = load_pretrained(name)
         models.append((name, m, {"source": f"weights/{entry['file']}", "steps": entry["steps"],
                                  "wall_s": entry["wall_s"], "config": entry["config"]}))
-    from tvcli.tasks.eps import predict
+    from tvcli.learning.tasks.eps import predict
 
     photos = [torch.from_numpy(np.rint(x * 255.0).astype(np.uint8)) for _, x, _ in test]
     for name, model, info in models:

@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load(name: str, run: Path) -> torch.nn.Module:
+    from tvcli.learning.train.checkpoint import load_model_state
     from tvcli.models import build_model
-    from tvcli.train.checkpoint import load_model_state
 
     meta = json.loads((run / "ckpt.json").read_text())
     m = build_model(name, **meta["model_config"])

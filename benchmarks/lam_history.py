@@ -6,7 +6,7 @@
     python benchmarks/lam_history.py RUN --plot lams.png     # needs matplotlib (tvcli[plot])
 
 Reads ``RUN/ckpt.json`` (``lam_history``: every validation and step 0, recorded by
-the shared training loop, tvcli/train/loop.py) or a weights manifest entry (its
+the shared training loop, tvcli/learning/train/loop.py) or a weights manifest entry (its
 ``lam_history`` table, written by ``--export``). Per-channel layers are shown as
 the mean over channels (the CSV also has min and max); shared layers as their one
 value. The header says the run's budget (steps, batch, wall time, threads).
@@ -22,11 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tvcli.train.export import lam_table  # noqa: E402
+from tvcli.learning.train.export import lam_table  # noqa: E402
 
 
 def load_table(path: Path, entry: str | None) -> tuple[dict, str]:
-    """(lam table as :func:`tvcli.train.lam_table` returns it, a one-line budget)."""
+    """(lam table as :func:`tvcli.learning.train.lam_table` returns it, a one-line budget)."""
     if path.is_dir():
         path = path / "ckpt.json"
     doc = json.loads(path.read_text())

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
+from tvcli.learning.tasks.denoise import load_images
 from tvcli.models import list_weights, load_pretrained
 from tvcli.models.inference import denoise
-from tvcli.tasks.denoise import load_images
 
 
 def main() -> None:

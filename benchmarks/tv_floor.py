@@ -3,7 +3,7 @@
     python benchmarks/tv_floor.py --data DATA [--weights weights] [--run RUN_DIR ...]
 
 Writes ``val_full = {sigma: {psnr, tv_psnr, tv_lam}}`` into each entry of
-``WEIGHTS/manifest.json`` (see :mod:`tvcli.tasks.denoise`); with ``--run`` it
+``WEIGHTS/manifest.json`` (see :mod:`tvcli.learning.tasks.denoise`); with ``--run`` it
 also scores training runs' checkpoints (not shipped) and prints them next to the
 shipped model of the same name, to decide whether to export. A model below TV
 makes ``tests/test_weights_floor.py`` fail.
@@ -18,14 +18,14 @@ from pathlib import Path
 
 import torch
 
+from tvcli.learning.tasks.denoise import PROTOCOL, load_val, model_psnr, tv_best, val_sigmas
 from tvcli.models import build_model, load_pretrained
-from tvcli.tasks.denoise import PROTOCOL, load_val, model_psnr, tv_best, val_sigmas
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run_model(run: Path) -> tuple[torch.nn.Module, dict]:
-    from tvcli.train.checkpoint import load_model_state
+    from tvcli.learning.train.checkpoint import load_model_state
 
     meta = json.loads((run / "ckpt.json").read_text())
     cfg = meta["config"]

@@ -5,7 +5,7 @@ docs/wsol.md.
     python benchmarks/wsol_report.py figure --fashion-mnist PATH --out docs/img/wsol_cam.png
 
 ``score`` scores each run folder (``tvcli train cam[-tv] ... -o RUN``) with the task's
-own test scoring (:meth:`tvcli.tasks.wsol.WsolTask.evaluate`: CAM threshold chosen
+own test scoring (:meth:`tvcli.learning.tasks.wsol.WsolTask.evaluate`: CAM threshold chosen
 on val = train-fullsup, ground-truth-class maps, test split), adds each run's budget
 (steps, batch, wall time, threads) and prints a markdown table with the mean and
 spread over seeds per model.
@@ -34,8 +34,8 @@ KEYS = ("maxboxacc_v2", "maxboxacc_30", "maxboxacc_50", "maxboxacc_70", "pxap", 
 
 def score(data: Path, runs: list[Path]) -> dict:
     from tvcli._safetensors import load_file
+    from tvcli.learning.tasks import task_class
     from tvcli.models import build_model
-    from tvcli.tasks import task_class
 
     out = {}
     for run in runs:
@@ -62,9 +62,9 @@ def lam_sweep(data: Path, run: Path, lams: list[float]) -> dict:
     run's CAM layer is reused under every lam; val MaxBoxAccV2 picks lam, then test is
     scored once at that lam."""
     from tvcli._safetensors import load_file
+    from tvcli.learning.tasks import task_class
+    from tvcli.learning.tasks.wsol import WsolTask, as_exported, score_split
     from tvcli.models import build_model
-    from tvcli.tasks import task_class
-    from tvcli.tasks.wsol import WsolTask, as_exported, score_split
 
     meta = json.loads((run / "ckpt.json").read_text())
     state = {k[6:]: v for k, v in load_file(str(run / "ckpt.safetensors")).items()
@@ -91,8 +91,8 @@ def lam_sweep(data: Path, run: Path, lams: list[float]) -> dict:
 def centre_prior(data: Path) -> dict:
     """A map-free reference: the same Gaussian bump (sigma = side / 4) in the centre of
     every test image, its threshold chosen on val as for the models."""
+    from tvcli.learning.tasks.wsol import WsolTask
     from tvcli.metrics_wsol import BoxAccumulator, MaskAccumulator
-    from tvcli.tasks.wsol import WsolTask
 
     size = WsolTask._size(data, None)
     yy, xx = np.mgrid[:size, :size] - (size - 1) / 2

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-import tvcli.tasks.classify  # noqa: F401 -- registers the task
+import tvcli.learning.tasks.classify  # noqa: F401 -- registers the task
 from tvcli.data.cifar import load_cifar10
+from tvcli.learning.tasks.classify import augment
+from tvcli.learning.train import TrainConfig, export_weights, train
 from tvcli.models.allconv import CIFAR10_CLASSES
-from tvcli.tasks.classify import augment
-from tvcli.train import TrainConfig, export_weights, train
 
 
 def make_cifar(root: Path, per_class: int = 2) -> Path:
@@ -99,7 +99,7 @@ def test_train_resume_export(tmp_path: Path) -> None:
 def test_top1_accuracy_scores_without_autograd() -> None:
     """Scoring runs with autograd off (a graph would keep the TV layers' backward
     buffers for every batch), in eval mode, and restores the caller's mode."""
-    from tvcli.tasks.classify import top1_accuracy
+    from tvcli.learning.tasks.classify import top1_accuracy
 
     class Probe(torch.nn.Module):
         def __init__(self) -> None:

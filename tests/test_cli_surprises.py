@@ -166,7 +166,7 @@ def test_train_clamps_before_training(monkeypatch, capsys, torch_threads_restore
 
     import torch
 
-    import tvcli.train
+    import tvcli.learning.train
     from tvcli.threads import max_threads
 
     seen = {}
@@ -176,15 +176,15 @@ def test_train_clamps_before_training(monkeypatch, capsys, torch_threads_restore
         raise ValueError("stopped by the test")
 
     # `tvcli train` imports make_config from tvcli.train_setup or (the package
-    # layout) tvcli.train at call time: stub it wherever it lives
-    for name in ("tvcli.train_setup", "tvcli.train"):
+    # layout) tvcli.learning.train at call time: stub it wherever it lives
+    for name in ("tvcli.train_setup", "tvcli.learning.train"):
         try:
             module = importlib.import_module(name)
         except ImportError:
             continue
         if hasattr(module, "make_config"):
             monkeypatch.setattr(module, "make_config", lambda *a, **k: object())
-    monkeypatch.setattr(tvcli.train, "train", fake_train)
+    monkeypatch.setattr(tvcli.learning.train, "train", fake_train)
     res = invoke("train", "dncnn", "--data", "x", "--threads", HUGE)
     assert "stopped by the test" in error_line(res)
     assert seen["threads"] == max_threads()

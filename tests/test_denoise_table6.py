@@ -68,7 +68,7 @@ def test_noise_is_seeded_per_set_image_and_sigma(t6) -> None:
 
 
 def test_noise_is_the_tasks_add_noise_bit_for_bit() -> None:
-    """Both denoising reports draw their noise with tvcli.tasks.denoise.add_noise and
+    """Both denoising reports draw their noise with tvcli.learning.tasks.denoise.add_noise and
     get the very noise they drew before it moved there (seed 1000*sigma + index,
     + 100000 for Kodak24; float32 on the CPU)."""
     import torch

@@ -1,5 +1,5 @@
 """Data-parallel ``tvcli train`` under ``torchrun`` with gloo on the CPU
-(tvcli/train/distributed.py): 2 ranks x batch B equal 1 rank x batch 2B, rank 0
+(tvcli/learning/train/distributed.py): 2 ranks x batch B equal 1 rank x batch 2B, rank 0
 alone exports, a checkpoint resumes on another world size, a bad sample on one
 rank does not deadlock. Tiny model (depth 3, width 8), 16-pixel patches, a
 few steps, synthetic images made here."""
@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import tvcli
-from tvcli.train import distributed as D
+from tvcli.learning.train import distributed as D
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) \
@@ -166,7 +166,7 @@ def test_bad_sample_on_one_rank_does_not_deadlock(data, tmp_path):
     script = tmp_path / "faulty.py"
     script.write_text(
         "import os, sys\n"
-        "from tvcli.train import loop as T\n"
+        "from tvcli.learning.train import loop as T\n"
         "real = T._indexed_sample\n"
         "calls = []\n"
         "def faulty(task, train_set, cfg, device, start):\n"

@@ -56,7 +56,7 @@ def test_tv_arm_differs_only_by_tv_layers():
 
 
 def test_balanced_bce_weights():
-    from tvcli.tasks.edges import balanced_bce
+    from tvcli.learning.tasks.edges import balanced_bce
 
     logits = torch.zeros(1, 1, 2, 2)
     labels = torch.tensor([[[[1.0, 0.0], [0.0, -1.0]]]])
@@ -96,8 +96,8 @@ def _fake_bsds(root: Path, n: int = 3) -> None:
 
 
 def test_edge_task_trains_and_resumes(tmp_path):
-    import tvcli.tasks.edges  # noqa: F401
-    from tvcli.train import TrainConfig, train
+    import tvcli.learning.tasks.edges  # noqa: F401
+    from tvcli.learning.train import TrainConfig, train
 
     _fake_bsds(tmp_path / "bsds")
     cfg = TrainConfig(model="dexined-tv", data=str(tmp_path / "bsds"), out=str(tmp_path / "run"),

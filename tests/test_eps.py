@@ -196,7 +196,7 @@ def _tiny_eps(root: Path) -> Path:
 
 
 def test_eps_task_loss_is_uniform_mean_of_per_gt_mse():
-    from tvcli.train import TrainConfig, get_task
+    from tvcli.learning.train import TrainConfig, get_task
 
     task = get_task(TrainConfig(model="eps", data="-", out="-", task="eps"))
     pred = torch.rand(2, 3, 5, 6)
@@ -210,7 +210,7 @@ def test_eps_training_resume_export_and_cli_run(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from tvcli.cli import app
-    from tvcli.train import TrainConfig, export_weights, train
+    from tvcli.learning.train import TrainConfig, export_weights, train
 
     data = _tiny_eps(tmp_path / "data")
     kw = dict(model="eps-tv", data=str(data), steps=4, batch=2, patch=12, val_every=2,

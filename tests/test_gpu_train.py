@@ -74,7 +74,7 @@ def test_pack_image_and_alias_entries(tmp_path):
     """JPEG bytes are stored verbatim and decoded on read; an alias is the same
     array; a decoder that gives other pixels is reported, not fatal."""
     from tvcli.data.pack import Alias, ImageBytes, read_pack_meta
-    from tvcli.train.gpu_data import _jpeg, _tiny_photos
+    from tvcli.learning.train.gpu_data import _jpeg, _tiny_photos
 
     img = _tiny_photos(1, 24, 40, 3)[0]
     data = _jpeg(img)
@@ -104,7 +104,7 @@ def test_pack_image_and_alias_entries(tmp_path):
 
 
 def test_gpu_train_dry_run(tmp_path):
-    from tvcli.train.gpu import GROUP_SHARE, JOBS, main
+    from tvcli.learning.train.gpu import GROUP_SHARE, JOBS, main
 
     main(["run", "--dry-run", "--out", str(tmp_path / "out")])
     out = tmp_path / "out"
@@ -138,8 +138,8 @@ def test_gpu_train_dry_run(tmp_path):
         pairs.setdefault(j.pair, set()).add(res["jobs"][j.name]["budget_s"])
     assert all(len(b) == 1 for b in pairs.values())
     # the returned weights, evaluated here on the same data, give the same scores
-    from tvcli.train.gpu import evaluate_returned
-    from tvcli.train.gpu_data import tiny_packs
+    from tvcli.learning.train.gpu import evaluate_returned
+    from tvcli.learning.train.gpu_data import tiny_packs
 
     with tarfile.open(out / "weights-1.tar") as tar:
         tar.extractall(tmp_path / "back", filter="data")
@@ -150,7 +150,7 @@ def test_gpu_train_dry_run(tmp_path):
 
 
 def test_group_selection_and_weights(tmp_path):
-    from tvcli.train.gpu import GROUP_SHARE, job_weights, main, select_jobs
+    from tvcli.learning.train.gpu import GROUP_SHARE, job_weights, main, select_jobs
 
     jobs = select_jobs()
     w = job_weights(jobs)
@@ -172,8 +172,8 @@ def test_full_size_weights_fit_the_output_files():
     """The real models' weights (all groups) fit the files a run brings back: at most
     MAX_OUT_FILES - 4 tars (the GPU check's tarball, results.json, results.md and
     log.txt take the others), each under TAR_BYTES, 64 MiB together."""
+    from tvcli.learning.train.gpu import JOBS, MAX_OUT_FILES, TAR_BYTES, MiB, pack_bins
     from tvcli.models import build_model
-    from tvcli.train.gpu import JOBS, MAX_OUT_FILES, TAR_BYTES, MiB, pack_bins
 
     sizes = {}
     for j in JOBS:
@@ -199,7 +199,7 @@ def test_carried_size_leaves_room_for_the_packs():
     import shutil
     import subprocess
 
-    from tvcli.train.gpu import (
+    from tvcli.learning.train.gpu import (
         CARRY_FAIL_BYTES,
         DEFAULT_PACK_DIR,
         PACK_BUDGET_BYTES,
@@ -222,9 +222,9 @@ def test_edge_and_eps_packs_read_back(tmp_path):
     """The tasks read their data from a pack: edge labels -1/0/1 survive the +1
     storage, EPS ground truths come in the pack's filter order."""
     from tvcli.data.pack import ImageBytes
-    from tvcli.tasks.edges import load_edges_pack
-    from tvcli.tasks.eps import load_eps_pack
-    from tvcli.train.gpu_data import _jpeg, _tiny_photos
+    from tvcli.learning.tasks.edges import load_edges_pack
+    from tvcli.learning.tasks.eps import load_eps_pack
+    from tvcli.learning.train.gpu_data import _jpeg, _tiny_photos
 
     imgs = _tiny_photos(2, 16, 20, 5)
     g = torch.Generator().manual_seed(2)
@@ -249,7 +249,7 @@ def test_edge_and_eps_packs_read_back(tmp_path):
 
 def test_cifar_subset_keeps_bytes_and_counts(tmp_path):
     from tvcli.data.cifar import load_cifar10
-    from tvcli.train.gpu_data import make_cifar_subset, tiny_packs
+    from tvcli.learning.train.gpu_data import make_cifar_subset, tiny_packs
 
     tiny_packs(tmp_path / "d")  # 2 train and 2 test JPEGs per class
     src = tmp_path / "d" / "cifar10.tar.gz"
@@ -266,8 +266,8 @@ def test_cifar_subset_keeps_bytes_and_counts(tmp_path):
 def test_bsds_pack_from_shared_data(tmp_path):
     """With ../shared/data: CBSD68 comes out of the packed val JPEGs exactly, and
     no CBSD68 photo is in the denoisers' train or val split."""
-    from tvcli.train.gpu import ROOT
-    from tvcli.train.gpu_data import make_bsds_pack
+    from tvcli.learning.train.gpu import ROOT
+    from tvcli.learning.train.gpu_data import make_bsds_pack
 
     shared = ROOT.parent / "shared" / "data"
     if not (shared / "bsds500" / "groundTruth").is_dir() or \
@@ -289,8 +289,8 @@ def test_bsds_pack_from_shared_data(tmp_path):
 
 
 def test_a_failing_job_does_not_stop_the_run(tmp_path, monkeypatch):
-    from tvcli.tasks import task_class
-    from tvcli.train import gpu
+    from tvcli.learning.tasks import task_class
+    from tvcli.learning.train import gpu
 
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA out of memory (simulated)")
@@ -316,8 +316,8 @@ def test_eps_pack_from_a_data_folder(tmp_path):
 
     from tvcli.data.eps import FILTERS
     from tvcli.data.pack import decode_image
-    from tvcli.tasks.eps import load_eps_pack
-    from tvcli.train.gpu_data import _jpeg, _tiny_photos, make_eps_pack
+    from tvcli.learning.tasks.eps import load_eps_pack
+    from tvcli.learning.train.gpu_data import _jpeg, _tiny_photos, make_eps_pack
 
     imgs = _tiny_photos(4, 12, 16, 7)
     recs = []
@@ -357,9 +357,9 @@ def test_eps_pack_from_a_data_folder(tmp_path):
 def test_cifar10c_pack_is_evaluated_beside_the_archive(tmp_path):
     from tvcli.data.corruptions import CORRUPTIONS
     from tvcli.data.pack import clear_cache
+    from tvcli.learning.tasks.classify import ClassifyTask
+    from tvcli.learning.train.gpu_data import make_cifar10c_pack, tiny_packs
     from tvcli.models import build_model
-    from tvcli.tasks.classify import ClassifyTask
-    from tvcli.train.gpu_data import make_cifar10c_pack, tiny_packs
 
     tiny_packs(tmp_path)
     hdr = make_cifar10c_pack(tmp_path / "cifar10.tar.gz", tmp_path / "cifar10c.pack", 1,

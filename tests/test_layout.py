@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # The training side, and the two packages allowed to use it (the command line and
 # the solver benchmarks aside, everything else is the engine and image tool).
-TRAINING = ("tvcli.train", "tvcli.tasks")
+TRAINING = ("tvcli.learning",)
 USERS = TRAINING + ("tvcli.cli",)
 
 
@@ -45,7 +45,7 @@ def _imports(tree: ast.AST, known: set[str], here: str) -> set[str]:
 
 def import_graph(roots: list[Path]) -> dict[str, set[str]]:
     """{module: modules it imports} over the .py files under ``roots`` (module names
-    relative to each root's parent: ``tvcli.train.loop``; ``benchmarks.x`` scripts
+    relative to each root's parent: ``tvcli.learning.train.loop``; ``benchmarks.x`` scripts
     by their file stem, as they import each other)."""
     files: dict[str, Path] = {}
     for root in roots:
@@ -113,7 +113,12 @@ def test_engine_imports_nothing_from_the_training_side():
 
 
 def test_old_training_modules_are_gone():
-    """One home per concern: the training side lives in tvcli/train and tvcli/tasks."""
+    """One home per concern: the training side lives in tvcli/learning/train and
+    tvcli/learning/tasks, not at the package root."""
     old = ["train.py", "train_setup.py", "train_eps.py", "edge_task.py", "classify_task.py",
            "gpu_train.py", "datapack.py", "distributed.py"]
     assert not [f for f in old if (ROOT / "tvcli" / f).exists()]
+    words = ("train", "task", "gpu", "distributed", "datapack")
+    root = [p.stem for p in (ROOT / "tvcli").iterdir()
+            if (p.suffix == ".py" or (p / "__init__.py").exists())]
+    assert not [n for n in root if any(w in n for w in words)], root

@@ -163,7 +163,7 @@ def _tiny_dataset(root: Path) -> Path:
 
 
 def test_training_smoke_resume_and_export(tmp_path):
-    from tvcli.train import TrainConfig, export_weights, train
+    from tvcli.learning.train import TrainConfig, export_weights, train
 
     data = _tiny_dataset(tmp_path / "data")
     cfg = TrainConfig(model="dncnn", data=str(data), out=str(tmp_path / "run"), steps=4,
@@ -183,7 +183,7 @@ def test_training_smoke_resume_and_export(tmp_path):
 
 
 def test_blind_range_training_smoke_and_export(tmp_path):
-    from tvcli.train import TrainConfig, export_weights, train
+    from tvcli.learning.train import TrainConfig, export_weights, train
 
     data = _tiny_dataset(tmp_path / "data")
     cfg = TrainConfig(model="ffdnet-tv", data=str(data), out=str(tmp_path / "run"), steps=2,
@@ -204,7 +204,7 @@ def test_blind_range_training_smoke_and_export(tmp_path):
 
 def _ship(tmp_path: Path) -> Path:
     """A weights folder with an untrained (identity) DnCNN, as `tvcli train --export` writes."""
-    from tvcli.train import TrainConfig, export_weights, train
+    from tvcli.learning.train import TrainConfig, export_weights, train
 
     data = _tiny_dataset(tmp_path / "data")
     cfg = TrainConfig(model="dncnn", data=str(data), out=str(tmp_path / "run"), steps=1,
@@ -255,7 +255,7 @@ def test_cli_run_and_train_blind_models(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from tvcli.cli import app
-    from tvcli.train import TrainConfig, export_weights, train
+    from tvcli.learning.train import TrainConfig, export_weights, train
 
     data = _tiny_dataset(tmp_path / "data")
     cfg = TrainConfig(model="ffdnet-tv", data=str(data), out=str(tmp_path / "run"), steps=1,

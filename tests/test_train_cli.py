@@ -1,4 +1,4 @@
-"""`tvcli train` for every registered task (tvcli/train/config.py), the lam history
+"""`tvcli train` for every registered task (tvcli/learning/train/config.py), the lam history
 of the shared loop (paper Fig. 3) and its table script. Synthetic data only."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
+from tvcli.learning.tasks import task_class
+from tvcli.learning.train import TrainConfig, export_weights, get_task, lam_table, train
+from tvcli.learning.train.config import TrainSetupError, make_config, task_of
 from tvcli.models import MODELS, build_model
 from tvcli.nn import learned_lams
-from tvcli.tasks import task_class
-from tvcli.train import TrainConfig, export_weights, get_task, lam_table, train
-from tvcli.train.config import TrainSetupError, make_config, task_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -283,9 +283,9 @@ def test_models_without_tv_layers_record_no_lam_history(tmp_path) -> None:
 
 
 def test_indexed_batch_of_a_classifier_keeps_one_dropout_seed(tmp_path) -> None:
-    """Under torchrun each rank draws its batch sample by sample (tvcli.train.distributed):
+    """Under torchrun each rank draws its batch sample by sample (tvcli.learning.train.distributed):
     the classification task's non-tensor cond (a dropout seed) must survive that."""
-    from tvcli.train.loop import _indexed_sample
+    from tvcli.learning.train.loop import _indexed_sample
 
     cifar = _cifar(tmp_path / "c")
     cfg = make_config("allconv", cifar, tmp_path / "r", batch=3, width=4)

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from tvcli.tasks import TASKS, Task, register_task
-from tvcli.train import TrainConfig, train
+from tvcli.learning.tasks import TASKS, Task, register_task
+from tvcli.learning.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -42,7 +42,7 @@ class _HalveTask(Task):
 
 
 def test_custom_task_trains_resumes_and_exports(tmp_path):
-    from tvcli.train import export_weights
+    from tvcli.learning.train import export_weights
 
     register_task("halve", _HalveTask)
     try:

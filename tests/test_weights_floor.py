@@ -1,5 +1,5 @@
 """Every shipped model beats plain TV on the validation protocol
-(:mod:`tvcli.tasks.denoise`; numbers written by ``benchmarks/tv_floor.py``)."""
+(:mod:`tvcli.learning.tasks.denoise`; numbers written by ``benchmarks/tv_floor.py``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tvcli.learning.tasks.denoise import val_sigmas
 from tvcli.models import list_weights
-from tvcli.tasks.denoise import val_sigmas
 
 
 def test_every_shipped_model_beats_best_lam_tv():
@@ -68,8 +68,8 @@ def test_shipped_classifiers_reproduce_their_recorded_accuracy():
     import torch
 
     from tvcli.data.cifar import load_cifar10
+    from tvcli.learning.tasks.classify import top1_accuracy
     from tvcli.models import load_pretrained
-    from tvcli.tasks.classify import top1_accuracy
 
     torch.manual_seed(0)
     for e in entries:

@@ -106,7 +106,7 @@ def test_pretrained_package_fits_when_installed() -> None:
 
 def _train(bench: Path, run: Path, model: str, steps: int = 2, stop_at: int | None = None
            ) -> dict:
-    from tvcli.train import make_config, train
+    from tvcli.learning.train import make_config, train
 
     cfg = make_config(model, bench, run, steps=steps, batch=4, val_every=steps,
                       ckpt_every=1, seed=0)
@@ -117,8 +117,8 @@ def _train(bench: Path, run: Path, model: str, steps: int = 2, stop_at: int | No
 
 
 def test_train_resume_export_run_eval(bench: Path, tmp_path: Path, monkeypatch) -> None:
-    from tvcli.tasks import task_class
-    from tvcli.train import export_weights
+    from tvcli.learning.tasks import task_class
+    from tvcli.learning.train import export_weights
 
     torch.set_num_threads(1)
     meta = _train(bench, tmp_path / "run", "cam-tv", steps=3, stop_at=2)
@@ -202,7 +202,7 @@ def test_train_refuses_other_data(tmp_path: Path) -> None:
 def test_mask_only_split_scores_pxap(bench: Path) -> None:
     """OpenImages-style sets have masks, no boxes: validation falls back to PxAP."""
     from tvcli.data.wsol import load_wsol_images, read_wsol_split
-    from tvcli.tasks.wsol import score_split
+    from tvcli.learning.tasks.wsol import score_split
 
     split = read_wsol_split(bench, "val")
     split.boxes = {}

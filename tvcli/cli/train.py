@@ -109,7 +109,7 @@ def train_cmd(
     """
     import torch
 
-    from tvcli.train import TrainSetupError, export_weights, make_config, train
+    from tvcli.learning.train import TrainSetupError, export_weights, make_config, train
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise CLIError("--device cuda asked for, but no CUDA device is available")
@@ -131,7 +131,7 @@ def train_cmd(
         meta = train(cfg, progress=not quiet)
     except (ValueError, FileNotFoundError) as exc:  # bad data found while loading it
         raise CLIError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
-    from tvcli.train.distributed import is_main_process, launched
+    from tvcli.learning.train.distributed import is_main_process, launched
 
     if is_main_process():  # under torchrun, rank 0 alone reports and exports
         last = meta["history"][-1] if meta["history"] else {}

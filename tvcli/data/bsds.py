@@ -68,7 +68,7 @@ def consensus_label(boundaries: list[np.ndarray], positive: float = 0.5) -> np.n
 
     A pixel marked by at least ``positive`` of the annotators is an edge (1),
     one marked by nobody is background (0), one marked by some but fewer is
-    ambiguous (``-1``: ignored by the loss, :func:`tvcli.tasks.edges.balanced_bce`).
+    ambiguous (``-1``: ignored by the loss, :func:`tvcli.learning.tasks.edges.balanced_bce`).
 
     Args:
         boundaries: K (H, W) bool maps.

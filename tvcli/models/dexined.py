@@ -7,7 +7,7 @@ stem, then 3x3 max-pooling between blocks 2-5), blocks 3-6 being dense blocks
 a 1x1-projected skip path coming down from the earlier blocks). Each block feeds
 an upsampling head (per factor of 2: a 1x1 conv and a 4x4 stride-2 transposed
 conv) giving one full-resolution side edge map; a 1x1 conv over the six maps
-gives the fused map. Training supervises all seven (:mod:`tvcli.tasks.edges`).
+gives the fused map. Training supervises all seven (:mod:`tvcli.learning.tasks.edges`).
 
 DexiNed-TV adds, as the paper describes: a TV2D-sharp layer with learned lam on
 the side maps upsampled 2x, 4x and 8x (blocks 1-2, 3 and 4) and a TV2D-smooth

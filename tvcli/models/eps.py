@@ -57,7 +57,7 @@ class EpsResNet(nn.Module):
     """
 
     takes_sigma = False
-    train_task = "eps"  # the tvcli.train task that trains it
+    train_task = "eps"  # the tvcli.learning.train task that trains it
 
     def __init__(self, channels: int = 3, blocks: int = 16, width: int = 64):
         super().__init__()

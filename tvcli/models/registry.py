@@ -41,7 +41,7 @@ class WeightsError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A network architecture known to tvcli. ``task``: the :mod:`tvcli.tasks` task
+    """A network architecture known to tvcli. ``task``: the :mod:`tvcli.learning.tasks` task
     that trains and scores it (``tvcli train MODEL`` picks it from here).
     ``lam_keys``: the builder's settings that give its TV layers their initial lam
     (what ``tvcli train --lam-init`` sets); empty for a model without TV layers."""

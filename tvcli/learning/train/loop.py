@@ -1,24 +1,24 @@
 """The generic, resumable training loop (``tvcli train``): :func:`train`.
 
 The loop knows nothing about denoising or edges: the run's task
-(:mod:`tvcli.tasks`, picked by ``cfg.task``) says how to load the data, draw a
+(:mod:`tvcli.learning.tasks`, picked by ``cfg.task``) says how to load the data, draw a
 training batch ``(inputs, targets, cond)``, run the model on it, the loss, the
 validation metric (and whether higher is better).
 
 What the loop does: Adam with a cosine learning-rate schedule from ``lr`` to
 ``lr_min`` over ``steps``; validation every ``val_every`` steps; a checkpoint every
-``ckpt_every`` steps (:mod:`tvcli.train.checkpoint`). Everything random is drawn
+``ckpt_every`` steps (:mod:`tvcli.learning.train.checkpoint`). Everything random is drawn
 from one seeded CPU generator (plus, on a GPU, one seeded device generator), whose
 states are checkpointed, so a run resumed after an interruption continues exactly
 as if it had not stopped. Optional for GPUs: bf16 autocast, TF32, channels-last, a
 wall-clock budget (``max_wall_s``: the run ends early, checkpointed, and the
 schedule is *not* stretched -- set ``steps`` to what the budget allows), and a pool
 of patches held on the device (the task's ``patch_pool``). Under torchrun it trains
-data-parallel (:mod:`tvcli.train.distributed`).
+data-parallel (:mod:`tvcli.learning.train.distributed`).
 
 For models with learned TV layers the checkpoint also holds ``lam_history``: every
 layer's lam at step 0 and at each validation (the paper's Fig. 3), so it resumes
-with the run; :func:`tvcli.train.export.export_weights` puts a compact form of it
+with the run; :func:`tvcli.learning.train.export.export_weights` puts a compact form of it
 into the manifest entry.
 """
 
@@ -34,10 +34,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from tvcli.learning.tasks import Task, task_class
+from tvcli.learning.train.checkpoint import load_checkpoint, resumed_model_config, save_checkpoint
+from tvcli.learning.train.config import TrainConfig
 from tvcli.models.registry import build_model
-from tvcli.tasks import Task, task_class
-from tvcli.train.checkpoint import load_checkpoint, resumed_model_config, save_checkpoint
-from tvcli.train.config import TrainConfig
 
 __all__ = ["autocast", "get_task", "train"]
 
@@ -67,11 +67,11 @@ def train(cfg: TrainConfig, progress: bool = True, log=print,
     task's metric under its name, wall_s).
     """
     from tvcli._safetensors import load_file
-    from tvcli.train import distributed as dist_
+    from tvcli.learning.train import distributed as dist_
 
     torch.manual_seed(cfg.seed)
     task = get_task(cfg)
-    # Under torchrun: join the process group (see tvcli/train/distributed.py); rank 0
+    # Under torchrun: join the process group (see tvcli/learning/train/distributed.py); rank 0
     # alone logs, validates and writes. Otherwise env is inactive and nothing changes.
     env, dev_name = dist_.init(cfg.device)
     try:
@@ -255,11 +255,11 @@ def _forward_loss(task: Task, net: nn.Module, cfg: TrainConfig, device: torch.de
 def _indexed_sample(task: Task, train_set: Any, cfg: TrainConfig, device: torch.device,
                     start: int) -> tuple:
     """This rank's batch of a distributed run: samples ``start .. start + batch - 1``
-    of the sample-indexed stream (:func:`tvcli.train.distributed.indexed_batch`), each
+    of the sample-indexed stream (:func:`tvcli.learning.train.distributed.indexed_batch`), each
     drawn by the task from its own CPU generator (``task.sample`` with batch 1)."""
     from dataclasses import replace
 
-    from tvcli.train.distributed import indexed_batch
+    from tvcli.learning.train.distributed import indexed_batch
 
     whole = task.cfg
 

@@ -2,7 +2,7 @@
 ``tvcli train MODEL --data PATH [options]`` into one.
 
 :func:`make_config` is the one place that checks a request against the model's
-task (:mod:`tvcli.tasks`: its defaults, its own options, its data check) and
+task (:mod:`tvcli.learning.tasks`: its defaults, its own options, its data check) and
 against the model (``--sigma-range`` needs a noise-level input, ``--lam-init`` TV
 layers); ``tvcli train`` and the GPU runner build their configs here, so they train
 the same way. Every problem is a :class:`TrainSetupError` (a ``ValueError``) with
@@ -72,7 +72,7 @@ def _flag(key: str) -> str:
 
 def task_of(model: str) -> str:
     """The training task of registered model ``model`` (TrainSetupError if unknown)."""
-    from tvcli.tasks import task_of as _task_of
+    from tvcli.learning.tasks import task_of as _task_of
 
     try:
         return _task_of(model)
@@ -82,8 +82,8 @@ def task_of(model: str) -> str:
 
 def check_data(task: str, data: Path) -> None:
     """Raises :class:`TrainSetupError` unless ``data`` looks like the task's data
-    (:meth:`tvcli.tasks.Task.check_data`: cheap checks of the layout only)."""
-    from tvcli.tasks import TaskDataError, task_class
+    (:meth:`tvcli.learning.tasks.Task.check_data`: cheap checks of the layout only)."""
+    from tvcli.learning.tasks import TaskDataError, task_class
 
     data = Path(data)
     if not data.exists():
@@ -105,7 +105,7 @@ def make_config(model: str, data: str | Path, out: str | Path | None = None, *,
                 task_options: dict | None = None, check: bool = True) -> TrainConfig:
     """The :class:`TrainConfig` of a ``tvcli train`` request.
 
-    None means "the task's default" (its :class:`~tvcli.tasks.base.TaskDefaults`).
+    None means "the task's default" (its :class:`~tvcli.learning.tasks.base.TaskDefaults`).
     ``sigma`` (0-255), ``sigma_range`` and ``depth`` apply to denoisers only;
     ``task_options`` holds the task's own settings (``Task.options``, e.g.
     ``train_per_class``); options that do not apply to the model are errors, not
@@ -116,8 +116,8 @@ def make_config(model: str, data: str | Path, out: str | Path | None = None, *,
     settings it sets). ``out`` defaults to ``runs/MODEL-TAG``. ``check``: also
     check the data layout.
     """
+    from tvcli.learning.tasks import models_of, task_class, task_names
     from tvcli.models import MODELS
-    from tvcli.tasks import models_of, task_class, task_names
 
     task = task_of(model)
     tcls = task_class(task)

@@ -1,6 +1,6 @@
 """Edge-preserving smoothing: the task of eps / eps-tv (``tvcli train eps-tv``).
 
-Plugs into the generic loop of :mod:`tvcli.train` (same checkpoints, resume and
+Plugs into the generic loop of :mod:`tvcli.learning.train` (same checkpoints, resume and
 export). Data: the folder written by ``tvcli data eps`` (the SUBSTITUTE for Zhu
 et al.'s benchmark, see :mod:`tvcli.data.eps`): photos in ``train/input`` and K
 ground truths per photo in ``train/gt/<stem>/<filter>.png``; or a data pack of
@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tvcli.tasks.base import (
+from tvcli.learning.tasks.base import (
     RunConfig,
     Task,
     TaskDataError,
@@ -66,7 +66,7 @@ class _EpsSet:
 def load_eps_pack(path: Path, split: str, limit: int | None = None
                   ) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     """``[(stem, input (3, H, W) uint8, gts (K, 3, H, W) uint8)]`` of one split of a
-    data pack (``python -m tvcli.train.gpu make-data``): ``<split>/input/<stem>`` and
+    data pack (``python -m tvcli.learning.train.gpu make-data``): ``<split>/input/<stem>`` and
     ``<split>/gt/<stem>/<filter>``, the filters in the order of ``meta["filters"]``."""
     from tvcli.data.pack import read_pack
 

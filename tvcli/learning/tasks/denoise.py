@@ -35,8 +35,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from tvcli.learning.tasks.base import (
+    Task,
+    TaskDataError,
+    TaskDefaults,
+    crop_center,
+    psnr_db,
+    read_manifest,
+)
 from tvcli.models.inference import apply_model
-from tvcli.tasks.base import Task, TaskDataError, TaskDefaults, crop_center, psnr_db, read_manifest
 
 __all__ = ["PROTOCOL", "SEED_OFFSET", "DenoiseTask", "add_noise", "load_images", "load_val",
            "model_psnr", "random_crops", "tv_best", "val_sigmas", "validate"]
@@ -200,7 +207,7 @@ class DenoiseTask(Task):
             raise TaskDataError(f"{data} is an edge-preserving-smoothing folder (tvcli data "
                                 f"eps); denoisers train on `tvcli data fetch` folders")
         if not man or not (data / "train").is_dir():
-            from tvcli.tasks import models_of
+            from tvcli.learning.tasks import models_of
 
             raise TaskDataError(f"{data} has no manifest.json and train/ folder: run "
                                 f"`tvcli data fetch {data}` first (denoisers: "

@@ -13,8 +13,8 @@ import json
 import os
 from pathlib import Path
 
-from tvcli.train.checkpoint import load_model_state
-from tvcli.train.config import TrainConfig
+from tvcli.learning.train.checkpoint import load_model_state
+from tvcli.learning.train.config import TrainConfig
 
 __all__ = ["export_weights", "lam_table"]
 
@@ -48,7 +48,7 @@ def export_weights(run: str | Path, weights_dir: str | Path, name: str | None = 
     import hashlib
 
     from tvcli._safetensors import save_file
-    from tvcli.tasks import task_class
+    from tvcli.learning.tasks import task_class
 
     run, weights_dir = Path(run), Path(weights_dir)
     meta = json.loads((run / "ckpt.json").read_text())

@@ -1,17 +1,17 @@
 """Training jobs for one GPU run within a fixed wall budget (``.ci/gpu_train.sh``).
 
-    python -m tvcli.train.gpu make-data                  # data/gpu/* (see docs/gpu.md)
-    python -m tvcli.train.gpu run --out OUT --budget-s 300 [--groups denoise,edges]
-    python -m tvcli.train.gpu run --dry-run --out OUT    # CPU, tiny synthetic packs
+    python -m tvcli.learning.train.gpu make-data                  # data/gpu/* (see docs/gpu.md)
+    python -m tvcli.learning.train.gpu run --out OUT --budget-s 300 [--groups denoise,edges]
+    python -m tvcli.learning.train.gpu run --dry-run --out OUT    # CPU, tiny synthetic packs
 
 ``JOBS`` lists what a GPU run trains: one :class:`Job` per model, in groups
 (``denoise``, ``edges``, ``eps``, ``classify``) whose shares of the training time
 are ``GROUP_SHARE``, and within a group in pairs (or the classifiers' triple) that
 get equal budgets (the paper's claim is about a network with and without TV
-layers at equal budget). Every job runs :func:`tvcli.train.train` with its model's
-task (:mod:`tvcli.tasks`) on its data file in ``data/gpu``
-(:mod:`tvcli.train.gpu_data`), then scores it with the same task's
-:meth:`~tvcli.tasks.Task.evaluate`.
+layers at equal budget). Every job runs :func:`tvcli.learning.train.train` with its model's
+task (:mod:`tvcli.learning.tasks`) on its data file in ``data/gpu``
+(:mod:`tvcli.learning.train.gpu_data`), then scores it with the same task's
+:meth:`~tvcli.learning.tasks.Task.evaluate`.
 
 Everything a GPU run carries (tracked files + these) must stay under 64 MiB:
 :func:`carried_bytes` measures it and ``make-data`` fails above
@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 
 from tvcli.data.pack import clear_cache, load_data
-from tvcli.train.gpu_data import (
+from tvcli.learning.train.gpu_data import (
     make_bsds_pack,
     make_cifar10c_pack,
     make_cifar_subset,
@@ -79,7 +79,7 @@ class Job:
 
     @property
     def task(self) -> str:
-        from tvcli.tasks import task_of
+        from tvcli.learning.tasks import task_of
 
         return task_of(self.model)
 
@@ -189,11 +189,11 @@ def run(out: Path, pack_dir: Path, budget_s: float, device: str, dry_run: bool,
         jobs: list[Job], log: Callable[[str], None]) -> dict:
     """Trains and evaluates ``jobs`` within ``budget_s`` seconds in all; writes OUT."""
     from tvcli import _extension
+    from tvcli.learning.tasks import task_class
+    from tvcli.learning.train import TrainConfig, export_weights, train
+    from tvcli.learning.train.checkpoint import load_model_state
+    from tvcli.learning.train.loop import autocast
     from tvcli.models import build_model
-    from tvcli.tasks import task_class
-    from tvcli.train import TrainConfig, export_weights, train
-    from tvcli.train.checkpoint import load_model_state
-    from tvcli.train.loop import autocast
 
     t0 = time.perf_counter()
     dev = torch.device(device)
@@ -387,8 +387,8 @@ def evaluate_returned(weights_dir: Path, pack_dir: Path, jobs: list[Job], device
     --kodak --eps-test 10 --cifar-test-per-class 1000 --no-size-check``). Returns
     {job: scores}; jobs without weights in the folder are skipped (logged)."""
     from tvcli._safetensors import load_file
+    from tvcli.learning.tasks import task_class
     from tvcli.models import build_model
-    from tvcli.tasks import task_class
 
     man = json.loads((weights_dir / "manifest.json").read_text())
     by_job = {e.get("gpu_job"): e for e in man["weights"]}

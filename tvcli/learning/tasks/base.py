@@ -7,7 +7,7 @@ like (:meth:`Task.check_data`), how to load it and draw a training batch, the lo
 the validation metric, the test scoring (:meth:`Task.evaluate`, used by the GPU
 runner and the report scripts alike) and what an exported weights file records.
 
-The training loop (:mod:`tvcli.train`) calls these methods and knows nothing else
+The training loop (:mod:`tvcli.learning.train`) calls these methods and knows nothing else
 about the task. Tasks import nothing from the training side: they are the lower
 layer (:class:`RunConfig` is the shape of the config they read).
 """
@@ -31,7 +31,7 @@ __all__ = ["RunConfig", "Task", "TaskDataError", "TaskDefaults", "crop_center", 
 
 
 class RunConfig(Protocol):
-    """What a task reads of a run's config (:class:`tvcli.train.config.TrainConfig`
+    """What a task reads of a run's config (:class:`tvcli.learning.train.config.TrainConfig`
     has these fields; tasks do not import the training side, so this is its shape)."""
 
     model: str
@@ -111,10 +111,10 @@ def psnr_db(pred: torch.Tensor, clean: torch.Tensor) -> float:
 
 class Task:
     """One learning problem (see the module docstring). Subclass it in a module of
-    :mod:`tvcli.tasks` and name it in :data:`tvcli.tasks.TASK_MODULES`.
+    :mod:`tvcli.learning.tasks` and name it in :data:`tvcli.learning.tasks.TASK_MODULES`.
 
     A task instance is built once per run from the :class:`TrainConfig`
-    (``cls(cfg)``); its methods are called by :func:`tvcli.train.train`:
+    (``cls(cfg)``); its methods are called by :func:`tvcli.learning.train.train`:
 
     * :meth:`load` -- reads ``cfg.data`` once; returns (train_set, val_set), any
       objects the task's other methods understand.

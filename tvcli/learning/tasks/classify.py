@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tvcli.tasks.base import (
+from tvcli.learning.tasks.base import (
     RunConfig,
     Task,
     TaskDataError,
@@ -102,7 +102,7 @@ class ClassifyTask(Task):
         if not ((data.is_file() and data.name.endswith((".tar.gz", ".tgz", ".tar")))
                 or (data.is_dir() and not man and (folder / "train").is_dir()
                     and (folder / "test").is_dir())):
-            from tvcli.tasks import models_of
+            from tvcli.learning.tasks import models_of
 
             raise TaskDataError(f"{data} is not CIFAR-10 (the JPEG .tar.gz, or a folder "
                                 f"with train/ and test/ class folders) for "
@@ -130,7 +130,7 @@ class ClassifyTask(Task):
 
     def data_digest(self, data: Path) -> str | None:
         """sha256 of the archive (first 16 hex digits), or for a folder
-        :func:`tvcli.tasks.base.files_digest` of its image files (names and sizes)."""
+        :func:`tvcli.learning.tasks.base.files_digest` of its image files (names and sizes)."""
         if data.is_dir():
             from tvcli.data.cifar import _EXTS
 
@@ -183,7 +183,7 @@ class ClassifyTask(Task):
         """Clean top-1 accuracy (percent) on the test split of ``data`` (the CIFAR-10
         JPEG archive or folder, as a GPU run carries it); with a CIFAR-10-C pack
         (``corruptions``, default ``cifar10c.pack`` beside ``data`` when it exists;
-        ``python -m tvcli.train.gpu make-data --cifar10c-per-class N``), top-1 per
+        ``python -m tvcli.learning.train.gpu make-data --cifar10c-per-class N``), top-1 per
         corruption and severity (``c/<name>/<severity>``) and their mean
         (``cifar10c``). ``{part: {"top1", "n"}}``."""
         from tvcli.data.pack import load_data

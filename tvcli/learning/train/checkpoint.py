@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from tvcli.train.config import TrainConfig
+    from tvcli.learning.train.config import TrainConfig
 
 __all__ = ["load_checkpoint", "load_model_state", "resumed_model_config", "save_checkpoint"]
 

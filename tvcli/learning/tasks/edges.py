@@ -2,7 +2,7 @@
 
 Data: a BSDS500 folder (``images/{train,val}/*.jpg``, ``groundTruth/{train,val}/
 *.mat``), never shipped with tvcli, or a data pack of the same photos and their
-labels (``.pack``, made by ``python -m tvcli.train.gpu make-data`` for a GPU
+labels (``.pack``, made by ``python -m tvcli.learning.train.gpu make-data`` for a GPU
 run). Training uses train + val (the standard
 protocol; the 200 test images are for evaluation only), minus ``val_hold``
 val images (default 10) kept aside to monitor the loss.
@@ -40,7 +40,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tvcli.tasks.base import RunConfig, Task, TaskDataError, TaskDefaults, crop_center, files_digest
+from tvcli.learning.tasks.base import (
+    RunConfig,
+    Task,
+    TaskDataError,
+    TaskDefaults,
+    crop_center,
+    files_digest,
+)
 
 __all__ = ["EdgeTask", "balanced_bce", "load_bsds_edges", "load_edges_pack"]
 
@@ -101,7 +108,7 @@ def load_bsds_edges(root: Path, splits: tuple[str, ...] = ("train", "val")
 
 
 def load_edges_pack(path: Path) -> tuple[list[str], EdgeSet]:
-    """Stems and photos/labels of a data pack (``tvcli.train.gpu make-data``): labels
+    """Stems and photos/labels of a data pack (``tvcli.learning.train.gpu make-data``): labels
     ``label/<split>/<stem>`` stored as uint8 label + 1 (0 ignored, 1 background,
     2 edge), photos ``photo/<split>/<stem>``."""
     from tvcli.data.pack import read_pack
@@ -166,7 +173,7 @@ class EdgeTask(Task):
         data = Path(data)
         if not ((data / "images" / "train").is_dir()
                 and (data / "groundTruth" / "train").is_dir()):
-            from tvcli.tasks import models_of
+            from tvcli.learning.tasks import models_of
 
             raise TaskDataError(f"{data} is not a BSDS500 folder (images/train and "
                                 f"groundTruth/train expected) for {models_of('edges')}")
@@ -183,7 +190,7 @@ class EdgeTask(Task):
             raise ValueError(f"model {self.cfg.model!r} is not an edge detector (DexiNed)")
 
     def data_digest(self, data: Path) -> str | None:
-        """``bsds500:`` + :func:`tvcli.tasks.base.files_digest` of the train and val photos
+        """``bsds500:`` + :func:`tvcli.learning.tasks.base.files_digest` of the train and val photos
         and ground truths (the test split is not part of it); a data pack's own
         digest for a ``.pack`` (it may hold a subset)."""
         if data.suffix == ".pack":

@@ -1,4 +1,4 @@
-"""The data files a GPU run carries (``python -m tvcli.train.gpu make-data``).
+"""The data files a GPU run carries (``python -m tvcli.learning.train.gpu make-data``).
 
 * ``bsds.pack`` (denoise and edges): BSDS500 photos as their own JPEG bytes (a
   subset of train, all of val), the edge task's consensus labels, the denoisers'

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tvcli.tasks.base import RunConfig, Task, TaskDataError, TaskDefaults, read_manifest
+from tvcli.learning.tasks.base import RunConfig, Task, TaskDataError, TaskDefaults, read_manifest
 
 if TYPE_CHECKING:
     from tvcli.data.wsol import WsolSplit
@@ -150,8 +150,8 @@ def as_exported(model: nn.Module) -> nn.Module:
 
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Random left-right flip and a shift of up to side/16 (zero padding): the
-    classifiers' augmentation (:func:`tvcli.tasks.classify.augment`) at this size."""
-    from tvcli.tasks.classify import augment
+    classifiers' augmentation (:func:`tvcli.learning.tasks.classify.augment`) at this size."""
+    from tvcli.learning.tasks.classify import augment
 
     return augment(x, gen, pad=max(1, x.shape[-2] // 16))
 
@@ -170,7 +170,7 @@ class WsolTask(Task):
     def check_data(cls, data: Path) -> None:
         data = Path(data)
         if data.suffix == ".pack" and data.is_file():
-            return  # a GPU run's pack (python -m tvcli.train.gpu make-data --wsol DATA)
+            return  # a GPU run's pack (python -m tvcli.learning.train.gpu make-data --wsol DATA)
         missing = [s for s in ("train", "val") if not
                    (data / "metadata" / s / "image_ids.txt").is_file()]
         if missing:
@@ -242,7 +242,7 @@ class WsolTask(Task):
         man = read_manifest(Path(data))
         if man.get("digest"):
             return str(man["digest"])[:16]
-        from tvcli.tasks.base import files_digest
+        from tvcli.learning.tasks.base import files_digest
 
         meta = Path(data) / "metadata"
         return files_digest(meta, [p for p in meta.rglob("*.txt")]) if meta.is_dir() else None

@@ -10,11 +10,11 @@ classify  allconv, allconv-tv-smooth/sharp     CIFAR-10 JPEG ``.tar.gz`` or its 
 wsol      cam, cam-tv                          ``tvcli data wsol`` folder (wsolevaluation)
 ========  ===================================  ==========================================
 
-Each module defines one :class:`~tvcli.tasks.base.Task` subclass that knows its
+Each module defines one :class:`~tvcli.learning.tasks.base.Task` subclass that knows its
 defaults, data check, data loading, augmentation, loss, validation and test
 scoring; :data:`TASK_MODULES` is the one place that names them (a model's task is
 its registry entry, :attr:`tvcli.models.registry.ModelSpec.task`). The CLI
-(``tvcli train``), the training loop and the GPU runner (:mod:`tvcli.train`) and the
+(``tvcli train``), the training loop and the GPU runner (:mod:`tvcli.learning.train`) and the
 report scripts (``benchmarks/``) all go through :func:`task_class`.
 """
 
@@ -22,18 +22,18 @@ from __future__ import annotations
 
 import importlib
 
-from tvcli.tasks.base import Task, TaskDataError, TaskDefaults
+from tvcli.learning.tasks.base import Task, TaskDataError, TaskDefaults
 
 __all__ = ["TASKS", "TASK_MODULES", "Task", "TaskDataError", "TaskDefaults", "models_of",
            "register_task", "task_class", "task_names", "task_of"]
 
 # task name -> "module:class"; imported on first use (torch models stay unloaded).
 TASK_MODULES: dict[str, str] = {
-    "denoise": "tvcli.tasks.denoise:DenoiseTask",
-    "eps": "tvcli.tasks.eps:EpsTask",
-    "edges": "tvcli.tasks.edges:EdgeTask",
-    "classify": "tvcli.tasks.classify:ClassifyTask",
-    "wsol": "tvcli.tasks.wsol:WsolTask",
+    "denoise": "tvcli.learning.tasks.denoise:DenoiseTask",
+    "eps": "tvcli.learning.tasks.eps:EpsTask",
+    "edges": "tvcli.learning.tasks.edges:EdgeTask",
+    "classify": "tvcli.learning.tasks.classify:ClassifyTask",
+    "wsol": "tvcli.learning.tasks.wsol:WsolTask",
 }
 # The task classes in use: the built-in ones once imported, and any registered.
 TASKS: dict[str, type[Task]] = {}
