@@ -37,14 +37,14 @@ _DTYPE_OF_DEPTH = {"keep": None, "8": "uint8", "16": "uint16", "float": "float32
 # Converged smoothing (2-D and --tv iso) stops on a certified RMS error bound; the
 # default is the loosest bound whose output a user cannot tell from the exact prox
 # at the output's precision (benchmarks/cli_tol.py, docs/cli.md "Converged
-# smoothing: defaults"): on 27 photos of Kodak24, CBSD68 and BSDS500 at lam
-# 0.02-0.5, outputs differ from a float64 solve to 1e-7 by at most one level
-# (8-bit: at 5e-4, while 1e-3 gave two levels on some; 16-bit: at 1e-5, while 3e-5
-# gave up to eight). One level on ~1 % of samples remains at any tolerance: float32
-# and float64 round samples that lie on a level boundary to different sides.
-# Float outputs get the 16-bit tolerance.
+# smoothing: defaults"): on photos of Kodak24, CBSD68 and BSDS500 at lam 0.02-0.5,
+# outputs differ from a float64 solve to 1e-7 by at most one level: 8-bit at 5e-4
+# (1e-3 gave two levels on some), 16-bit at 3e-6 (1e-5 gave up to four on whole
+# photos at lam 0.02). One level on ~1 % of samples remains at any tolerance:
+# float32 and float64 round samples that lie on a level boundary to different
+# sides. Float outputs get the 16-bit tolerance.
 DEFAULT_TOL_8BIT = 5e-4
-DEFAULT_TOL_PRECISE = 1e-5
+DEFAULT_TOL_PRECISE = 3e-6
 # A cap on iterations so that a hard image cannot run for long: photos needed up to
 # 65 iterations at 5e-4 (lam 0.02-0.5), so 200 for 8-bit outputs bounds a
 # 12-megapixel photo at about 8 CPU-minutes (0.15-0.19 CPU s per megapixel and
