@@ -72,6 +72,15 @@ def _inputs(args):
         yield path.name, img
 
 
+def _solve(x: torch.Tensor, lam: float, tol: float, max_iter: int, tv: str):
+    """What ``tvcli smooth`` runs on a (3, H, W) photo: ``--tv aniso`` (prox_tv2d per
+    channel), ``iso`` (per channel) or ``iso-joint`` (colour TV); returns (y, info)."""
+    if tv == "aniso":
+        return tvcli.prox_tv2d(x, lam, tol=tol, max_iter=max_iter, return_info=True)
+    return tvcli.prox_tv(x, lam, norm="iso", channel_dim=0 if tv == "iso-joint" else None,
+                         tol=tol, max_iter=max_iter, return_info=True)
+
+
 def _psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return math.inf if mse == 0 else 10 * math.log10(peak * peak / mse)
@@ -94,6 +103,9 @@ def main() -> None:
                         help=f"comma-separated, from {SETS + ('examples',)}")
     parser.add_argument("--ref-tol", type=float, default=1e-7,
                         help="certified RMS error of the float64 reference")
+    parser.add_argument("--tv", choices=("aniso", "iso", "iso-joint"), default="aniso",
+                        help="the TV model: tvcli smooth's --tv aniso, --tv iso, or --tv iso "
+                             "--color joint")
     parser.add_argument("--summary", metavar="JSON",
                         help="instead: print the per-tol table of a finished run's JSON")
     args = parser.parse_args()
@@ -111,10 +123,10 @@ def main() -> None:
         mp = img.shape[0] * img.shape[1] / 1e6
         for lam in map(float, args.lams.split(",")):
             ref = None if args.mosaic else \
-                tvcli.prox_tv2d(x.double(), lam, tol=args.ref_tol, max_iter=50000).numpy()
+                _solve(x.double(), lam, args.ref_tol, 50000, args.tv)[0].numpy()
             for tol in tols:
                 t0, c0 = time.perf_counter(), time.process_time()
-                y, info = tvcli.prox_tv2d(x, lam, tol=tol, max_iter=20000, return_info=True)
+                y, info = _solve(x, lam, tol, 20000, args.tv)
                 sec, cpu = time.perf_counter() - t0, time.process_time() - c0
                 row = {
                     "image": path, "megapixels": round(mp, 3), "lam": lam, "tol": tol,
@@ -141,7 +153,7 @@ def main() -> None:
 def _write(args, rows: list[dict]) -> None:
     meta = {"machine": platform.processor() or platform.machine(), "threads": args.threads,
             "load": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "crop": args.crop, "ref_tol": args.ref_tol, "sets": args.sets,
+            "crop": args.crop, "ref_tol": args.ref_tol, "sets": args.sets, "tv": args.tv,
             "torch": torch.__version__}
     tmp = Path(args.out + ".tmp")
     tmp.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
@@ -158,7 +170,8 @@ def summarize(run: dict) -> str:
     images = sorted({r["image"] for r in rows})
     lams = sorted({r["lam"] for r in rows})
     out = [f"{len(images)} photos x {len(lams)} lam ({', '.join(map(str, lams))}), "
-           f"crop {run['meta'].get('crop') or 'none'}; reference tol "
+           f"crop {run['meta'].get('crop') or 'none'}, TV {run['meta'].get('tv', 'aniso')}; "
+           f"reference tol "
            f"{run['meta'].get('ref_tol', 1e-6)}", "",
            "| tol | iterations | PSNR vs exact (float) | 8-bit: largest difference | "
            "8-bit: samples that differ | 16-bit: largest difference | "
