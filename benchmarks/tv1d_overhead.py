@@ -224,9 +224,14 @@ def worker_plainc(reps: int, build_dir: Path) -> dict:
     def run(_) -> None:
         so.plain_backward(y.data_ptr(), g.data_ptr(), gx.data_ptr(), glam.data_ptr(), count, n)
 
-    def run_flow(yy) -> None:  # fresh y from a forward, fresh outputs (as autograd has)
+    held: list = []
+
+    def run_flow(yy) -> None:
+        # As a backward through autograd meets it: a fresh y from a forward, and
+        # fresh outputs that stay alive until the next call (as x.grad does).
         a, b = torch.empty_like(yy), torch.empty(count)
         so.plain_backward(yy.data_ptr(), g.data_ptr(), a.data_ptr(), b.data_ptr(), count, n)
+        held[:] = [a, b]
 
     res = {"t1_bwd_plainc": _median_each_us(run, lambda: None, reps),
            "t1_bwd_plainc_flow": _median_each_us(
