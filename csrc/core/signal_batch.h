@@ -57,8 +57,8 @@ struct SignalBatch {
 
 // Walks the signals begin, begin + 1, ... of a batch, keeping every operand's
 // offset up to date with additions: unravelling each signal index anew costs a
-// 64-bit division per batch dimension, which on short signals (Table 1: 32
-// samples, ~100 cycles of backward work per signal) cost as much as the work.
+// 64-bit division per batch dimension, which on short signals added ~40% to the
+// backward (Table 1: 32 samples, ~30 ns of work per signal; docs/benchmarks.md).
 // Host loops use it; device threads stride by the grid and unravel (offsets_fixed).
 struct SignalCursor {
   const SignalBatch& b;
