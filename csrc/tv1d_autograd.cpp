@@ -79,6 +79,13 @@ struct ProxTV1dFunction : public torch::autograd::Function<ProxTV1dFunction> {
 
 at::Tensor prox_tv1d_autograd(const at::Tensor& x, const at::Tensor& lam, int64_t dim,
                               c10::string_view solver) {
+  // Nothing to differentiate (no_grad, inference, inputs without requires_grad):
+  // straight to the kernel. Function::apply would still build a node, copy the
+  // inputs' metadata and fill a context that nothing reads.
+  if (!at::GradMode::is_enabled() || !(x.requires_grad() || lam.requires_grad())) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return prox_op().call(x, lam, dim, solver);
+  }
   return ProxTV1dFunction::apply(x, lam, dim, solver);
 }
 
