@@ -1,23 +1,31 @@
 // Operator schemas (TORCH_LIBRARY), the argument checks the CPU and CUDA
 // kernels share (tv1d_ops.h, tv2d_ops.h) and the CPU registrations.
 //
-// Autograd and fake (meta) kernels are registered from Python
-// (tvcli/_ops.py) with torch.library, as pytorch/extension-cpp does.
+// Fake (meta) kernels are registered from Python (tvcli/_ops.py) with
+// torch.library, as pytorch/extension-cpp does; so are the autograd formulas,
+// except prox_tv1d's, which is C++ (csrc/tv1d_autograd.cpp: per-call overhead).
 #include <Python.h>
 
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
 
+#include "tv1d_autograd.h"
 #include "tv1d_ops.h"
 #include "tv2d_ops.h"
 
-// A bare Python module, so that `import tvcli._C` loads this library and runs
-// the registrations below; it carries no Python functions of its own.
-// PyMODINIT_FUNC exports the symbol despite -fvisibility=hidden.
+// A small Python module, so that `import tvcli._C` loads this library and runs
+// the registrations below; its one function is tvcli.prox_tv1d's fast path
+// (csrc/tv1d_autograd.cpp). PyMODINIT_FUNC exports the symbol despite
+// -fvisibility=hidden.
 PyMODINIT_FUNC PyInit__C(void) {
   static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1,
                                           nullptr};
-  return PyModule_Create(&module_def);
+  PyObject* module = PyModule_Create(&module_def);
+  if (module != nullptr && tvcli::add_tv1d_python_methods(module) != 0) {
+    Py_DECREF(module);
+    return nullptr;
+  }
+  return module;
 }
 
 namespace tvcli {

@@ -460,3 +460,40 @@ def test_2d_float_arithmetic_option_runs(monkeypatch) -> None:
     err = float((y_f - y_d).abs().max())
     print(f"float-arithmetic paper mode, 4 x 32x32, lam 0.1: max |y_f - y_d| = {err:.3g}")
     assert err < 1e-4
+
+
+def test_fast_path_and_cpp_autograd_on_cuda_without_host_sync() -> None:
+    """prox_tv1d's C++ fast path and C++ autograd on the GPU (issue 28): the same
+    values and gradients as the Python path, and no synchronising call in the
+    forward or the backward (number lam and tensor lam)."""
+    import tvcli.prox as prox
+    from tvcli import _C
+
+    x0 = torch.randn(3, 5, 40, device="cuda", dtype=torch.float64).cumsum(-1)
+    lam = torch.full((5, 1), 0.3, device="cuda", dtype=torch.float64)
+    g = torch.randn_like(x0)
+    for lam_arg in (0.3, lam):
+        out = []
+        for fast in (_C.prox_tv1d_fast, None):
+            x = x0.clone().requires_grad_(True)
+            lt = lam_arg.clone().requires_grad_(True) if isinstance(lam_arg, torch.Tensor) \
+                else lam_arg
+            saved, prox._fast = prox._fast, fast
+            try:
+                y = tvcli.prox_tv1d(x, lt)
+            finally:
+                prox._fast = saved
+            y.backward(g)
+            out.append((y.detach(), x.grad, getattr(lt, "grad", None)))
+        assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+        if out[0][2] is not None:
+            torch.testing.assert_close(out[0][2], out[1][2])
+    assert _C.prox_tv1d_fast(x0, lam, -1, "direct") is not None  # the fast path is taken
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for lam_arg in (0.3, lam.clone().requires_grad_(True)):
+            x = x0.clone().requires_grad_(True)
+            tvcli.prox_tv1d(x, lam_arg).backward(g)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

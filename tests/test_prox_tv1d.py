@@ -346,6 +346,9 @@ def test_fallback_path_is_used_with_one_warning(monkeypatch):
     import tvcli.prox as prox
 
     monkeypatch.setattr(prox, "ext_has_device", lambda device: False)
+    # An engine without kernels for the device has no fast path for it either
+    # (prox_tv1d_fast checks the kernels itself, so it is switched off here).
+    monkeypatch.setattr(prox, "_fast", None)
     monkeypatch.setattr(ext, "_warned", False)
     x = torch.randn(3, 2, 25, dtype=torch.float64).cumsum(-1).requires_grad_(True)
     lam = torch.tensor([0.1, 0.7], dtype=torch.float64).view(2, 1).requires_grad_(True)
@@ -362,3 +365,158 @@ def test_fallback_path_is_used_with_one_warning(monkeypatch):
     xn[1, 3] = math.nan
     yn = tvcli.prox_tv1d(xn, 0.2)
     assert torch.isnan(yn[1]).all() and torch.isfinite(yn[[0, 2]]).all()
+
+
+# --- the C++ autograd and the fast path (csrc/tv1d_autograd.cpp, issue 28) ---------
+
+needs_fast = pytest.mark.skipif(not HAS_EXT, reason="compiled engine not built")
+
+
+@needs_fast
+def test_autograd_is_registered_in_cpp():
+    has = torch._C._dispatch_has_kernel_for_dispatch_key
+    assert has("tvcli::prox_tv1d", "Autograd")
+    x = torch.randn(2, 9, requires_grad=True)
+    # a C++ node, not a Python autograd.Function's
+    assert type(tvcli.prox_tv1d(x, 0.2).grad_fn).__name__ == "CppFunction"
+    assert type(torch.ops.tvcli.prox_tv1d(x, torch.full((2, 1), 0.2), 1, "direct").grad_fn
+                ).__name__ == "CppFunction"
+
+
+def _general(x, lam, dim=-1, solver="direct"):
+    """prox_tv1d through its Python path (the fast path switched off)."""
+    import tvcli.prox as prox
+
+    saved, prox._fast = prox._fast, None
+    try:
+        return tvcli.prox_tv1d(x, lam, dim, solver=solver)
+    finally:
+        prox._fast = saved
+
+
+@needs_fast
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("solver", ["direct", "pn"])
+def test_fast_path_equals_general_path_values_and_grads(dtype, solver):
+    from tvcli import _C
+
+    gen = torch.Generator().manual_seed(3)
+    x0 = torch.randn(3, 4, 17, generator=gen, dtype=torch.float64).cumsum(-1).to(dtype)
+    common = [0.4, 2, torch.tensor(0.3, dtype=torch.float64)]
+    per_dim = {  # lam shapes with size 1 along dim (other dtypes are cast)
+        -1: [torch.rand(4, 1, generator=gen, dtype=dtype), torch.rand(3, 1, 1, generator=gen)],
+        1: [torch.rand(3, 1, 1, generator=gen, dtype=dtype), torch.rand(17, generator=gen)],
+        0: [torch.rand(4, 1, generator=gen, dtype=dtype), torch.rand(1, 4, 17, generator=gen)],
+    }
+    for dim, lams in per_dim.items():
+        for lam in common + lams:
+            outs = []
+            for path in (_C.prox_tv1d_fast, None):
+                x = x0.clone().requires_grad_(True)
+                lt = lam.clone().requires_grad_(True) if isinstance(lam, torch.Tensor) else lam
+                y = path(x, lt, dim, solver) if path else _general(x, lt, dim, solver)
+                assert y is not None and y.dtype == dtype
+                y.backward(torch.cos(torch.arange(y.numel(), dtype=dtype)).view_as(y))
+                outs.append((y.detach(), x.grad, lt.grad if isinstance(lt, torch.Tensor)
+                             else None))
+            (y1, gx1, gl1), (y2, gx2, gl2) = outs
+            assert torch.equal(y1, y2) and torch.equal(gx1, gx2)
+            if gl1 is not None:
+                assert gl1.shape == gl2.shape == lam.shape
+                torch.testing.assert_close(gl1, gl2, rtol=1e-12, atol=1e-12)
+
+
+class _Sub(torch.Tensor):
+    """A tensor subclass (it may override calls through __torch_function__)."""
+
+
+@needs_fast
+def test_fast_path_leaves_other_calls_to_the_python_path():
+    from tvcli import _C
+
+    x = torch.randn(4, 10)
+    for args in [
+        (x.half(), 0.1, -1, "direct"),                     # computed in float32 there
+        (x, -0.1, -1, "direct"), (x, float("nan"), -1, "direct"),  # raises there
+        (x, True, -1, "direct"), (x, "0.1", -1, "direct"), (x, 10**400, -1, "direct"),
+        (x, torch.tensor([[0.1], [-1.0], [0.2], [0.3]]), -1, "direct"),
+        (x, torch.tensor(float("nan")), -1, "direct"),
+        (x, torch.rand(4, 10), -1, "direct"), (x, torch.rand(3, 1), -1, "direct"),
+        (x, torch.tensor(1), -1, "direct"), (x, torch.rand(1, 1, 1, 1), -1, "direct"),
+        (x, 0.1, 2, "direct"), (x, 0.1, -3, "direct"), (x, 0.1, 1.0, "direct"),
+        (x, 0.1, -1, "magic"), (x, 0.1, -1, None), (torch.arange(10), 0.1, 0, "direct"),
+        (torch.tensor(1.0), 0.1, 0, "direct"), (x.numpy(), 0.1, -1, "direct"),
+        (x.as_subclass(_Sub), 0.1, -1, "direct"),          # a subclass
+    ]:
+        assert _C.prox_tv1d_fast(*args) is None, args
+    with pytest.raises(TypeError):
+        _C.prox_tv1d_fast(x, 0.1)
+    # ... and those calls still give tvcli.prox_tv1d's one clear error or result
+    with pytest.raises(ValueError, match=">= 0"):
+        tvcli.prox_tv1d(x, torch.tensor([[0.1], [-1.0], [0.2], [0.3]]))
+    assert tvcli.prox_tv1d(x.as_subclass(_Sub), 0.1).shape == x.shape
+    # a Parameter is a plain tensor to torch's C++ (THPVariable_CheckExact): handled
+    assert torch.equal(_C.prox_tv1d_fast(torch.nn.Parameter(x), 0.1, -1, "direct"),
+                       _general(x, 0.1))
+
+
+@needs_fast
+def test_fast_path_is_taken_and_reads_input_in_place():
+    """Contiguous and channels-last inputs: no copy of x (no aten copy / clone op
+    runs), one dispatcher call; the fast path is the one taken."""
+    from torch.profiler import profile
+
+    import tvcli.prox as prox
+
+    assert prox._fast is not None
+    x = torch.randn(2, 3, 8, 8)
+    for xin in (x, x.contiguous(memory_format=torch.channels_last), x.transpose(2, 3)):
+        for dim in (-1, -2):
+            with profile() as prof:
+                y = tvcli.prox_tv1d(xin, 0.3, dim)
+            names = [e.name for e in prof.events()]
+            assert "tvcli::prox_tv1d" in names
+            assert not [n for n in names if n in ("aten::copy_", "aten::clone",
+                                                  "aten::contiguous", "aten::_to_copy")], names
+            assert torch.equal(y, _general(xin.contiguous(), 0.3, dim))
+
+
+@needs_fast
+def test_fast_path_under_modes_and_no_grad():
+    """A torch-function mode sees the call (the Python path is taken); no_grad and
+    inference_mode give no graph."""
+    from torch.overrides import TorchFunctionMode
+
+    seen = []
+
+    class Spy(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            seen.append(func)
+            return func(*args, **(kwargs or {}))
+
+    x = torch.randn(3, 12, requires_grad=True)
+    with Spy():
+        y = tvcli.prox_tv1d(x, 0.5)
+    assert seen and y.requires_grad
+    with torch.no_grad():
+        assert tvcli.prox_tv1d(x, 0.5).grad_fn is None
+    with torch.inference_mode():
+        assert tvcli.prox_tv1d(x.detach(), 0.5).grad_fn is None
+
+
+def test_backward_finds_nonfinite_y_from_run_values():
+    """The backward checks y's finiteness on run values only (no separate pass):
+    a NaN, +Inf or -Inf anywhere in y, alone or in a run, still makes the whole
+    signal's gradients NaN, and lam = 0 (identity) too."""
+    if not HAS_EXT:
+        pytest.skip("compiled engine not built")
+    g = torch.randn(4, 7, dtype=torch.float64)
+    lam = torch.tensor([[0.5], [0.5], [0.0], [0.5]], dtype=torch.float64)
+    y = torch.tensor([[1.0] * 7, [1.0] * 7, [1.0] * 7, [1.0] * 7], dtype=torch.float64)
+    y[0, 6] = float("nan")
+    y[1, 2:5] = float("inf")
+    y[2, 0] = -float("inf")
+    gx, gl = torch.ops.tvcli.prox_tv1d_backward(g, y, lam, 1)
+    assert torch.isnan(gx[:3]).all() and torch.isnan(gl[:3]).all()
+    torch.testing.assert_close(gx[3], g[3].mean().expand(7))
+    assert float(gl[3]) == 0.0

@@ -7,6 +7,7 @@ the ops are reachable as ``torch.ops.tvcli.*``. When the extension was not built
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import torch
@@ -46,6 +47,18 @@ def ext_has_device(device_type: str, op: str = "prox_tv1d") -> bool:
     kernels for a device, tvcli.prox_tv2d composes the 1-D op in Python instead.
     """
     return device_type in _EXT_DEVICES.get(op, ())
+
+
+def ext_fast_path():
+    """``tvcli._C.prox_tv1d_fast`` (csrc/tv1d_autograd.cpp), or None without it.
+
+    ``prox_tv1d_fast(x, lam, dim, solver)`` returns prox_tv1d's result, or None
+    for a call it leaves to the Python path (other dtypes, devices, subclasses,
+    a bad argument). ``TVCLI_NO_FAST_PATH=1`` turns it off (for comparisons).
+    """
+    if not HAS_EXT or os.environ.get("TVCLI_NO_FAST_PATH", "0") == "1":
+        return None
+    return getattr(_C, "prox_tv1d_fast", None)
 
 
 def built_backends() -> list[str]:

@@ -44,9 +44,13 @@ if HAS_EXT:
         grad_x, grad_lam = torch.ops.tvcli.prox_tv1d_backward(grad_y, y, lam, ctx.dim)
         return grad_x, grad_lam, None, None
 
-    torch.library.register_autograd(
-        "tvcli::prox_tv1d", _prox_tv1d_backward, setup_context=_prox_tv1d_setup_context
-    )
+    # The engine registers prox_tv1d's autograd in C++ (csrc/tv1d_autograd.cpp: a
+    # Python formula cost a Python autograd.Function per call, gradients or not);
+    # this same formula in Python is for an engine built without it.
+    if not torch._C._dispatch_has_kernel_for_dispatch_key("tvcli::prox_tv1d", "Autograd"):
+        torch.library.register_autograd(
+            "tvcli::prox_tv1d", _prox_tv1d_backward, setup_context=_prox_tv1d_setup_context
+        )
 
     # 2-D converged prox: (y, info) = prox_tv2d_solve(x (B, H, W), lam (B,), ...).
     @torch.library.register_fake("tvcli::prox_tv2d_solve")

@@ -10,12 +10,19 @@ from tvcli import (
     _ops,  # noqa: F401  (registers autograd / fake kernels)
     fallback,
 )
-from tvcli._extension import ext_has_device, warn_fallback
+from tvcli._extension import ext_fast_path, ext_has_device, warn_fallback
 
 __all__ = ["prox_tv1d", "SOLVERS"]
 
 SOLVERS = ("direct", "pn")
 _COMPUTE_DTYPES = (torch.float32, torch.float64)
+
+# tvcli._C.prox_tv1d_fast (csrc/tv1d_autograd.cpp), or None without the engine: the
+# common call (a plain float32/float64 tensor on a device with kernels, lam a
+# non-negative number or a broadcastable tensor) handled in one C++ call; it
+# returns None for anything else, which then takes the checks below.
+_fast = ext_fast_path()
+_is_compiling = torch.compiler.is_compiling
 
 
 def _check_lam_values(lam: float | torch.Tensor) -> None:
@@ -160,6 +167,12 @@ def prox_tv1d(
         >>> x = torch.tensor([0.0, 0.1, 1.0, 0.9], requires_grad=True)
         >>> y = prox_tv1d(x, 0.05)
     """
+    # The fast path is a C function, which dynamo cannot trace: torch.compile
+    # takes the general path, which calls the same op through torch.ops.
+    if _fast is not None and not _is_compiling():
+        y = _fast(x, lam, dim, solver)
+        if y is not None:
+            return y
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"tvcli: x must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():

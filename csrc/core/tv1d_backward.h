@@ -22,19 +22,17 @@ template <typename T, typename A>
 TV_HOST_DEVICE inline A tv1d_backward(const T* y, int64_t sy, const T* g, int64_t sg,
                                       T* gx, int64_t sgx, int64_t n, A lam) {
   if (n <= 0) return A(0);
+  // y's finiteness is checked on the run values only, inside the loop below (no
+  // separate pass over y): every element equals its run's value exactly, and a
+  // NaN (never equal to anything) is a run of its own.
   bool finite = true;
-  for (int64_t i = 0; i < n; ++i) finite = finite && is_finite(A(y[i * sy]));
-  if (!finite) {
-    const T nan = T(quiet_nan<A>());
-    for (int64_t i = 0; i < n; ++i) gx[i * sgx] = nan;
-    return quiet_nan<A>();
-  }
   const bool identity = lam == A(0);
   A glam = A(0);
   A prev_sign = A(0);
   int64_t start = 0;
   while (start < n) {
     const T v = y[start * sy];
+    finite = finite && is_finite(A(v));
     A sum = A(g[start * sg]);
     int64_t end = start + 1;
     while (end < n && y[end * sy] == v) {
@@ -52,6 +50,11 @@ TV_HOST_DEVICE inline A tv1d_backward(const T* y, int64_t sy, const T* g, int64_
     glam += (next_sign - prev_sign) * mean;
     prev_sign = next_sign;
     start = end;
+  }
+  if (TV_UNLIKELY(!finite)) {
+    const T nan = T(quiet_nan<A>());
+    for (int64_t i = 0; i < n; ++i) gx[i * sgx] = nan;
+    return quiet_nan<A>();
   }
   return glam;
 }

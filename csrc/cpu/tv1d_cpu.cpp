@@ -37,10 +37,10 @@ void prox_loop(const core::SignalBatch& b, Solver solver, const scalar_t* xp,
                int32_t* iters, int8_t* status) {
   const int64_t n = b.length, sx = b.signal_stride[0], sy = b.signal_stride[1];
   at::parallel_for(0, b.count, grain_for(n), [&](int64_t begin, int64_t end) {
-    int64_t off[core::kMaxOperands];
+    core::SignalCursor c(b, begin);
+    const int64_t* off = c.off;
     if (solver == Solver::kDirect) {
-      for (int64_t s = begin; s < end; ++s) {
-        b.offsets(s, off);
+      for (int64_t s = begin; s < end; ++s, c.next()) {
         core::tv1d_direct<scalar_t, double>(xp + off[0], n, sx, yp + off[1], sy,
                                             double(lp[off[2]]));
       }
@@ -48,8 +48,7 @@ void prox_loop(const core::SignalBatch& b, Solver solver, const scalar_t* xp,
     }
     // One workspace per task, reused for all its signals (contiguous, stride 1).
     std::vector<double> ws(static_cast<size_t>(core::tv1d_pn_workspace_size(n)));
-    for (int64_t s = begin; s < end; ++s) {
-      b.offsets(s, off);
+    for (int64_t s = begin; s < end; ++s, c.next()) {
       const core::PNResult r = core::tv1d_pn<scalar_t, double>(
           xp + off[0], n, sx, yp + off[1], sy, double(lp[off[2]]), ws.data(), 1, opt);
       if (iters != nullptr) iters[off[3]] = r.iterations;
@@ -111,13 +110,21 @@ std::tuple<at::Tensor, at::Tensor> prox_tv1d_backward_cpu(const at::Tensor& grad
     scalar_t* glp = grad_lam.mutable_data_ptr<scalar_t>();
     const int64_t n = b.length;
     const int64_t sy = b.signal_stride[0], sg = b.signal_stride[1], sgx = b.signal_stride[2];
+    // Row signals (every operand read with stride 1, the usual case) get their
+    // own instance of the loop, with the strides known to be 1.
+    const bool unit = sy == 1 && sg == 1 && sgx == 1;
     at::parallel_for(0, b.count, grain_for(n), [&](int64_t begin, int64_t end) {
-      int64_t off[core::kMaxOperands];
-      for (int64_t s = begin; s < end; ++s) {
-        b.offsets(s, off);
+      core::SignalCursor c(b, begin);
+      const int64_t* off = c.off;
+      if (unit) {
+        for (int64_t s = begin; s < end; ++s, c.next())
+          glp[off[3]] = scalar_t(core::tv1d_backward<scalar_t, double>(
+              yp + off[0], 1, gp + off[1], 1, gxp + off[2], 1, n, double(lp[off[4]])));
+        return;
+      }
+      for (int64_t s = begin; s < end; ++s, c.next())
         glp[off[3]] = scalar_t(core::tv1d_backward<scalar_t, double>(
             yp + off[0], sy, gp + off[1], sg, gxp + off[2], sgx, n, double(lp[off[4]])));
-      }
     });
   });
   return {grad_x, grad_lam};
