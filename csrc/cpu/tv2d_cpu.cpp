@@ -43,6 +43,7 @@
 #include "../core/tv2d_dykstra.h"
 #include "../core/tv2d_regions.h"
 #include "../tv2d_ops.h"
+#include "tv2d_paper_simd.h"
 
 namespace tvcli {
 namespace {
@@ -426,8 +427,20 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_cpu(const at::Tensor& x,
       dykstra_lines<scalar_t>(xp, lp, yp, sp, B, H, W, iters, ls);
       return;
     }
+    // Condat's sweep in AVX-512 lanes where the CPU has them (same bits:
+    // tv2d_paper_simd.h); TVCLI_PAPER_SIMD=0 keeps the scalar sweep.
+    const bool simd = ls == core::LineSolver::kCondat && cpu::paper_simd_enabled();
     at::parallel_for(0, B, std::max<int64_t>(1, 4096 / std::max<int64_t>(HW, 1)),
                      [&](int64_t begin, int64_t end) {
+      if (simd) {
+        std::vector<double> ws(cpu::paper_simd_workspace(H, W));
+        for (int64_t b = begin; b < end; ++b) {
+          cpu::tv2d_dykstra_forward_simd<scalar_t>(xp + b * HW, yp + b * HW,
+                                                   sp + b * 2 * iters * HW, H, W, iters,
+                                                   double(lp[b]), ws.data());
+        }
+        return;
+      }
       std::vector<double> ws(core::tv2d_dykstra_workspace(H, W));
       for (int64_t b = begin; b < end; ++b) {
         core::tv2d_dykstra_forward<scalar_t, double>(xp + b * HW, yp + b * HW,
