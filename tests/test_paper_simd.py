@@ -47,6 +47,20 @@ def _assert_same_bits(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tenso
     assert torch.equal(sa, sb), f"{int((sa != sb).sum())} signs differ"
 
 
+def _assert_same_backward(gy: torch.Tensor, signs: torch.Tensor, lam: torch.Tensor,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backward's AVX-512 strips against its 2-wide ones on the same signs:
+    dL/dx and dL/dlam bit for bit."""
+    torch.set_num_threads(1)
+    monkeypatch.delenv("TVCLI_PAPER_SIMD", raising=False)
+    ga = ops.prox_tv2d_dykstra_backward(gy, signs, lam)
+    monkeypatch.setenv("TVCLI_PAPER_SIMD", "0")
+    gb = ops.prox_tv2d_dykstra_backward(gy, signs, lam)
+    monkeypatch.delenv("TVCLI_PAPER_SIMD")
+    for ta, tb in zip(ga, gb, strict=True):
+        assert torch.equal(ta.contiguous().view(torch.uint8), tb.contiguous().view(torch.uint8))
+
+
 def _images(kind: str, b: int, h: int, w: int, g: torch.Generator) -> torch.Tensor:
     if kind == "relu":  # a layer's feature maps: runs of 1-3 samples
         return torch.relu(torch.randn(b, h, w, generator=g, dtype=torch.float64))
@@ -72,8 +86,11 @@ def test_simd_forward_equals_scalar_bits(shape, kind, dtype, monkeypatch):
     lam = torch.tensor([0.05, 0.3, 0.0, 1e300, 0.01, 2.0][:b], dtype=dtype)
     if b > len(lam):
         lam = torch.cat([lam, torch.full((b - len(lam),), 0.1, dtype=dtype)])
+    gy = torch.randn(x.shape, generator=g, dtype=torch.float64).to(dtype)
     for iters in (1, 4):
-        _assert_same_bits(*_both(x, lam, iters, monkeypatch))
+        a, b = _both(x, lam, iters, monkeypatch)
+        _assert_same_bits(a, b)
+        _assert_same_backward(gy, a[1], lam, monkeypatch)
 
 
 def test_simd_forward_nan_images(monkeypatch):
@@ -85,6 +102,8 @@ def test_simd_forward_nan_images(monkeypatch):
     a, b = _both(x, lam, 3, monkeypatch)
     assert torch.isnan(a[0][1]).all() and torch.equal(a[0][2], x[2])
     _assert_same_bits(a, b)
+    gy = torch.randn(6, 16, 16, generator=g, dtype=torch.float64)
+    _assert_same_backward(gy, a[1], lam, monkeypatch)
 
 
 def test_simd_backward_from_simd_signs_matches(monkeypatch):

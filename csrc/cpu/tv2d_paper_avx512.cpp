@@ -67,6 +67,36 @@ __attribute__((noinline)) void image_scalar(const T* x, T* y, int8_t* sgn, int64
                                         core::LineSolver::kCondat);
 }
 
+template <typename T>
+__attribute__((noinline)) double image_backward_scalar(const int8_t* sgn, const T* g, T* gx,
+                                                       int64_t h, int64_t w, int64_t iters,
+                                                       bool identity, double* ws) {
+  return core::tv2d_dykstra_backward<T, double>(sgn, g, gx, h, w, iters, identity, ws);
+}
+
+// The plain per-line loop of a pass (core::run_means_lines), for the lines left
+// over after the strips of 8.
+template <core::LockstepIO IO, typename Tin>
+__attribute__((noinline)) double lines_scalar(const Tin* a, double* d, double* m,
+                                              const int8_t* s, int64_t n, int64_t L,
+                                              int64_t ld, double* c, double* cnt) {
+  return core::run_means_lines<IO, Tin, double>(a, d, m, s, n, L, ld, c, cnt);
+}
+template double lines_scalar<core::LockstepIO::kFirst, float>(const float*, double*, double*,
+                                                              const int8_t*, int64_t, int64_t,
+                                                              int64_t, double*, double*);
+template double lines_scalar<core::LockstepIO::kFirst, double>(const double*, double*, double*,
+                                                               const int8_t*, int64_t, int64_t,
+                                                               int64_t, double*, double*);
+template double lines_scalar<core::LockstepIO::kUpdate, double>(const double*, double*,
+                                                                double*, const int8_t*,
+                                                                int64_t, int64_t, int64_t,
+                                                                double*, double*);
+template double lines_scalar<core::LockstepIO::kInPlace, double>(const double*, double*,
+                                                                 double*, const int8_t*,
+                                                                 int64_t, int64_t, int64_t,
+                                                                 double*, double*);
+
 #if defined(TVCLI_PAPER_AVX512)
 bool cpu_has_avx512() {
   __builtin_cpu_init();
@@ -429,18 +459,52 @@ void signs_plane(const double* a, const double* next, int64_t rows, int64_t w, i
   }
 }
 
-// dst[j * h + i] = src[i * w + j] (+ add[j * h + i] when add is given).
+// Columns of the 8 x 8 block whose rows are r[0..7] (row stride irrelevant): on
+// return r[j] holds column j. Unpacks, then two rounds of two-register permutes.
+TV_AI void transpose8x8(__m512d r[8]) {
+  __m512d a[4], b[4], c[4], d[4];
+  for (int k = 0; k < 4; ++k) {
+    a[k] = _mm512_unpacklo_pd(r[2 * k], r[2 * k + 1]);  // rows 2k, 2k+1: cols 0 2 4 6
+    b[k] = _mm512_unpackhi_pd(r[2 * k], r[2 * k + 1]);  // cols 1 3 5 7
+  }
+  const __m512i lo2 = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
+  const __m512i hi2 = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
+  for (int k = 0; k < 2; ++k) {
+    c[2 * k] = _mm512_permutex2var_pd(a[2 * k], lo2, a[2 * k + 1]);      // cols 0, 4
+    c[2 * k + 1] = _mm512_permutex2var_pd(a[2 * k], hi2, a[2 * k + 1]);  // cols 2, 6
+    d[2 * k] = _mm512_permutex2var_pd(b[2 * k], lo2, b[2 * k + 1]);      // cols 1, 5
+    d[2 * k + 1] = _mm512_permutex2var_pd(b[2 * k], hi2, b[2 * k + 1]);  // cols 3, 7
+  }
+  const __m512i lo4 = _mm512_set_epi64(11, 10, 9, 8, 3, 2, 1, 0);
+  const __m512i hi4 = _mm512_set_epi64(15, 14, 13, 12, 7, 6, 5, 4);
+  r[0] = _mm512_permutex2var_pd(c[0], lo4, c[2]);
+  r[4] = _mm512_permutex2var_pd(c[0], hi4, c[2]);
+  r[2] = _mm512_permutex2var_pd(c[1], lo4, c[3]);
+  r[6] = _mm512_permutex2var_pd(c[1], hi4, c[3]);
+  r[1] = _mm512_permutex2var_pd(d[0], lo4, d[2]);
+  r[5] = _mm512_permutex2var_pd(d[0], hi4, d[2]);
+  r[3] = _mm512_permutex2var_pd(d[1], lo4, d[3]);
+  r[7] = _mm512_permutex2var_pd(d[1], hi4, d[3]);
+}
+
+// dst[j * h + i] = src[i * w + j] (+ add[j * h + i] when add is given): 8 x 8 blocks
+// in registers, the edges element by element.
 void transpose(const double* src, int64_t h, int64_t w, double* dst, const double* add) {
-  constexpr int64_t kB = 8;
-  for (int64_t i0 = 0; i0 < h; i0 += kB) {
-    const int64_t i1 = i0 + kB < h ? i0 + kB : h;
-    for (int64_t j0 = 0; j0 < w; j0 += kB) {
-      const int64_t j1 = j0 + kB < w ? j0 + kB : w;
-      for (int64_t j = j0; j < j1; ++j) {
-        for (int64_t i = i0; i < i1; ++i) {
-          dst[j * h + i] = add == nullptr ? src[i * w + j] : src[i * w + j] + add[j * h + i];
-        }
+  const int64_t h8 = h - h % 8, w8 = w - w % 8;
+  for (int64_t i0 = 0; i0 < h8; i0 += 8) {
+    for (int64_t j0 = 0; j0 < w8; j0 += 8) {
+      __m512d r[8];
+      for (int k = 0; k < 8; ++k) r[k] = _mm512_loadu_pd(src + (i0 + k) * w + j0);
+      transpose8x8(r);
+      for (int k = 0; k < 8; ++k) {
+        double* o = dst + (j0 + k) * h + i0;
+        _mm512_storeu_pd(o, add == nullptr ? r[k] : _mm512_add_pd(r[k], _mm512_loadu_pd(add + (j0 + k) * h + i0)));
       }
+    }
+  }
+  for (int64_t i = 0; i < h; ++i) {
+    for (int64_t j = i < h8 ? w8 : 0; j < w; ++j) {
+      dst[j * h + i] = add == nullptr ? src[i * w + j] : src[i * w + j] + add[j * h + i];
     }
   }
 }
@@ -488,6 +552,201 @@ void forward_image(const T* x, T* y, int8_t* sgn, int64_t h, int64_t w, int64_t 
   for (int64_t k = 0; k < hw; ++k) y[k] = T(Y[k]);
 }
 
+
+// ------------------------------------------------------------------ backward
+//
+// core::tv2d_dykstra_backward with its strips of 8 lines in one register instead of
+// four 2-wide ones: the same operations per line in the same order (run sums with
+// "keep ? c + x : -0 + x", c / count by division, the reverse select, s * (out -
+// next) by a sign flip), and each strip's dL/dlam reduced in the 2-wide code's
+// order ((lanes 0+2) + (4+6)) + ((1+3) + (5+7)), so gradients and dL/dlam are equal
+// bit for bit. Transposes of the row pass in 8 x 8 register blocks.
+
+template <core::LockstepIO IO, typename Tin>
+TV_AI __m512d bwd_input(const Tin* a, const double* d, const double* m, int64_t k) {
+  if constexpr (IO == core::LockstepIO::kFirst) {
+    if constexpr (sizeof(Tin) == 4) {
+      return _mm512_cvtps_pd(_mm256_loadu_ps(reinterpret_cast<const float*>(a) + k));
+    } else {
+      return _mm512_loadu_pd(reinterpret_cast<const double*>(a) + k);
+    }
+  } else if constexpr (IO == core::LockstepIO::kUpdate) {
+    return _mm512_sub_pd(_mm512_loadu_pd(reinterpret_cast<const double*>(a) + k),
+                         _mm512_loadu_pd(d + k));
+  } else {
+    return _mm512_loadu_pd(m + k);
+  }
+}
+
+template <core::LockstepIO IO>
+TV_AI void bwd_output(double* d, double* m, int64_t k, __m512d out) {
+  if constexpr (IO == core::LockstepIO::kFirst) _mm512_storeu_pd(d + k, out);
+  if constexpr (IO == core::LockstepIO::kUpdate)
+    _mm512_storeu_pd(d + k, _mm512_add_pd(_mm512_loadu_pd(d + k), out));
+  if constexpr (IO == core::LockstepIO::kInPlace) _mm512_storeu_pd(m + k, out);
+}
+
+TV_AI __m128i load_signs8(const int8_t* p) {
+  int64_t t;
+  memcpy(&t, p, 8);
+  return _mm_cvtsi64_si128(t);
+}
+
+// 8 lines of a pass (core::simd::run_means_strip8's contract and values).
+template <core::LockstepIO IO, typename Tin>
+double bwd_strip8(const Tin* a, double* d, double* m, const int8_t* s, int64_t n, int64_t ld) {
+  const __m512d one = _mm512_set1_pd(1.0), zero = _mm512_setzero_pd();
+  const __m512d negzero = _mm512_set1_pd(-0.0);
+  __m512d c = bwd_input<IO, Tin>(a, d, m, 0), cnt = one;
+  _mm512_storeu_pd(m, c);
+  for (int64_t p = 1; p < n; ++p) {
+    const int64_t o = p * ld;
+    const __mmask8 keep =
+        __mmask8(_mm_cmpeq_epi8_mask(load_signs8(s + o - ld), _mm_setzero_si128()));
+    const __m512d x = bwd_input<IO, Tin>(a, d, m, o);
+    c = _mm512_add_pd(_mm512_mask_mov_pd(negzero, keep, c), x);  // keep ? c + x : -0 + x
+    cnt = _mm512_add_pd(_mm512_maskz_mov_pd(keep, cnt), one);
+    _mm512_storeu_pd(m + o, _mm512_div_pd(c, cnt));
+  }
+  const int64_t last = (n - 1) * ld;
+  __m512d next = _mm512_loadu_pd(m + last);
+  __m512d acc = n == 1 ? _mm512_mul_pd(zero, next) : zero;
+  bwd_output<IO>(d, m, last, next);
+  for (int64_t p = n - 2; p >= 0; --p) {
+    const int64_t o = p * ld;
+    const __m128i sg = load_signs8(s + o);
+    const __mmask8 end = __mmask8(~_mm_cmpeq_epi8_mask(sg, _mm_setzero_si128()));
+    const __mmask8 neg = __mmask8(_mm_cmplt_epi8_mask(sg, _mm_setzero_si128()));
+    const __m512d out = _mm512_mask_mov_pd(next, end, _mm512_loadu_pd(m + o));
+    const __m512d diff = _mm512_sub_pd(out, next);
+    acc = _mm512_add_pd(acc, _mm512_mask_xor_pd(diff, neg, diff, negzero));  // s * (out - next)
+    next = out;
+    bwd_output<IO>(d, m, o, out);
+  }
+  alignas(64) double t[8];
+  _mm512_store_pd(t, acc);
+  return ((t[0] + t[2]) + (t[4] + t[6])) + ((t[1] + t[3]) + (t[5] + t[7]));
+}
+
+// core::run_means: strips of 8 lines, then the rest line by line.
+template <core::LockstepIO IO, typename Tin>
+double bwd_pass(const Tin* a, double* d, double* m, const int8_t* s, int64_t n, int64_t L,
+                int64_t ld, double* c, double* cnt) {
+  double glam = 0.0;
+  int64_t l0 = 0;
+  for (; l0 + 8 <= L; l0 += 8) {
+    glam += bwd_strip8<IO, Tin>(a == nullptr ? a : a + l0, d == nullptr ? d : d + l0, m + l0,
+                                s + l0, n, ld);
+  }
+  if (l0 < L) {
+    glam += lines_scalar<IO, Tin>(a == nullptr ? a : a + l0, d == nullptr ? d : d + l0,
+                                  m + l0, s + l0, n, L - l0, ld, c, cnt);
+  }
+  return glam;
+}
+
+// dst[j * h + i] = a[i * w + j] - b[i * w + j] (a alone when b is null).
+void transpose_sub(const double* a, const double* b, int64_t h, int64_t w, double* dst) {
+  const int64_t h8 = h - h % 8, w8 = w - w % 8;
+  for (int64_t i0 = 0; i0 < h8; i0 += 8) {
+    for (int64_t j0 = 0; j0 < w8; j0 += 8) {
+      __m512d r[8];
+      for (int k = 0; k < 8; ++k) {
+        const int64_t o = (i0 + k) * w + j0;
+        r[k] = b == nullptr ? _mm512_loadu_pd(a + o)
+                            : _mm512_sub_pd(_mm512_loadu_pd(a + o), _mm512_loadu_pd(b + o));
+      }
+      transpose8x8(r);
+      for (int k = 0; k < 8; ++k) _mm512_storeu_pd(dst + (j0 + k) * h + i0, r[k]);
+    }
+  }
+  for (int64_t i = 0; i < h; ++i) {
+    for (int64_t j = i < h8 ? w8 : 0; j < w; ++j) {
+      const int64_t k = i * w + j;
+      dst[j * h + i] = b == nullptr ? a[k] : a[k] - b[k];
+    }
+  }
+}
+
+// st[j * h + i] = sr[i * w + j] (int8).
+void transpose_signs(const int8_t* sr, int64_t h, int64_t w, int8_t* st) {
+  constexpr int64_t kB = 16;
+  for (int64_t i0 = 0; i0 < h; i0 += kB) {
+    const int64_t i1 = i0 + kB < h ? i0 + kB : h;
+    for (int64_t j0 = 0; j0 < w; j0 += kB) {
+      const int64_t j1 = j0 + kB < w ? j0 + kB : w;
+      for (int64_t j = j0; j < j1; ++j)
+        for (int64_t i = i0; i < i1; ++i) st[j * h + i] = sr[i * w + j];
+    }
+  }
+}
+
+// gP[i * w + j] (+)= m[j * h + i]: m is w x h; First: =.
+template <bool First>
+void scatter_rows(double* gP, const double* m, int64_t h, int64_t w) {
+  const int64_t h8 = h - h % 8, w8 = w - w % 8;
+  for (int64_t j0 = 0; j0 < w8; j0 += 8) {
+    for (int64_t i0 = 0; i0 < h8; i0 += 8) {
+      __m512d r[8];
+      for (int k = 0; k < 8; ++k) r[k] = _mm512_loadu_pd(m + (j0 + k) * h + i0);
+      transpose8x8(r);  // r[k]: row i0 + k, columns j0..j0+7
+      for (int k = 0; k < 8; ++k) {
+        double* o = gP + (i0 + k) * w + j0;
+        _mm512_storeu_pd(o, First ? r[k] : _mm512_add_pd(_mm512_loadu_pd(o), r[k]));
+      }
+    }
+  }
+  for (int64_t i = 0; i < h; ++i) {
+    for (int64_t j = i < h8 ? w8 : 0; j < w; ++j) {
+      const int64_t k = i * w + j;
+      gP[k] = First ? m[j * h + i] : gP[k] + m[j * h + i];
+    }
+  }
+}
+
+template <typename T>
+double backward_image(const int8_t* sgn, const T* g, T* gx, int64_t h, int64_t w,
+                      int64_t iters, bool identity, double* ws) {
+  const int64_t hw = h * w, n = h > w ? h : w;
+  if (hw == 0 || sgn[0] == core::kBadImage || iters <= 0 || h < 8 || w < 8) {
+    return image_backward_scalar<T>(sgn, g, gx, h, w, iters, identity, ws);
+  }
+  double* gP = ws;
+  double* gQ = gP + hw;
+  double* m = gQ + hw;
+  double* c = m + hw;
+  double* cnt = c + n;
+  int8_t* st = reinterpret_cast<int8_t*>(cnt + n);
+  double glam = 0.0;
+  using IO = core::LockstepIO;
+  for (int64_t it = iters - 1; it >= 0; --it) {
+    const int8_t* sr = sgn + (2 * it) * hw;
+    const int8_t* sc = sr + hw;
+    const bool first = it == iters - 1;
+    // Columns: gQ (+)= J (g or gP - gQ).
+    const double gc = first ? bwd_pass<IO::kFirst, T>(g, gQ, m, sc, h, w, w, c, cnt)
+                            : bwd_pass<IO::kUpdate, double>(gP, gQ, m, sc, h, w, w, c, cnt);
+    glam += gc;
+    if (identity) {
+      for (int64_t k = 0; k < hw; ++k) gQ[k] = first ? double(g[k]) : gP[k];
+    }
+    // Rows, on transposed copies: gP (+)= J (gQ - gP).
+    transpose_sub(gQ, first ? nullptr : gP, h, w, m);
+    transpose_signs(sr, h, w, st);
+    const double gr = bwd_pass<IO::kInPlace, double>(nullptr, nullptr, m, st, w, h, h, c, cnt);
+    glam += gr;
+    if (identity) {
+      for (int64_t k = 0; k < hw; ++k) gP[k] = gQ[k];
+    } else if (first) {
+      scatter_rows<true>(gP, m, h, w);
+    } else {
+      scatter_rows<false>(gP, m, h, w);
+    }
+  }
+  for (int64_t k = 0; k < hw; ++k) gx[k] = T(gP[k]);
+  return glam;
+}
+
 #undef TV_AI
 
 }  // namespace
@@ -505,7 +764,19 @@ void tv2d_dykstra_forward_simd(const T* x, T* y, int8_t* sgn, int64_t h, int64_t
   forward_image<T>(x, y, sgn, h, w, iters, lam, ws);
 }
 
+template <typename T>
+double tv2d_dykstra_backward_simd(const int8_t* sgn, const T* g, T* gx, int64_t h, int64_t w,
+                                  int64_t iters, bool identity, double* ws) {
+  return backward_image<T>(sgn, g, gx, h, w, iters, identity, ws);
+}
+
 #else  // no AVX-512 build: never called (paper_simd_enabled() is false)
+
+template <typename T>
+double tv2d_dykstra_backward_simd(const int8_t* sgn, const T* g, T* gx, int64_t h, int64_t w,
+                                  int64_t iters, bool identity, double* ws) {
+  return image_backward_scalar<T>(sgn, g, gx, h, w, iters, identity, ws);
+}
 
 template <typename T>
 void tv2d_dykstra_forward_simd(const T* x, T* y, int8_t* sgn, int64_t h, int64_t w,
@@ -515,6 +786,10 @@ void tv2d_dykstra_forward_simd(const T* x, T* y, int8_t* sgn, int64_t h, int64_t
 
 #endif
 
+template double tv2d_dykstra_backward_simd<float>(const int8_t*, const float*, float*,
+                                                  int64_t, int64_t, int64_t, bool, double*);
+template double tv2d_dykstra_backward_simd<double>(const int8_t*, const double*, double*,
+                                                   int64_t, int64_t, int64_t, bool, double*);
 template void tv2d_dykstra_forward_simd<float>(const float*, float*, int8_t*, int64_t, int64_t,
                                                int64_t, double, double*);
 template void tv2d_dykstra_forward_simd<double>(const double*, double*, int8_t*, int64_t,

@@ -1,5 +1,6 @@
 // Paper-mode 2-D TV (K proximal-Dykstra iterations) for one small image with many
-// lines solved at once in AVX-512 lanes (csrc/cpu/tv2d_paper_avx512.cpp).
+// lines solved at once in AVX-512 lanes (csrc/cpu/tv2d_paper_avx512.cpp), and its
+// backward with 8 lines per register.
 //
 // Same contract and the same bits as core::tv2d_dykstra_forward<T, double> with
 // LineSolver::kCondat (csrc/core/tv2d_dykstra.h): every lane runs Condat's sweep
@@ -30,6 +31,13 @@ int64_t paper_simd_workspace(int64_t h, int64_t w);
 template <typename T>
 void tv2d_dykstra_forward_simd(const T* x, T* y, int8_t* sgn, int64_t h, int64_t w,
                                int64_t iters, double lam, double* ws);
+
+// As core::tv2d_dykstra_backward<T, double>(sgn, g, gx, h, w, iters, identity, ws),
+// bit for bit (gx and the returned dL/dlam); ws: core::tv2d_dykstra_workspace(h, w)
+// doubles. Only call when paper_simd_enabled().
+template <typename T>
+double tv2d_dykstra_backward_simd(const int8_t* sgn, const T* g, T* gx, int64_t h, int64_t w,
+                                  int64_t iters, bool identity, double* ws);
 
 }  // namespace cpu
 }  // namespace tvcli
