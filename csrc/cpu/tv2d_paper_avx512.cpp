@@ -333,7 +333,10 @@ void sweep_lines(Pass& p) {
     unsigned any = 0;
     for (int q = 0; q < kGroups; ++q) any |= g[q].act;
     if (any == 0) break;
-    for (int q = 0; q < kGroups; ++q) step<Long>(g[q], p);
+    for (int q = 0; q < kGroups; ++q) {
+      // An idle group (queue empty, its lines done) would still cost a full step.
+      if (g[q].act != 0) step<Long>(g[q], p);
+    }
   }
 }
 
