@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 import tvcli._C  # noqa: F401  (registers the ops)
 
 ops = torch.ops.tvcli
@@ -149,3 +148,31 @@ def test_simd_path_is_taken_on_this_cpu(monkeypatch):
     assert ops._paper_simd_enabled()
     monkeypatch.setenv("TVCLI_PAPER_SIMD", "0")
     assert not ops._paper_simd_enabled()
+
+
+def test_big_outputs_from_the_buffer_cache_are_right():
+    """Outputs of 16 MB or more come from 2 MB-page buffers that are kept and handed
+    out again (csrc/cpu/tv2d_cpu.cpp, empty_big): results on a big batch, called
+    repeatedly with alternating inputs while earlier results are alive, equal the
+    same op on small chunks (plain allocations), bit for bit."""
+    torch.set_num_threads(2)
+    g = torch.Generator().manual_seed(3)
+    b = 2304  # signs: 2304 * 8 * 1024 bytes = 18.9 MB
+    xs = [torch.relu(torch.randn(b, 32, 32, generator=g)) for _ in range(2)]
+    gy = torch.randn(b, 32, 32, generator=g)
+    lam = torch.full((b,), 0.05)
+    kept = []
+    for rep in range(4):
+        x = xs[rep % 2]
+        y, s = ops.prox_tv2d_dykstra(x, lam, 4)
+        gx, gl = ops.prox_tv2d_dykstra_backward(gy, s, lam)
+        kept.append((rep % 2, y, s, gx, gl))
+        if rep == 1:
+            del kept[0]  # one result freed: its buffers go back to the cache
+    for i, y, s, gx, gl in kept:
+        for c in range(0, b, 256):
+            yc, sc = ops.prox_tv2d_dykstra(xs[i][c:c + 256].contiguous(), lam[c:c + 256], 4)
+            gxc, glc = ops.prox_tv2d_dykstra_backward(gy[c:c + 256].contiguous(), sc,
+                                                      lam[c:c + 256])
+            assert torch.equal(y[c:c + 256], yc) and torch.equal(s[c:c + 256], sc)
+            assert torch.equal(gx[c:c + 256], gxc) and torch.equal(gl[c:c + 256], glc)

@@ -36,11 +36,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <mutex>
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "../core/tv1d_dp.h"
@@ -401,24 +403,83 @@ void prefetch(const void* p, int64_t n) {
 }
 
 // Paper mode's large outputs (a layer's jump signs: 2 K bytes per sample, 50 MB for
-// (64, 96, 32, 32) at K = 4; y; the backward's dL/dx) in 2 MB pages where the kernel
-// gives them on request (Linux transparent huge pages in "madvise" mode). Fresh
-// memory in 4 KB pages costs a page fault per 4 KB on first touch: a 50 MB buffer
-// measured 113-172 ms to allocate and fill on this machine, 31-88 ms with
-// MADV_HUGEPAGE (one thread, loaded) -- as much as a third of the AVX-512 forward.
-// Freed as usual when the tensor dies; elsewhere (or below 16 MB) at::empty.
+// (64, 96, 32, 32) at K = 4; y; the backward's dL/dx) come from big_alloc: freshly
+// mapped memory costs a page fault per 4 KB and the kernel's zeroing on first touch
+// (a 50 MB buffer: 113-172 ms to allocate and fill on this machine, one thread,
+// loaded). So buffers are (1) in 2 MB pages where the kernel gives them on request
+// (Linux transparent huge pages in "madvise" mode: 31-88 ms; 24574 -> 60 page faults
+// per forward+backward on (6144, 32, 32)), and (2) kept when freed, up to
+// TVCLI_PAPER_CACHE_MB (default 256; 0: none) in all, for the next request of the
+// same size: a training loop asks for the same sizes every step, and the kernel's page
+// zeroing was still ~20% of the op's profile with (1) alone (measured: ~340 against
+// ~370 ms per forward+backward of (6144, 32, 32), one thread, loaded; the cost: up
+// to that much memory stays with the process). Elsewhere, or below 16 MB: at::empty.
+#if defined(__linux__)
+constexpr size_t kHugePage = size_t(2) << 20;
+constexpr size_t kBigMin = 8 * kHugePage;
+
+size_t big_cache_limit() {
+  static const size_t limit = [] {
+    const char* env = std::getenv("TVCLI_PAPER_CACHE_MB");
+    return size_t(env == nullptr ? 256 : std::max(0L, std::atol(env))) << 20;
+  }();
+  return limit;
+}
+
+struct BigCache {
+  std::mutex mu;
+  std::vector<std::pair<size_t, void*>> buffers;  // (bytes, buffer), free
+  size_t bytes = 0;
+};
+
+BigCache& big_cache() {
+  static BigCache* cache = new BigCache();  // never destroyed: deleters may run at exit
+  return *cache;
+}
+
+void big_free(void* p, size_t bytes) {
+  BigCache& c = big_cache();
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    if (c.bytes + bytes <= big_cache_limit()) {
+      c.buffers.emplace_back(bytes, p);
+      c.bytes += bytes;
+      return;
+    }
+  }
+  free(p);
+}
+
+void* big_alloc(size_t bytes) {
+  BigCache& c = big_cache();
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    for (size_t i = 0; i < c.buffers.size(); ++i) {
+      if (c.buffers[i].first != bytes) continue;
+      void* p = c.buffers[i].second;
+      c.buffers.erase(c.buffers.begin() + int64_t(i));
+      c.bytes -= bytes;
+      return p;
+    }
+  }
+  void* p = nullptr;
+  if (posix_memalign(&p, kHugePage, bytes) != 0) return nullptr;
+#if defined(MADV_HUGEPAGE)
+  madvise(p, bytes, MADV_HUGEPAGE);  // advice only: a no-op where THP is off
+#endif
+  return p;
+}
+#endif
+
 at::Tensor empty_big(at::IntArrayRef sizes, const at::TensorOptions& opts) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
+#if defined(__linux__)
   int64_t n = 1;
   for (const int64_t s : sizes) n *= s;
   const size_t bytes = size_t(n) * opts.dtype().itemsize();
-  constexpr size_t kHuge = size_t(2) << 20;
-  if (opts.device().is_cpu() && bytes >= 8 * kHuge) {
-    const size_t rounded = (bytes + kHuge - 1) / kHuge * kHuge;
-    void* p = nullptr;
-    if (posix_memalign(&p, kHuge, rounded) == 0) {
-      madvise(p, rounded, MADV_HUGEPAGE);  // advice only: a no-op where THP is off
-      return at::from_blob(p, sizes, [](void* q) { free(q); }, opts);
+  if (opts.device().is_cpu() && bytes >= kBigMin) {
+    const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+    if (void* p = big_alloc(rounded)) {
+      return at::from_blob(p, sizes, [rounded](void* q) { big_free(q, rounded); }, opts);
     }
   }
 #endif
