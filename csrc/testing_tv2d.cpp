@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/tv2d_paper_simd.h"
 #include "cuda/tv2d_kernel_args.h"
 #include "testing_grid.h"
 
@@ -230,6 +231,9 @@ TORCH_LIBRARY_FRAGMENT(tvcli, m) {
   m.def("_emulate_cuda_grid_2d(str kernel, Tensor a, Tensor b, Tensor lam, int iters, "
         "int grid_dim, int block_dim, int path, bool float_arith=False, float tol=1e-4, "
         "int max_iter=2000) -> (Tensor, Tensor)");
+  // Whether paper mode's per-image forward takes the AVX-512 lanes now
+  // (tests/test_paper_simd.py: the bit comparisons are not of one path with itself).
+  m.def("_paper_simd_enabled() -> bool", [] { return cpu::paper_simd_enabled(); });
 }
 
 TORCH_LIBRARY_IMPL(tvcli, CPU, m) { m.impl("_emulate_cuda_grid_2d", &emulate_cuda_grid_2d); }

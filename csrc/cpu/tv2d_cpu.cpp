@@ -29,20 +29,27 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/from_blob.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <mutex>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "../core/tv1d_dp.h"
 #include "../core/tv2d_dykstra.h"
 #include "../core/tv2d_regions.h"
 #include "../tv2d_ops.h"
+#include "tv2d_paper_simd.h"
 
 namespace tvcli {
 namespace {
@@ -395,6 +402,90 @@ void prefetch(const void* p, int64_t n) {
 #endif
 }
 
+// Paper mode's large outputs (a layer's jump signs: 2 K bytes per sample, 50 MB for
+// (64, 96, 32, 32) at K = 4; y; the backward's dL/dx) come from big_alloc: freshly
+// mapped memory costs a page fault per 4 KB and the kernel's zeroing on first touch
+// (a 50 MB buffer: 113-172 ms to allocate and fill on this machine, one thread,
+// loaded). So buffers are (1) in 2 MB pages where the kernel gives them on request
+// (Linux transparent huge pages in "madvise" mode: 31-88 ms; 24574 -> 60 page faults
+// per forward+backward on (6144, 32, 32)), and (2) kept when freed, up to
+// TVCLI_PAPER_CACHE_MB (default 256; 0: none) in all, for the next request of the
+// same size: a training loop asks for the same sizes every step, and the kernel's page
+// zeroing was still ~20% of the op's profile with (1) alone (measured: ~340 against
+// ~370 ms per forward+backward of (6144, 32, 32), one thread, loaded; the cost: up
+// to that much memory stays with the process). Elsewhere, or below 16 MB: at::empty.
+#if defined(__linux__)
+constexpr size_t kHugePage = size_t(2) << 20;
+constexpr size_t kBigMin = 8 * kHugePage;
+
+size_t big_cache_limit() {
+  static const size_t limit = [] {
+    const char* env = std::getenv("TVCLI_PAPER_CACHE_MB");
+    return size_t(env == nullptr ? 256 : std::max(0L, std::atol(env))) << 20;
+  }();
+  return limit;
+}
+
+struct BigCache {
+  std::mutex mu;
+  std::vector<std::pair<size_t, void*>> buffers;  // (bytes, buffer), free
+  size_t bytes = 0;
+};
+
+BigCache& big_cache() {
+  static BigCache* cache = new BigCache();  // never destroyed: deleters may run at exit
+  return *cache;
+}
+
+void big_free(void* p, size_t bytes) {
+  BigCache& c = big_cache();
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    if (c.bytes + bytes <= big_cache_limit()) {
+      c.buffers.emplace_back(bytes, p);
+      c.bytes += bytes;
+      return;
+    }
+  }
+  free(p);
+}
+
+void* big_alloc(size_t bytes) {
+  BigCache& c = big_cache();
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    for (size_t i = 0; i < c.buffers.size(); ++i) {
+      if (c.buffers[i].first != bytes) continue;
+      void* p = c.buffers[i].second;
+      c.buffers.erase(c.buffers.begin() + int64_t(i));
+      c.bytes -= bytes;
+      return p;
+    }
+  }
+  void* p = nullptr;
+  if (posix_memalign(&p, kHugePage, bytes) != 0) return nullptr;
+#if defined(MADV_HUGEPAGE)
+  madvise(p, bytes, MADV_HUGEPAGE);  // advice only: a no-op where THP is off
+#endif
+  return p;
+}
+#endif
+
+at::Tensor empty_big(at::IntArrayRef sizes, const at::TensorOptions& opts) {
+#if defined(__linux__)
+  int64_t n = 1;
+  for (const int64_t s : sizes) n *= s;
+  const size_t bytes = size_t(n) * opts.dtype().itemsize();
+  if (opts.device().is_cpu() && bytes >= kBigMin) {
+    const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+    if (void* p = big_alloc(rounded)) {
+      return at::from_blob(p, sizes, [rounded](void* q) { big_free(q, rounded); }, opts);
+    }
+  }
+#endif
+  return at::empty(sizes, opts);
+}
+
 }  // namespace
 
 // Paper mode: K Dykstra iterations per image, one image per task (a layer's
@@ -405,8 +496,8 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_cpu(const at::Tensor& x,
   check_images(x, lam);
   TORCH_CHECK(iters >= 1, "tvcli: iters must be >= 1");
   const int64_t B = x.size(0), H = x.size(1), W = x.size(2), HW = H * W;
-  at::Tensor y = at::empty_like(x);
-  at::Tensor sgn = at::empty({B, 2 * iters, H, W}, x.options().dtype(at::kChar));
+  at::Tensor y = empty_big(x.sizes(), x.options());
+  at::Tensor sgn = empty_big({B, 2 * iters, H, W}, x.options().dtype(at::kChar));
   if (x.numel() == 0) return {y, sgn};
   const core::LineSolver ls = line_solver(core::LineSolver::kCondat);
   // Few or large images (a photo rather than a layer's channels): one image per
@@ -426,8 +517,20 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_cpu(const at::Tensor& x,
       dykstra_lines<scalar_t>(xp, lp, yp, sp, B, H, W, iters, ls);
       return;
     }
+    // Condat's sweep in AVX-512 lanes where the CPU has them (same bits:
+    // tv2d_paper_simd.h); TVCLI_PAPER_SIMD=0 keeps the scalar sweep.
+    const bool simd = ls == core::LineSolver::kCondat && cpu::paper_simd_enabled();
     at::parallel_for(0, B, std::max<int64_t>(1, 4096 / std::max<int64_t>(HW, 1)),
                      [&](int64_t begin, int64_t end) {
+      if (simd) {
+        std::vector<double> ws(cpu::paper_simd_workspace(H, W));
+        for (int64_t b = begin; b < end; ++b) {
+          cpu::tv2d_dykstra_forward_simd<scalar_t>(xp + b * HW, yp + b * HW,
+                                                   sp + b * 2 * iters * HW, H, W, iters,
+                                                   double(lp[b]), ws.data());
+        }
+        return;
+      }
       std::vector<double> ws(core::tv2d_dykstra_workspace(H, W));
       for (int64_t b = begin; b < end; ++b) {
         core::tv2d_dykstra_forward<scalar_t, double>(xp + b * HW, yp + b * HW,
@@ -447,9 +550,12 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_backward_cpu(const at::Tens
   check_signs(sgn, g);
   const int64_t B = g.size(0), H = g.size(1), W = g.size(2), HW = H * W;
   const int64_t iters = sgn.size(1) / 2;
-  at::Tensor gx = at::empty_like(g);
+  at::Tensor gx = empty_big(g.sizes(), g.options());
   at::Tensor glam = at::empty({B}, lam.options());
   if (g.numel() == 0) return {gx, glam.zero_()};
+  // 8 lines per AVX-512 register where the CPU has them (same bits:
+  // tv2d_paper_simd.h); TVCLI_PAPER_SIMD=0 keeps the 2-wide strips.
+  const bool simd = cpu::paper_simd_enabled();
   AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "prox_tv2d_dykstra_backward_cpu", [&] {
     const scalar_t* gp = g.const_data_ptr<scalar_t>();
     const scalar_t* lp = lam.const_data_ptr<scalar_t>();
@@ -465,9 +571,13 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_backward_cpu(const at::Tens
         // computed: the backward reads the planes last to first, which the hardware
         // prefetchers do not anticipate (~15% of the time on a layer's 32 x 32 maps).
         if (b + 1 < end && sign_bytes <= 65536) prefetch(sp + (b + 1) * sign_bytes, sign_bytes);
-        glp[b] = scalar_t(core::tv2d_dykstra_backward<scalar_t, double>(
-            sp + b * sign_bytes, gp + b * HW, gxp + b * HW, H, W, iters,
-            !(double(lp[b]) > 0.0), ws.data()));
+        glp[b] = scalar_t(
+            simd ? cpu::tv2d_dykstra_backward_simd<scalar_t>(sp + b * sign_bytes, gp + b * HW,
+                                                             gxp + b * HW, H, W, iters,
+                                                             !(double(lp[b]) > 0.0), ws.data())
+                 : core::tv2d_dykstra_backward<scalar_t, double>(
+                       sp + b * sign_bytes, gp + b * HW, gxp + b * HW, H, W, iters,
+                       !(double(lp[b]) > 0.0), ws.data()));
       }
     });
   });
