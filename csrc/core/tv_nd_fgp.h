@@ -1,0 +1,501 @@
+// FISTA on the dual ("fast gradient projection", Beck & Teboulle 2009) for the
+// n-D total-variation prox, isotropic / colour / anisotropic, with weight maps
+// and a certified stopping bound. Header-only, host and device (tv_common.h).
+//
+// One problem: x of shape (C, *S) (C channels, S the nd <= kMaxDims spatial sizes,
+// row-major, n = prod S pixels), weights w >= 0 per pixel (or one per problem),
+//
+//   y* = argmin_y 1/2 ||y - x||^2 + sum_i w_i ||(D y)_i||,
+//
+// D the forward differences along each spatial axis (0 on the last slice).
+// "iso": ||.|| is the l2 norm over the nd x C entries of pixel i (C = 1: isotropic
+// TV; C > 1: colour / vectorial TV); "aniso": the l1 norm (every entry its own box).
+//
+// Dual state p, q of shape (nd, C, *S) in the state type S (float or double):
+//
+//   r  = x - D^T q                                   (residual sweep)
+//   p+ = proj_ball(w)(q + D r / L),  L = 4 nd        (update sweep, also:)
+//   q  = p+ + beta (p+ - p),  beta = (t - 1) / t+
+//
+// Certificate (always double, whatever S): p is projected again in double (a
+// float32 p can lie a rounding outside its ball), y = x - D^T p~, and the gap
+//
+//   G = sum_i w_i ||(D y)_i|| - <p~_i, (D y)_i>   (+ 2 (k + 2) eps w_i ||(D y)_i||)
+//
+// bounds 1/2 ||y - y*||^2, so sqrt(2 G / (C n)) bounds the RMS error of y (the
+// rounding allowance is tvcli/tv_nd_ops.py's gap_terms: k entries per pixel's
+// norm, every term >= 0, no cancellation of large sums).
+//
+// Two spellings of every sweep share the per-element expressions below, so that
+// they round identically (with -ffp-contract=off / --fmad=false):
+//   * *_line: the CPU's, over one line of the last axis (contiguous, vectorisable
+//     loops); the residual r and the certificate's y use a line pitch of W + 1,
+//     the pad element repeating the line's last value, so that "next minus this"
+//     on the last axis is exactly 0 at the line's end without a branch;
+//   * *_at: the CUDA kernels', one thread per pixel (csrc/cuda/tv_nd_kernel_body.h).
+#pragma once
+
+#include <math.h>
+
+#include "tv_common.h"
+
+namespace tvcli {
+namespace core {
+namespace tvnd {
+
+constexpr int kMaxDims = 4;
+
+// Shape of one problem. size[] are the nd spatial sizes (row-major); stride[d] the
+// pixel stride of axis d; w = size[nd - 1] (the line length); lines = n / w.
+struct Geometry {
+  int nd;
+  int channels;
+  int64_t size[kMaxDims];
+  int64_t stride[kMaxDims];
+  int64_t n;
+  int64_t w;
+  int64_t lines;
+};
+
+// Row-major geometry of sizes[0 .. nd) with `channels` channels.
+TV_HOST_DEVICE inline Geometry make_geometry(int nd, const int64_t* sizes, int channels) {
+  Geometry g{};
+  g.nd = nd;
+  g.channels = channels;
+  int64_t s = 1;
+  for (int d = nd - 1; d >= 0; --d) {
+    g.size[d] = sizes[d];
+    g.stride[d] = s;
+    s *= sizes[d];
+  }
+  for (int d = nd; d < kMaxDims; ++d) {
+    g.size[d] = 1;
+    g.stride[d] = s;
+  }
+  g.n = s;
+  g.w = sizes[nd - 1];
+  g.lines = g.w > 0 ? s / g.w : 0;
+  return g;
+}
+
+// ---------------------------------------------------------------- element math
+
+TV_HOST_DEVICE TV_INLINE float sqrt_of(float v) {
+#if defined(__CUDA_ARCH__)
+  return sqrtf(v);  // IEEE round-to-nearest (nvcc's default -prec-sqrt=true)
+#else
+  return __builtin_sqrtf(v);
+#endif
+}
+TV_HOST_DEVICE TV_INLINE double sqrt_of(double v) {
+#if defined(__CUDA_ARCH__)
+  return sqrt(v);
+#else
+  return __builtin_sqrt(v);
+#endif
+}
+
+// The step of the dual gradient: q + (D r) / L for one entry.
+template <typename S>
+TV_HOST_DEVICE TV_INLINE S ascent(S q, S r_next, S r, S inv_l) {
+  return q + (r_next - r) * inv_l;
+}
+
+// Shrink factor onto the l2 ball of radius w for a vector of squared norm n2:
+// 1 inside (w / w), w / |v| outside; 0 for w = 0 (never 0 / 0).
+template <typename S>
+TV_HOST_DEVICE TV_INLINE S ball_scale(S n2, S w) {
+  const S nrm = sqrt_of(n2);
+  const S den = nrm > w ? nrm : w;
+  return den > S(0) ? w / den : S(0);
+}
+
+template <typename S>
+TV_HOST_DEVICE TV_INLINE S box(S v, S w) {
+  return v < -w ? -w : (v > w ? w : v);
+}
+
+template <typename S>
+TV_HOST_DEVICE TV_INLINE S momentum(S p_new, S p_old, S beta) {
+  return p_new + beta * (p_new - p_old);
+}
+
+// One gap term and its rounding allowance: size - inner + 2 (k + 2) eps size.
+TV_HOST_DEVICE TV_INLINE double gap_term(double size, double inner, int k) {
+  constexpr double kEps = 2.220446049250313e-16;  // double's machine epsilon
+  return (size - inner) + 2.0 * (k + 2) * kEps * size;
+}
+
+// FISTA's t sequence: t+ = (1 + sqrt(1 + 4 t^2)) / 2, beta = (t - 1) / t+.
+TV_HOST_DEVICE TV_INLINE double next_t(double t) { return 0.5 * (1.0 + sqrt_of(1.0 + 4.0 * t * t)); }
+
+// Lipschitz constant of D^T D's bound: ||D||^2 <= 4 nd.
+TV_HOST_DEVICE TV_INLINE double lipschitz(int nd) { return 4.0 * nd; }
+
+// RMS error bound of a problem of `entries` values from its gap.
+TV_HOST_DEVICE TV_INLINE double rms_bound(double gap, int64_t entries) {
+  return sqrt_of(2.0 * (gap > 0.0 ? gap : 0.0) / double(entries));
+}
+
+// ------------------------------------------------------------ problem pointers
+
+// One problem's data. x: (C, n) in T; w: n weights (w_map) or one; p, q: (nd, C, n)
+// in S; r: (C, lines, w + 1) in S; y: (C, lines, w + 1) double; s: n double (the
+// certificate's shrink factors, iso only).
+template <typename T, typename S>
+struct Problem {
+  const T* x;
+  const T* w;
+  bool w_map;
+  S* p;
+  S* q;
+  S* r;
+  double* y;
+  double* s;
+};
+
+// Multi-index of line l's outer axes (0 .. nd - 2) in `idx`.
+TV_HOST_DEVICE TV_INLINE void line_index(const Geometry& g, int64_t l, int64_t* idx) {
+  const int64_t pix = l * g.w;
+  for (int d = 0; d + 1 < g.nd; ++d) idx[d] = (pix / g.stride[d]) % g.size[d];
+}
+
+// ------------------------------------------------------------ CPU line sweeps
+//
+// `zero` is a caller-provided line of w zeros of S (the missing q / p~ before the
+// first slice). Lines are independent inside a sweep: any split of [0, lines)
+// among threads gives the same result.
+
+// r = x - D^T q on line l: r_i = x_i + sum_d (q_d[i] - q_d[i - e_d]) (0 before the
+// first slice), every channel; then the pad element.
+template <typename T, typename S, int ND>
+void residual_line(const Geometry& g, const Problem<T, S>& P, int64_t l, const S* zero) {
+  const int64_t W = g.w, n = g.n, C = g.channels;
+  int64_t idx[kMaxDims];
+  line_index(g, l, idx);
+  const int64_t base = l * W;
+  for (int64_t c = 0; c < C; ++c) {
+    const T* x = P.x + c * n + base;
+    S* r = P.r + (c * g.lines + l) * (W + 1);
+    const S* cur[ND];
+    const S* prev[ND];
+    for (int d = 0; d < ND; ++d) {
+      cur[d] = P.q + (d * C + c) * n + base;
+      prev[d] = (d + 1 < ND && idx[d] > 0) ? cur[d] - g.stride[d] : zero;
+    }
+    {  // j = 0: nothing before it on the last axis
+      S acc = S(x[0]);
+      for (int d = 0; d + 1 < ND; ++d) acc += cur[d][0] - prev[d][0];
+      acc += cur[ND - 1][0] - S(0);
+      r[0] = acc;
+    }
+    for (int64_t j = 1; j < W; ++j) {
+      S acc = S(x[j]);
+      for (int d = 0; d + 1 < ND; ++d) acc += cur[d][j] - prev[d][j];
+      acc += cur[ND - 1][j] - cur[ND - 1][j - 1];
+      r[j] = acc;
+    }
+    r[W] = r[W - 1];
+  }
+}
+
+// p+ = proj(q + D r / L), q = p+ + beta (p+ - p), p = p+ on line l. `n2` and
+// `scale` are caller-provided lines of w elements of S (iso only).
+template <typename T, typename S, int ND, bool ISO>
+void update_line(const Geometry& g, const Problem<T, S>& P, int64_t l, S inv_l, S beta,
+                 S* n2, S* scale) {
+  const int64_t W = g.w, n = g.n, C = g.channels, pitch = W + 1;
+  int64_t idx[kMaxDims];
+  line_index(g, l, idx);
+  const int64_t base = l * W;
+  // Line offset (in r's pitch) of the next slice along each outer axis; 0 on the
+  // last slice, so that r_next - r is exactly 0 there.
+  int64_t next_off[ND];
+  for (int d = 0; d + 1 < ND; ++d)
+    next_off[d] = idx[d] + 1 < g.size[d] ? (g.stride[d] / W) * pitch : 0;
+  next_off[ND - 1] = 1;
+  const T* w = P.w + (P.w_map ? base : 0);
+  if (ISO) {
+    for (int64_t j = 0; j < W; ++j) n2[j] = S(0);
+    for (int d = 0; d < ND; ++d)
+      for (int64_t c = 0; c < C; ++c) {
+        const S* q = P.q + (d * C + c) * n + base;
+        const S* r = P.r + (c * g.lines + l) * pitch;
+        const S* rn = r + next_off[d];
+        for (int64_t j = 0; j < W; ++j) {
+          const S v = ascent(q[j], rn[j], r[j], inv_l);
+          n2[j] += v * v;
+        }
+      }
+    if (P.w_map) {
+      for (int64_t j = 0; j < W; ++j) scale[j] = ball_scale(n2[j], S(w[j]));
+    } else {
+      const S w0 = S(w[0]);
+      for (int64_t j = 0; j < W; ++j) scale[j] = ball_scale(n2[j], w0);
+    }
+  }
+  for (int d = 0; d < ND; ++d)
+    for (int64_t c = 0; c < C; ++c) {
+      S* q = P.q + (d * C + c) * n + base;
+      S* p = P.p + (d * C + c) * n + base;
+      const S* r = P.r + (c * g.lines + l) * pitch;
+      const S* rn = r + next_off[d];
+      if (ISO) {
+        for (int64_t j = 0; j < W; ++j) {
+          const S pn = ascent(q[j], rn[j], r[j], inv_l) * scale[j];
+          q[j] = momentum(pn, p[j], beta);
+          p[j] = pn;
+        }
+      } else if (P.w_map) {
+        for (int64_t j = 0; j < W; ++j) {
+          const S pn = box(ascent(q[j], rn[j], r[j], inv_l), S(w[j]));
+          q[j] = momentum(pn, p[j], beta);
+          p[j] = pn;
+        }
+      } else {
+        const S w0 = S(w[0]);
+        for (int64_t j = 0; j < W; ++j) {
+          const S pn = box(ascent(q[j], rn[j], r[j], inv_l), w0);
+          q[j] = momentum(pn, p[j], beta);
+          p[j] = pn;
+        }
+      }
+    }
+}
+
+// Certificate, step 1 (iso): s_i = ball_scale(||p_i||^2, w_i) in double.
+template <typename T, typename S, int ND>
+void cert_scale_line(const Geometry& g, const Problem<T, S>& P, int64_t l) {
+  const int64_t W = g.w, n = g.n, C = g.channels, base = l * W;
+  double* s = P.s + base;
+  for (int64_t j = 0; j < W; ++j) s[j] = 0.0;
+  for (int d = 0; d < ND; ++d)
+    for (int64_t c = 0; c < C; ++c) {
+      const S* p = P.p + (d * C + c) * n + base;
+      for (int64_t j = 0; j < W; ++j) {
+        const double v = double(p[j]);
+        s[j] += v * v;
+      }
+    }
+  const T* w = P.w + (P.w_map ? base : 0);
+  for (int64_t j = 0; j < W; ++j) s[j] = ball_scale(s[j], double(w[P.w_map ? j : 0]));
+}
+
+// The certificate's dual entry p~ (double, feasible): p s_i (iso) or the box.
+template <bool ISO>
+TV_HOST_DEVICE TV_INLINE double feasible(double p, double s_or_w) {
+  return ISO ? p * s_or_w : box(p, s_or_w);
+}
+
+// Certificate, step 2: y = x - D^T p~ on line l (double, pitch w + 1, padded).
+template <typename T, typename S, int ND, bool ISO>
+void cert_y_line(const Geometry& g, const Problem<T, S>& P, int64_t l) {
+  const int64_t W = g.w, n = g.n, C = g.channels, base = l * W;
+  int64_t idx[kMaxDims];
+  line_index(g, l, idx);
+  const T* w = P.w + (P.w_map ? base : 0);
+  // s_or_w at pixel base + j + off: the shrink factor (iso) or the weight (aniso).
+  auto sw = [&](int64_t j, int64_t off) -> double {
+    if (ISO) return P.s[base + j + off];
+    return double(P.w_map ? w[j + off] : w[0]);
+  };
+  for (int64_t c = 0; c < C; ++c) {
+    const T* x = P.x + c * n + base;
+    double* y = P.y + (c * g.lines + l) * (W + 1);
+    for (int64_t j = 0; j < W; ++j) {
+      double acc = double(x[j]);
+      for (int d = 0; d < ND; ++d) {
+        const S* p = P.p + (d * C + c) * n + base;
+        const double cur = feasible<ISO>(double(p[j]), sw(j, 0));
+        double prev = 0.0;
+        if (d + 1 < ND) {
+          if (idx[d] > 0) prev = feasible<ISO>(double(p[j - g.stride[d]]), sw(j, -g.stride[d]));
+        } else if (j > 0) {
+          prev = feasible<ISO>(double(p[j - 1]), sw(j, -1));
+        }
+        acc += cur - prev;
+      }
+      y[j] = acc;
+    }
+    y[W] = y[W - 1];
+  }
+}
+
+// Certificate, step 3: the gap terms of line l, summed (double). `n2` and `inner`
+// are caller-provided lines of w doubles.
+template <typename T, typename S, int ND, bool ISO>
+double gap_line(const Geometry& g, const Problem<T, S>& P, int64_t l, double* n2,
+                double* inner) {
+  const int64_t W = g.w, n = g.n, C = g.channels, pitch = W + 1, base = l * W;
+  int64_t idx[kMaxDims];
+  line_index(g, l, idx);
+  int64_t next_off[ND];
+  for (int d = 0; d + 1 < ND; ++d)
+    next_off[d] = idx[d] + 1 < g.size[d] ? (g.stride[d] / W) * pitch : 0;
+  next_off[ND - 1] = 1;
+  const T* w = P.w + (P.w_map ? base : 0);
+  const int k = ND * int(C);
+  double sum = 0.0;
+  if (ISO) {
+    for (int64_t j = 0; j < W; ++j) n2[j] = inner[j] = 0.0;
+    for (int d = 0; d < ND; ++d)
+      for (int64_t c = 0; c < C; ++c) {
+        const S* p = P.p + (d * C + c) * n + base;
+        const double* y = P.y + (c * g.lines + l) * pitch;
+        const double* yn = y + next_off[d];
+        const double* s = P.s + base;
+        for (int64_t j = 0; j < W; ++j) {
+          const double dy = yn[j] - y[j];
+          n2[j] += dy * dy;
+          inner[j] += feasible<true>(double(p[j]), s[j]) * dy;
+        }
+      }
+    for (int64_t j = 0; j < W; ++j) {
+      const double size = double(w[P.w_map ? j : 0]) * sqrt_of(n2[j]);
+      sum += gap_term(size, inner[j], k);
+    }
+    return sum;
+  }
+  for (int d = 0; d < ND; ++d)
+    for (int64_t c = 0; c < C; ++c) {
+      const S* p = P.p + (d * C + c) * n + base;
+      const double* y = P.y + (c * g.lines + l) * pitch;
+      const double* yn = y + next_off[d];
+      for (int64_t j = 0; j < W; ++j) {
+        const double wj = double(w[P.w_map ? j : 0]);
+        const double dy = yn[j] - y[j];
+        const double size = wj * (dy < 0.0 ? -dy : dy);
+        sum += gap_term(size, feasible<false>(double(p[j]), wj) * dy, 1);
+      }
+    }
+  return sum;
+}
+
+// ------------------------------------------------------- per-pixel (CUDA) twins
+//
+// Pixel i of a problem (0 <= i < n); the same expressions, in the same order, as
+// the line sweeps above (the emulated grid reproduces the CPU op bit for bit).
+
+template <typename T, typename S>
+TV_HOST_DEVICE TV_INLINE void residual_at(const Geometry& g, const Problem<T, S>& P, int64_t i) {
+  const int64_t n = g.n, C = g.channels, W = g.w;
+  const int nd = g.nd;
+  const int64_t l = i / W, j = i - l * W;
+  for (int64_t c = 0; c < C; ++c) {
+    S acc = S(P.x[c * n + i]);
+    for (int d = 0; d < nd; ++d) {
+      const S* q = P.q + (d * C + c) * n;
+      const bool has_prev = ((i / g.stride[d]) % g.size[d]) > 0;
+      acc += q[i] - (has_prev ? q[i - g.stride[d]] : S(0));
+    }
+    S* r = P.r + (c * g.lines + l) * (W + 1);
+    r[j] = acc;
+    if (j == W - 1) r[W] = acc;
+  }
+}
+
+template <typename T, typename S, bool ISO>
+TV_HOST_DEVICE TV_INLINE void update_at(const Geometry& g, const Problem<T, S>& P, int64_t i,
+                                        S inv_l, S beta) {
+  const int64_t n = g.n, C = g.channels, W = g.w, pitch = W + 1;
+  const int nd = g.nd;
+  const int64_t l = i / W, j = i - l * W;
+  const S wi = S(P.w[P.w_map ? i : 0]);
+  // r index of pixel i's entry for channel c, and the offset to its next pixel
+  // along d (0 past the last slice; the pad covers the last axis).
+  auto next_off = [&](int d) -> int64_t {
+    if (d == nd - 1) return 1;
+    return ((i / g.stride[d]) % g.size[d]) + 1 < g.size[d] ? (g.stride[d] / W) * pitch : 0;
+  };
+  S scale = S(1);
+  if (ISO) {
+    S n2 = S(0);
+    for (int d = 0; d < nd; ++d)
+      for (int64_t c = 0; c < C; ++c) {
+        const S* r = P.r + (c * g.lines + l) * pitch + j;
+        const S v = ascent(P.q[(d * C + c) * n + i], r[next_off(d)], r[0], inv_l);
+        n2 += v * v;
+      }
+    scale = ball_scale(n2, wi);
+  }
+  for (int d = 0; d < nd; ++d)
+    for (int64_t c = 0; c < C; ++c) {
+      const S* r = P.r + (c * g.lines + l) * pitch + j;
+      S* q = P.q + (d * C + c) * n + i;
+      S* p = P.p + (d * C + c) * n + i;
+      const S v = ascent(*q, r[next_off(d)], r[0], inv_l);
+      const S pn = ISO ? v * scale : box(v, wi);
+      *q = momentum(pn, *p, beta);
+      *p = pn;
+    }
+}
+
+template <typename T, typename S>
+TV_HOST_DEVICE TV_INLINE void cert_scale_at(const Geometry& g, const Problem<T, S>& P, int64_t i) {
+  const int64_t n = g.n, C = g.channels;
+  double n2 = 0.0;
+  for (int d = 0; d < g.nd; ++d)
+    for (int64_t c = 0; c < C; ++c) {
+      const double v = double(P.p[(d * C + c) * n + i]);
+      n2 += v * v;
+    }
+  P.s[i] = ball_scale(n2, double(P.w[P.w_map ? i : 0]));
+}
+
+template <typename T, typename S, bool ISO>
+TV_HOST_DEVICE TV_INLINE void cert_y_at(const Geometry& g, const Problem<T, S>& P, int64_t i) {
+  const int64_t n = g.n, C = g.channels, W = g.w;
+  const int64_t l = i / W, j = i - l * W;
+  auto sw = [&](int64_t k) -> double {
+    if (ISO) return P.s[k];
+    return double(P.w[P.w_map ? k : 0]);
+  };
+  for (int64_t c = 0; c < C; ++c) {
+    double acc = double(P.x[c * n + i]);
+    for (int d = 0; d < g.nd; ++d) {
+      const S* p = P.p + (d * C + c) * n;
+      const double cur = feasible<ISO>(double(p[i]), sw(i));
+      double prev = 0.0;
+      if (((i / g.stride[d]) % g.size[d]) > 0)
+        prev = feasible<ISO>(double(p[i - g.stride[d]]), sw(i - g.stride[d]));
+      acc += cur - prev;
+    }
+    double* y = P.y + (c * g.lines + l) * (W + 1);
+    y[j] = acc;
+    if (j == W - 1) y[W] = acc;
+  }
+}
+
+// Pixel i's gap terms (iso: one; aniso: one per entry, summed in (d, c) order).
+template <typename T, typename S, bool ISO>
+TV_HOST_DEVICE TV_INLINE double gap_at(const Geometry& g, const Problem<T, S>& P, int64_t i) {
+  const int64_t n = g.n, C = g.channels, W = g.w, pitch = W + 1;
+  const int nd = g.nd;
+  const int64_t l = i / W, j = i - l * W;
+  const double wi = double(P.w[P.w_map ? i : 0]);
+  double n2 = 0.0, inner = 0.0, sum = 0.0;
+  for (int d = 0; d < nd; ++d) {
+    const int64_t off =
+        d == nd - 1 ? 1
+                    : (((i / g.stride[d]) % g.size[d]) + 1 < g.size[d] ? (g.stride[d] / W) * pitch
+                                                                        : 0);
+    for (int64_t c = 0; c < C; ++c) {
+      const double* y = P.y + (c * g.lines + l) * pitch + j;
+      const double dy = y[off] - y[0];
+      const double pv = double(P.p[(d * C + c) * n + i]);
+      if (ISO) {
+        n2 += dy * dy;
+        inner += feasible<true>(pv, P.s[i]) * dy;
+      } else {
+        const double size = wi * (dy < 0.0 ? -dy : dy);
+        sum += gap_term(size, feasible<false>(pv, wi) * dy, 1);
+      }
+    }
+  }
+  if (ISO) return gap_term(wi * sqrt_of(n2), inner, nd * int(C));
+  return sum;
+}
+
+}  // namespace tvnd
+}  // namespace core
+}  // namespace tvcli
