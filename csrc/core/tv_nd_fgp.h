@@ -102,12 +102,25 @@ TV_HOST_DEVICE TV_INLINE S ascent(S q, S r_next, S r, S inv_l) {
 }
 
 // Shrink factor onto the l2 ball of radius w for a vector of squared norm n2:
-// 1 inside (w / w), w / |v| outside; 0 for w = 0 (never 0 / 0).
+// w / max(|v|, w, tiny) -- 1 inside the ball (w / w), w / |v| outside, 0 for
+// w = 0 (the tiny floor: never 0 / 0). tvcli/tv_nd_ops.py's project, branch-free
+// so that the CPU's loops vectorise.
+template <typename S>
+TV_HOST_DEVICE TV_INLINE S tiny_of();
+template <>
+TV_HOST_DEVICE TV_INLINE float tiny_of<float>() {
+  return 1.17549435082228751e-38f;
+}
+template <>
+TV_HOST_DEVICE TV_INLINE double tiny_of<double>() {
+  return 2.2250738585072014e-308;
+}
+
 template <typename S>
 TV_HOST_DEVICE TV_INLINE S ball_scale(S n2, S w) {
   const S nrm = sqrt_of(n2);
   const S den = nrm > w ? nrm : w;
-  return den > S(0) ? w / den : S(0);
+  return w / (den > tiny_of<S>() ? den : tiny_of<S>());
 }
 
 template <typename S>
@@ -132,6 +145,17 @@ TV_HOST_DEVICE TV_INLINE double next_t(double t) { return 0.5 * (1.0 + sqrt_of(1
 // Lipschitz constant of D^T D's bound: ||D||^2 <= 4 nd.
 TV_HOST_DEVICE TV_INLINE double lipschitz(int nd) { return 4.0 * nd; }
 
+// The iteration of the next certificate after one at `it` that did not stop:
+// every check_every iterations at first, then every ~it / 10 (a multiple of
+// check_every). A certificate costs about two iterations' memory traffic, so
+// checking every 5 of hundreds of iterations would cost a third of the time;
+// this spacing keeps it near 10% and overshoots the first iteration that meets
+// tol by at most ~10% (the overshoot only makes y more accurate).
+TV_HOST_DEVICE TV_INLINE int64_t next_check(int64_t it, int64_t check_every) {
+  const int64_t k = it / (10 * check_every);
+  return it + check_every * (k > 1 ? k : 1);
+}
+
 // RMS error bound of a problem of `entries` values from its gap.
 TV_HOST_DEVICE TV_INLINE double rms_bound(double gap, int64_t entries) {
   return sqrt_of(2.0 * (gap > 0.0 ? gap : 0.0) / double(entries));
@@ -141,7 +165,7 @@ TV_HOST_DEVICE TV_INLINE double rms_bound(double gap, int64_t entries) {
 
 // One problem's data. x: (C, n) in T; w: n weights (w_map) or one; p, q: (nd, C, n)
 // in S; r: (C, lines, w + 1) in S; y: (C, lines, w + 1) double; s: n double (the
-// certificate's shrink factors, iso only).
+// certificate's shrink factors (iso) or weights (aniso)).
 template <typename T, typename S>
 struct Problem {
   const T* x;
@@ -263,11 +287,21 @@ void update_line(const Geometry& g, const Problem<T, S>& P, int64_t l, S inv_l, 
     }
 }
 
-// Certificate, step 1 (iso): s_i = ball_scale(||p_i||^2, w_i) in double.
-template <typename T, typename S, int ND>
+// Certificate, step 1: s_i = ball_scale(||p_i||^2, w_i) in double (iso), or the
+// weight w_i itself (aniso): the factor or box radius that makes p feasible.
+template <typename T, typename S, int ND, bool ISO>
 void cert_scale_line(const Geometry& g, const Problem<T, S>& P, int64_t l) {
   const int64_t W = g.w, n = g.n, C = g.channels, base = l * W;
   double* s = P.s + base;
+  const T* w = P.w + (P.w_map ? base : 0);
+  if (!ISO) {
+    if (P.w_map) {
+      for (int64_t j = 0; j < W; ++j) s[j] = double(w[j]);
+    } else {
+      for (int64_t j = 0; j < W; ++j) s[j] = double(w[0]);
+    }
+    return;
+  }
   for (int64_t j = 0; j < W; ++j) s[j] = 0.0;
   for (int d = 0; d < ND; ++d)
     for (int64_t c = 0; c < C; ++c) {
@@ -277,8 +311,12 @@ void cert_scale_line(const Geometry& g, const Problem<T, S>& P, int64_t l) {
         s[j] += v * v;
       }
     }
-  const T* w = P.w + (P.w_map ? base : 0);
-  for (int64_t j = 0; j < W; ++j) s[j] = ball_scale(s[j], double(w[P.w_map ? j : 0]));
+  if (P.w_map) {
+    for (int64_t j = 0; j < W; ++j) s[j] = ball_scale(s[j], double(w[j]));
+  } else {
+    const double w0 = double(w[0]);
+    for (int64_t j = 0; j < W; ++j) s[j] = ball_scale(s[j], w0);
+  }
 }
 
 // The certificate's dual entry p~ (double, feasible): p s_i (iso) or the box.
@@ -287,34 +325,41 @@ TV_HOST_DEVICE TV_INLINE double feasible(double p, double s_or_w) {
   return ISO ? p * s_or_w : box(p, s_or_w);
 }
 
-// Certificate, step 2: y = x - D^T p~ on line l (double, pitch w + 1, padded).
+// Certificate, step 2: y = x - D^T p~ on line l (double, pitch w + 1, padded),
+// p~ = feasible(p, s) (s from step 1). `zero` is a line of w zeros of S: a missing
+// p before the first slice is 0, and feasible(0, s) = 0.
 template <typename T, typename S, int ND, bool ISO>
-void cert_y_line(const Geometry& g, const Problem<T, S>& P, int64_t l) {
+void cert_y_line(const Geometry& g, const Problem<T, S>& P, int64_t l, const S* zero) {
   const int64_t W = g.w, n = g.n, C = g.channels, base = l * W;
   int64_t idx[kMaxDims];
   line_index(g, l, idx);
-  const T* w = P.w + (P.w_map ? base : 0);
-  // s_or_w at pixel base + j + off: the shrink factor (iso) or the weight (aniso).
-  auto sw = [&](int64_t j, int64_t off) -> double {
-    if (ISO) return P.s[base + j + off];
-    return double(P.w_map ? w[j + off] : w[0]);
-  };
+  const double* s = P.s + base;
+  const double* sprev[ND];
+  for (int d = 0; d + 1 < ND; ++d) sprev[d] = idx[d] > 0 ? s - g.stride[d] : s;
   for (int64_t c = 0; c < C; ++c) {
     const T* x = P.x + c * n + base;
     double* y = P.y + (c * g.lines + l) * (W + 1);
-    for (int64_t j = 0; j < W; ++j) {
+    const S* cur[ND];
+    const S* prev[ND];
+    for (int d = 0; d < ND; ++d) {
+      cur[d] = P.p + (d * C + c) * n + base;
+      prev[d] = (d + 1 < ND && idx[d] > 0) ? cur[d] - g.stride[d] : zero;
+    }
+    {
+      double acc = double(x[0]);
+      for (int d = 0; d + 1 < ND; ++d)
+        acc += feasible<ISO>(double(cur[d][0]), s[0]) -
+               feasible<ISO>(double(prev[d][0]), sprev[d][0]);
+      acc += feasible<ISO>(double(cur[ND - 1][0]), s[0]) - 0.0;
+      y[0] = acc;
+    }
+    for (int64_t j = 1; j < W; ++j) {
       double acc = double(x[j]);
-      for (int d = 0; d < ND; ++d) {
-        const S* p = P.p + (d * C + c) * n + base;
-        const double cur = feasible<ISO>(double(p[j]), sw(j, 0));
-        double prev = 0.0;
-        if (d + 1 < ND) {
-          if (idx[d] > 0) prev = feasible<ISO>(double(p[j - g.stride[d]]), sw(j, -g.stride[d]));
-        } else if (j > 0) {
-          prev = feasible<ISO>(double(p[j - 1]), sw(j, -1));
-        }
-        acc += cur - prev;
-      }
+      for (int d = 0; d + 1 < ND; ++d)
+        acc += feasible<ISO>(double(cur[d][j]), s[j]) -
+               feasible<ISO>(double(prev[d][j]), sprev[d][j]);
+      acc += feasible<ISO>(double(cur[ND - 1][j]), s[j]) -
+             feasible<ISO>(double(cur[ND - 1][j - 1]), s[j - 1]);
       y[j] = acc;
     }
     y[W] = y[W - 1];
@@ -333,39 +378,41 @@ double gap_line(const Geometry& g, const Problem<T, S>& P, int64_t l, double* n2
   for (int d = 0; d + 1 < ND; ++d)
     next_off[d] = idx[d] + 1 < g.size[d] ? (g.stride[d] / W) * pitch : 0;
   next_off[ND - 1] = 1;
-  const T* w = P.w + (P.w_map ? base : 0);
-  const int k = ND * int(C);
+  const double* s = P.s + base;
   double sum = 0.0;
   if (ISO) {
+    const int k = ND * int(C);
     for (int64_t j = 0; j < W; ++j) n2[j] = inner[j] = 0.0;
     for (int d = 0; d < ND; ++d)
       for (int64_t c = 0; c < C; ++c) {
         const S* p = P.p + (d * C + c) * n + base;
         const double* y = P.y + (c * g.lines + l) * pitch;
         const double* yn = y + next_off[d];
-        const double* s = P.s + base;
         for (int64_t j = 0; j < W; ++j) {
           const double dy = yn[j] - y[j];
           n2[j] += dy * dy;
           inner[j] += feasible<true>(double(p[j]), s[j]) * dy;
         }
       }
-    for (int64_t j = 0; j < W; ++j) {
-      const double size = double(w[P.w_map ? j : 0]) * sqrt_of(n2[j]);
-      sum += gap_term(size, inner[j], k);
+    const T* w = P.w + (P.w_map ? base : 0);
+    if (P.w_map) {
+      for (int64_t j = 0; j < W; ++j) sum += gap_term(double(w[j]) * sqrt_of(n2[j]), inner[j], k);
+    } else {
+      const double w0 = double(w[0]);
+      for (int64_t j = 0; j < W; ++j) sum += gap_term(w0 * sqrt_of(n2[j]), inner[j], k);
     }
     return sum;
   }
+  // aniso: s holds the weights (step 1).
   for (int d = 0; d < ND; ++d)
     for (int64_t c = 0; c < C; ++c) {
       const S* p = P.p + (d * C + c) * n + base;
       const double* y = P.y + (c * g.lines + l) * pitch;
       const double* yn = y + next_off[d];
       for (int64_t j = 0; j < W; ++j) {
-        const double wj = double(w[P.w_map ? j : 0]);
         const double dy = yn[j] - y[j];
-        const double size = wj * (dy < 0.0 ? -dy : dy);
-        sum += gap_term(size, feasible<false>(double(p[j]), wj) * dy, 1);
+        const double size = s[j] * (dy < 0.0 ? -dy : dy);
+        sum += gap_term(size, feasible<false>(double(p[j]), s[j]) * dy, 1);
       }
     }
   return sum;
@@ -430,9 +477,13 @@ TV_HOST_DEVICE TV_INLINE void update_at(const Geometry& g, const Problem<T, S>& 
     }
 }
 
-template <typename T, typename S>
+template <typename T, typename S, bool ISO>
 TV_HOST_DEVICE TV_INLINE void cert_scale_at(const Geometry& g, const Problem<T, S>& P, int64_t i) {
   const int64_t n = g.n, C = g.channels;
+  if (!ISO) {
+    P.s[i] = double(P.w[P.w_map ? i : 0]);
+    return;
+  }
   double n2 = 0.0;
   for (int d = 0; d < g.nd; ++d)
     for (int64_t c = 0; c < C; ++c) {
@@ -446,18 +497,14 @@ template <typename T, typename S, bool ISO>
 TV_HOST_DEVICE TV_INLINE void cert_y_at(const Geometry& g, const Problem<T, S>& P, int64_t i) {
   const int64_t n = g.n, C = g.channels, W = g.w;
   const int64_t l = i / W, j = i - l * W;
-  auto sw = [&](int64_t k) -> double {
-    if (ISO) return P.s[k];
-    return double(P.w[P.w_map ? k : 0]);
-  };
   for (int64_t c = 0; c < C; ++c) {
     double acc = double(P.x[c * n + i]);
     for (int d = 0; d < g.nd; ++d) {
       const S* p = P.p + (d * C + c) * n;
-      const double cur = feasible<ISO>(double(p[i]), sw(i));
+      const double cur = feasible<ISO>(double(p[i]), P.s[i]);
       double prev = 0.0;
       if (((i / g.stride[d]) % g.size[d]) > 0)
-        prev = feasible<ISO>(double(p[i - g.stride[d]]), sw(i - g.stride[d]));
+        prev = feasible<ISO>(double(p[i - g.stride[d]]), P.s[i - g.stride[d]]);
       acc += cur - prev;
     }
     double* y = P.y + (c * g.lines + l) * (W + 1);
@@ -487,8 +534,8 @@ TV_HOST_DEVICE TV_INLINE double gap_at(const Geometry& g, const Problem<T, S>& P
         n2 += dy * dy;
         inner += feasible<true>(pv, P.s[i]) * dy;
       } else {
-        const double size = wi * (dy < 0.0 ? -dy : dy);
-        sum += gap_term(size, feasible<false>(pv, wi) * dy, 1);
+        const double size = P.s[i] * (dy < 0.0 ? -dy : dy);
+        sum += gap_term(size, feasible<false>(pv, P.s[i]) * dy, 1);
       }
     }
   }

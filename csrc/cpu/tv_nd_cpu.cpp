@@ -69,12 +69,13 @@ void solve_problem(const Geometry& g, const T* x, const T* w, bool w_map, T* y_o
   std::vector<S> p(size_t(ND * entries), S(0)), q(size_t(ND * entries), S(0));
   std::vector<S> r(size_t(C * lines * (W + 1)));
   std::vector<double> y(size_t(C * lines * (W + 1)));
-  std::vector<double> s(ISO ? size_t(n) : 0);
+  std::vector<double> s(static_cast<size_t>(n));
   const std::vector<S> zero(size_t(W), S(0));
   Problem<T, S> P{x, w, w_map, p.data(), q.data(), r.data(), y.data(), s.data()};
   const S inv_l = S(1.0 / core::tvnd::lipschitz(ND));
   const int64_t grain = line_grain(W);
   double t = 1.0;
+  int64_t check_at = o.check_every;
   for (int64_t it = 1; it <= o.max_iter; ++it) {
     const double tn = core::tvnd::next_t(t);
     const S beta = S((t - 1.0) / tn);
@@ -95,12 +96,12 @@ void solve_problem(const Geometry& g, const T* x, const T* w, bool w_map, T* y_o
       for (int64_t l = 0; l < lines; ++l)
         core::tvnd::update_line<T, S, ND, ISO>(g, P, l, inv_l, beta, n2.data(), sc.data());
     }
-    if (it % o.check_every != 0 && it != o.max_iter) continue;
-    if (ISO)
-      for_lines(split, lines, grain,
-                [&](int64_t l) { core::tvnd::cert_scale_line<T, S, ND>(g, P, l); });
+    if (it != check_at && it != o.max_iter) continue;
+    check_at = core::tvnd::next_check(it, o.check_every);
     for_lines(split, lines, grain,
-              [&](int64_t l) { core::tvnd::cert_y_line<T, S, ND, ISO>(g, P, l); });
+              [&](int64_t l) { core::tvnd::cert_scale_line<T, S, ND, ISO>(g, P, l); });
+    for_lines(split, lines, grain,
+              [&](int64_t l) { core::tvnd::cert_y_line<T, S, ND, ISO>(g, P, l, zero.data()); });
     auto gap_range = [&](int64_t b, int64_t e, double acc) {
       std::vector<double> a(static_cast<size_t>(W)), c(static_cast<size_t>(W));
       for (int64_t l = b; l < e; ++l)
