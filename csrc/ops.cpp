@@ -91,7 +91,7 @@ void check_signs(const at::Tensor& signs, const at::Tensor& g) {
 
 TvNdOptions check_tv_nd_args(const at::Tensor& x, const at::Tensor& w, int64_t nd,
                              c10::string_view norm, double tol, int64_t max_iter,
-                             int64_t check_every) {
+                             int64_t check_every, bool restart) {
   TORCH_CHECK(nd >= 1 && nd <= 4, "tvcli: prox_tv_nd supports 1 to 4 spatial dimensions, got ",
               nd);
   TORCH_CHECK(x.dim() == nd + 2, "tvcli: x must have shape (B, C, *S) with ", nd,
@@ -118,7 +118,7 @@ TvNdOptions check_tv_nd_args(const at::Tensor& x, const at::Tensor& w, int64_t n
   TORCH_CHECK(tol >= 0.0, "tvcli: tol must be >= 0");
   TORCH_CHECK(max_iter >= 1 && max_iter <= (int64_t(1) << 40), "tvcli: max_iter must be >= 1");
   TORCH_CHECK(check_every >= 1, "tvcli: check_every must be >= 1");
-  return TvNdOptions{tol, max_iter, check_every};
+  return TvNdOptions{tol, max_iter, check_every, restart};
 }
 
 TORCH_LIBRARY(tvcli, m) {
@@ -137,7 +137,7 @@ TORCH_LIBRARY(tvcli, m) {
   // n-D TV prox (iso / colour / aniso, weight maps): (y, info [iterations, bound,
   // converged]) of x (B, C, *S), w (B, 1, *S) or (B, 1, 1...).
   m.def("prox_tv_nd(Tensor x, Tensor w, int nd, str norm, float tol, int max_iter, "
-        "int check_every=5, bool f32_state=False) -> (Tensor, Tensor)");
+        "int check_every=5, bool f32_state=False, bool restart=True) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(tvcli, CPU, m) {

@@ -14,6 +14,7 @@ struct TvNdOptions {
   double tol;
   int64_t max_iter;
   int64_t check_every;
+  bool restart;  // gradient-scheme momentum restart (O'Donoghue & Candes 2015)
 };
 
 // x: contiguous (B, C, *S) float32/float64, nd = len(S) in 1..4, every size >= 1
@@ -22,17 +23,20 @@ struct TvNdOptions {
 // max_iter >= 1, check_every >= 1.
 TvNdOptions check_tv_nd_args(const at::Tensor& x, const at::Tensor& w, int64_t nd,
                              c10::string_view norm, double tol, int64_t max_iter,
-                             int64_t check_every);
+                             int64_t check_every, bool restart);
 
 // Certified n-D TV prox of every problem x[b] ((C, *S); C channels share one norm
 // per pixel with "iso"). Returns y (x's shape and dtype) and info (B, 3) float64:
 // [iterations, RMS error bound sqrt(2 gap / (C n)) of y, converged 0/1]. The
-// dual state is float32 when f32_state (the certificate is double either way).
+// dual state is float32 when f32_state (the certificate is double either way);
+// restart: momentum restarts when <q - p+, p+ - p> > 0 (off: plain FISTA, the
+// iterates of tvcli/tv_nd_solvers.py).
 // A problem whose x is not finite, or whose w is negative or not finite, gives
 // NaN and info [0, NaN, 0].
 std::tuple<at::Tensor, at::Tensor> prox_tv_nd_cpu(const at::Tensor& x, const at::Tensor& w,
                                                   int64_t nd, c10::string_view norm,
                                                   double tol, int64_t max_iter,
-                                                  int64_t check_every, bool f32_state);
+                                                  int64_t check_every, bool f32_state,
+                                                  bool restart);
 
 }  // namespace tvcli

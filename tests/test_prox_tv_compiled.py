@@ -49,14 +49,15 @@ def _data(c: int, spatial: tuple[int, ...], w_map: bool, b: int = 3, seed: int =
 @pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-C{c[1]}-{'x'.join(map(str, c[2]))}"
                                              f"{'-map' if c[3] else ''}" for c in CASES])
 def test_compiled_equals_pure_pytorch_solver(case) -> None:
-    """Float64 state: the same FISTA iterations as tv_nd_solvers.solve (run for a
-    fixed count, no early stop), so the same y to rounding, and the same bound."""
+    """Float64 state, no restart: the same FISTA iterations as tv_nd_solvers.solve
+    (run for a fixed count, no early stop), so the same y to rounding, and the same
+    bound."""
     norm, c, spatial, w_map = case
     x, w = _data(c, spatial, w_map)
     wk = w.unsqueeze(1).expand(x.shape[0], 1, 1, *spatial).contiguous()
     for iters in (1, 7, 60):
         y_ref, it_ref, b_ref = solve(x, wk, norm, 0.0, iters)
-        y, info = OP(x, w, len(spatial), norm, 0.0, iters, 5, False)
+        y, info = OP(x, w, len(spatial), norm, 0.0, iters, 5, False, False)
         assert info[:, 0].tolist() == it_ref.double().tolist()
         assert float((y - y_ref).abs().max()) <= 1e-12
         # equal to rounding; near the rounding floor (~1e-9) the re-projection differs
@@ -135,6 +136,18 @@ def test_f32_state_choice() -> None:
     y, info = tvcli.prox_tv(x[0, 0], 0.1, norm="iso", tol=1e-5, max_iter=50000,
                             return_info=True)
     assert info.stop == "tol"  # chose the float64 state, which reaches 1e-5
+
+
+def test_restart_saves_iterations() -> None:
+    """Momentum restart (the default) reaches a tight tol in fewer iterations than
+    plain FISTA on a heavily smoothed image, to the same certified accuracy."""
+    x = torch.rand(2, 1, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    w = torch.full((2, 1, 1, 1), 0.3, dtype=torch.float64)
+    y0, i0 = OP(x, w, 2, "iso", 1e-4, 50000, 5, False, False)
+    y1, i1 = OP(x, w, 2, "iso", 1e-4, 50000, 5, False, True)
+    assert bool(i0[:, 2].all()) and bool(i1[:, 2].all())
+    assert float(i1[:, 0].sum()) < float(i0[:, 0].sum()), (i0, i1)  # measured: 0.83x
+    assert float((y0 - y1).abs().max()) <= 2e-3
 
 
 def test_bad_problems_give_nan() -> None:

@@ -39,6 +39,15 @@
 
 #include "tv_common.h"
 
+// A vectorised sum in the host's line loops (the restart test's inner product):
+// OpenMP simd reduction where the host compiler has OpenMP; nothing for nvcc.
+#define TVND_PRAGMA(x) _Pragma(#x)
+#if defined(_OPENMP) && !defined(__CUDACC__)
+#define TVND_SIMD_SUM(v) TVND_PRAGMA(omp simd reduction(+ : v))
+#else
+#define TVND_SIMD_SUM(v)
+#endif
+
 namespace tvcli {
 namespace core {
 namespace tvnd {
@@ -224,10 +233,12 @@ void residual_line(const Geometry& g, const Problem<T, S>& P, int64_t l, const S
 }
 
 // p+ = proj(q + D r / L), q = p+ + beta (p+ - p), p = p+ on line l. `n2` and
-// `scale` are caller-provided lines of w elements of S (iso only).
+// `scale` are caller-provided lines of w elements of S (iso only). Adds the line's
+// <q - p+, p+ - p> (the restart test; summed in S per line) to *dot.
 template <typename T, typename S, int ND, bool ISO>
 void update_line(const Geometry& g, const Problem<T, S>& P, int64_t l, S inv_l, S beta,
-                 S* n2, S* scale) {
+                 S* n2, S* scale, double* dot) {
+  S dacc = S(0);
   const int64_t W = g.w, n = g.n, C = g.channels, pitch = W + 1;
   int64_t idx[kMaxDims];
   line_index(g, l, idx);
@@ -265,26 +276,33 @@ void update_line(const Geometry& g, const Problem<T, S>& P, int64_t l, S inv_l, 
       const S* r = P.r + (c * g.lines + l) * pitch;
       const S* rn = r + next_off[d];
       if (ISO) {
+        TVND_SIMD_SUM(dacc)
         for (int64_t j = 0; j < W; ++j) {
           const S pn = ascent(q[j], rn[j], r[j], inv_l) * scale[j];
+          dacc += (q[j] - pn) * (pn - p[j]);
           q[j] = momentum(pn, p[j], beta);
           p[j] = pn;
         }
       } else if (P.w_map) {
+        TVND_SIMD_SUM(dacc)
         for (int64_t j = 0; j < W; ++j) {
           const S pn = box(ascent(q[j], rn[j], r[j], inv_l), S(w[j]));
+          dacc += (q[j] - pn) * (pn - p[j]);
           q[j] = momentum(pn, p[j], beta);
           p[j] = pn;
         }
       } else {
         const S w0 = S(w[0]);
+        TVND_SIMD_SUM(dacc)
         for (int64_t j = 0; j < W; ++j) {
           const S pn = box(ascent(q[j], rn[j], r[j], inv_l), w0);
+          dacc += (q[j] - pn) * (pn - p[j]);
           q[j] = momentum(pn, p[j], beta);
           p[j] = pn;
         }
       }
     }
+  *dot += double(dacc);
 }
 
 // Certificate, step 1: s_i = ball_scale(||p_i||^2, w_i) in double (iso), or the

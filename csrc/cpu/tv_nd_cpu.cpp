@@ -83,19 +83,18 @@ void solve_problem(const Geometry& g, const T* x, const T* w, bool w_map, T* y_o
     for_lines(split, lines, grain, [&](int64_t l) {
       core::tvnd::residual_line<T, S, ND>(g, P, l, zero.data());
     });
-    if (split) {
-      at::parallel_for(0, lines, grain, [&](int64_t b, int64_t e) {
-        std::vector<S> n2(size_t(ISO ? W : 0)), sc(size_t(ISO ? W : 0));
-        for (int64_t l = b; l < e; ++l)
-          core::tvnd::update_line<T, S, ND, ISO>(g, P, l, inv_l, beta, n2.data(), sc.data());
-      });
-    } else {
-      static thread_local std::vector<S> n2, sc;
-      n2.resize(size_t(W));
-      sc.resize(size_t(W));
-      for (int64_t l = 0; l < lines; ++l)
-        core::tvnd::update_line<T, S, ND, ISO>(g, P, l, inv_l, beta, n2.data(), sc.data());
-    }
+    // The update sweep, and the restart test's <q - p+, p+ - p> (O'Donoghue & Candes
+    // 2015, gradient scheme): momentum starts over (t = 1) when it is > 0.
+    auto update_range = [&](int64_t b, int64_t e, double acc) {
+      std::vector<S> n2(static_cast<size_t>(ISO ? W : 0)), sc(static_cast<size_t>(ISO ? W : 0));
+      for (int64_t l = b; l < e; ++l)
+        core::tvnd::update_line<T, S, ND, ISO>(g, P, l, inv_l, beta, n2.data(), sc.data(), &acc);
+      return acc;
+    };
+    const double dot = split ? at::parallel_reduce(0, lines, grain, 0.0, update_range,
+                                                   [](double a, double b) { return a + b; })
+                             : update_range(0, lines, 0.0);
+    if (o.restart && dot > 0.0) t = 1.0;
     if (it != check_at && it != o.max_iter) continue;
     check_at = core::tvnd::next_check(it, o.check_every);
     for_lines(split, lines, grain,
@@ -181,8 +180,9 @@ void dispatch_nd(int64_t nd, bool iso, const at::Tensor& x, const at::Tensor& w,
 std::tuple<at::Tensor, at::Tensor> prox_tv_nd_cpu(const at::Tensor& x, const at::Tensor& w,
                                                   int64_t nd, c10::string_view norm,
                                                   double tol, int64_t max_iter,
-                                                  int64_t check_every, bool f32_state) {
-  const TvNdOptions o = check_tv_nd_args(x, w, nd, norm, tol, max_iter, check_every);
+                                                  int64_t check_every, bool f32_state,
+                                                  bool restart) {
+  const TvNdOptions o = check_tv_nd_args(x, w, nd, norm, tol, max_iter, check_every, restart);
   const bool iso = norm == "iso";
   at::Tensor y = at::empty_like(x);
   at::Tensor info = at::empty({x.size(0), 3}, x.options().dtype(at::kDouble));
