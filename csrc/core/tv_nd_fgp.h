@@ -48,6 +48,14 @@
 #define TVND_SIMD_SUM(v)
 #endif
 
+// Per-pixel loops over directions: unrolled on the device (constant indices into
+// the geometry keep it in registers instead of a local-memory copy).
+#if defined(__CUDACC__)
+#define TVND_UNROLL TVND_PRAGMA(unroll)
+#else
+#define TVND_UNROLL
+#endif
+
 namespace tvcli {
 namespace core {
 namespace tvnd {
@@ -64,6 +72,7 @@ struct Geometry {
   int64_t n;
   int64_t w;
   int64_t lines;
+  int64_t line_step[kMaxDims];  // stride[d] / w: lines per step along outer axis d
 };
 
 // Row-major geometry of sizes[0 .. nd) with `channels` channels.
@@ -84,6 +93,7 @@ TV_HOST_DEVICE inline Geometry make_geometry(int nd, const int64_t* sizes, int c
   g.n = s;
   g.w = sizes[nd - 1];
   g.lines = g.w > 0 ? s / g.w : 0;
+  for (int d = 0; d < kMaxDims; ++d) g.line_step[d] = g.w > 0 ? g.stride[d] / g.w : 0;
   return g;
 }
 
@@ -441,58 +451,111 @@ double gap_line(const Geometry& g, const Problem<T, S>& P, int64_t l, double* n2
 // Pixel i of a problem (0 <= i < n); the same expressions, in the same order, as
 // the line sweeps above (the emulated grid reproduces the CPU op bit for bit).
 
+// Where pixel i lies: its line l and place j on it, and per axis d whether it is
+// on the first (bit d of first) or last (bit d of last) slice. Computed once per
+// pixel (nd integer divisions), so that the loops below index nothing at run time.
+struct PixelPos {
+  int64_t l, j;
+  unsigned first, last;
+};
+
+TV_HOST_DEVICE TV_INLINE PixelPos pixel_pos(const Geometry& g, int64_t i) {
+  PixelPos pp{0, 0, 0u, 0u};
+  // 32-bit division when the problem allows it (on the device a 64-bit one is a
+  // subroutine call, whose register save/restore shows up as spills).
+  const bool small = g.n <= int64_t(0xffffffff);
+  if (small) {
+    uint32_t rest = uint32_t(i);
+    const uint32_t w = uint32_t(g.w);
+    pp.l = int64_t(rest / w);
+    pp.j = int64_t(rest - uint32_t(pp.l) * w);
+    TVND_UNROLL for (int k = 0; k < kMaxDims; ++k) {
+      const int d = kMaxDims - 1 - k;
+      if (d < g.nd) {
+        const uint32_t sz = uint32_t(g.size[d]);
+        const uint32_t up = rest / sz;
+        const uint32_t idx = rest - up * sz;
+        rest = up;
+        if (idx == 0) pp.first |= 1u << d;
+        if (idx == sz - 1) pp.last |= 1u << d;
+      }
+    }
+    return pp;
+  }
+  pp.l = i / g.w;
+  pp.j = i - pp.l * g.w;
+  int64_t rest = i;
+  TVND_UNROLL for (int k = 0; k < kMaxDims; ++k) {
+    const int d = kMaxDims - 1 - k;
+    if (d < g.nd) {
+      const int64_t up = rest / g.size[d];
+      const int64_t idx = rest - up * g.size[d];
+      rest = up;
+      if (idx == 0) pp.first |= 1u << d;
+      if (idx == g.size[d] - 1) pp.last |= 1u << d;
+    }
+  }
+  return pp;
+}
+
+// Offset in r / y (pitch w + 1) from pixel i to its next pixel along d: 1 on the
+// last axis (the pad covers the line's end), 0 on the last slice of the others.
+TV_HOST_DEVICE TV_INLINE int64_t next_offset(const Geometry& g, const PixelPos& pp, int d) {
+  if (d == g.nd - 1) return 1;
+  return ((pp.last >> d) & 1u) ? 0 : g.line_step[d] * (g.w + 1);
+}
+
 template <typename T, typename S>
 TV_HOST_DEVICE TV_INLINE void residual_at(const Geometry& g, const Problem<T, S>& P, int64_t i) {
   const int64_t n = g.n, C = g.channels, W = g.w;
-  const int nd = g.nd;
-  const int64_t l = i / W, j = i - l * W;
+  const PixelPos pp = pixel_pos(g, i);
   for (int64_t c = 0; c < C; ++c) {
     S acc = S(P.x[c * n + i]);
-    for (int d = 0; d < nd; ++d) {
+    TVND_UNROLL for (int d = 0; d < kMaxDims; ++d) if (d < g.nd) {
       const S* q = P.q + (d * C + c) * n;
-      const bool has_prev = ((i / g.stride[d]) % g.size[d]) > 0;
-      acc += q[i] - (has_prev ? q[i - g.stride[d]] : S(0));
+      acc += q[i] - (((pp.first >> d) & 1u) ? S(0) : q[i - g.stride[d]]);
     }
-    S* r = P.r + (c * g.lines + l) * (W + 1);
-    r[j] = acc;
-    if (j == W - 1) r[W] = acc;
+    S* r = P.r + (c * g.lines + pp.l) * (W + 1);
+    r[pp.j] = acc;
+    if (pp.j == W - 1) r[W] = acc;
   }
 }
 
+// Returns this pixel's share of the restart test <q - p+, p+ - p> (summed in S).
 template <typename T, typename S, bool ISO>
-TV_HOST_DEVICE TV_INLINE void update_at(const Geometry& g, const Problem<T, S>& P, int64_t i,
-                                        S inv_l, S beta) {
-  const int64_t n = g.n, C = g.channels, W = g.w, pitch = W + 1;
-  const int nd = g.nd;
-  const int64_t l = i / W, j = i - l * W;
+TV_HOST_DEVICE TV_INLINE double update_at(const Geometry& g, const Problem<T, S>& P, int64_t i,
+                                          S inv_l, S beta) {
+  const int64_t n = g.n, C = g.channels, pitch = g.w + 1;
+  const PixelPos pp = pixel_pos(g, i);
   const S wi = S(P.w[P.w_map ? i : 0]);
-  // r index of pixel i's entry for channel c, and the offset to its next pixel
-  // along d (0 past the last slice; the pad covers the last axis).
-  auto next_off = [&](int d) -> int64_t {
-    if (d == nd - 1) return 1;
-    return ((i / g.stride[d]) % g.size[d]) + 1 < g.size[d] ? (g.stride[d] / W) * pitch : 0;
-  };
   S scale = S(1);
   if (ISO) {
     S n2 = S(0);
-    for (int d = 0; d < nd; ++d)
+    TVND_UNROLL for (int d = 0; d < kMaxDims; ++d) if (d < g.nd) {
+      const int64_t off = next_offset(g, pp, d);
       for (int64_t c = 0; c < C; ++c) {
-        const S* r = P.r + (c * g.lines + l) * pitch + j;
-        const S v = ascent(P.q[(d * C + c) * n + i], r[next_off(d)], r[0], inv_l);
+        const S* r = P.r + (c * g.lines + pp.l) * pitch + pp.j;
+        const S v = ascent(P.q[(d * C + c) * n + i], r[off], r[0], inv_l);
         n2 += v * v;
       }
+    }
     scale = ball_scale(n2, wi);
   }
-  for (int d = 0; d < nd; ++d)
+  S dacc = S(0);
+  TVND_UNROLL for (int d = 0; d < kMaxDims; ++d) if (d < g.nd) {
+    const int64_t off = next_offset(g, pp, d);
     for (int64_t c = 0; c < C; ++c) {
-      const S* r = P.r + (c * g.lines + l) * pitch + j;
+      const S* r = P.r + (c * g.lines + pp.l) * pitch + pp.j;
       S* q = P.q + (d * C + c) * n + i;
       S* p = P.p + (d * C + c) * n + i;
-      const S v = ascent(*q, r[next_off(d)], r[0], inv_l);
+      const S v = ascent(*q, r[off], r[0], inv_l);
       const S pn = ISO ? v * scale : box(v, wi);
+      dacc += (*q - pn) * (pn - *p);
       *q = momentum(pn, *p, beta);
       *p = pn;
     }
+  }
+  return double(dacc);
 }
 
 template <typename T, typename S, bool ISO>
@@ -503,61 +566,58 @@ TV_HOST_DEVICE TV_INLINE void cert_scale_at(const Geometry& g, const Problem<T, 
     return;
   }
   double n2 = 0.0;
-  for (int d = 0; d < g.nd; ++d)
+  TVND_UNROLL for (int d = 0; d < kMaxDims; ++d) if (d < g.nd) {
     for (int64_t c = 0; c < C; ++c) {
       const double v = double(P.p[(d * C + c) * n + i]);
       n2 += v * v;
     }
+  }
   P.s[i] = ball_scale(n2, double(P.w[P.w_map ? i : 0]));
 }
 
 template <typename T, typename S, bool ISO>
 TV_HOST_DEVICE TV_INLINE void cert_y_at(const Geometry& g, const Problem<T, S>& P, int64_t i) {
   const int64_t n = g.n, C = g.channels, W = g.w;
-  const int64_t l = i / W, j = i - l * W;
+  const PixelPos pp = pixel_pos(g, i);
   for (int64_t c = 0; c < C; ++c) {
     double acc = double(P.x[c * n + i]);
-    for (int d = 0; d < g.nd; ++d) {
+    TVND_UNROLL for (int d = 0; d < kMaxDims; ++d) if (d < g.nd) {
       const S* p = P.p + (d * C + c) * n;
       const double cur = feasible<ISO>(double(p[i]), P.s[i]);
       double prev = 0.0;
-      if (((i / g.stride[d]) % g.size[d]) > 0)
+      if (!((pp.first >> d) & 1u))
         prev = feasible<ISO>(double(p[i - g.stride[d]]), P.s[i - g.stride[d]]);
       acc += cur - prev;
     }
-    double* y = P.y + (c * g.lines + l) * (W + 1);
-    y[j] = acc;
-    if (j == W - 1) y[W] = acc;
+    double* y = P.y + (c * g.lines + pp.l) * (W + 1);
+    y[pp.j] = acc;
+    if (pp.j == W - 1) y[W] = acc;
   }
 }
 
 // Pixel i's gap terms (iso: one; aniso: one per entry, summed in (d, c) order).
 template <typename T, typename S, bool ISO>
 TV_HOST_DEVICE TV_INLINE double gap_at(const Geometry& g, const Problem<T, S>& P, int64_t i) {
-  const int64_t n = g.n, C = g.channels, W = g.w, pitch = W + 1;
-  const int nd = g.nd;
-  const int64_t l = i / W, j = i - l * W;
-  const double wi = double(P.w[P.w_map ? i : 0]);
+  const int64_t n = g.n, C = g.channels, pitch = g.w + 1;
+  const PixelPos pp = pixel_pos(g, i);
+  const double si = P.s[i];
   double n2 = 0.0, inner = 0.0, sum = 0.0;
-  for (int d = 0; d < nd; ++d) {
-    const int64_t off =
-        d == nd - 1 ? 1
-                    : (((i / g.stride[d]) % g.size[d]) + 1 < g.size[d] ? (g.stride[d] / W) * pitch
-                                                                        : 0);
+  TVND_UNROLL for (int d = 0; d < kMaxDims; ++d) if (d < g.nd) {
+    const int64_t off = next_offset(g, pp, d);
     for (int64_t c = 0; c < C; ++c) {
-      const double* y = P.y + (c * g.lines + l) * pitch + j;
+      const double* y = P.y + (c * g.lines + pp.l) * pitch + pp.j;
       const double dy = y[off] - y[0];
       const double pv = double(P.p[(d * C + c) * n + i]);
       if (ISO) {
         n2 += dy * dy;
-        inner += feasible<true>(pv, P.s[i]) * dy;
+        inner += feasible<true>(pv, si) * dy;
       } else {
-        const double size = P.s[i] * (dy < 0.0 ? -dy : dy);
-        sum += gap_term(size, feasible<false>(pv, P.s[i]) * dy, 1);
+        const double size = si * (dy < 0.0 ? -dy : dy);
+        sum += gap_term(size, feasible<false>(pv, si) * dy, 1);
       }
     }
   }
-  if (ISO) return gap_term(wi * sqrt_of(n2), inner, nd * int(C));
+  if (ISO) return gap_term(double(P.w[P.w_map ? i : 0]) * sqrt_of(n2), inner, g.nd * int(C));
   return sum;
 }
 
