@@ -101,16 +101,32 @@ TV_HOST_DEVICE inline Geometry make_geometry(int nd, const int64_t* sizes, int c
 
 TV_HOST_DEVICE TV_INLINE float sqrt_of(float v) {
 #if defined(__CUDA_ARCH__)
-  return sqrtf(v);  // IEEE round-to-nearest (nvcc's default -prec-sqrt=true)
+  return __fsqrt_rn(v);  // IEEE round-to-nearest, as the host's
 #else
   return __builtin_sqrtf(v);
 #endif
 }
 TV_HOST_DEVICE TV_INLINE double sqrt_of(double v) {
 #if defined(__CUDA_ARCH__)
-  return sqrt(v);
+  return __dsqrt_rn(v);
 #else
   return __builtin_sqrt(v);
+#endif
+}
+
+// IEEE round-to-nearest division on host and device.
+TV_HOST_DEVICE TV_INLINE float div_of(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fdiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+TV_HOST_DEVICE TV_INLINE double div_of(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __ddiv_rn(a, b);
+#else
+  return a / b;
 #endif
 }
 
@@ -139,7 +155,7 @@ template <typename S>
 TV_HOST_DEVICE TV_INLINE S ball_scale(S n2, S w) {
   const S nrm = sqrt_of(n2);
   const S den = nrm > w ? nrm : w;
-  return w / (den > tiny_of<S>() ? den : tiny_of<S>());
+  return div_of(w, den > tiny_of<S>() ? den : tiny_of<S>());
 }
 
 template <typename S>
