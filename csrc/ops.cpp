@@ -138,6 +138,9 @@ TORCH_LIBRARY(tvcli, m) {
   // converged]) of x (B, C, *S), w (B, 1, *S) or (B, 1, 1...).
   m.def("prox_tv_nd(Tensor x, Tensor w, int nd, str norm, float tol, int max_iter, "
         "int check_every=5, bool f32_state=False, bool restart=True) -> (Tensor, Tensor)");
+  // Its implicit backward: (grad_x, grad_w (B, 1, *S)) at the solution y (float64).
+  m.def("prox_tv_nd_backward(Tensor grad_y, Tensor y, Tensor w, Tensor bound, int nd, str norm, "
+        "float flat_factor, float cg_rtol, int cg_max_iter) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(tvcli, CPU, m) {
@@ -149,6 +152,7 @@ TORCH_LIBRARY_IMPL(tvcli, CPU, m) {
   m.impl("prox_tv2d_dykstra_backward", &prox_tv2d_dykstra_backward_cpu);
   m.impl("prox_tv1d_pn_stats", &prox_tv1d_pn_stats_cpu);
   m.impl("prox_tv_nd", &prox_tv_nd_cpu);
+  m.impl("prox_tv_nd_backward", &prox_tv_nd_backward_cpu);
 }
 
 }  // namespace tvcli

@@ -39,4 +39,19 @@ std::tuple<at::Tensor, at::Tensor> prox_tv_nd_cpu(const at::Tensor& x, const at:
                                                   int64_t check_every, bool f32_state,
                                                   bool restart);
 
+struct TvNdBackwardOptions {
+  double flat_factor;  // flat: |(D y)_i| <= flat_factor x bound + 1e-12 (1 + max|y|)
+  double cg_rtol;      // CG's relative residual
+  int64_t cg_max_iter;
+};
+
+// Backward of prox_tv_nd at its solution y (float64, (B, C, *S)) by implicit
+// differentiation (tvcli/tv_implicit.py's method, one problem per thread):
+// grad_y float64 of y's shape, w (B, 1, *S) or (B, 1, 1...) float64, bound (B,)
+// float64 the forward's certified bounds. Returns (grad_x (B, C, *S),
+// grad_w (B, 1, *S)), float64; NaN for problems whose y is not finite.
+std::tuple<at::Tensor, at::Tensor> prox_tv_nd_backward_cpu(
+    const at::Tensor& grad_y, const at::Tensor& y, const at::Tensor& w, const at::Tensor& bound,
+    int64_t nd, c10::string_view norm, double flat_factor, double cg_rtol, int64_t cg_max_iter);
+
 }  // namespace tvcli

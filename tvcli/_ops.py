@@ -126,3 +126,10 @@ if HAS_EXT:
         torch._check(x.dim() == nd + 2, lambda: "tvcli: x must have shape (B, C, *S)")
         torch._check(w.dtype == x.dtype, lambda: "tvcli: w must have x's dtype")
         return x.new_empty(x.shape), x.new_empty((x.shape[0], 3), dtype=torch.float64)
+
+    @torch.library.register_fake("tvcli::prox_tv_nd_backward")
+    def _prox_tv_nd_backward_fake(
+        grad_y: torch.Tensor, y: torch.Tensor, w: torch.Tensor, bound: torch.Tensor, nd: int,
+        norm: str, flat_factor: float, cg_rtol: float, cg_max_iter: int,
+    ):
+        return y.new_empty(y.shape), y.new_empty((y.shape[0], 1, *y.shape[2:]))

@@ -35,7 +35,7 @@ import torch
 
 from tvcli._extension import HAS_EXT, ext_has_device
 from tvcli.prox2d import Tv2dInfo, prox_tv2d
-from tvcli.tv_implicit import implicit_backward
+from tvcli.tv_implicit import _FLAT_FACTOR, CG_MAX_ITER, CG_RTOL, implicit_backward
 from tvcli.tv_nd_ops import pixel_norm
 from tvcli.tv_nd_solvers import solve
 
@@ -185,10 +185,33 @@ class _ProxTvNd(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y, _grad_info):
         y, w, bound = ctx.saved_tensors
-        gx, gw = implicit_backward(grad_y.double(), y, w, bound, ctx.norm)
+        if use_compiled_backward(y):
+            gx, gw = _backward_compiled(grad_y.double(), y, w, bound, ctx.norm)
+        else:
+            gx, gw = implicit_backward(grad_y.double(), y, w, bound, ctx.norm)
         gx = gx.to(grad_y.dtype) if ctx.needs_input_grad[0] else None
         gw = gw.to(grad_y.dtype) if ctx.needs_input_grad[1] else None
         return gx, gw, None, None, None
+
+
+def use_compiled_backward(y: torch.Tensor) -> bool:
+    """Whether the compiled implicit backward (CPU only) handles ``y``."""
+    return (HAS_EXT and y.dim() - 2 <= _OP_MAX_DIMS
+            and ext_has_device(y.device.type, "prox_tv_nd_backward"))
+
+
+def _backward_compiled(
+    g: torch.Tensor, y: torch.Tensor, w: torch.Tensor, bound: torch.Tensor, norm: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """tvcli::prox_tv_nd_backward with tvcli/tv_implicit.py's constants: g, y float64
+    ``(B, C, *S)``, w float64 ``(B, 1, 1, *S)`` (a view), bound ``(B,)``. Returns
+    ``(grad_x, grad_w (B, 1, 1, *S))``."""
+    nd = y.dim() - 2
+    wk = _per_problem_weights(w).squeeze(1).contiguous()
+    gx, gw = torch.ops.tvcli.prox_tv_nd_backward(
+        g.contiguous(), y.contiguous(), wk, bound.contiguous(), nd, norm, _FLAT_FACTOR,
+        CG_RTOL, CG_MAX_ITER)
+    return gx, gw.unsqueeze(1)
 
 
 def _norm_dim(d: int, rank: int, what: str) -> int:
