@@ -12,6 +12,7 @@
 #include "tv1d_autograd.h"
 #include "tv1d_ops.h"
 #include "tv2d_ops.h"
+#include "tv_nd_ops.h"
 
 // A small Python module, so that `import tvcli._C` loads this library and runs
 // the registrations below; its one function is tvcli.prox_tv1d's fast path
@@ -96,6 +97,38 @@ void check_signs(const at::Tensor& signs, const at::Tensor& g) {
               "tvcli: signs do not match grad_y");
 }
 
+TvNdOptions check_tv_nd_args(const at::Tensor& x, const at::Tensor& w, int64_t nd,
+                             c10::string_view norm, double tol, int64_t max_iter,
+                             int64_t check_every, bool restart) {
+  TORCH_CHECK(nd >= 1 && nd <= 4, "tvcli: prox_tv_nd supports 1 to 4 spatial dimensions, got ",
+              nd);
+  TORCH_CHECK(x.dim() == nd + 2, "tvcli: x must have shape (B, C, *S) with ", nd,
+              " spatial dimensions, got rank ", x.dim());
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+              "tvcli: x must be float32 or float64, got ", x.scalar_type());
+  TORCH_CHECK(x.is_contiguous() && w.is_contiguous(), "tvcli: x and w must be contiguous");
+  TORCH_CHECK(w.scalar_type() == x.scalar_type(), "tvcli: w must have x's dtype");
+  TORCH_CHECK(w.device() == x.device(), "tvcli: w must be on x's device");
+  TORCH_CHECK(norm == "iso" || norm == "aniso", "tvcli: norm must be 'iso' or 'aniso', got '",
+              std::string(norm), "'");
+  for (int64_t d = 1; d < x.dim(); ++d)
+    TORCH_CHECK(x.size(d) >= 1, "tvcli: x has an empty dimension ", d);
+  TORCH_CHECK(x.numel() / std::max<int64_t>(x.size(0), 1) < (int64_t(1) << 40),
+              "tvcli: problem too large");
+  TORCH_CHECK(w.dim() == x.dim() && w.size(0) == x.size(0) && w.size(1) == 1,
+              "tvcli: w must have shape (B, 1, *S) or (B, 1, 1...)");
+  bool full = true, single = true;
+  for (int64_t d = 2; d < x.dim(); ++d) {
+    full = full && w.size(d) == x.size(d);
+    single = single && w.size(d) == 1;
+  }
+  TORCH_CHECK(full || single, "tvcli: w's spatial sizes must be x's or all 1");
+  TORCH_CHECK(tol >= 0.0, "tvcli: tol must be >= 0");
+  TORCH_CHECK(max_iter >= 1 && max_iter <= (int64_t(1) << 40), "tvcli: max_iter must be >= 1");
+  TORCH_CHECK(check_every >= 1, "tvcli: check_every must be >= 1");
+  return TvNdOptions{tol, max_iter, check_every, restart};
+}
+
 TORCH_LIBRARY(tvcli, m) {
   m.def("prox_tv1d(Tensor x, Tensor lam, int dim, str solver) -> Tensor");
   m.def("prox_tv1d_backward(Tensor grad_y, Tensor y, Tensor lam, int dim) -> (Tensor, Tensor)");
@@ -109,6 +142,13 @@ TORCH_LIBRARY(tvcli, m) {
   // Benchmark/diagnostic: solver="pn" plus per-signal iterations and status.
   m.def("prox_tv1d_pn_stats(Tensor x, Tensor lam, int dim, int max_iter=100) -> "
         "(Tensor, Tensor, Tensor)");
+  // n-D TV prox (iso / colour / aniso, weight maps): (y, info [iterations, bound,
+  // converged]) of x (B, C, *S), w (B, 1, *S) or (B, 1, 1...).
+  m.def("prox_tv_nd(Tensor x, Tensor w, int nd, str norm, float tol, int max_iter, "
+        "int check_every=5, bool f32_state=False, bool restart=True) -> (Tensor, Tensor)");
+  // Its implicit backward: (grad_x, grad_w (B, 1, *S)) at the solution y (float64).
+  m.def("prox_tv_nd_backward(Tensor grad_y, Tensor y, Tensor w, Tensor bound, int nd, str norm, "
+        "float flat_factor, float cg_rtol, int cg_max_iter) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(tvcli, CPU, m) {
@@ -119,6 +159,8 @@ TORCH_LIBRARY_IMPL(tvcli, CPU, m) {
   m.impl("prox_tv2d_dykstra", &prox_tv2d_dykstra_cpu);
   m.impl("prox_tv2d_dykstra_backward", &prox_tv2d_dykstra_backward_cpu);
   m.impl("prox_tv1d_pn_stats", &prox_tv1d_pn_stats_cpu);
+  m.impl("prox_tv_nd", &prox_tv_nd_cpu);
+  m.impl("prox_tv_nd_backward", &prox_tv_nd_backward_cpu);
 }
 
 }  // namespace tvcli

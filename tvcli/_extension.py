@@ -24,7 +24,8 @@ except ImportError as exc:  # not built, or built against another torch
 _warned = False
 
 
-_OPS = ("prox_tv1d", "prox_tv1d_pn_stats", "prox_tv2d_solve", "prox_tv2d_dykstra")
+_OPS = ("prox_tv1d", "prox_tv1d_pn_stats", "prox_tv2d_solve", "prox_tv2d_dykstra",
+        "prox_tv_nd", "prox_tv_nd_backward")
 
 
 def _probe_device_kernels() -> dict[str, frozenset[str]]:

@@ -118,3 +118,22 @@ if HAS_EXT:
         _prox_tv2d_dykstra_backward,
         setup_context=_prox_tv2d_dykstra_setup_context,
     )
+
+    # n-D TV prox: (y, info) = prox_tv_nd(x (B, C, *S), w (B, 1, *S | 1...), nd, norm,
+    # tol, max_iter, check_every, f32_state). Its autograd is tvcli.prox_nd's
+    # implicit backward (a torch.autograd.Function around the op).
+    @torch.library.register_fake("tvcli::prox_tv_nd")
+    def _prox_tv_nd_fake(
+        x: torch.Tensor, w: torch.Tensor, nd: int, norm: str, tol: float, max_iter: int,
+        check_every: int = 5, f32_state: bool = False,
+    ):
+        torch._check(x.dim() == nd + 2, lambda: "tvcli: x must have shape (B, C, *S)")
+        torch._check(w.dtype == x.dtype, lambda: "tvcli: w must have x's dtype")
+        return x.new_empty(x.shape), x.new_empty((x.shape[0], 3), dtype=torch.float64)
+
+    @torch.library.register_fake("tvcli::prox_tv_nd_backward")
+    def _prox_tv_nd_backward_fake(
+        grad_y: torch.Tensor, y: torch.Tensor, w: torch.Tensor, bound: torch.Tensor, nd: int,
+        norm: str, flat_factor: float, cg_rtol: float, cg_max_iter: int,
+    ):
+        return y.new_empty(y.shape), y.new_empty((y.shape[0], 1, *y.shape[2:]))

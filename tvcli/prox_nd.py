@@ -14,11 +14,14 @@ a number or a map) and the norm
   l2 norm over channels and directions per pixel (colour / vectorial TV: edges line
   up across channels).
 
-It runs FISTA on the dual (:mod:`tvcli.tv_nd_solvers`; chosen over Chambolle-Pock
-by measurement, docs/tv_variants.md) until a certified bound on the RMS error
-against the exact prox is <= ``tol``. Anisotropic 2-D problems with one lam per
-image go to the compiled 2-D engine (:func:`tvcli.prox_tv2d`). Gradients with
-respect to ``x`` and ``lam`` (number, per channel or map) are the exact derivative
+It runs FISTA on the dual (chosen over Chambolle-Pock by measurement,
+docs/tv_variants.md) until a certified bound on the RMS error against the exact
+prox is <= ``tol``: the compiled op ``tvcli::prox_tv_nd`` (csrc/core/tv_nd_fgp.h,
+1 to 4 spatial dims) when the engine has kernels for x's device, else the
+pure-PyTorch solver :mod:`tvcli.tv_nd_solvers` (same iterations, same certificate).
+Anisotropic 2-D problems with one lam per image go to the compiled 2-D engine
+(:func:`tvcli.prox_tv2d`). Gradients with respect to ``x`` and ``lam`` (number,
+per channel or map) are the exact derivative
 of the prox at the computed solution, by implicit differentiation
 (:mod:`tvcli.tv_implicit`), not autograd through the iterations.
 """
@@ -30,8 +33,9 @@ from numbers import Real
 
 import torch
 
+from tvcli._extension import HAS_EXT, ext_has_device
 from tvcli.prox2d import Tv2dInfo, prox_tv2d
-from tvcli.tv_implicit import implicit_backward
+from tvcli.tv_implicit import _FLAT_FACTOR, CG_MAX_ITER, CG_RTOL, implicit_backward
 from tvcli.tv_nd_ops import pixel_norm
 from tvcli.tv_nd_solvers import solve
 
@@ -39,6 +43,13 @@ __all__ = ["NORMS", "TvInfo", "prox_tv"]
 
 NORMS = ("aniso", "iso")
 _COMPUTE_DTYPES = (torch.float32, torch.float64)
+
+# Most spatial dims the compiled op takes (csrc/core/tv_nd_fgp.h, kMaxDims).
+_OP_MAX_DIMS = 4
+# Float32 dual state (twice the speed of float64) only when tol is at least this
+# fraction of the largest weight: measured, a float32 state stalls with a
+# certified bound of ~1e-3 x max(w) (docs/tv_variants.md); 10x margin.
+_F32_STATE_MIN_TOL = 1e-2
 
 # Same fields and meaning as the 2-D engine's info; the batch shape is x's shape
 # without ``dims`` (and without ``channel_dim`` when channels are coupled).
@@ -69,63 +80,138 @@ def _mean_is_optimal(x: torch.Tensor, w: torch.Tensor, norm: str) -> torch.Tenso
     return ok.reshape(ok.shape[0], -1).all(dim=1)
 
 
+def use_compiled(x: torch.Tensor) -> bool:
+    """Whether the compiled op solves ``x`` (canonical ``(B, C, *S)``)."""
+    return (HAS_EXT and x.dim() - 2 <= _OP_MAX_DIMS
+            and ext_has_device(x.device.type, "prox_tv_nd"))
+
+
+def _per_problem_weights(w: torch.Tensor) -> torch.Tensor:
+    """``w`` ``(B, 1, 1, *S)`` as a view with size-1 spatial dims when it is the same
+    over each problem's pixels (a broadcast number or per-channel lam), else ``w``."""
+    spatial = range(3, w.dim())
+    if all(w.stride(d) == 0 or w.shape[d] == 1 for d in spatial):
+        return w[(slice(None), slice(None), slice(None), *([slice(0, 1)] * (w.dim() - 3)))]
+    return w
+
+
+def _solve_compiled(
+    x: torch.Tensor, w: torch.Tensor, norm: str, tol: float, max_iter: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The compiled op on finite problems: x ``(B, C, *S)`` float32/float64, w
+    ``(B, 1, 1, *S)`` or ``(B, 1, 1, 1...)`` (x's dtype, finite, >= 0). Returns y
+    (x's dtype), the certified bound and the iterations, ``(B,)`` float64 each."""
+    nd = x.dim() - 2
+    wk = w.squeeze(1).contiguous()
+    f32_state = x.dtype == torch.float32 and tol >= _F32_STATE_MIN_TOL * float(wk.max())
+    y, info = torch.ops.tvcli.prox_tv_nd(x.contiguous(), wk, nd, norm, float(tol),
+                                         int(max_iter), 5, f32_state)
+    return y, info[:, 1], info[:, 0]
+
+
+def _mean_candidates(x: torch.Tensor, wmax: torch.Tensor) -> torch.Tensor:
+    """A cheap necessary condition for :func:`_mean_is_optimal`, bool ``(B,)``.
+
+    That test's dual on the first slice of axis 0 is ``-(x[0] - mean_0 x)``; if one
+    of its entries exceeds the largest weight (with a margin for rounding), the
+    test fails. One pass over x, no float64 copy of it.
+    """
+    m0 = x.mean(dim=2, keepdim=True, dtype=torch.float64)
+    dev = (x.narrow(2, 0, 1).double() - m0).abs().amax(dim=tuple(range(1, x.dim())))
+    return dev <= wmax * (1.0 + 1e-9) + 1e-300
+
+
 class _ProxTvNd(torch.autograd.Function):
     """Canonical-layout prox: x ``(B, C, *S)``, w ``(B, 1, 1, *S)`` (compute dtype).
 
     Returns y (x's dtype) and info ``(B, 3)`` float64: iterations, RMS error bound,
-    converged. The backward is :func:`tvcli.tv_implicit.implicit_backward`.
+    converged. The backward is :func:`tvcli.tv_implicit.implicit_backward` (y and
+    w are kept in float64 for it only when a gradient is wanted).
     """
 
     @staticmethod
     def forward(ctx, x, w, norm: str, tol: float, max_iter: int):
-        xd = x.detach().double()
-        wd = w.detach().double()
-        b = xd.shape[0]
-        flat_w = wd.reshape(b, -1)
-        zero = (flat_w == 0).all(dim=1)
-        finite_x = torch.isfinite(xd.reshape(b, -1)).all(dim=1)
-        inf_w = torch.isinf(flat_w).any(dim=1)
-        y = xd.clone()
-        info = torch.zeros(b, 3, dtype=torch.float64, device=xd.device)
+        xc, wc = x.detach(), w.detach()
+        b = xc.shape[0]
+        wmax = wc.amax(dim=tuple(range(1, wc.dim()))).double()
+        zero = wmax == 0
+        finite_x = torch.isfinite(xc).reshape(b, -1).all(dim=1)
+        inf_w = torch.isinf(wmax)
+        y = xc.clone()
+        info = torch.zeros(b, 3, dtype=torch.float64, device=xc.device)
         info[:, 2] = 1.0
         todo = ~zero & finite_x
         y[~zero & ~finite_x] = math.nan
         if bool(todo.any()):
-            sel = todo.nonzero().squeeze(1)
-            xs, ws = xd[sel], wd[sel]
-            mean_ok = _mean_is_optimal(xs, ws, norm)
-            bad = inf_w[sel] & ~mean_ok
+            mean_ok = torch.zeros(b, dtype=torch.bool, device=xc.device)
+            cand = (todo & _mean_candidates(xc, wmax)).nonzero().squeeze(1)
+            if cand.numel():
+                mean_ok[cand] = _mean_is_optimal(xc[cand].double(), wc[cand].double(), norm)
+            bad = todo & inf_w & ~mean_ok
             if bool(bad.any()):
                 raise ValueError(
                     "tvcli: lam = inf is supported for a whole image (or where the prox "
                     "is the mean), not in part of a lam map"
                 )
-            spatial = tuple(range(2, xs.dim()))
-            ys = torch.where(
-                mean_ok.reshape(-1, *([1] * (xs.dim() - 1))),
-                xs.mean(dim=spatial, keepdim=True).expand_as(xs),
-                xs,
-            )
-            run = (~mean_ok).nonzero().squeeze(1)
+            mean_sel = (todo & mean_ok).nonzero().squeeze(1)
+            if mean_sel.numel():
+                xm = xc[mean_sel].double()
+                spatial = tuple(range(2, xm.dim()))
+                y[mean_sel] = xm.mean(dim=spatial, keepdim=True).expand_as(xm).to(y.dtype)
+            run = (todo & ~mean_ok).nonzero().squeeze(1)
             if run.numel():
-                yr, it, bound = solve(xs[run], ws[run], norm, tol, max_iter)
-                ys[run] = yr
-                info[sel[run], 0] = it.double()
-                info[sel[run], 1] = bound
-                info[sel[run], 2] = (bound <= tol).double()
-            y[sel] = ys
+                every = run.numel() == b
+                if use_compiled(xc):
+                    wr = _per_problem_weights(wc)
+                    yr, bound, it = _solve_compiled(xc if every else xc[run],
+                                                    wr if every else wr[run], norm, tol,
+                                                    max_iter)
+                else:
+                    yr, it, bound = solve(xc[run].double(), wc[run].double(), norm, tol,
+                                          max_iter)
+                if every:
+                    y = yr.to(y.dtype)
+                else:
+                    y[run] = yr.to(y.dtype)
+                info[run, 0] = it.double()
+                info[run, 1] = bound
+                info[run, 2] = (bound <= tol).double()
         ctx.norm = norm
-        ctx.save_for_backward(y, wd, info[:, 1].clone())
+        if any(ctx.needs_input_grad[:2]):
+            ctx.save_for_backward(y.double(), wc.double(), info[:, 1].clone())
         ctx.mark_non_differentiable(info)
-        return y.to(x.dtype), info
+        return y, info
 
     @staticmethod
     def backward(ctx, grad_y, _grad_info):
         y, w, bound = ctx.saved_tensors
-        gx, gw = implicit_backward(grad_y.double(), y, w, bound, ctx.norm)
+        if use_compiled_backward(y):
+            gx, gw = _backward_compiled(grad_y.double(), y, w, bound, ctx.norm)
+        else:
+            gx, gw = implicit_backward(grad_y.double(), y, w, bound, ctx.norm)
         gx = gx.to(grad_y.dtype) if ctx.needs_input_grad[0] else None
         gw = gw.to(grad_y.dtype) if ctx.needs_input_grad[1] else None
         return gx, gw, None, None, None
+
+
+def use_compiled_backward(y: torch.Tensor) -> bool:
+    """Whether the compiled implicit backward (CPU only) handles ``y``."""
+    return (HAS_EXT and y.dim() - 2 <= _OP_MAX_DIMS
+            and ext_has_device(y.device.type, "prox_tv_nd_backward"))
+
+
+def _backward_compiled(
+    g: torch.Tensor, y: torch.Tensor, w: torch.Tensor, bound: torch.Tensor, norm: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """tvcli::prox_tv_nd_backward with tvcli/tv_implicit.py's constants: g, y float64
+    ``(B, C, *S)``, w float64 ``(B, 1, 1, *S)`` (a view), bound ``(B,)``. Returns
+    ``(grad_x, grad_w (B, 1, 1, *S))``."""
+    nd = y.dim() - 2
+    wk = _per_problem_weights(w).squeeze(1).contiguous()
+    gx, gw = torch.ops.tvcli.prox_tv_nd_backward(
+        g.contiguous(), y.contiguous(), wk, bound.contiguous(), nd, norm, _FLAT_FACTOR,
+        CG_RTOL, CG_MAX_ITER)
+    return gx, gw.unsqueeze(1)
 
 
 def _norm_dim(d: int, rank: int, what: str) -> int:
