@@ -32,6 +32,8 @@ from tvcli.cli.shard import (
 
 LAM_HELP = ("TV weight in [0, 1] intensity units, the same for 8-bit, 16-bit and float "
             "images. Typical: 0.02 light, 0.1 strong, 0.5 cartoon. 0 = unchanged.")
+# float32's largest value: a larger --lam is solved as inf (tvcli.cli.tvfilter.solver_lam).
+_FLOAT32_MAX = 3.4028234663852886e38
 _DTYPE_OF_DEPTH = {"keep": None, "8": "uint8", "16": "uint16", "float": "float32"}
 # Converged 2-D smoothing, chosen from measured visual convergence on photographs
 # (benchmarks/cli_tol.py, docs/cli.md "Converged smoothing: defaults"): at
@@ -140,6 +142,8 @@ def run_filter(
     tv: str = "aniso",
     color: str = "separate",
     include_outputs: bool = False,
+    volume: bool = False,
+    lam_map: str | None = None,
 ) -> int:
     """Checks the options, plans the jobs, runs them (this ``shard``'s share, see
     :mod:`tvcli.cli.shard`); returns the exit status."""
@@ -167,6 +171,17 @@ def run_filter(
     if color == "joint" and tv != "iso":
         raise CLIError("--color joint needs --tv iso (anisotropic TV has no channel "
                        "coupling)")
+    if volume and (mode != "2d" or iters is not None):
+        raise CLIError("--volume is a converged 3-D operator: not with --mode rows/cols or "
+                       "--iters")
+    if volume and output == "-":
+        raise CLIError("--volume writes TIFF stacks to files; give -o FILE.tif, not -o -")
+    if lam_map is not None and (mode != "2d" or iters is not None):
+        raise CLIError("--lam-map needs the converged operator: not with --mode rows/cols or "
+                       "--iters")
+    if lam_map is not None and not lam <= _FLOAT32_MAX:  # solved as inf (tvfilter.solver_lam)
+        raise CLIError("--lam inf cannot be combined with --lam-map (a map holding zeros "
+                       "would make 0 x inf); give a finite --lam")
     if bit_depth not in _DTYPE_OF_DEPTH:
         raise CLIError(f"--bit-depth must be keep, 8, 16 or float, got {bit_depth!r}")
     if as_json and output == "-":
@@ -175,6 +190,7 @@ def run_filter(
     from tvcli.cli import batch
     from tvcli.cli.tvfilter import FilterSettings, has_prox_tv2d
 
+    weights = None if lam_map is None else read_lam_map(lam_map, volume)
     skipped: list[str] = []
     try:
         summary_file = summary_path(summary, shard_spec)
@@ -183,8 +199,11 @@ def run_filter(
             skip_existing=skip_existing, compare=compare, compare_out=compare_out,
             extra_outputs=[summary_file] if summary_file else (),
             owns=owner_filter(inputs, shard_spec), include_outputs=include_outputs,
-            skipped_outputs=skipped)
+            skipped_outputs=skipped, extensions=_TIFF_EXTENSIONS if volume else None,
+            extra_inputs=[lam_map] if lam_map is not None else ())
         batch.refuse_binary_to_terminal(jobs)
+        if volume:
+            refuse_non_tiff_outputs(jobs)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     if any(j.target == batch.STDIO for j in jobs) and as_json:
@@ -204,11 +223,95 @@ def run_filter(
     settings = FilterSettings(operation, lam, mode, iters,
                               DEFAULT_TOL if tol is None else tol,
                               DEFAULT_MAX_ITER if max_iter is None else max_iter, solver, dev,
-                              tv, color)
+                              tv, color, volume, weights, lam_map)
     dtype = _DTYPE_OF_DEPTH[bit_depth]
-    return run_batch(operation, inputs, jobs, lambda job: process_job(job, settings, dtype),
+    process = process_volume_job if volume else process_job
+    return run_batch(operation, inputs, jobs, lambda job: process(job, settings, dtype),
                      shard=shard_spec, summary=summary, as_json=as_json, quiet=quiet,
                      label=operation)
+
+
+_TIFF_EXTENSIONS = (".tif", ".tiff")
+
+
+def refuse_non_tiff_outputs(jobs) -> None:
+    """--volume: marks the jobs whose result or comparison is not a .tif / .tiff file
+    (a per-file error: a stack has no other format here)."""
+    from pathlib import Path
+
+    from tvcli.cli.batch import STDIO
+
+    for job in jobs:
+        if job.error is not None or job.skip or job.target == STDIO:
+            continue
+        for out in (job.target, job.compare):
+            if out is not None and Path(out).suffix.lower() not in _TIFF_EXTENSIONS:
+                job.error = (f"{job.source}: --volume writes TIFF stacks; {out} is not a "
+                             ".tif / .tiff file")
+                break
+
+
+def read_lam_map(path: str, volume: bool):
+    """The ``--lam-map`` file as float64 weights in [0, 1] units of --lam: (H, W), or
+    (Z, H, W) with ``volume`` (a one-page map: Z = 1, the same for every slice).
+
+    8-bit maps are divided by 255 and 16-bit ones by 65535 (white = 1: the weight
+    there is --lam; black = 0: no smoothing across that pixel's differences);
+    float TIFF maps are used as stored and must be >= 0. The map must be grey: an
+    RGB file is accepted when its three channels are equal (a grey picture saved
+    as RGB); a colour map or an alpha channel is refused (CLIError, exit 2).
+    """
+    import numpy as np
+
+    from tvcli import io
+
+    try:
+        if volume and io.sniff_format(_head(path)) == "tiff":
+            arr, meta = io.read_volume(path)
+            channels = meta.channels
+        else:
+            img, meta2 = io.read_image(path)
+            arr, channels = img[None], meta2.channels
+    except (io.ImageError, OSError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CLIError(f"--lam-map: {msg}") from None
+    if channels in (2, 4):
+        raise CLIError(f"--lam-map {path}: has an alpha channel; the map must be one grey "
+                       "channel")
+    if channels == 3:
+        if not (np.array_equal(arr[..., 0], arr[..., 1])
+                and np.array_equal(arr[..., 0], arr[..., 2])):
+            raise CLIError(f"--lam-map {path}: is a colour image; the map must be grey (one "
+                           "weight per pixel; an RGB file with three equal channels is "
+                           "accepted)")
+    weights = np.asarray(arr[..., 0], dtype=np.float64)
+    if (weights < 0).any():
+        raise CLIError(f"--lam-map {path}: holds negative values; weights must be >= 0")
+    return weights if volume else weights[0]
+
+
+def _head(path: str) -> bytes:
+    """The first bytes of ``path`` (for the format sniffer); b'' if unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(16)
+    except OSError:
+        return b""
+
+
+def check_map_size(weights, shape: tuple[int, ...], source: str, map_path: str) -> None:
+    """ValueError (a per-file error) when the --lam-map does not fit the image:
+    (H, W) must equal the image's; a volume's map has 1 or Z slices."""
+    if weights is None:
+        return
+    if weights.shape[-2:] != tuple(shape[-2:]) or (
+            len(shape) == 3 and weights.shape[0] not in (1, shape[0])):
+        def size(s):
+            return f"{s[-1]}x{s[-2]}" + (f"x{s[0]}" if len(s) == 3 else "")
+
+        raise ValueError(f"{source}: --lam-map {map_path} is {size(weights.shape)} but the "
+                         f"image is {size(tuple(shape))} (width x height"
+                         f"{' x slices' if len(shape) == 3 else ''}); they must match")
 
 
 def process_job(job, settings, dtype: str | None):
@@ -223,10 +326,19 @@ def process_job(job, settings, dtype: str | None):
 
     start = time.perf_counter()
     job.status("reading")
-    if job.source == STDIO:
-        img, meta = io.decode_image(sys.stdin.buffer.read(), "<stdin>")
-    else:
-        img, meta = io.read_image(job.source)
+    try:
+        if job.source == STDIO:
+            img, meta = io.decode_image(sys.stdin.buffer.read(), "<stdin>")
+        else:
+            img, meta = io.read_image(job.source)
+    except io.UnsupportedFormatError as exc:
+        if "multi-page TIFF" in str(exc) or "3-D TIFF" in str(exc):
+            raise io.UnsupportedFormatError(
+                f"{exc}; tvcli {settings.operation} --volume smooths it as a 3-D stack "
+                "(pages are never dropped)") from None
+        raise
+    if settings.lam_map is not None:
+        check_map_size(settings.lam_map, img.shape[:2], job.source, _map_name(settings))
     t_read = time.perf_counter()
     # Without a comparison picture the input array is not needed afterwards.
     out, facts = filter_image(img, settings, inplace=job.compare is None, status=job.status)
@@ -250,7 +362,61 @@ def process_job(job, settings, dtype: str | None):
         iterations=facts.pop("iterations", None),
         seconds=round(time.perf_counter() - start, 4), compare=job.compare,
         extra={"operation": settings.operation, "mode": settings.mode,
-               "input_bit_depth": meta.bit_depth, **facts,
+               "input_bit_depth": meta.bit_depth, **facts, **_tv_fields(settings),
+               "timings": {"read": round(t_read - start, 4), "solve": round(t_solve - t_read, 4),
+                           "write": round(t_write - t_solve, 4)}},
+    )
+
+
+def _map_name(settings) -> str:
+    return settings.lam_map_path or "(map)"
+
+
+def _tv_fields(settings) -> dict:
+    """The JSON record's fields for the TV model: tv, color, volume, lam_map."""
+    return {"tv": settings.tv, "color": settings.color, "volume": settings.volume,
+            "lam_map": settings.lam_map_path}
+
+
+def process_volume_job(job, settings, dtype: str | None):
+    """``--volume``: reads a TIFF stack, filters it with 3-D TV, writes a multi-page
+    TIFF of the input's sample type (or ``dtype``) and shape; returns its Record."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from tvcli import io
+    from tvcli.cli.batch import STDIO, Record
+    from tvcli.cli.tvfilter import filter_volume
+
+    start = time.perf_counter()
+    job.status("reading")
+    if job.source == STDIO:
+        vol, meta = io.decode_volume(sys.stdin.buffer.read(), "<stdin>")
+    else:
+        vol, meta = io.read_volume(job.source)
+    if settings.lam_map is not None:
+        check_map_size(settings.lam_map, vol.shape[:3], job.source, _map_name(settings))
+    t_read = time.perf_counter()
+    out, facts = filter_volume(vol, settings, status=job.status)
+    t_solve = time.perf_counter()
+    job.status("writing")
+    stored = dtype or meta.dtype
+    io.ensure_folder(Path(job.target).parent)
+    written = io.write_volume(job.target, out, meta, dtype=stored)
+    if job.compare is not None:  # input | output side by side, slice by slice
+        gap = np.ones((*vol.shape[:2], max(4, vol.shape[2] // 100), vol.shape[3]), vol.dtype)
+        io.write_volume(job.compare, np.concatenate([vol, gap, out], axis=2), meta,
+                        dtype=stored)
+    t_write = time.perf_counter()
+    return Record(
+        input=job.source, output=job.target, status="ok", size=[meta.width, meta.height],
+        channels=meta.channels, bit_depth=written.bit_depth, lam=settings.lam,
+        iterations=facts.pop("iterations", None),
+        seconds=round(time.perf_counter() - start, 4), compare=job.compare,
+        extra={"operation": settings.operation, "mode": "3d", "depth": meta.depth,
+               "dtype": written.dtype, "input_dtype": meta.dtype,
+               "input_bit_depth": meta.bit_depth, **facts, **_tv_fields(settings),
                "timings": {"read": round(t_read - start, 4), "solve": round(t_solve - t_read, 4),
                            "write": round(t_write - t_solve, 4)}},
     )
@@ -316,11 +482,21 @@ def _register(operation: str, summary: str) -> None:
                                        "joint (colour TV: edges line up across channels)."),
         include_outputs: bool = typer.Option(False, "--include-outputs",
                                              help=INCLUDE_OUTPUTS_HELP),
+        volume: bool = typer.Option(
+            False, "--volume", help="TIFF stacks (multi-page or 3-D TIFF): 3-D TV over "
+                                    "(slices, rows, columns); written as a TIFF stack of the "
+                                    "same sample type and shape. Folders: .tif/.tiff only."),
+        lam_map: str = typer.Option(
+            None, "--lam-map", metavar="FILE",
+            help="Per-pixel weights from a grey image of the input's size: the weight at a "
+                 "pixel is LAM x map (8/16-bit: white = LAM, black = 0, no smoothing "
+                 "there; float TIFF: as stored). With --volume a one-page map applies to "
+                 "every slice, or give a stack of the same depth."),
     ) -> None:
         code = run_filter(operation, inputs, output, lam, mode, iters, tol, max_iter, solver,
                           device, threads, bit_depth, recursive, overwrite, skip_existing,
                           compare, compare_out, as_json, quiet, shard, summary, tv, color,
-                          include_outputs)
+                          include_outputs, volume, lam_map)
         if code:
             raise typer.Exit(code)
 
