@@ -31,7 +31,9 @@ from tvcli.cli.shard import (
 )
 
 LAM_HELP = ("TV weight in [0, 1] intensity units, the same for 8-bit, 16-bit and float "
-            "images. Typical: 0.02 light, 0.1 strong, 0.5 cartoon. 0 = unchanged.")
+            "images. Typical with the default colour TV: 0.05 / 0.1 / 0.23 against noise "
+            "of sigma 15 / 25 / 50 (of 255), larger for a cartoon look; --tv aniso "
+            "smooths more at the same lam (about 0.6x the value). 0 = unchanged.")
 # float32's largest value: a larger --lam is solved as inf (tvcli.cli.tvfilter.solver_lam).
 _FLOAT32_MAX = 3.4028234663852886e38
 _DTYPE_OF_DEPTH = {"keep": None, "8": "uint8", "16": "uint16", "float": "float32"}
@@ -46,6 +48,27 @@ DEFAULT_TOL = 1e-3
 # about 8 CPU-minutes (0.15-0.19 CPU s per megapixel and iteration, one thread).
 # Text mode says when it stopped a solve, with its certified error bound.
 DEFAULT_MAX_ITER = 200
+
+
+# The default TV model of smooth / sharpen: isotropic colour TV (--tv iso --color
+# joint). Chosen by measurement (benchmarks/tv_variants_defaults.py, docs/tv_variants.md
+# "Choosing the defaults"): on Kodak24 + CBSD68 at sigma 15 / 25 / 50, each model at
+# its tuned lam, colour TV was 0.54-0.72 dB PSNR (and 0.014-0.04 SSIM) above
+# anisotropic, isotropic-per-channel TV and scikit-image, on every one of the 60
+# scored image / sigma pairs. --iters and --mode rows/cols keep anisotropic TV.
+DEFAULT_TV = "iso"
+
+
+def resolve_tv(tv: str | None, color: str | None, mode: str,
+               iters: int | None) -> tuple[str, str]:
+    """The TV model when --tv / --color are not given: iso (colour TV: --color joint)
+    for the converged 2-D and volume operators; aniso where only it exists (--iters,
+    --mode rows/cols). An unset --color is joint for iso and separate for aniso."""
+    if tv is None:
+        tv = DEFAULT_TV if mode == "2d" and iters is None else "aniso"
+    if color is None:
+        color = "joint" if tv == "iso" else "separate"
+    return tv, color
 
 
 def parse_lam(text: str) -> float:
@@ -139,8 +162,8 @@ def run_filter(
     quiet: bool,
     shard: str | None = None,
     summary: str | None = None,
-    tv: str = "aniso",
-    color: str = "separate",
+    tv: str | None = None,
+    color: str | None = None,
     include_outputs: bool = False,
     volume: bool = False,
     lam_map: str | None = None,
@@ -161,6 +184,7 @@ def run_filter(
     if mode != "2d" and (iters is not None or tol is not None or max_iter is not None):
         raise CLIError("--iters, --tol and --max-iter apply to --mode 2d only "
                        "(rows and cols are exact)")
+    tv, color = resolve_tv(tv, color, mode, iters)
     if tv not in ("aniso", "iso"):
         raise CLIError(f"--tv must be aniso or iso, got {tv!r}")
     if color not in ("separate", "joint"):
@@ -475,11 +499,16 @@ def _register(operation: str, summary: str) -> None:
         shard: str = typer.Option(None, "--shard", metavar="K/N|auto", help=SHARD_HELP),
         summary: str = typer.Option(None, "--summary", metavar="FILE.json",
                                     help=SUMMARY_HELP),
-        tv: str = typer.Option("aniso", "--tv", help="2d: aniso (the paper's, per channel) "
-                                                     "or iso (isotropic: round shapes)."),
-        color: str = typer.Option("separate", "--color",
-                                  help="With --tv iso: separate (each channel alone) or "
-                                       "joint (colour TV: edges line up across channels)."),
+        tv: str = typer.Option(
+            None, "--tv", show_default=False,
+            help="iso (isotropic: round shapes; the default) or aniso (the paper's: "
+                 "|row diff| + |column diff|; the only one for --iters and --mode "
+                 "rows/cols, and their default)."),
+        color: str = typer.Option(
+            None, "--color", show_default=False,
+            help="With --tv iso: joint (colour TV, one norm over the channels: edges line "
+                 "up across them; the default) or separate (each channel alone). "
+                 "aniso: separate."),
         include_outputs: bool = typer.Option(False, "--include-outputs",
                                              help=INCLUDE_OUTPUTS_HELP),
         volume: bool = typer.Option(
