@@ -85,7 +85,7 @@ def test_multipage_tiff_without_volume_is_one_clear_error_and_batch_goes_on(tmp_
 # ------------------------------------------------------------------ --volume
 
 
-@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32", "float64"])
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float16", "float32", "float64"])
 def test_volume_gray_matches_prox_tv_and_keeps_dtype_and_shape(tmp_path, dtype):
     samples = _stack((4, 9, 11), dtype)
     src = tmp_path / "v.tif"
@@ -102,11 +102,11 @@ def test_volume_gray_matches_prox_tv_and_keeps_dtype_and_shape(tmp_path, dtype):
     assert got.dtype == samples.dtype and got.shape == samples.shape
     with tifffile.TiffFile(out) as tif:
         assert len(tif.pages) == 4  # a multi-page TIFF again
-    want = _ref(_float(samples), 0.1)
-    step = {"uint8": 1 / 255, "uint16": 1 / 65535}.get(dtype, 0.0)
+    want = _ref(_float(samples), 0.1, "iso")  # the default: iso (gray: joint = iso)
+    step = {"uint8": 1 / 255, "uint16": 1 / 65535, "float16": 2 ** -10}.get(dtype, 0.0)
     assert np.abs(_float(got) - want).max() <= step / 2 + 1e-4
     # 3-D TV couples the slices: not the 2-D prox of each page.
-    flat = tvcli.prox_tv(torch.from_numpy(_float(samples)), 0.1, norm="aniso", tol=1e-6)
+    flat = tvcli.prox_tv(torch.from_numpy(_float(samples)), 0.1, norm="iso", tol=1e-6)
     assert np.abs(_float(got) - flat.numpy()).max() > 1e-2
     assert not list(tmp_path.glob(".*.part"))
 
@@ -141,7 +141,7 @@ def test_volume_3d_tiff_page_and_one_page_stack(tmp_path):
     assert res.exit_code == 0, res.output
     got = tifffile.imread(tmp_path / "d.tif")
     assert got.shape == vol.shape and got.dtype == np.float32
-    assert np.abs(got - _ref(vol.astype(np.float64), 0.1)).max() <= 1e-4
+    assert np.abs(got - _ref(vol.astype(np.float64), 0.1, "iso")).max() <= 1e-4
     one = tmp_path / "one.tif"  # a one-page file is a stack of one slice
     _imwrite(one, vol[0])
     res = _smooth(str(one), "-o", str(tmp_path / "one_o.tif"), "--volume", *TOL)
@@ -339,7 +339,7 @@ def test_lam_map_volume_one_page_and_stack(tmp_path):
     res = _smooth(str(src), "-o", str(tmp_path / "b.tif"), "--volume", "--lam", "0.15",
                   "--lam-map", str(mp), *TOL)
     assert res.exit_code == 0, res.output
-    want = _ref(vol.astype(np.float64), 0.15 * stack_map.astype(np.float64))
+    want = _ref(vol.astype(np.float64), 0.15 * stack_map.astype(np.float64), "iso")
     assert np.abs(tifffile.imread(tmp_path / "b.tif") - want).max() <= 1e-4
     _imwrite(mp, stack_map[:2])
     res = _smooth(str(src), "-o", str(tmp_path / "c.tif"), "--volume", "--lam-map", str(mp))
