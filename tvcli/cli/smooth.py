@@ -53,9 +53,10 @@ DEFAULT_MAX_ITER = 200
 # The default TV model of smooth / sharpen: isotropic colour TV (--tv iso --color
 # joint). Chosen by measurement (benchmarks/tv_variants_defaults.py, docs/tv_variants.md
 # "Choosing the defaults"): on Kodak24 + CBSD68 at sigma 15 / 25 / 50, each model at
-# its tuned lam, colour TV was 0.54-0.72 dB PSNR (and 0.014-0.04 SSIM) above
-# anisotropic, isotropic-per-channel TV and scikit-image, on every one of the 60
-# scored image / sigma pairs. --iters and --mode rows/cols keep anisotropic TV.
+# its tuned lam, colour TV was 0.5-1.2 dB PSNR (and 0.014-0.09 SSIM) above
+# anisotropic, isotropic-per-channel TV and scikit-image on average, and above each
+# of them on every one of the 84 scored image / sigma pairs (256^2 crops and whole
+# images). --iters and --mode rows/cols keep anisotropic TV.
 DEFAULT_TV = "iso"
 
 
