@@ -115,7 +115,8 @@ def test_bench_subprocess_json():
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert out["peers"] == {"proxTV": "skipped", "cvxpylayers": "skipped"}
+    assert out["peers"] == {"proxTV": "skipped", "cvxpylayers": "skipped",
+                            "pyproximal": "skipped"}
     assert all(row["impl"] == "tvcli" for row in out["length_sweep"])
     r = subprocess.run([sys.executable, "-c", "from tvcli.cli import main; main()", "bench",
                         "--section", "nope"], capture_output=True, text=True, env=env,
@@ -174,3 +175,41 @@ def test_bench_peers_leave_torch_threads_alone():
     before = torch.get_num_threads()
     _bench("--section", "table1,batch")
     assert torch.get_num_threads() == before
+
+
+def test_bench_variants_section_rows_accuracy_and_missing_peers():
+    """iso / colour / 3-D: every workload has tvcli's rows with their error against
+    the tight reference; a peer is timed where installed and has the variant, else
+    its row says why (no number)."""
+    from tvcli.bench import tv_variants
+
+    out = _bench("--section", "variants")
+    sec = out["variants"]
+    assert sec["status"] == "ok" and sec["threads"] == 1
+    rows = sec["rows"]
+    assert list(dict.fromkeys(r["workload"] for r in rows)) == list(tv_variants.WORKLOADS)
+    for wl in tv_variants.WORKLOADS:
+        mine = {r["method"]: r for r in rows if r["workload"] == wl}
+        base = mine[tv_variants.BASE]
+        assert base["x_tvcli"] == pytest.approx(1.0) and base["repeats"] == 3
+        for tol in ("1e-2", "1e-3"):  # within the certified bound (+ the reference's)
+            r = mine[f"tvcli prox_tv tol {tol}"]
+            assert r["median_ms"] > 0 and r["rms_error"] <= float(tol) + 1e-5
+        for r in mine.values():
+            if r["median_ms"] is None:
+                assert r["note"] and r["rms_error"] is None and r["x_tvcli"] is None
+            else:
+                assert r["rms_error"] is not None and r["max_error"] >= r["rms_error"]
+    colour = [r for r in rows if r["workload"] == "colour 2-D"
+              and r["method"].startswith(("scikit-image", "pyproximal"))]
+    assert colour and all(r["median_ms"] is None for r in colour)  # no colour TV there
+    if out["peers"]["pyproximal"][0].isdigit():  # installed: timed on iso 2-D and 3-D
+        assert any(r["method"].startswith("pyproximal") and r["median_ms"]
+                   for r in rows if r["workload"] == "iso 3-D")
+    res = CliRunner().invoke(app, ["bench", "--quick", "--no-peers", "--section", "variants"])
+    assert res.exit_code == 0 and "TV variants: iso 3-D" in res.stdout
+
+
+def test_bench_variants_no_peers_has_tvcli_rows_only():
+    out = _bench("--no-peers", "--section", "variants")
+    assert {r["method"].split()[0] for r in out["variants"]["rows"]} == {"tvcli"}

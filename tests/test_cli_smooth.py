@@ -101,7 +101,8 @@ def test_output_equals_library_and_keeps_depth(photos, tmp_path, name, mode, ope
 @pytest.mark.parametrize("operation", ["smooth", "sharpen"])
 def test_2d_output_equals_library(photos, tmp_path, operation):
     out = tmp_path / "o.png"
-    res = invoke(operation, photos / "rgb8.png", "-o", out, "--lam", "0.05")
+    # The anisotropic operator (no longer the default: see test_cli_smooth_tv.py).
+    res = invoke(operation, photos / "rgb8.png", "-o", out, "--lam", "0.05", "--tv", "aniso")
     assert res.exit_code == 0, res.output
     expected = library_result(photos / "rgb8.png", 0.05, "2d", operation)
     # The converged operator stops at a tolerance: allow one quantisation step.
@@ -370,7 +371,8 @@ def test_default_tol_follows_the_output_precision(photos, tmp_path, name, extra,
 
 @pytest.mark.skipif(not HAS_2D, reason="needs tvcli.prox_tv2d")
 def test_2d_json_reports_iterations_and_paper_mode(photos, tmp_path):
-    res = invoke("smooth", photos / "gray8.png", "-o", tmp_path / "a.png", "--json")
+    res = invoke("smooth", photos / "gray8.png", "-o", tmp_path / "a.png", "--json",
+                 "--tv", "aniso")
     rec = json.loads(res.stdout)
     assert rec["mode"] == "2d" and rec["stop"] == "tol" and rec["iterations"] >= 1
     assert rec["error_bound"] <= rec["tol"] == default_tol("uint8")

@@ -41,7 +41,8 @@ def test_smooth_iso_matches_prox_tv(photo, tmp_path, color: str) -> None:
 
 
 @pytest.mark.parametrize("args,msg", [
-    (["--color", "joint"], "--color joint needs --tv iso"),
+    (["--tv", "aniso", "--color", "joint"], "--color joint needs --tv iso"),
+    (["--iters", "4", "--color", "joint"], "--color joint needs --tv iso"),
     (["--tv", "iso", "--iters", "4"], "--tv iso"),
     (["--tv", "iso", "--mode", "rows"], "--tv iso"),
     (["--tv", "round"], "--tv must be"),
@@ -51,3 +52,28 @@ def test_smooth_tv_option_errors(photo, tmp_path, args, msg: str) -> None:
     # main() turns a CLIError into one stderr line and exit status 2.
     assert isinstance(res.exception, CLIError) and res.exception.code == 2
     assert msg in str(res.exception)
+
+
+def test_default_is_colour_tv_and_iters_rows_keep_aniso(photo, tmp_path) -> None:
+    """The defaults chosen in docs/tv_variants.md: iso + joint for the converged
+    operator; --iters and --mode rows/cols have only aniso; an unset --color follows
+    --tv."""
+    import json
+
+    def record(*args: str) -> dict:
+        res = runner.invoke(app, ["smooth", str(photo), "-o", str(tmp_path / "o.png"),
+                                  "--overwrite", "--json", *args])
+        assert res.exit_code == 0, res.output
+        return json.loads(res.stdout)
+
+    rec = record("--lam", "0.1")
+    assert (rec["tv"], rec["color"]) == ("iso", "joint")
+    got = io.read_image(tmp_path / "o.png")[0]
+    x = torch.from_numpy(io.read_image(photo)[0]).permute(2, 0, 1).contiguous()
+    want = tvcli.prox_tv(x, 0.1, norm="iso", channel_dim=0, tol=1e-5).permute(1, 2, 0)
+    assert np.abs(got - io.to_samples(want.numpy(), "uint8") / 255).max() <= 2 / 255
+    assert (record("--tv", "iso", "--color", "separate")["color"]) == "separate"
+    assert (record("--tv", "aniso")["tv"], record("--tv", "aniso")["color"]) == \
+        ("aniso", "separate")
+    assert record("--iters", "3")["tv"] == "aniso"
+    assert record("--mode", "rows")["tv"] == "aniso"

@@ -12,7 +12,9 @@ transparency expanded to alpha; interlaced files through ``pypng``), TIFF throug
 ``tifffile`` + ``imagecodecs`` (LZW, deflate, zstd, JPEG, ...; MINISWHITE and
 palettes converted), JPEG, BMP and WebP through Pillow, which also reads the
 metadata. ``.npy`` arrays can be read too. Multi-frame files (multi-page TIFF,
-animated PNG and WebP) are rejected rather than silently cut to one frame;
+animated PNG and WebP) are rejected rather than silently cut to one frame
+(:func:`read_volume` reads a TIFF stack as one volume, :func:`write_volume` writes
+one);
 float data with NaN/Inf is rejected; images above the decompression-bomb limit
 (:func:`max_pixels`) are refused before decoding.
 
@@ -43,16 +45,22 @@ __all__ = [
     "ImageReadError",
     "ImageWriteError",
     "UnsupportedFormatError",
+    "VOLUME_DTYPES",
+    "VolumeMeta",
     "atomic_write_bytes",
     "decode_image",
+    "decode_volume",
     "encode_image",
+    "encode_volume",
     "ensure_folder",
     "format_from_path",
     "read_image",
+    "read_volume",
     "to_float",
     "to_samples",
     "to_tensor",
     "write_image",
+    "write_volume",
 ]
 
 # Sample types each format can store, best first, and channel counts it can hold.
@@ -326,6 +334,10 @@ def _decode_tiff(data: bytes) -> tuple[np.ndarray, _Extras]:
             raise UnsupportedFormatError(f"multi-page TIFF ({len(tif.pages)} pages) is not "
                                          "supported; expected one image")
         page = tif.pages[0]
+        if int(getattr(page, "imagedepth", 1) or 1) > 1:
+            raise UnsupportedFormatError(
+                f"3-D TIFF (one page of depth {page.imagedepth}) is not supported as one "
+                "image; expected a 2-D image")
         _check_pixels(int(page.imagewidth), int(page.imagelength))
         photometric = tifffile.PHOTOMETRIC(page.photometric)
         allowed = {tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.MINISWHITE,
@@ -709,3 +721,239 @@ def to_tensor(img: np.ndarray, device: str | None = None):
 
     t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).contiguous()
     return t.to(device) if device is not None else t
+
+
+# ---------------------------------------------------------------- volumes (TIFF stacks)
+
+#: Sample types of TIFF stacks that ``--volume`` reads, and writes back unchanged.
+VOLUME_DTYPES = ("uint8", "uint16", "float16", "float32", "float64")
+# tifffile's axis letters that hold channels (samples of a pixel, or separate planes).
+_CHANNEL_AXES = "SC"
+
+
+@dataclass(frozen=True)
+class VolumeMeta:
+    """What a TIFF stack held, as read by :func:`read_volume`.
+
+    Attributes:
+        dtype: sample type in the file, one of :data:`VOLUME_DTYPES`.
+        depth, height, width: the stack's size (slices, rows, columns).
+        channels: 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA (per pixel).
+        axes: the axes of the file's image series as tifffile names them (e.g.
+            ``"QYX"`` for a plain multi-page file, ``"ZYXS"`` for an RGB stack).
+        path: the file read ('' for bytes).
+        icc_profile, dpi: as in :class:`ImageMeta` (from the first page).
+        stacked: whether the file had a stack axis (False for a one-page 2-D image,
+            read as a stack of one slice and written back as one page).
+    """
+
+    dtype: str
+    depth: int
+    height: int
+    width: int
+    channels: int
+    axes: str = ""
+    path: str = ""
+    icc_profile: bytes | None = field(default=None, repr=False)
+    dpi: tuple[float, float] | None = None
+    stacked: bool = True
+
+    @property
+    def has_alpha(self) -> bool:
+        """Whether the last channel is alpha (gray + alpha or RGBA)."""
+        return self.channels in (2, 4)
+
+    @property
+    def bit_depth(self) -> int:
+        """Bits per integer sample (8 or 16); 0 for float data."""
+        return {"uint8": 8, "uint16": 16}.get(self.dtype, 0)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(depth, height, width, channels) of the array :func:`read_volume` returns."""
+        return (self.depth, self.height, self.width, self.channels)
+
+
+def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, VolumeMeta]:
+    """Reads a TIFF stack (multi-page TIFF, or a 3-D TIFF page) as one volume.
+
+    Returns:
+        (volume of shape (depth, height, width, channels), :class:`VolumeMeta`).
+        8- and 16-bit samples are scaled to [0, 1] float32 (divided by 255 /
+        65535); float16 and float32 data become float32 as stored, float64 data
+        stays float64 (no precision is lost). A one-page TIFF is a stack of one
+        slice.
+
+    Raises:
+        ImageReadError / UnsupportedFormatError: one line naming the file: not a
+            TIFF, several image series in the file (pages of different sizes or
+            kinds), more than one stack axis (e.g. time and depth), an unsupported
+            sample type or colour space, NaN / Inf samples.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{path}: is a folder") from None
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return decode_volume(data, str(path))
+
+
+def decode_volume(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, VolumeMeta]:
+    """Decodes the bytes of a TIFF stack; see :func:`read_volume`."""
+    fmt = sniff_format(data)
+    if fmt != "tiff":
+        what = f"a {fmt.upper()} image" if fmt else ("an empty file" if not data else
+                                                     "not an image tvcli reads")
+        raise UnsupportedFormatError(f"{name}: --volume reads TIFF stacks; this is {what}")
+    try:
+        samples, axes, extras, stacked = _decode_tiff_stack(data)
+    except ImageError as exc:
+        raise type(exc)(f"{name}: {exc}") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # tifffile raises many types for damaged files
+        raise _failure(exc, "tiff", name) from exc
+    dtype = str(samples.dtype)
+    if dtype not in VOLUME_DTYPES:
+        raise UnsupportedFormatError(
+            f"{name}: TIFF stack of {dtype} samples is not supported (supported: "
+            f"{', '.join(VOLUME_DTYPES)})")
+    if dtype in ("uint8", "uint16"):
+        vol = samples.astype(np.float32)
+        vol /= np.float32(_MAXVAL[dtype])
+    else:
+        vol = samples.astype(np.float64 if dtype == "float64" else np.float32)
+        if not np.isfinite(vol).all():
+            raise ImageReadError(f"{name}: contains NaN or infinite values")
+    depth, height, width, channels = vol.shape
+    return vol, VolumeMeta(dtype, depth, height, width, channels, axes, name,
+                           _icc_for(extras.icc_profile, channels - int(channels in (2, 4))),
+                           extras.dpi, stacked)
+
+
+def _decode_tiff_stack(data: bytes) -> tuple[np.ndarray, str, _Extras, bool]:
+    """(samples (Z, H, W, C) in the file's dtype, tifffile's axes, metadata, whether
+    the file had a stack axis)."""
+    import tifffile
+
+    extras = _Extras()
+    with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        series = [s for s in tif.series if s.size]
+        if not series:
+            raise ImageReadError("cannot read TIFF stack (corrupt or truncated?): no image "
+                                 "pages")
+        if len(series) != 1:
+            shapes = ", ".join(str(tuple(s.shape)) for s in series)
+            raise UnsupportedFormatError(
+                f"the TIFF holds {len(series)} image series ({shapes}: pages of different "
+                "sizes or kinds); --volume needs one stack of equal pages")
+        s = series[0]
+        axes, shape = str(s.axes), tuple(int(n) for n in s.shape)
+        page = s.keyframe
+        photometric = tifffile.PHOTOMETRIC(page.photometric)
+        if photometric not in (tifffile.PHOTOMETRIC.MINISBLACK,
+                               tifffile.PHOTOMETRIC.MINISWHITE, tifffile.PHOTOMETRIC.RGB):
+            raise UnsupportedFormatError(
+                f"TIFF stack colour space {photometric.name} is not supported (use gray or "
+                "RGB)")
+        if "Y" not in axes or "X" not in axes:
+            raise UnsupportedFormatError(f"TIFF series with axes {axes!r} has no image plane")
+        chan = [a for a in axes if a in _CHANNEL_AXES and shape[axes.index(a)] > 1]
+        stack = [a for a in axes if a not in "YX" + _CHANNEL_AXES and shape[axes.index(a)] > 1]
+        if len(chan) > 1 or len(stack) > 1:
+            raise UnsupportedFormatError(
+                f"TIFF stack with axes {axes} and shape {shape} has "
+                + ("more than one stack axis" if len(stack) > 1 else "two channel axes")
+                + "; --volume smooths one stack of 2-D slices (write one volume per file)")
+        _check_pixels(int(shape[axes.index("X")]),
+                      int(shape[axes.index("Y")]) * (shape[axes.index(stack[0])] if stack else 1))
+        samples = s.asarray()
+        # Drop the axes of size 1, then order as (stack, Y, X, channels).
+        keep = [i for i, a in enumerate(axes) if shape[i] > 1 or a in "YX"]
+        samples = samples.reshape([shape[i] for i in keep])
+        kept = "".join(axes[i] for i in keep)
+        order = [kept.index(a) for a in stack] + [kept.index("Y"), kept.index("X")] \
+            + [kept.index(a) for a in chan]
+        samples = np.transpose(samples, order)
+        if not stack:
+            samples = samples[None]
+        if not chan:
+            samples = samples[..., None]
+        if samples.shape[3] > 4:
+            raise UnsupportedFormatError(
+                f"TIFF stack with {samples.shape[3]} channels is not supported (at most 4: "
+                "gray, gray + alpha, RGB, RGBA)")
+        if photometric == tifffile.PHOTOMETRIC.MINISWHITE:
+            samples = np.array(samples)
+            if not np.issubdtype(samples.dtype, np.unsignedinteger):
+                raise UnsupportedFormatError(
+                    f"MINISWHITE TIFF stack with {samples.dtype} samples is not supported")
+            samples[..., 0] = np.iinfo(samples.dtype).max - samples[..., 0]
+        tags = page.tags
+        if 34675 in tags:
+            extras.icc_profile = bytes(tags[34675].value)
+        orientation = int(tags[274].value) if 274 in tags else 1
+        if orientation != 1:  # the 2-D rule, slice by slice: (Z, H, W, C) -> (H, W, Z, C)
+            samples = np.moveaxis(_orient(np.moveaxis(samples, 0, 2), orientation), 2, 0)
+        unit = int(tags[296].value) if 296 in tags else 2
+        if 282 in tags and 283 in tags and unit in _TIFF_RESOLUTION_UNIT:
+            dpi = [_rational(tags[t].value) * _TIFF_RESOLUTION_UNIT[unit] for t in (282, 283)]
+            if all(v > 0 for v in dpi):
+                extras.dpi = (dpi[0], dpi[1])
+    return np.ascontiguousarray(samples), axes, extras, bool(stack)
+
+
+def encode_volume(vol: np.ndarray, dtype: str, meta: VolumeMeta | None = None) -> bytes:
+    """A multi-page TIFF of float ``vol`` (depth, height, width, channels): one page
+    per slice, samples of ``dtype`` (one of :data:`VOLUME_DTYPES`; integers are
+    clipped to [0, 1], scaled and rounded, floats stored as they are), gray /
+    RGB (+ alpha as an extra sample), the ICC profile and DPI of ``meta``.
+    tifffile's shape record in the first page makes a reader see the same stack
+    shape (a one-page input, ``meta.stacked`` False, is written as one page)."""
+    import tifffile
+
+    if dtype not in VOLUME_DTYPES:
+        raise UnsupportedFormatError(f"TIFF stacks store {', '.join(VOLUME_DTYPES)} samples, "
+                                     f"not {dtype}")
+    channels = vol.shape[3]
+    if dtype in _MAXVAL:
+        samples = np.clip(vol, 0.0, 1.0) * _MAXVAL[dtype]
+        samples = np.rint(samples).astype(dtype)
+    else:
+        samples = np.ascontiguousarray(vol, dtype=dtype)
+    if channels == 1:
+        samples = samples[..., 0]
+    if meta is not None and not meta.stacked and samples.shape[0] == 1:
+        samples = samples[0]  # a one-page input: one page out, the same shape
+    photometric = "rgb" if channels >= 3 else "minisblack"
+    extrasamples = ("unassalpha",) if channels in (2, 4) else None
+    color = channels - int(channels in (2, 4))
+    icc = _icc_for(meta.icc_profile, color) if meta is not None else None
+    dpi = meta.dpi if meta is not None else None
+    extra = {"resolution": dpi, "resolutionunit": "INCH"} if dpi else {}
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, samples, photometric=photometric, extrasamples=extrasamples,
+                     iccprofile=icc, **extra)
+    return buf.getvalue()
+
+
+def write_volume(path: str | os.PathLike, vol: np.ndarray, meta: VolumeMeta | None = None,
+                 *, dtype: str | None = None) -> VolumeMeta:
+    """Writes float ``vol`` (depth, height, width, channels) atomically as a multi-page
+    TIFF (:func:`encode_volume`); samples of ``dtype``, default the input's
+    (``meta.dtype``), else float32. The path must end in .tif / .tiff.
+
+    Returns:
+        The :class:`VolumeMeta` of what was written.
+    """
+    if format_from_path(path) != "tiff":
+        raise UnsupportedFormatError(f"{path}: a volume is written as a TIFF stack; name the "
+                                     "output .tif or .tiff")
+    stored = dtype or (meta.dtype if meta else "float32")
+    atomic_write_bytes(path, encode_volume(vol, stored, meta))
+    depth, height, width, channels = vol.shape
+    return VolumeMeta(stored, depth, height, width, channels, path=str(path),
+                      stacked=meta.stacked if meta is not None else True)

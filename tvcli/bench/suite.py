@@ -38,6 +38,11 @@ batch
     B = 1 ... 65536 signals of length 32: tvcli forward and backward, proxTV
     row loop and ``tvgen``.
 
+variants
+    :func:`tvcli.prox_tv` isotropic, colour and 3-D TV against scikit-image's
+    chambolle, pyproximal's TV prox and proxTV where each has the variant, one
+    thread, accuracy beside time (:mod:`tvcli.bench.tv_variants`).
+
 Timings are never asserted anywhere: the machines are shared and noisy. The
 load average at the start and the end of the run is recorded next to them.
 """
@@ -61,7 +66,7 @@ from tvcli.bench.tv1d import Timing, machine_info, sweep_signal, table1_workload
 
 __all__ = ["run", "print_report", "plot", "SECTIONS"]
 
-SECTIONS = ("table1", "2d", "length", "batch", "layer", "converged", "large")
+SECTIONS = ("table1", "2d", "length", "batch", "variants", "layer", "converged", "large")
 LAM = 1.0
 CVX_EPS = 1e-7
 
@@ -139,12 +144,14 @@ def peer_versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {}
-    for label, dist in (("proxTV", "prox-tv-sdist"), ("cvxpylayers", "cvxpylayers")):
+    for label, dist in (("proxTV", "prox-tv-sdist"), ("cvxpylayers", "cvxpylayers"),
+                        ("pyproximal", "pyproximal")):
         try:
             out[label] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             out[label] = "not installed"
-    importable = {"proxTV": _proxtv() is not None, "cvxpylayers": _cvxpylayers_ok()}
+    importable = {"proxTV": _proxtv() is not None, "cvxpylayers": _cvxpylayers_ok(),
+                  "pyproximal": _pyproximal_ok()}
     for label, ok in importable.items():
         if ok and out[label] == "not installed":
             out[label] = "installed"  # e.g. built from source under another name
@@ -157,6 +164,14 @@ def _cvxpylayers_ok() -> bool:
     try:
         import cvxpy  # noqa: F401
         import cvxpylayers.torch  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def _pyproximal_ok() -> bool:
+    try:
+        import pyproximal  # noqa: F401
     except Exception:
         return False
     return True
@@ -614,7 +629,8 @@ def _run(quick: bool, repeats: int, peers: bool, sections: tuple[str, ...], cvx_
                      "sections": list(sections), "cvxpylayers_eps": CVX_EPS,
                      "devices": _devices(),
                      "engines": {d: _engine(d) for d in _devices()}},
-        "peers": peer_versions() if peers else {"proxTV": "skipped", "cvxpylayers": "skipped"},
+        "peers": peer_versions() if peers else {"proxTV": "skipped", "cvxpylayers": "skipped",
+                                                 "pyproximal": "skipped"},
     }
     if "table1" in sections:
         say("table1")
@@ -632,6 +648,14 @@ def _run(quick: bool, repeats: int, peers: bool, sections: tuple[str, ...], cvx_
         say("batch sweep")
         batches = [1, 16] if quick else [1, 16, 256, 4096, 65536]
         result["batch_sweep"] = batch_sweep(batches, 32, repeats, peers)
+    if "variants" in sections:
+        from tvcli.bench import tv_variants
+
+        # The pure-PyTorch iso solver takes ~1 s per call at the full size: at most 5
+        # interleaved rounds (medians of 5), 3 with --quick.
+        with _restore_threads():
+            result["variants"] = tv_variants.run(quick, min(repeats, 3 if quick else 5), say,
+                                                 peers=peers)
     for name, fn in (("layer", bench_layer_workload), ("converged", bench_converged_workload),
                      ("large", bench_large_workload)):
         if name in sections:
@@ -727,6 +751,8 @@ def print_report(result: dict, console=None) -> None:
             ratio = f"{peer / ours:.3g}" if ours and peer else "-"
             t.add_row(f"{v:,}", *[_ms(cell.get(c)) for c in cols], ratio)
         con.print(t)
+    if "variants" in result:
+        _print_variants(con, result["variants"])
     for key in ("layer", "converged", "large"):
         if key not in result:
             continue
@@ -737,6 +763,29 @@ def print_report(result: dict, console=None) -> None:
             t.add_column(c)
         for r in result[key]:
             t.add_row(*[_fmt_any(r.get(c)) for c in cols])
+        con.print(t)
+
+
+def _print_variants(con, sec: dict) -> None:
+    """The ``variants`` section: one table per workload, time and error side by side."""
+    from rich.table import Table
+
+    if sec["status"] != "ok":
+        con.print(f"TV variants: {sec['status']}")
+    for wl in dict.fromkeys(r["workload"] for r in sec["rows"]):
+        rows = [r for r in sec["rows"] if r["workload"] == wl]
+        t = Table(title=f"TV variants: {wl} {'x'.join(map(str, rows[0]['shape']))} float64, "
+                        f"lam {sec['lam']}, {sec['threads']} thread; errors against "
+                        f"{rows[0]['reference']}")
+        for c in ("method", "setting", "median ms", "x tvcli 1e-3", "RMS error",
+                  "max error", "note"):
+            t.add_column(c, justify="left" if c in ("method", "setting", "note") else "right")
+        for r in rows:
+            ratio = r.get("x_tvcli")
+            t.add_row(r["method"], r["setting"], _ms(r["median_ms"]),
+                      "-" if ratio is None else f"{ratio:.3g}",
+                      "-" if r["rms_error"] is None else f"{r['rms_error']:.1e}",
+                      "-" if r["max_error"] is None else f"{r['max_error']:.1e}", r["note"])
         con.print(t)
 
 

@@ -69,8 +69,10 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def _images_in(folder: Path, recursive: bool, exclude: Path | None) -> list[Path]:
-    """Image files (by extension) in ``folder``, sorted; hidden files skipped.
+def _images_in(folder: Path, recursive: bool, exclude: Path | None,
+               extensions: Iterable[str] | None = None) -> list[Path]:
+    """Image files (by extension: ``extensions``, default every format tvcli reads)
+    in ``folder``, sorted; hidden files skipped.
 
     Files under ``exclude`` (the output folder, when it lies inside ``folder``)
     are left out, whichever way either path is spelt (relative, via symlinks):
@@ -78,6 +80,7 @@ def _images_in(folder: Path, recursive: bool, exclude: Path | None) -> list[Path
     """
     pattern = folder.rglob("*") if recursive else folder.glob("*")
     skip = None if exclude is None else {os.path.abspath(exclude), os.path.realpath(exclude)}
+    wanted = set(EXTENSIONS if extensions is None else extensions)
     found = []
     for path in pattern:
         rel = path.relative_to(folder)
@@ -86,7 +89,7 @@ def _images_in(folder: Path, recursive: bool, exclude: Path | None) -> list[Path
         if skip is not None and any(_inside(p, s) for s in skip for p in (
                 os.path.abspath(path), os.path.realpath(path.parent))):
             continue  # the output folder inside an input folder
-        if path.suffix.lower() in EXTENSIONS and path.is_file():
+        if path.suffix.lower() in wanted and path.is_file():
             found.append(path)
     return sorted(found)
 
@@ -169,6 +172,8 @@ def plan_jobs(
     force_ext: str | None = None,
     include_outputs: bool = True,
     skipped_outputs: list[str] | None = None,
+    extensions: Iterable[str] | None = None,
+    extra_inputs: Iterable[str | os.PathLike] = (),
 ) -> list[Job]:
     """Expands ``inputs`` into jobs and names their outputs.
 
@@ -183,7 +188,10 @@ def plan_jobs(
     ``NAME.compare.EXT``, ``NAME.MODEL.EXT``: :func:`looks_like_output`) are left
     out, so that a folder run does not filter an earlier run's results as if they
     were photos; their paths are appended to ``skipped_outputs``. Files named on
-    the command line are always processed.
+    the command line are always processed. ``extensions`` (e.g. ``(".tif",
+    ".tiff")``): the file endings taken from folder inputs (default: every image
+    format). ``extra_inputs``: other files the command reads (a weight map): no
+    output may be one of them.
 
     Raises:
         ValueError: the combination of inputs and ``output`` makes no sense
@@ -216,7 +224,7 @@ def plan_jobs(
         elif path.is_dir():
             dest = out_root or default_output_folder(path, operation)
             same = os.path.realpath(dest) == os.path.realpath(path)
-            files = _images_in(path, recursive, None if same else dest)
+            files = _images_in(path, recursive, None if same else dest, extensions)
             own: list[Path] = []
             if not include_outputs:
                 tags = own_output_tags()
@@ -253,7 +261,7 @@ def plan_jobs(
             if job.compare is not None and os.path.lexists(job.compare) and not overwrite \
                     and not _same_file(job.compare, job.source):
                 job.error = f"{job.source}: comparison {job.compare} exists (use --overwrite)"
-    check_output_plan(jobs, extra_outputs)
+    check_output_plan(jobs, extra_outputs, extra_inputs)
     if skip_existing:
         remove_stale_parts(jobs if owns is None else [j for j in jobs if owns(j)])
     return jobs
@@ -322,9 +330,11 @@ def _file_keys(path: str) -> list[tuple]:
     return keys
 
 
-def check_output_plan(jobs: list[Job], extra_outputs: Iterable[str | os.PathLike] = ()) -> None:
+def check_output_plan(jobs: list[Job], extra_outputs: Iterable[str | os.PathLike] = (),
+                      extra_inputs: Iterable[str | os.PathLike] = ()) -> None:
     """Refuses a plan in which any two files it will write, or a written file and an
-    input, are the same file; called before any work starts.
+    input, are the same file; called before any work starts. ``extra_inputs`` are
+    files read besides the jobs' sources (a ``--lam-map``): inputs too.
 
     Every output that the jobs will write (results, comparison pictures) and every
     path in ``extra_outputs`` (a summary or JSON file the command writes) is
@@ -341,6 +351,10 @@ def check_output_plan(jobs: list[Job], extra_outputs: Iterable[str | os.PathLike
         if job.source not in (STDIO, "") and os.path.lexists(job.source):
             for key in _file_keys(job.source):
                 inputs[key] = job.source
+    for extra in extra_inputs:
+        if os.path.lexists(extra):
+            for key in _file_keys(os.fspath(extra)):
+                inputs.setdefault(key, os.fspath(extra))
     written: dict[tuple, str] = {}
 
     def claim(path: str, role: str) -> None:
@@ -520,7 +534,8 @@ def _report(rec: Record, *, as_json: bool, quiet: bool) -> None:
             its += (" (stopped by --max-iter before --tol" +
                     (f"; RMS error bound {bound:.1e})" if bound is not None else ")"))
         depth = f"{rec.bit_depth}-bit" if rec.bit_depth else "float"
-        print(f"{rec.input} -> {rec.output}  ({w}x{h}, {depth}{its}, {rec.seconds:.2f} s)",
+        size = f"{w}x{h}" + (f"x{rec.extra['depth']}" if rec.extra.get("depth") else "")
+        print(f"{rec.input} -> {rec.output}  ({size}, {depth}{its}, {rec.seconds:.2f} s)",
               flush=True)
 
 

@@ -21,10 +21,11 @@ def bench_cmd(
                                                              "and ratios (needs matplotlib).")]
     = None,
     repeats: int = typer.Option(25, "--repeats", help="Timed runs per entry."),
-    section: str = typer.Option("table1,2d,length,batch", "--section",
+    section: str = typer.Option("table1,2d,length,batch,variants", "--section",
                                 help="Comma list of sections: table1, 2d, length, batch, "
-                                     "and the device workloads layer, converged, large "
-                                     "(docs/gpu.md)."),
+                                     "variants (iso / colour / 3-D TV against scikit-image, "
+                                     "pyproximal, proxTV), and the device workloads layer, "
+                                     "converged, large (docs/gpu.md)."),
     device: str = typer.Option("all", "--device", help="all (cpu, and cuda when present), "
                                                        "cpu or cuda."),
     no_peers: bool = typer.Option(False, "--no-peers", help="Skip proxTV and cvxpylayers."),
@@ -36,8 +37,9 @@ def bench_cmd(
     """Time the TV solvers against proxTV and cvxpylayers.
 
     The paper's Table 1 workload (forward, backward, every solver and device),
-    the 2-D comparison, a length sweep (N = 32 ... 10^6) and a batch sweep,
-    next to the peers that are installed (pip install 'tvcli\\[bench]').
+    the 2-D comparison, a length sweep (N = 32 ... 10^6), a batch sweep and the
+    isotropic / colour / 3-D variants, next to the peers that are installed
+    (pip install 'tvcli\\[bench]').
 
     Medians of >= 25 runs with the spread; cvxpylayers is timed on a smaller
     batch and extrapolated linearly (every row says so). Nothing is asserted:

@@ -32,7 +32,11 @@ from tvcli.cli.shard import (
 )
 
 LAM_HELP = ("TV weight in [0, 1] intensity units, the same for 8-bit, 16-bit and float "
-            "images. Typical: 0.02 light, 0.1 strong, 0.5 cartoon. 0 = unchanged.")
+            "images. Typical with the default colour TV: 0.05 / 0.1 / 0.23 against noise "
+            "of sigma 15 / 25 / 50 (of 255), larger for a cartoon look; --tv aniso "
+            "smooths more at the same lam (about 0.6x the value). 0 = unchanged.")
+# float32's largest value: a larger --lam is solved as inf (tvcli.cli.tvfilter.solver_lam).
+_FLOAT32_MAX = 3.4028234663852886e38
 _DTYPE_OF_DEPTH = {"keep": None, "8": "uint8", "16": "uint16", "float": "float32"}
 # Converged smoothing (2-D and --tv iso) stops on a certified RMS error bound; the
 # default is the loosest bound whose output a user cannot tell from the exact prox
@@ -64,6 +68,28 @@ def default_tol(stored: str) -> float:
     """The default ``--tol`` for an output stored as ``stored`` ("uint8", "uint16",
     "float32"): one 8-bit level at most for 8-bit outputs, one 16-bit level else."""
     return DEFAULT_TOL_8BIT if stored == "uint8" else DEFAULT_TOL_PRECISE
+
+
+# The default TV model of smooth / sharpen: isotropic colour TV (--tv iso --color
+# joint). Chosen by measurement (benchmarks/tv_variants_defaults.py, docs/tv_variants.md
+# "Choosing the defaults"): on Kodak24 + CBSD68 at sigma 15 / 25 / 50, each model at
+# its tuned lam, colour TV was 0.5-1.2 dB PSNR (and 0.014-0.09 SSIM) above
+# anisotropic, isotropic-per-channel TV and scikit-image on average, and above each
+# of them on every one of the 84 scored image / sigma pairs (256^2 crops and whole
+# images). --iters and --mode rows/cols keep anisotropic TV.
+DEFAULT_TV = "iso"
+
+
+def resolve_tv(tv: str | None, color: str | None, mode: str,
+               iters: int | None) -> tuple[str, str]:
+    """The TV model when --tv / --color are not given: iso (colour TV: --color joint)
+    for the converged 2-D and volume operators; aniso where only it exists (--iters,
+    --mode rows/cols). An unset --color is joint for iso and separate for aniso."""
+    if tv is None:
+        tv = DEFAULT_TV if mode == "2d" and iters is None else "aniso"
+    if color is None:
+        color = "joint" if tv == "iso" else "separate"
+    return tv, color
 
 
 def parse_lam(text: str) -> float:
@@ -157,9 +183,11 @@ def run_filter(
     quiet: bool,
     shard: str | None = None,
     summary: str | None = None,
-    tv: str = "aniso",
-    color: str = "separate",
+    tv: str | None = None,
+    color: str | None = None,
     include_outputs: bool = False,
+    volume: bool = False,
+    lam_map: str | None = None,
 ) -> int:
     """Checks the options, plans the jobs, runs them (this ``shard``'s share, see
     :mod:`tvcli.cli.shard`); returns the exit status."""
@@ -177,6 +205,7 @@ def run_filter(
     if mode != "2d" and (iters is not None or tol is not None or max_iter is not None):
         raise CLIError("--iters, --tol and --max-iter apply to --mode 2d only "
                        "(rows and cols are exact)")
+    tv, color = resolve_tv(tv, color, mode, iters)
     if tv not in ("aniso", "iso"):
         raise CLIError(f"--tv must be aniso or iso, got {tv!r}")
     if color not in ("separate", "joint"):
@@ -187,6 +216,17 @@ def run_filter(
     if color == "joint" and tv != "iso":
         raise CLIError("--color joint needs --tv iso (anisotropic TV has no channel "
                        "coupling)")
+    if volume and (mode != "2d" or iters is not None):
+        raise CLIError("--volume is a converged 3-D operator: not with --mode rows/cols or "
+                       "--iters")
+    if volume and output == "-":
+        raise CLIError("--volume writes TIFF stacks to files; give -o FILE.tif, not -o -")
+    if lam_map is not None and (mode != "2d" or iters is not None):
+        raise CLIError("--lam-map needs the converged operator: not with --mode rows/cols or "
+                       "--iters")
+    if lam_map is not None and not lam <= _FLOAT32_MAX:  # solved as inf (tvfilter.solver_lam)
+        raise CLIError("--lam inf cannot be combined with --lam-map (a map holding zeros "
+                       "would make 0 x inf); give a finite --lam")
     if bit_depth not in _DTYPE_OF_DEPTH:
         raise CLIError(f"--bit-depth must be keep, 8, 16 or float, got {bit_depth!r}")
     if as_json and output == "-":
@@ -195,6 +235,7 @@ def run_filter(
     from tvcli.cli import batch
     from tvcli.cli.tvfilter import FilterSettings, has_prox_tv2d
 
+    weights = None if lam_map is None else read_lam_map(lam_map, volume)
     skipped: list[str] = []
     try:
         summary_file = summary_path(summary, shard_spec)
@@ -203,8 +244,11 @@ def run_filter(
             skip_existing=skip_existing, compare=compare, compare_out=compare_out,
             extra_outputs=[summary_file] if summary_file else (),
             owns=owner_filter(inputs, shard_spec), include_outputs=include_outputs,
-            skipped_outputs=skipped)
+            skipped_outputs=skipped, extensions=_TIFF_EXTENSIONS if volume else None,
+            extra_inputs=[lam_map] if lam_map is not None else ())
         batch.refuse_binary_to_terminal(jobs)
+        if volume:
+            refuse_non_tiff_outputs(jobs)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     if any(j.target == batch.STDIO for j in jobs) and as_json:
@@ -221,13 +265,98 @@ def run_filter(
         if mode == "2d" and not _tv2d_takes_solver():
             raise CLIError("--solver applies to --mode rows / cols; the 2-D operator picks "
                            "its own inner 1-D solver")
-    # tol / max_iter None: the defaults for each output's sample type (process_job)
+    # tol / max_iter None: the defaults for each output's sample type (process_job,
+    # process_volume_job)
     settings = FilterSettings(operation, lam, mode, iters, tol, max_iter, solver, dev, tv,
-                              color)
+                              color, volume, weights, lam_map)
     dtype = _DTYPE_OF_DEPTH[bit_depth]
-    return run_batch(operation, inputs, jobs, lambda job: process_job(job, settings, dtype),
+    process = process_volume_job if volume else process_job
+    return run_batch(operation, inputs, jobs, lambda job: process(job, settings, dtype),
                      shard=shard_spec, summary=summary, as_json=as_json, quiet=quiet,
                      label=operation)
+
+
+_TIFF_EXTENSIONS = (".tif", ".tiff")
+
+
+def refuse_non_tiff_outputs(jobs) -> None:
+    """--volume: marks the jobs whose result or comparison is not a .tif / .tiff file
+    (a per-file error: a stack has no other format here)."""
+    from pathlib import Path
+
+    from tvcli.cli.batch import STDIO
+
+    for job in jobs:
+        if job.error is not None or job.skip or job.target == STDIO:
+            continue
+        for out in (job.target, job.compare):
+            if out is not None and Path(out).suffix.lower() not in _TIFF_EXTENSIONS:
+                job.error = (f"{job.source}: --volume writes TIFF stacks; {out} is not a "
+                             ".tif / .tiff file")
+                break
+
+
+def read_lam_map(path: str, volume: bool):
+    """The ``--lam-map`` file as float64 weights in [0, 1] units of --lam: (H, W), or
+    (Z, H, W) with ``volume`` (a one-page map: Z = 1, the same for every slice).
+
+    8-bit maps are divided by 255 and 16-bit ones by 65535 (white = 1: the weight
+    there is --lam; black = 0: no smoothing across that pixel's differences);
+    float TIFF maps are used as stored and must be >= 0. The map must be grey: an
+    RGB file is accepted when its three channels are equal (a grey picture saved
+    as RGB); a colour map or an alpha channel is refused (CLIError, exit 2).
+    """
+    import numpy as np
+
+    from tvcli import io
+
+    try:
+        if volume and io.sniff_format(_head(path)) == "tiff":
+            arr, meta = io.read_volume(path)
+            channels = meta.channels
+        else:
+            img, meta2 = io.read_image(path)
+            arr, channels = img[None], meta2.channels
+    except (io.ImageError, OSError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CLIError(f"--lam-map: {msg}") from None
+    if channels in (2, 4):
+        raise CLIError(f"--lam-map {path}: has an alpha channel; the map must be one grey "
+                       "channel")
+    if channels == 3:
+        if not (np.array_equal(arr[..., 0], arr[..., 1])
+                and np.array_equal(arr[..., 0], arr[..., 2])):
+            raise CLIError(f"--lam-map {path}: is a colour image; the map must be grey (one "
+                           "weight per pixel; an RGB file with three equal channels is "
+                           "accepted)")
+    weights = np.asarray(arr[..., 0], dtype=np.float64)
+    if (weights < 0).any():
+        raise CLIError(f"--lam-map {path}: holds negative values; weights must be >= 0")
+    return weights if volume else weights[0]
+
+
+def _head(path: str) -> bytes:
+    """The first bytes of ``path`` (for the format sniffer); b'' if unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(16)
+    except OSError:
+        return b""
+
+
+def check_map_size(weights, shape: tuple[int, ...], source: str, map_path: str) -> None:
+    """ValueError (a per-file error) when the --lam-map does not fit the image:
+    (H, W) must equal the image's; a volume's map has 1 or Z slices."""
+    if weights is None:
+        return
+    if weights.shape[-2:] != tuple(shape[-2:]) or (
+            len(shape) == 3 and weights.shape[0] not in (1, shape[0])):
+        def size(s):
+            return f"{s[-1]}x{s[-2]}" + (f"x{s[0]}" if len(s) == 3 else "")
+
+        raise ValueError(f"{source}: --lam-map {map_path} is {size(weights.shape)} but the "
+                         f"image is {size(tuple(shape))} (width x height"
+                         f"{' x slices' if len(shape) == 3 else ''}); they must match")
 
 
 def process_job(job, settings, dtype: str | None):
@@ -242,20 +371,25 @@ def process_job(job, settings, dtype: str | None):
 
     start = time.perf_counter()
     job.status("reading")
-    if job.source == STDIO:
-        img, meta = io.decode_image(sys.stdin.buffer.read(), "<stdin>")
-    else:
-        img, meta = io.read_image(job.source)
+    try:
+        if job.source == STDIO:
+            img, meta = io.decode_image(sys.stdin.buffer.read(), "<stdin>")
+        else:
+            img, meta = io.read_image(job.source)
+    except io.UnsupportedFormatError as exc:
+        if "multi-page TIFF" in str(exc) or "3-D TIFF" in str(exc):
+            raise io.UnsupportedFormatError(
+                f"{exc}; tvcli {settings.operation} --volume smooths it as a 3-D stack "
+                "(pages are never dropped)") from None
+        raise
+    if settings.lam_map is not None:
+        check_map_size(settings.lam_map, img.shape[:2], job.source, _map_name(settings))
     t_read = time.perf_counter()
     # The output's sample type, known before solving: it sets the default --tol (and
     # an impossible --bit-depth for the format fails here, before the work).
     fmt = "png" if job.target == STDIO else io.format_from_path(job.target)
     stored = io.choose_dtype(fmt, dtype or meta.dtype, strict=dtype is not None)
-    if settings.mode == "2d" and settings.iters is None:
-        settings = dataclasses.replace(
-            settings, tol=default_tol(stored) if settings.tol is None else settings.tol,
-            max_iter=default_max_iter(stored) if settings.max_iter is None
-            else settings.max_iter)
+    settings = _with_default_tol(settings, stored)
     # Without a comparison picture the input array is not needed afterwards.
     out, facts = filter_image(img, settings, inplace=job.compare is None, status=job.status)
     t_solve = time.perf_counter()
@@ -278,7 +412,72 @@ def process_job(job, settings, dtype: str | None):
         seconds=round(time.perf_counter() - start, 4), compare=job.compare,
         extra={"operation": settings.operation, "mode": settings.mode,
                **({"tol": settings.tol} if settings.tol is not None else {}),
-               "input_bit_depth": meta.bit_depth, **facts,
+               "input_bit_depth": meta.bit_depth, **facts, **_tv_fields(settings),
+               "timings": {"read": round(t_read - start, 4), "solve": round(t_solve - t_read, 4),
+                           "write": round(t_write - t_solve, 4)}},
+    )
+
+
+def _with_default_tol(settings, stored: str):
+    """``settings`` with an unset --tol / --max-iter replaced by the defaults for an
+    output of sample type ``stored`` (converged modes only)."""
+    if settings.mode != "2d" or settings.iters is not None:
+        return settings
+    return dataclasses.replace(
+        settings, tol=default_tol(stored) if settings.tol is None else settings.tol,
+        max_iter=default_max_iter(stored) if settings.max_iter is None else settings.max_iter)
+
+
+def _map_name(settings) -> str:
+    return settings.lam_map_path or "(map)"
+
+
+def _tv_fields(settings) -> dict:
+    """The JSON record's fields for the TV model: tv, color, volume, lam_map."""
+    return {"tv": settings.tv, "color": settings.color, "volume": settings.volume,
+            "lam_map": settings.lam_map_path}
+
+
+def process_volume_job(job, settings, dtype: str | None):
+    """``--volume``: reads a TIFF stack, filters it with 3-D TV, writes a multi-page
+    TIFF of the input's sample type (or ``dtype``) and shape; returns its Record."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from tvcli import io
+    from tvcli.cli.batch import STDIO, Record
+    from tvcli.cli.tvfilter import filter_volume
+
+    start = time.perf_counter()
+    job.status("reading")
+    if job.source == STDIO:
+        vol, meta = io.decode_volume(sys.stdin.buffer.read(), "<stdin>")
+    else:
+        vol, meta = io.read_volume(job.source)
+    if settings.lam_map is not None:
+        check_map_size(settings.lam_map, vol.shape[:3], job.source, _map_name(settings))
+    t_read = time.perf_counter()
+    stored = dtype or meta.dtype
+    settings = _with_default_tol(settings, stored)
+    out, facts = filter_volume(vol, settings, status=job.status)
+    t_solve = time.perf_counter()
+    job.status("writing")
+    io.ensure_folder(Path(job.target).parent)
+    written = io.write_volume(job.target, out, meta, dtype=stored)
+    if job.compare is not None:  # input | output side by side, slice by slice
+        gap = np.ones((*vol.shape[:2], max(4, vol.shape[2] // 100), vol.shape[3]), vol.dtype)
+        io.write_volume(job.compare, np.concatenate([vol, gap, out], axis=2), meta,
+                        dtype=stored)
+    t_write = time.perf_counter()
+    return Record(
+        input=job.source, output=job.target, status="ok", size=[meta.width, meta.height],
+        channels=meta.channels, bit_depth=written.bit_depth, lam=settings.lam,
+        iterations=facts.pop("iterations", None),
+        seconds=round(time.perf_counter() - start, 4), compare=job.compare,
+        extra={"operation": settings.operation, "mode": "3d", "depth": meta.depth,
+               "dtype": written.dtype, "input_dtype": meta.dtype,
+               "input_bit_depth": meta.bit_depth, **facts, **_tv_fields(settings),
                "timings": {"read": round(t_read - start, 4), "solve": round(t_solve - t_read, 4),
                            "write": round(t_write - t_solve, 4)}},
     )
@@ -339,18 +538,33 @@ def _register(operation: str, summary: str) -> None:
         shard: str = typer.Option(None, "--shard", metavar="K/N|auto", help=SHARD_HELP),
         summary: str = typer.Option(None, "--summary", metavar="FILE.json",
                                     help=SUMMARY_HELP),
-        tv: str = typer.Option("aniso", "--tv", help="2d: aniso (the paper's, per channel) "
-                                                     "or iso (isotropic: round shapes)."),
-        color: str = typer.Option("separate", "--color",
-                                  help="With --tv iso: separate (each channel alone) or "
-                                       "joint (colour TV: edges line up across channels)."),
+        tv: str = typer.Option(
+            None, "--tv", show_default=False,
+            help="iso (isotropic: round shapes; the default) or aniso (the paper's: "
+                 "|row diff| + |column diff|; the only one for --iters and --mode "
+                 "rows/cols, and their default)."),
+        color: str = typer.Option(
+            None, "--color", show_default=False,
+            help="With --tv iso: joint (colour TV, one norm over the channels: edges line "
+                 "up across them; the default) or separate (each channel alone). "
+                 "aniso: separate."),
         include_outputs: bool = typer.Option(False, "--include-outputs",
                                              help=INCLUDE_OUTPUTS_HELP),
+        volume: bool = typer.Option(
+            False, "--volume", help="TIFF stacks (multi-page or 3-D TIFF): 3-D TV over "
+                                    "(slices, rows, columns); written as a TIFF stack of the "
+                                    "same sample type and shape. Folders: .tif/.tiff only."),
+        lam_map: str = typer.Option(
+            None, "--lam-map", metavar="FILE",
+            help="Per-pixel weights from a grey image of the input's size: the weight at a "
+                 "pixel is LAM x map (8/16-bit: white = LAM, black = 0, no smoothing "
+                 "there; float TIFF: as stored). With --volume a one-page map applies to "
+                 "every slice, or give a stack of the same depth."),
     ) -> None:
         code = run_filter(operation, inputs, output, lam, mode, iters, tol, max_iter, solver,
                           device, threads, bit_depth, recursive, overwrite, skip_existing,
                           compare, compare_out, as_json, quiet, shard, summary, tv, color,
-                          include_outputs)
+                          include_outputs, volume, lam_map)
         if code:
             raise typer.Exit(code)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -25,6 +25,11 @@ class FilterSettings:
     ``iters`` None means the converged 2-D operator (stop at ``tol``); an integer
     runs exactly that many Dykstra iterations (the paper's layer). ``rows`` and
     ``cols`` are exact 1-D proxes along image rows / columns.
+
+    ``volume``: 3-D TV over (slices, rows, columns) of a stack (:func:`filter_volume`).
+    ``lam_map``: per-pixel weights in [0, 1] units of ``lam`` (the weight at a
+    pixel is ``lam * lam_map``), float (H, W), or (Z, H, W) / (1, H, W) for a
+    volume; None: ``lam`` everywhere. Converged modes only.
     """
 
     operation: str = "smooth"
@@ -37,6 +42,9 @@ class FilterSettings:
     device: str = "cpu"
     tv: str = "aniso"
     color: str = "separate"
+    volume: bool = False
+    lam_map: np.ndarray | None = field(default=None, compare=False, repr=False)
+    lam_map_path: str | None = None
 
 
 def has_prox_tv2d() -> bool:
@@ -78,11 +86,34 @@ def solver_lam(lam: float) -> float:
     return lam if lam <= _FLOAT32_MAX else float("inf")
 
 
-def _prox(x, settings: FilterSettings):
-    """prox of a (C, H, W) tensor; returns (y, info dict: iterations, stop, error_bound)."""
-    import tvcli
+def _lam_weights(settings: FilterSettings, x):
+    """``lam``, or with a map the weights ``lam * map`` as a tensor broadcastable to
+    ``x`` ((C, H, W), or (C, Z, H, W) for a volume), in x's dtype and device."""
+    import torch
 
     lam = solver_lam(settings.lam)
+    if settings.lam_map is None:
+        return lam
+    # float64 product, then x's dtype: the solver computes its state in float64.
+    w = torch.from_numpy(np.asarray(settings.lam_map, dtype=np.float64)) * lam
+    return w.to(device=x.device, dtype=x.dtype)
+
+
+def _prox(x, settings: FilterSettings):
+    """prox of a (C, H, W) tensor, or (C, Z, H, W) with ``settings.volume``; returns
+    (y, info dict: iterations, stop, error_bound)."""
+    import tvcli
+
+    lam = _lam_weights(settings, x)
+    if settings.volume or settings.lam_map is not None:
+        # 3-D TV, or weight maps: tvcli.prox_tv (the compiled 2-D engine takes one lam
+        # per image). --color joint: one norm over the channels (colour TV).
+        joint = settings.tv == "iso" and settings.color == "joint" and x.shape[0] > 1
+        dims = (-3, -2, -1) if settings.volume else (-2, -1)
+        y, info = tvcli.prox_tv(x, lam, dims=dims, norm=settings.tv,
+                                channel_dim=0 if joint else None, tol=settings.tol,
+                                max_iter=settings.max_iter or 5000, return_info=True)
+        return y, _summarize_info(info)
     if settings.mode == "rows":
         return tvcli.prox_tv1d(x, lam, dim=-1, solver=settings.solver), {}
     if settings.mode == "cols":
@@ -187,3 +218,51 @@ def filter_image(
         out[:, :, color:] = img[:, :, color:]
     facts = _merge_facts(per_group)
     return out, facts
+
+
+def filter_volume(
+    vol: np.ndarray, settings: FilterSettings, *, status: Callable[[str], None] | None = None,
+) -> tuple[np.ndarray, dict]:
+    """Smooths or sharpens a (Z, H, W, C) stack with 3-D TV over (Z, H, W).
+
+    ``vol`` is float32 or float64 (kept: a float64 stack is solved and returned in
+    float64). Colour channels are separate problems, or one colour-TV problem with
+    ``settings.color == "joint"`` (needs ``tv == "iso"``); an alpha channel (C = 2
+    or 4) is copied through. Large stacks are solved one channel at a time, as in
+    :func:`filter_image`. Only the converged operator (``settings.iters`` None,
+    mode 2d) applies.
+
+    Returns:
+        (filtered (Z, H, W, C) array of ``vol``'s dtype, solver facts as
+        :func:`filter_image`'s).
+    """
+    import torch
+
+    if settings.mode != "2d" or settings.iters is not None:
+        raise ValueError("a volume takes the converged 3-D operator only (no --iters, "
+                         "no --mode rows/cols)")
+    settings = settings if settings.volume else replace(settings, volume=True)
+    channels = vol.shape[3]
+    color = channels - 1 if channels in (2, 4) else channels
+    out = np.empty_like(vol)
+    per_group: list[dict] = []
+    group = color if (vol[..., 0].size * color <= _BATCH_SAMPLES
+                      or settings.color == "joint") else 1
+    with torch.inference_mode():
+        for c0 in range(0, color, group):
+            if status is not None:
+                part = f"channel {c0 + 1}/{color}" if group == 1 else \
+                    (f"{color} channels" if color > 1 else "1 channel")
+                status(f"3-D TV, {part}")
+            czhw = np.ascontiguousarray(np.moveaxis(vol[..., c0:c0 + group], 3, 0))
+            x = torch.from_numpy(czhw).to(settings.device)
+            y, facts = _prox(x, settings)
+            if settings.operation == "sharpen":
+                y = y.mul_(-1).add_(x, alpha=2)
+            elif settings.operation != "smooth":
+                raise ValueError(f"unknown operation {settings.operation!r}")
+            out[..., c0:c0 + group] = np.moveaxis(y.cpu().numpy(), 0, 3)
+            per_group.append(facts)
+    if color < channels:
+        out[..., color:] = vol[..., color:]
+    return out, _merge_facts(per_group)
