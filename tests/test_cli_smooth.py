@@ -351,21 +351,24 @@ def test_help_does_not_import_torch():
 
 
 @pytest.mark.skipif(not HAS_2D, reason="needs tvcli.prox_tv2d")
+@pytest.mark.parametrize("tv", ["aniso", "iso"])
 @pytest.mark.parametrize("name, extra, stored", [
     ("gray8.png", [], "uint8"), ("gray16.tif", [], "uint16"),
     ("gray8.png", ["--bit-depth", "16"], "uint16"), ("gray8.png", ["--bit-depth", "float"],
                                                      "float32"),
     ("gray16.tif", ["--bit-depth", "8"], "uint8")])
-def test_default_tol_follows_the_output_precision(photos, tmp_path, name, extra, stored):
-    """Issue 28 item 4: 8-bit outputs stop at 5e-4, 16-bit and float ones at 3e-6
-    (docs/cli.md); an explicit --tol wins."""
+def test_default_tol_follows_the_output_precision(photos, tmp_path, name, extra, stored, tv):
+    """Issue 28 item 4: 8-bit outputs stop at 5e-4; 16-bit and float ones at 3e-6
+    (aniso) or 1e-5 (iso) (docs/cli.md); an explicit --tol wins."""
     out = tmp_path / ("a.png" if stored == "uint8" else "a.tif")
-    rec = json.loads(invoke("smooth", photos / name, "-o", out, "--json", *extra).stdout)
-    assert rec["tol"] == default_tol(stored) == (5e-4 if stored == "uint8" else 3e-6)
+    rec = json.loads(invoke("smooth", photos / name, "-o", out, "--json", "--tv", tv,
+                            *extra).stdout)
+    want = 5e-4 if stored == "uint8" else {"aniso": 3e-6, "iso": 1e-5}[tv]
+    assert rec["tol"] == default_tol(stored, tv) == want
     assert rec["error_bound"] <= rec["tol"] and rec["stop"] == "tol"
     assert io.read_image(out)[1].dtype == stored
     rec = json.loads(invoke("smooth", photos / name, "-o", tmp_path / ("b" + out.suffix),
-                            "--json", "--tol", "0.003", *extra).stdout)
+                            "--json", "--tol", "0.003", "--tv", tv, *extra).stdout)
     assert rec["tol"] == 0.003
 
 

@@ -42,32 +42,34 @@ _DTYPE_OF_DEPTH = {"keep": None, "8": "uint8", "16": "uint16", "float": "float32
 # default is the loosest bound whose output a user cannot tell from the exact prox
 # at the output's precision (benchmarks/cli_tol.py, docs/cli.md "Converged
 # smoothing: defaults"): on photos of Kodak24, CBSD68 and BSDS500 at lam 0.02-0.5,
-# outputs differ from a float64 solve to 1e-7 by at most one level: 8-bit at 5e-4
-# (1e-3 gave two levels on some), 16-bit at 3e-6 (1e-5 gave up to four on whole
-# photos at lam 0.02). One level on ~1 % of samples remains at any tolerance:
-# float32 and float64 round samples that lie on a level boundary to different
-# sides. Float outputs get the 16-bit tolerance.
-DEFAULT_TOL_8BIT = 5e-4
-DEFAULT_TOL_PRECISE = 3e-6
-# A cap on iterations so that a hard image cannot run for long: photos needed up to
-# 65 iterations at 5e-4 (lam 0.02-0.5), so 200 for 8-bit outputs bounds a
-# 12-megapixel photo at about 8 CPU-minutes (0.15-0.19 CPU s per megapixel and
-# iteration, one thread); the 16-bit tolerance needs a few hundred, so its cap is
-# the library's 2000. Text mode says when a cap stopped a solve, with its certified
-# error bound.
-DEFAULT_MAX_ITER_8BIT = 200
-DEFAULT_MAX_ITER_PRECISE = 2000
+# outputs differ from a float64 solve to 1e-7 by at most one level. Anisotropic TV:
+# 8-bit at 5e-4 (1e-3 gave two levels on some), 16-bit at 3e-6 (1e-5 gave up to
+# four on whole photos at lam 0.02). Isotropic (colour) TV, whose dual solver's
+# actual error sits further below its bound: 8-bit at 5e-4, 16-bit at 1e-5 (3e-5
+# gave two). One level on ~1 % of samples remains at any tolerance: float32 and
+# float64 round samples that lie on a level boundary to different sides. Float
+# outputs get the 16-bit tolerance. Keys: (tv, 8-bit output?).
+DEFAULT_TOLS = {("aniso", True): 5e-4, ("aniso", False): 3e-6,
+                ("iso", True): 5e-4, ("iso", False): 1e-5}
+# A cap on iterations so that a hard image cannot run for long; text mode says when
+# a cap stopped a solve, with its certified error bound. Anisotropic: photos needed
+# up to 65 iterations at 5e-4 and 321 at 1e-6 (200 bound a 12-megapixel photo at
+# about 8 CPU-minutes, one thread). Isotropic: the dual solver takes many more,
+# cheaper iterations (up to ~300 at 5e-4 and ~3000 at 1e-5 on photos at lam 0.1).
+DEFAULT_MAX_ITERS = {("aniso", True): 200, ("aniso", False): 2000,
+                     ("iso", True): 2000, ("iso", False): 20000}
 
 
-def default_max_iter(stored: str) -> int:
-    """The default ``--max-iter`` for an output stored as ``stored``."""
-    return DEFAULT_MAX_ITER_8BIT if stored == "uint8" else DEFAULT_MAX_ITER_PRECISE
-
-
-def default_tol(stored: str) -> float:
+def default_tol(stored: str, tv: str = "aniso") -> float:
     """The default ``--tol`` for an output stored as ``stored`` ("uint8", "uint16",
-    "float32"): one 8-bit level at most for 8-bit outputs, one 16-bit level else."""
-    return DEFAULT_TOL_8BIT if stored == "uint8" else DEFAULT_TOL_PRECISE
+    "float32") of TV model ``tv``: at most one level from the exact prox (8-bit
+    levels for 8-bit outputs, 16-bit levels else)."""
+    return DEFAULT_TOLS[tv, stored == "uint8"]
+
+
+def default_max_iter(stored: str, tv: str = "aniso") -> int:
+    """The default ``--max-iter`` for an output stored as ``stored`` of model ``tv``."""
+    return DEFAULT_MAX_ITERS[tv, stored == "uint8"]
 
 
 # The default TV model of smooth / sharpen: isotropic colour TV (--tv iso --color
@@ -423,9 +425,11 @@ def _with_default_tol(settings, stored: str):
     output of sample type ``stored`` (converged modes only)."""
     if settings.mode != "2d" or settings.iters is not None:
         return settings
+    tv = settings.tv
     return dataclasses.replace(
-        settings, tol=default_tol(stored) if settings.tol is None else settings.tol,
-        max_iter=default_max_iter(stored) if settings.max_iter is None else settings.max_iter)
+        settings, tol=default_tol(stored, tv) if settings.tol is None else settings.tol,
+        max_iter=default_max_iter(stored, tv) if settings.max_iter is None
+        else settings.max_iter)
 
 
 def _map_name(settings) -> str:
@@ -506,13 +510,13 @@ def _register(operation: str, summary: str) -> None:
         tol: float = typer.Option(
             None, "--tol", min=0.0, help="Converged 2-D mode: stop when the certified RMS error "
                                          "is below this, in [0, 1] units. Default: "
-                                         f"{DEFAULT_TOL_8BIT:g} for 8-bit outputs, "
-                                         f"{DEFAULT_TOL_PRECISE:g} for 16-bit and float "
-                                         "ones (at most one level from the exact result)."),
+                                         "5e-4 for 8-bit outputs; for 16-bit and float ones "
+                                         "3e-6 (--tv aniso) or 1e-5 (iso): at most one "
+                                         "level from the exact result."),
         max_iter: int = typer.Option(None, "--max-iter", min=1,
                                      help="Cap on 2-D iterations when converging "
-                                          f"(default {DEFAULT_MAX_ITER_8BIT} for 8-bit "
-                                          f"outputs, {DEFAULT_MAX_ITER_PRECISE} else)."),
+                                          "(default: aniso 200 for 8-bit outputs, 2000 "
+                                          "else; iso 2000 and 20000)."),
         solver: str = typer.Option("direct", "--solver",
                                    help="1-D solver for rows / cols: direct or pn."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
