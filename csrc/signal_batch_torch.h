@@ -3,9 +3,9 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
+#include <c10/util/SmallVector.h>
 
 #include <initializer_list>
-#include <vector>
 
 #include "core/signal_batch.h"
 
@@ -23,8 +23,11 @@ inline core::SignalBatch make_signal_batch(const at::Tensor& shape_ref, int64_t 
               "tvcli: too many operands");
   b.noperands = static_cast<int>(operands.size());
   b.length = nd == 0 ? 1 : shape_ref.size(dim);
-  std::vector<int64_t> sizes;
-  std::vector<std::vector<int64_t>> strides(operands.size());
+  // Small vectors: no heap allocation for tensors of up to 8 dimensions (this
+  // runs on every call, and a one-signal call takes a few microseconds).
+  using Dims = c10::SmallVector<int64_t, 8>;
+  Dims sizes;
+  Dims strides[core::kMaxOperands];
   int t = 0;
   for (const auto& op : operands) {
     TORCH_CHECK(op.dim() == nd, "tvcli: operand rank mismatch");
@@ -42,8 +45,8 @@ inline core::SignalBatch make_signal_batch(const at::Tensor& shape_ref, int64_t 
   }
   // Merge dimension d into d-1 when, for every operand, stepping d-1 once is
   // the same as stepping d through its whole size.
-  std::vector<int64_t> msizes;
-  std::vector<std::vector<int64_t>> mstrides(operands.size());
+  Dims msizes;
+  Dims mstrides[core::kMaxOperands];
   for (size_t d = 0; d < sizes.size(); ++d) {
     bool merge = !msizes.empty();
     for (size_t o = 0; merge && o < operands.size(); ++o)
