@@ -21,7 +21,7 @@ from typer.testing import CliRunner  # noqa: E402
 import tvcli  # noqa: E402
 from tvcli import io  # noqa: E402
 from tvcli.cli import app, main  # noqa: E402
-from tvcli.cli.smooth import DEFAULT_MAX_ITER, DEFAULT_TOL  # noqa: E402
+from tvcli.cli.smooth import default_max_iter, default_tol  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "images"
@@ -45,8 +45,9 @@ def library_result(path: Path, lam: float, mode: str, operation: str) -> np.ndar
     img, meta = io.read_image(path)
     color = img.shape[2] - int(meta.has_alpha)
     x = torch.from_numpy(img[:, :, :color]).permute(2, 0, 1)
-    if mode == "2d":  # at the CLI's default tolerance and cap
-        y = tvcli.prox_tv2d(x, lam, tol=DEFAULT_TOL, max_iter=DEFAULT_MAX_ITER)
+    if mode == "2d":  # at the CLI's default tolerance (for the input's bit depth) and cap
+        y = tvcli.prox_tv2d(x, lam, tol=default_tol(meta.dtype),
+                            max_iter=default_max_iter(meta.dtype))
     else:
         y = tvcli.prox_tv1d(x, lam, dim=-1 if mode == "rows" else -2)
     if operation == "sharpen":
@@ -350,12 +351,31 @@ def test_help_does_not_import_torch():
 
 
 @pytest.mark.skipif(not HAS_2D, reason="needs tvcli.prox_tv2d")
+@pytest.mark.parametrize("name, extra, stored", [
+    ("gray8.png", [], "uint8"), ("gray16.tif", [], "uint16"),
+    ("gray8.png", ["--bit-depth", "16"], "uint16"), ("gray8.png", ["--bit-depth", "float"],
+                                                     "float32"),
+    ("gray16.tif", ["--bit-depth", "8"], "uint8")])
+def test_default_tol_follows_the_output_precision(photos, tmp_path, name, extra, stored):
+    """Issue 28 item 4: 8-bit outputs stop at 5e-4, 16-bit and float ones at 3e-6
+    (docs/cli.md); an explicit --tol wins."""
+    out = tmp_path / ("a.png" if stored == "uint8" else "a.tif")
+    rec = json.loads(invoke("smooth", photos / name, "-o", out, "--json", *extra).stdout)
+    assert rec["tol"] == default_tol(stored) == (5e-4 if stored == "uint8" else 3e-6)
+    assert rec["error_bound"] <= rec["tol"] and rec["stop"] == "tol"
+    assert io.read_image(out)[1].dtype == stored
+    rec = json.loads(invoke("smooth", photos / name, "-o", tmp_path / ("b" + out.suffix),
+                            "--json", "--tol", "0.003", *extra).stdout)
+    assert rec["tol"] == 0.003
+
+
+@pytest.mark.skipif(not HAS_2D, reason="needs tvcli.prox_tv2d")
 def test_2d_json_reports_iterations_and_paper_mode(photos, tmp_path):
     res = invoke("smooth", photos / "gray8.png", "-o", tmp_path / "a.png", "--json",
                  "--tv", "aniso")
     rec = json.loads(res.stdout)
     assert rec["mode"] == "2d" and rec["stop"] == "tol" and rec["iterations"] >= 1
-    assert rec["error_bound"] <= DEFAULT_TOL
+    assert rec["error_bound"] <= rec["tol"] == default_tol("uint8")
     res = invoke("smooth", photos / "gray8.png", "-o", tmp_path / "b.png", "--json",
                  "--iters", "3")
     rec = json.loads(res.stdout)

@@ -7,6 +7,7 @@ modules (torch, numpy, the image codecs) are imported only when a command runs, 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -37,17 +38,36 @@ LAM_HELP = ("TV weight in [0, 1] intensity units, the same for 8-bit, 16-bit and
 # float32's largest value: a larger --lam is solved as inf (tvcli.cli.tvfilter.solver_lam).
 _FLOAT32_MAX = 3.4028234663852886e38
 _DTYPE_OF_DEPTH = {"keep": None, "8": "uint8", "16": "uint16", "float": "float32"}
-# Converged 2-D smoothing, chosen from measured visual convergence on photographs
-# (benchmarks/cli_tol.py, docs/cli.md "Converged smoothing: defaults"): at
-# tol 1e-3 the certified RMS error is <= 1e-3 (>= 60 dB), measured 75-80 dB, and
-# 8-bit outputs differ from the exact prox by at most one level in ~1-3 % of
-# pixels, at about 40 % of the iterations that the library's 1e-4 takes.
-DEFAULT_TOL = 1e-3
-# A cap on iterations so that a hard image cannot run for long: photos needed
-# 5-30 iterations at tol 1e-3 (lam 0.02-0.5); 200 bounds a 12-megapixel photo at
-# about 8 CPU-minutes (0.15-0.19 CPU s per megapixel and iteration, one thread).
-# Text mode says when it stopped a solve, with its certified error bound.
-DEFAULT_MAX_ITER = 200
+# Converged smoothing (2-D and --tv iso) stops on a certified RMS error bound; the
+# default is the loosest bound whose output a user cannot tell from the exact prox
+# at the output's precision (benchmarks/cli_tol.py, docs/cli.md "Converged
+# smoothing: defaults"): on photos of Kodak24, CBSD68 and BSDS500 at lam 0.02-0.5,
+# outputs differ from a float64 solve to 1e-7 by at most one level: 8-bit at 5e-4
+# (1e-3 gave two levels on some), 16-bit at 3e-6 (1e-5 gave up to four on whole
+# photos at lam 0.02). One level on ~1 % of samples remains at any tolerance:
+# float32 and float64 round samples that lie on a level boundary to different
+# sides. Float outputs get the 16-bit tolerance.
+DEFAULT_TOL_8BIT = 5e-4
+DEFAULT_TOL_PRECISE = 3e-6
+# A cap on iterations so that a hard image cannot run for long: photos needed up to
+# 65 iterations at 5e-4 (lam 0.02-0.5), so 200 for 8-bit outputs bounds a
+# 12-megapixel photo at about 8 CPU-minutes (0.15-0.19 CPU s per megapixel and
+# iteration, one thread); the 16-bit tolerance needs a few hundred, so its cap is
+# the library's 2000. Text mode says when a cap stopped a solve, with its certified
+# error bound.
+DEFAULT_MAX_ITER_8BIT = 200
+DEFAULT_MAX_ITER_PRECISE = 2000
+
+
+def default_max_iter(stored: str) -> int:
+    """The default ``--max-iter`` for an output stored as ``stored``."""
+    return DEFAULT_MAX_ITER_8BIT if stored == "uint8" else DEFAULT_MAX_ITER_PRECISE
+
+
+def default_tol(stored: str) -> float:
+    """The default ``--tol`` for an output stored as ``stored`` ("uint8", "uint16",
+    "float32"): one 8-bit level at most for 8-bit outputs, one 16-bit level else."""
+    return DEFAULT_TOL_8BIT if stored == "uint8" else DEFAULT_TOL_PRECISE
 
 
 # The default TV model of smooth / sharpen: isotropic colour TV (--tv iso --color
@@ -245,10 +265,10 @@ def run_filter(
         if mode == "2d" and not _tv2d_takes_solver():
             raise CLIError("--solver applies to --mode rows / cols; the 2-D operator picks "
                            "its own inner 1-D solver")
-    settings = FilterSettings(operation, lam, mode, iters,
-                              DEFAULT_TOL if tol is None else tol,
-                              DEFAULT_MAX_ITER if max_iter is None else max_iter, solver, dev,
-                              tv, color, volume, weights, lam_map)
+    # tol / max_iter None: the defaults for each output's sample type (process_job,
+    # process_volume_job)
+    settings = FilterSettings(operation, lam, mode, iters, tol, max_iter, solver, dev, tv,
+                              color, volume, weights, lam_map)
     dtype = _DTYPE_OF_DEPTH[bit_depth]
     process = process_volume_job if volume else process_job
     return run_batch(operation, inputs, jobs, lambda job: process(job, settings, dtype),
@@ -365,12 +385,20 @@ def process_job(job, settings, dtype: str | None):
     if settings.lam_map is not None:
         check_map_size(settings.lam_map, img.shape[:2], job.source, _map_name(settings))
     t_read = time.perf_counter()
+    # The output's sample type, known before solving: it sets the default --tol (and
+    # an impossible --bit-depth for the format fails here, before the work).
+    fmt = "png" if job.target == STDIO else io.format_from_path(job.target)
+    stored = io.choose_dtype(fmt, dtype or meta.dtype, strict=dtype is not None)
+    if settings.mode == "2d" and settings.iters is None:
+        settings = dataclasses.replace(
+            settings, tol=default_tol(stored) if settings.tol is None else settings.tol,
+            max_iter=default_max_iter(stored) if settings.max_iter is None
+            else settings.max_iter)
     # Without a comparison picture the input array is not needed afterwards.
     out, facts = filter_image(img, settings, inplace=job.compare is None, status=job.status)
     t_solve = time.perf_counter()
     job.status("writing")
     if job.target == STDIO:
-        stored = io.choose_dtype("png", dtype or meta.dtype, strict=dtype is not None)
         write_stdout(io.encode_image(out, "png", stored, meta))
         written = io.ImageMeta("png", stored, meta.width, meta.height, meta.channels)
     else:
@@ -387,6 +415,7 @@ def process_job(job, settings, dtype: str | None):
         iterations=facts.pop("iterations", None),
         seconds=round(time.perf_counter() - start, 4), compare=job.compare,
         extra={"operation": settings.operation, "mode": settings.mode,
+               **({"tol": settings.tol} if settings.tol is not None else {}),
                "input_bit_depth": meta.bit_depth, **facts, **_tv_fields(settings),
                "timings": {"read": round(t_read - start, 4), "solve": round(t_solve - t_read, 4),
                            "write": round(t_write - t_solve, 4)}},
@@ -423,10 +452,17 @@ def process_volume_job(job, settings, dtype: str | None):
     if settings.lam_map is not None:
         check_map_size(settings.lam_map, vol.shape[:3], job.source, _map_name(settings))
     t_read = time.perf_counter()
+    # The defaults of --tol / --max-iter follow the output's samples, as for images:
+    # 8-bit stacks 5e-4, 16-bit and float ones 3e-6 (at most one level off).
+    stored = dtype or meta.dtype
+    precision = "uint8" if stored == "uint8" else "uint16"
+    settings = dataclasses.replace(
+        settings, tol=default_tol(precision) if settings.tol is None else settings.tol,
+        max_iter=default_max_iter(precision) if settings.max_iter is None
+        else settings.max_iter)
     out, facts = filter_volume(vol, settings, status=job.status)
     t_solve = time.perf_counter()
     job.status("writing")
-    stored = dtype or meta.dtype
     io.ensure_folder(Path(job.target).parent)
     written = io.write_volume(job.target, out, meta, dtype=stored)
     if job.compare is not None:  # input | output side by side, slice by slice
@@ -440,7 +476,7 @@ def process_volume_job(job, settings, dtype: str | None):
         iterations=facts.pop("iterations", None),
         seconds=round(time.perf_counter() - start, 4), compare=job.compare,
         extra={"operation": settings.operation, "mode": "3d", "depth": meta.depth,
-               "dtype": written.dtype, "input_dtype": meta.dtype,
+               "dtype": written.dtype, "input_dtype": meta.dtype, "tol": settings.tol,
                "input_bit_depth": meta.bit_depth, **facts, **_tv_fields(settings),
                "timings": {"read": round(t_read - start, 4), "solve": round(t_solve - t_read, 4),
                            "write": round(t_write - t_solve, 4)}},
@@ -469,12 +505,14 @@ def _register(operation: str, summary: str) -> None:
                                          "layer) instead of converging. 2d only."),
         tol: float = typer.Option(
             None, "--tol", min=0.0, help="Converged 2-D mode: stop when the certified RMS error "
-                                         "is below this, in [0, 1] units (default "
-                                         f"{DEFAULT_TOL:g}: invisible at 8 bits; use 1e-4 or "
-                                         "less for 16-bit precision)."),
+                                         "is below this, in [0, 1] units. Default: "
+                                         f"{DEFAULT_TOL_8BIT:g} for 8-bit outputs, "
+                                         f"{DEFAULT_TOL_PRECISE:g} for 16-bit and float "
+                                         "ones (at most one level from the exact result)."),
         max_iter: int = typer.Option(None, "--max-iter", min=1,
                                      help="Cap on 2-D iterations when converging "
-                                          f"(default {DEFAULT_MAX_ITER})."),
+                                          f"(default {DEFAULT_MAX_ITER_8BIT} for 8-bit "
+                                          f"outputs, {DEFAULT_MAX_ITER_PRECISE} else)."),
         solver: str = typer.Option("direct", "--solver",
                                    help="1-D solver for rows / cols: direct or pn."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),

@@ -36,7 +36,7 @@ class FilterSettings:
     lam: float = 0.1
     mode: str = "2d"
     iters: int | None = None
-    tol: float = 1e-4
+    tol: float | None = 1e-4  # None only with iters (paper mode) or rows / cols
     max_iter: int | None = None
     solver: str = "direct"
     device: str = "cpu"
@@ -128,7 +128,9 @@ def _prox(x, settings: FilterSettings):
                                 return_info=True)
         return y, _summarize_info(info)
     prox_tv2d = tvcli.prox_tv2d
-    kwargs: dict = {"iters": settings.iters, "tol": settings.tol, "return_info": True}
+    kwargs: dict = {"iters": settings.iters, "return_info": True}
+    if settings.tol is not None:
+        kwargs["tol"] = settings.tol
     if settings.max_iter is not None:
         kwargs["max_iter"] = settings.max_iter
     if "solver" in inspect.signature(prox_tv2d).parameters:
