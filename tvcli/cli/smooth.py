@@ -59,9 +59,18 @@ DEFAULT_MAX_ITER_8BIT = 200
 DEFAULT_MAX_ITER_PRECISE = 2000
 
 
-def default_max_iter(stored: str) -> int:
-    """The default ``--max-iter`` for an output stored as ``stored``."""
-    return DEFAULT_MAX_ITER_8BIT if stored == "uint8" else DEFAULT_MAX_ITER_PRECISE
+# Isotropic TV (the default model) runs tvcli.prox_tv's dual solver, which needs
+# 2-8x the iterations of the anisotropic engine for the same bound (768x512 photo,
+# sigma-25 lam, tol 1e-3: 50 colour TV, 155 per channel, against 20; docs/cli.md);
+# 200 stopped some 8-bit solves early (docs/tv_variants.md), so its 8-bit cap is 500.
+DEFAULT_MAX_ITER_8BIT_ISO = 500
+
+
+def default_max_iter(stored: str, tv: str = "aniso") -> int:
+    """The default ``--max-iter`` for an output stored as ``stored`` and TV model ``tv``."""
+    if stored != "uint8":
+        return DEFAULT_MAX_ITER_PRECISE
+    return DEFAULT_MAX_ITER_8BIT_ISO if tv == "iso" else DEFAULT_MAX_ITER_8BIT
 
 
 def default_tol(stored: str) -> float:
@@ -392,7 +401,7 @@ def process_job(job, settings, dtype: str | None):
     if settings.mode == "2d" and settings.iters is None:
         settings = dataclasses.replace(
             settings, tol=default_tol(stored) if settings.tol is None else settings.tol,
-            max_iter=default_max_iter(stored) if settings.max_iter is None
+            max_iter=default_max_iter(stored, settings.tv) if settings.max_iter is None
             else settings.max_iter)
     # Without a comparison picture the input array is not needed afterwards.
     out, facts = filter_image(img, settings, inplace=job.compare is None, status=job.status)
@@ -458,7 +467,7 @@ def process_volume_job(job, settings, dtype: str | None):
     precision = "uint8" if stored == "uint8" else "uint16"
     settings = dataclasses.replace(
         settings, tol=default_tol(precision) if settings.tol is None else settings.tol,
-        max_iter=default_max_iter(precision) if settings.max_iter is None
+        max_iter=default_max_iter(precision, settings.tv) if settings.max_iter is None
         else settings.max_iter)
     out, facts = filter_volume(vol, settings, status=job.status)
     t_solve = time.perf_counter()
@@ -511,8 +520,10 @@ def _register(operation: str, summary: str) -> None:
                                          "ones (at most one level from the exact result)."),
         max_iter: int = typer.Option(None, "--max-iter", min=1,
                                      help="Cap on 2-D iterations when converging "
-                                          f"(default {DEFAULT_MAX_ITER_8BIT} for 8-bit "
-                                          f"outputs, {DEFAULT_MAX_ITER_PRECISE} else)."),
+                                          f"(default for 8-bit outputs "
+                                          f"{DEFAULT_MAX_ITER_8BIT_ISO} with --tv iso, "
+                                          f"{DEFAULT_MAX_ITER_8BIT} with aniso; "
+                                          f"{DEFAULT_MAX_ITER_PRECISE} else)."),
         solver: str = typer.Option("direct", "--solver",
                                    help="1-D solver for rows / cols: direct or pn."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
