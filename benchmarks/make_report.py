@@ -116,6 +116,30 @@ def sweep_md(rows: list[dict], axis: str, title: str) -> list[str]:
     return out
 
 
+def variants_md(sec: dict) -> list[str]:
+    """The ``variants`` section (tvcli.bench.tv_variants): one table, workloads in
+    order, time and error side by side; absent peers with the reason."""
+    out = ["### TV variants: iso / colour / 3-D against scikit-image, pyproximal, proxTV",
+           "", f"lam {sec.get('lam', 0.1)}, float64, {sec.get('threads', 1)} thread; x = median "
+           "/ tvcli tol 1e-3's on the same workload; errors against tvcli run to a "
+           "certified RMS bound of 1e-6 (1e-5 with --quick).", ""]
+    if sec.get("status") != "ok":
+        out += [f"{sec.get('status')}.", ""]
+    out += ["| workload | method | setting | median ms | x | RMS error | max error | note |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in sec.get("rows", []):
+        shape = "x".join(map(str, r["shape"]))
+
+        def e(v: float | None) -> str:
+            return "-" if v is None else f"{v:.1e}"
+
+        x = r.get("x_tvcli")
+        out.append(f"| {r['workload']} {shape} | {r['method']} | {r['setting']} | "
+                   f"{_ms(r['median_ms'])} | {'-' if x is None else f'{x:.3g}'} | "
+                   f"{e(r['rms_error'])} | {e(r['max_error'])} | {r['note']} |")
+    return out + [""]
+
+
 def render(result: dict, plot_name: str | None) -> str:
     m = result["machine"]
     s = result["settings"]
@@ -155,6 +179,8 @@ def render(result: dict, plot_name: str | None) -> str:
     if "batch_sweep" in result:
         lines += sweep_md(result["batch_sweep"], "batch",
                           "Batch sweep: B signals of length 32 (Table 1 signals, lam = 1)")
+    if "variants" in result:
+        lines += variants_md(result["variants"])
     lines += ["### Caveats", "",
               "- proxTV works in float64 only and has no backward; it is called the way its "
               "users call it from Python (one `tv1_1d` call per row) and as one batched "

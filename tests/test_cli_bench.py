@@ -142,6 +142,7 @@ def test_make_report_from_quick_json(tmp_path):
     assert "### Table 1 workload" in text and "| tvcli direct | cpu" in text
     assert "QUICK" in text and out["machine"]["date"] in text
     assert "### Length sweep" in text and "### Batch sweep" in text
+    assert "### TV variants" in text and "| iso 3-D 12x12x12 | tvcli prox_tv tol 1e-3 |" in text
     if plot != "none":
         assert "](b.png)" in text and Path(plot).is_file()
     assert make_report.main([str(tmp_path / "missing.json"), "--out", str(md)]) == 2

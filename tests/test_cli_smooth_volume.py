@@ -164,6 +164,8 @@ def test_volume_compare_is_a_stack_side_by_side(tmp_path):
      "--volume reads TIFF stacks; this is a PNG image"),
     (lambda p: _imwrite(p, np.zeros((2, 3, 6, 6), np.uint8), imagej=True,
                                 metadata={"axes": "TZYX"}), "more than one stack axis"),
+    (lambda p: _imwrite(p, np.zeros((2, 3, 6, 6), np.uint8), imagej=True,
+                        metadata={"axes": "ZCYX"}), "channel axis"),
     (lambda p: _imwrite(p, np.zeros((3, 6, 6), np.int16)),
      "int16 samples"),
     (lambda p: _imwrite(p, np.full((2, 5, 5), np.nan, np.float32)), "NaN"),

@@ -853,6 +853,11 @@ def _decode_tiff_stack(data: bytes) -> tuple[np.ndarray, str, _Extras, bool]:
         s = series[0]
         axes, shape = str(s.axes), tuple(int(n) for n in s.shape)
         page = s.keyframe
+        if "C" in axes and shape[axes.index("C")] > 1:
+            raise UnsupportedFormatError(
+                f"TIFF stack with a channel axis (axes {axes}, shape {shape}: ImageJ / OME "
+                "channels) is not supported; --volume reads gray or RGB(A) stacks (one "
+                "channel per file, or RGB pages)")
         photometric = tifffile.PHOTOMETRIC(page.photometric)
         if photometric not in (tifffile.PHOTOMETRIC.MINISBLACK,
                                tifffile.PHOTOMETRIC.MINISWHITE, tifffile.PHOTOMETRIC.RGB):
