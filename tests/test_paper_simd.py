@@ -176,3 +176,18 @@ def test_big_outputs_from_the_buffer_cache_are_right():
                                                       lam[c:c + 256])
             assert torch.equal(y[c:c + 256], yc) and torch.equal(s[c:c + 256], sc)
             assert torch.equal(gx[c:c + 256], gxc) and torch.equal(gl[c:c + 256], glc)
+
+
+def test_opcheck_with_big_outputs():
+    """torch.library.opcheck on outputs from the 2 MB-page buffers (from_blob with a
+    deleter), forward and backward (the small-input opcheck is in test_prox_tv2d)."""
+    import tvcli._ops  # noqa: F401  (fake kernels and autograd registrations)
+
+    torch.set_num_threads(2)
+    g = torch.Generator().manual_seed(9)
+    x = torch.relu(torch.randn(2304, 32, 32, generator=g))
+    lam = torch.full((2304,), 0.05)
+    torch.library.opcheck(ops.prox_tv2d_dykstra, (x, lam, 4))
+    _, s = ops.prox_tv2d_dykstra(x, lam, 4)
+    gy = torch.randn(2304, 32, 32, generator=g)
+    torch.library.opcheck(ops.prox_tv2d_dykstra_backward, (gy, s, lam))
