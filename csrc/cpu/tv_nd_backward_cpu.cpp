@@ -40,7 +40,8 @@ struct Workspace {
   std::vector<uint8_t> next;     // bit d: pixel has a successor along d
   std::vector<double> unit;      // (nd, C, n)
   std::vector<double> coef;      // (n)
-  std::vector<int64_t> region;   // (n) compact region ids
+  std::vector<int64_t> region;   // (n) compact ids of multi-pixel regions, -1: alone
+  std::vector<int64_t> members;  // the pixels of multi-pixel regions (P_S moves only them)
   std::vector<double> count;     // (regions)
   std::vector<double> sums;      // (regions, C)
   std::vector<double> du;        // (nd, C, n)
@@ -60,17 +61,20 @@ void grad_into(const Geometry& g, const Workspace& ws, const double* u, double* 
     }
 }
 
-// out = P_S(u): the mean over each region, channel by channel.
+// out = P_S(u): the mean over each region, channel by channel (a pixel alone in
+// its region keeps its value: only the members of larger regions are averaged).
 void region_average(const Geometry& g, Workspace& ws, const double* u, double* out) {
   const int64_t n = g.n, C = g.channels;
+  if (out != u) std::copy(u, u + C * n, out);
+  if (ws.members.empty()) return;
   std::fill(ws.sums.begin(), ws.sums.end(), 0.0);
   for (int64_t c = 0; c < C; ++c)
-    for (int64_t i = 0; i < n; ++i) ws.sums[ws.region[i] * C + c] += u[c * n + i];
+    for (const int64_t i : ws.members) ws.sums[ws.region[i] * C + c] += u[c * n + i];
   const int64_t R = static_cast<int64_t>(ws.count.size());
   for (int64_t k = 0; k < R; ++k)
     for (int64_t c = 0; c < C; ++c) ws.sums[k * C + c] /= ws.count[k];
   for (int64_t c = 0; c < C; ++c)
-    for (int64_t i = 0; i < n; ++i) out[c * n + i] = ws.sums[ws.region[i] * C + c];
+    for (const int64_t i : ws.members) out[c * n + i] = ws.sums[ws.region[i] * C + c];
 }
 
 // out = M u = P_S(u + D^T H D u) (iso).
@@ -170,16 +174,21 @@ void backward_problem(const Geometry& g, bool iso, const double* gy, const doubl
       }
     }
   }
+  // Compact ids for the regions of two or more pixels; the others stay -1.
+  std::vector<int64_t> size_of(static_cast<size_t>(n), 0);
+  for (int64_t i = 0; i < n; ++i) size_of[find_root(parent, i)] += 1;
   ws.region.assign(size_t(n), -1);
   std::vector<int64_t> id_of(size_t(n), -1);
   int64_t regions = 0;
   for (int64_t i = 0; i < n; ++i) {
     const int64_t root = find_root(parent, i);
+    if (size_of[root] < 2) continue;
     if (id_of[root] < 0) id_of[root] = regions++;
     ws.region[i] = id_of[root];
+    ws.members.push_back(i);
   }
   ws.count.assign(size_t(regions), 0.0);
-  for (int64_t i = 0; i < n; ++i) ws.count[ws.region[i]] += 1.0;
+  for (const int64_t i : ws.members) ws.count[ws.region[i]] += 1.0;
   ws.sums.assign(size_t(regions * C), 0.0);
   ws.du.assign(size_t(nd * cn), 0.0);
   ws.u.assign(size_t(cn), 0.0);
