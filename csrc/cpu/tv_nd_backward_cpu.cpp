@@ -38,6 +38,8 @@ int64_t find_root(std::vector<int64_t>& parent, int64_t i) {
 
 struct Workspace {
   std::vector<uint8_t> next;     // bit d: pixel has a successor along d
+  std::vector<double> mask;      // (nd, n): 1.0 where pixel has a successor along d, else 0
+  std::vector<double> proj;      // (n)
   std::vector<double> unit;      // (nd, C, n)
   std::vector<double> coef;      // (n)
   std::vector<int64_t> region;   // (n) compact ids of multi-pixel regions, -1: alone
@@ -48,16 +50,18 @@ struct Workspace {
   std::vector<double> u, r, p, ap, tmp;  // (C, n)
 };
 
-// D u: du[(d C + c) n + i] = u[c n + i + s_d] - u[c n + i] (0 past the last slice).
+// D u: du[(d C + c) n + i] = u[c n + i + s_d] - u[c n + i] (0 past the last slice):
+// branch-free loops (times the 0/1 mask), which the compiler vectorises.
 void grad_into(const Geometry& g, const Workspace& ws, const double* u, double* du) {
   const int64_t n = g.n, C = g.channels;
   for (int d = 0; d < g.nd; ++d)
     for (int64_t c = 0; c < C; ++c) {
       const double* uc = u + c * n;
+      const double* m = ws.mask.data() + d * n;
       double* out = du + (d * C + c) * n;
-      const int64_t s = g.stride[d];
-      for (int64_t i = 0; i < n; ++i)
-        out[i] = ((ws.next[i] >> d) & 1) ? uc[i + s] - uc[i] : 0.0;
+      const int64_t s = g.stride[d], end = n - s;
+      for (int64_t i = 0; i < end; ++i) out[i] = (uc[i + s] - uc[i]) * m[i];
+      for (int64_t i = end; i < n; ++i) out[i] = 0.0;
     }
 }
 
@@ -81,35 +85,41 @@ void region_average(const Geometry& g, Workspace& ws, const double* u, double* o
 void apply_m(const Geometry& g, Workspace& ws, const double* u, double* out) {
   const int64_t n = g.n, C = g.channels, nd = g.nd;
   grad_into(g, ws, u, ws.du.data());
-  // hdu = coef (du - unit <du, unit>), in place in du.
-  for (int64_t i = 0; i < n; ++i) {
-    if (ws.coef[i] == 0.0) {
-      for (int64_t k = 0; k < nd * C; ++k) ws.du[k * n + i] = 0.0;
-      continue;
-    }
-    double proj = 0.0;
-    for (int64_t k = 0; k < nd * C; ++k) proj += ws.du[k * n + i] * ws.unit[k * n + i];
-    for (int64_t k = 0; k < nd * C; ++k)
-      ws.du[k * n + i] = ws.coef[i] * (ws.du[k * n + i] - ws.unit[k * n + i] * proj);
+  // hdu = coef (du - unit <du, unit>), in place in du (0 where coef is 0: flat
+  // pixels, and the last slices, where du and unit are 0).
+  double* proj = ws.proj.data();
+  for (int64_t i = 0; i < n; ++i) proj[i] = 0.0;
+  for (int64_t k = 0; k < nd * C; ++k) {
+    const double* a = ws.du.data() + k * n;
+    const double* e = ws.unit.data() + k * n;
+    for (int64_t i = 0; i < n; ++i) proj[i] += a[i] * e[i];
   }
-  // tmp = u + D^T hdu; (D_d^T h)[j] = h[j - e_d] - h[j].
-  for (int64_t c = 0; c < C; ++c)
-    for (int64_t i = 0; i < n; ++i) ws.tmp[c * n + i] = u[c * n + i];
+  for (int64_t k = 0; k < nd * C; ++k) {
+    double* a = ws.du.data() + k * n;
+    const double* e = ws.unit.data() + k * n;
+    for (int64_t i = 0; i < n; ++i) a[i] = ws.coef[i] * (a[i] - e[i] * proj[i]);
+  }
+  // tmp = u + D^T hdu; (D_d^T h)[j] = h[j - e_d] - h[j] (h is 0 on the last slice).
+  std::copy(u, u + C * n, ws.tmp.data());
   for (int d = 0; d < nd; ++d)
     for (int64_t c = 0; c < C; ++c) {
       const double* h = ws.du.data() + (d * C + c) * n;
       double* t = ws.tmp.data() + c * n;
       const int64_t s = g.stride[d];
-      for (int64_t i = 0; i < n; ++i) {
-        t[i] -= h[i];
-        if ((ws.next[i] >> d) & 1) t[i + s] += h[i];
-      }
+      for (int64_t i = 0; i < n; ++i) t[i] -= h[i];
+      for (int64_t i = 0; i + s < n; ++i) t[i + s] += h[i];
     }
   region_average(g, ws, ws.tmp.data(), out);
 }
 
 double dot(const std::vector<double>& a, const std::vector<double>& b) {
-  return std::inner_product(a.begin(), a.end(), b.begin(), 0.0);
+  double acc = 0.0;
+  const int64_t m = static_cast<int64_t>(a.size());
+  const double* x = a.data();
+  const double* y = b.data();
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < m; ++i) acc += x[i] * y[i];
+  return acc;
 }
 
 void backward_problem(const Geometry& g, bool iso, const double* gy, const double* y,
@@ -139,6 +149,10 @@ void backward_problem(const Geometry& g, bool iso, const double* gy, const doubl
       if (idx + 1 < g.size[d]) ws.next[i] |= uint8_t(1u << d);
     }
   }
+  ws.mask.assign(size_t(nd * n), 0.0);
+  for (int d = 0; d < nd; ++d)
+    for (int64_t i = 0; i < n; ++i) ws.mask[d * n + i] = ((ws.next[i] >> d) & 1) ? 1.0 : 0.0;
+  ws.proj.assign(size_t(n), 0.0);
   std::vector<double> v(size_t(nd * cn));
   grad_into(g, ws, y, v.data());
   ws.unit.assign(size_t(nd * cn), 0.0);
