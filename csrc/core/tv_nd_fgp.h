@@ -199,7 +199,7 @@ TV_HOST_DEVICE TV_INLINE double rms_bound(double gap, int64_t entries) {
 // ------------------------------------------------------------ problem pointers
 
 // One problem's data. x: (C, n) in T; w: n weights (w_map) or one; p, q: (nd, C, n)
-// in S; r: (C, lines, w + 1) in S; y: (C, lines, w + 1) double; s: n double (the
+// in S; r: (C, ring, w + 1) in S; y: (C, lines, w + 1) double; s: n double (the
 // certificate's shrink factors (iso) or weights (aniso)).
 template <typename T, typename S>
 struct Problem {
@@ -211,7 +211,16 @@ struct Problem {
   S* r;
   double* y;
   double* s;
+  // Lines of r held (CPU line sweeps: line l lives in slot l % ring): all `lines`,
+  // or, when one thread runs the residual and the update interleaved
+  // (sweep_fused), the slab of the outermost axis plus one line.
+  int64_t ring;
 };
+
+template <typename T, typename S>
+inline S* r_line(const Geometry& g, const Problem<T, S>& P, int64_t c, int64_t l) {
+  return P.r + (c * P.ring + l % P.ring) * (g.w + 1);
+}
 
 // Multi-index of line l's outer axes (0 .. nd - 2) in `idx`.
 TV_HOST_DEVICE TV_INLINE void line_index(const Geometry& g, int64_t l, int64_t* idx) {
@@ -235,7 +244,7 @@ void residual_line(const Geometry& g, const Problem<T, S>& P, int64_t l, const S
   const int64_t base = l * W;
   for (int64_t c = 0; c < C; ++c) {
     const T* x = P.x + c * n + base;
-    S* r = P.r + (c * g.lines + l) * (W + 1);
+    S* r = r_line(g, P, c, l);
     const S* cur[ND];
     const S* prev[ND];
     for (int d = 0; d < ND; ++d) {
@@ -269,20 +278,23 @@ void update_line(const Geometry& g, const Problem<T, S>& P, int64_t l, S inv_l, 
   int64_t idx[kMaxDims];
   line_index(g, l, idx);
   const int64_t base = l * W;
-  // Line offset (in r's pitch) of the next slice along each outer axis; 0 on the
-  // last slice, so that r_next - r is exactly 0 there.
-  int64_t next_off[ND];
-  for (int d = 0; d + 1 < ND; ++d)
-    next_off[d] = idx[d] + 1 < g.size[d] ? (g.stride[d] / W) * pitch : 0;
-  next_off[ND - 1] = 1;
+  // The line of the next slice along each outer axis; l itself on the last slice,
+  // so that r_next - r is exactly 0 there (the last axis: the next element).
+  int64_t next_line[ND];
+  for (int d = 0; d + 1 < ND; ++d) next_line[d] = idx[d] + 1 < g.size[d] ? l + g.line_step[d] : l;
+  next_line[ND - 1] = l;
+  auto r_next = [&](int d, int64_t c) -> const S* {
+    return d + 1 < ND ? r_line(g, P, c, next_line[d]) : r_line(g, P, c, l) + 1;
+  };
+  (void)pitch;
   const T* w = P.w + (P.w_map ? base : 0);
   if (ISO) {
     for (int64_t j = 0; j < W; ++j) n2[j] = S(0);
     for (int d = 0; d < ND; ++d)
       for (int64_t c = 0; c < C; ++c) {
         const S* q = P.q + (d * C + c) * n + base;
-        const S* r = P.r + (c * g.lines + l) * pitch;
-        const S* rn = r + next_off[d];
+        const S* r = r_line(g, P, c, l);
+        const S* rn = r_next(d, c);
         for (int64_t j = 0; j < W; ++j) {
           const S v = ascent(q[j], rn[j], r[j], inv_l);
           n2[j] += v * v;
@@ -299,8 +311,8 @@ void update_line(const Geometry& g, const Problem<T, S>& P, int64_t l, S inv_l, 
     for (int64_t c = 0; c < C; ++c) {
       S* q = P.q + (d * C + c) * n + base;
       S* p = P.p + (d * C + c) * n + base;
-      const S* r = P.r + (c * g.lines + l) * pitch;
-      const S* rn = r + next_off[d];
+      const S* r = r_line(g, P, c, l);
+      const S* rn = r_next(d, c);
       if (ISO) {
         TVND_SIMD_SUM(dacc)
         for (int64_t j = 0; j < W; ++j) {
