@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
     # vector path as g++ < 12 builds it (__builtin_shuffle).
     ("tv2d_core_selftest", ["-DTVCLI_NO_SIMD"]),
     ("tv2d_core_selftest", ["-DTVCLI_SIMD_GNU_SHUFFLE"]),
+    # n-D dual FISTA (csrc/core/tv_nd_fgp.h): line sweeps, ring sweep, per-pixel twins.
+    ("tv_nd_core_selftest", []),
 ])
 def test_core_selftest_under_sanitizers(tmp_path, name, flags):
     exe = tmp_path / name

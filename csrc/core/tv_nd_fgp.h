@@ -31,7 +31,9 @@
 //   * *_line: the CPU's, over one line of the last axis (contiguous, vectorisable
 //     loops); the residual r and the certificate's y use a line pitch of W + 1,
 //     the pad element repeating the line's last value, so that "next minus this"
-//     on the last axis is exactly 0 at the line's end without a branch;
+//     on the last axis is exactly 0 at the line's end without a branch; r may be
+//     a ring of lines (Problem::ring) when one thread runs the residual a slab
+//     ahead of the update;
 //   * *_at: the CUDA kernels', one thread per pixel (csrc/cuda/tv_nd_kernel_body.h).
 #pragma once
 
@@ -199,7 +201,7 @@ TV_HOST_DEVICE TV_INLINE double rms_bound(double gap, int64_t entries) {
 // ------------------------------------------------------------ problem pointers
 
 // One problem's data. x: (C, n) in T; w: n weights (w_map) or one; p, q: (nd, C, n)
-// in S; r: (C, lines, w + 1) in S; y: (C, lines, w + 1) double; s: n double (the
+// in S; r: (C, ring, w + 1) in S; y: (C, lines, w + 1) double; s: n double (the
 // certificate's shrink factors (iso) or weights (aniso)).
 template <typename T, typename S>
 struct Problem {
@@ -211,7 +213,16 @@ struct Problem {
   S* r;
   double* y;
   double* s;
+  // Lines of r held (CPU line sweeps: line l lives in slot l % ring): all `lines`,
+  // or, when one thread runs the residual and the update interleaved
+  // (sweep_fused), the slab of the outermost axis plus one line.
+  int64_t ring;
 };
+
+template <typename T, typename S>
+inline S* r_line(const Geometry& g, const Problem<T, S>& P, int64_t c, int64_t l) {
+  return P.r + (c * P.ring + l % P.ring) * (g.w + 1);
+}
 
 // Multi-index of line l's outer axes (0 .. nd - 2) in `idx`.
 TV_HOST_DEVICE TV_INLINE void line_index(const Geometry& g, int64_t l, int64_t* idx) {
@@ -235,7 +246,7 @@ void residual_line(const Geometry& g, const Problem<T, S>& P, int64_t l, const S
   const int64_t base = l * W;
   for (int64_t c = 0; c < C; ++c) {
     const T* x = P.x + c * n + base;
-    S* r = P.r + (c * g.lines + l) * (W + 1);
+    S* r = r_line(g, P, c, l);
     const S* cur[ND];
     const S* prev[ND];
     for (int d = 0; d < ND; ++d) {
@@ -265,24 +276,26 @@ template <typename T, typename S, int ND, bool ISO>
 void update_line(const Geometry& g, const Problem<T, S>& P, int64_t l, S inv_l, S beta,
                  S* n2, S* scale, double* dot) {
   S dacc = S(0);
-  const int64_t W = g.w, n = g.n, C = g.channels, pitch = W + 1;
+  const int64_t W = g.w, n = g.n, C = g.channels;
   int64_t idx[kMaxDims];
   line_index(g, l, idx);
   const int64_t base = l * W;
-  // Line offset (in r's pitch) of the next slice along each outer axis; 0 on the
-  // last slice, so that r_next - r is exactly 0 there.
-  int64_t next_off[ND];
-  for (int d = 0; d + 1 < ND; ++d)
-    next_off[d] = idx[d] + 1 < g.size[d] ? (g.stride[d] / W) * pitch : 0;
-  next_off[ND - 1] = 1;
+  // The line of the next slice along each outer axis; l itself on the last slice,
+  // so that r_next - r is exactly 0 there (the last axis: the next element).
+  int64_t next_line[ND];
+  for (int d = 0; d + 1 < ND; ++d) next_line[d] = idx[d] + 1 < g.size[d] ? l + g.line_step[d] : l;
+  next_line[ND - 1] = l;
+  auto r_next = [&](int d, int64_t c) -> const S* {
+    return d + 1 < ND ? r_line(g, P, c, next_line[d]) : r_line(g, P, c, l) + 1;
+  };
   const T* w = P.w + (P.w_map ? base : 0);
   if (ISO) {
     for (int64_t j = 0; j < W; ++j) n2[j] = S(0);
     for (int d = 0; d < ND; ++d)
       for (int64_t c = 0; c < C; ++c) {
         const S* q = P.q + (d * C + c) * n + base;
-        const S* r = P.r + (c * g.lines + l) * pitch;
-        const S* rn = r + next_off[d];
+        const S* r = r_line(g, P, c, l);
+        const S* rn = r_next(d, c);
         for (int64_t j = 0; j < W; ++j) {
           const S v = ascent(q[j], rn[j], r[j], inv_l);
           n2[j] += v * v;
@@ -299,8 +312,8 @@ void update_line(const Geometry& g, const Problem<T, S>& P, int64_t l, S inv_l, 
     for (int64_t c = 0; c < C; ++c) {
       S* q = P.q + (d * C + c) * n + base;
       S* p = P.p + (d * C + c) * n + base;
-      const S* r = P.r + (c * g.lines + l) * pitch;
-      const S* rn = r + next_off[d];
+      const S* r = r_line(g, P, c, l);
+      const S* rn = r_next(d, c);
       if (ISO) {
         TVND_SIMD_SUM(dacc)
         for (int64_t j = 0; j < W; ++j) {
@@ -523,9 +536,10 @@ TV_HOST_DEVICE TV_INLINE int64_t next_offset(const Geometry& g, const PixelPos& 
 
 template <typename T, typename S>
 TV_HOST_DEVICE TV_INLINE void residual_at(const Geometry& g, const Problem<T, S>& P, int64_t i) {
-  const int64_t n = g.n, C = g.channels, W = g.w;
+  const int64_t n = g.n, W = g.w;
+  const int C = g.channels;
   const PixelPos pp = pixel_pos(g, i);
-  for (int64_t c = 0; c < C; ++c) {
+  for (int c = 0; c < C; ++c) {
     S acc = S(P.x[c * n + i]);
     TVND_UNROLL for (int d = 0; d < kMaxDims; ++d) if (d < g.nd) {
       const S* q = P.q + (d * C + c) * n;
@@ -541,7 +555,8 @@ TV_HOST_DEVICE TV_INLINE void residual_at(const Geometry& g, const Problem<T, S>
 template <typename T, typename S, bool ISO>
 TV_HOST_DEVICE TV_INLINE double update_at(const Geometry& g, const Problem<T, S>& P, int64_t i,
                                           S inv_l, S beta) {
-  const int64_t n = g.n, C = g.channels, pitch = g.w + 1;
+  const int64_t n = g.n, pitch = g.w + 1;
+  const int C = g.channels;
   const PixelPos pp = pixel_pos(g, i);
   const S wi = S(P.w[P.w_map ? i : 0]);
   S scale = S(1);
@@ -549,7 +564,7 @@ TV_HOST_DEVICE TV_INLINE double update_at(const Geometry& g, const Problem<T, S>
     S n2 = S(0);
     TVND_UNROLL for (int d = 0; d < kMaxDims; ++d) if (d < g.nd) {
       const int64_t off = next_offset(g, pp, d);
-      for (int64_t c = 0; c < C; ++c) {
+      for (int c = 0; c < C; ++c) {
         const S* r = P.r + (c * g.lines + pp.l) * pitch + pp.j;
         const S v = ascent(P.q[(d * C + c) * n + i], r[off], r[0], inv_l);
         n2 += v * v;
@@ -560,7 +575,7 @@ TV_HOST_DEVICE TV_INLINE double update_at(const Geometry& g, const Problem<T, S>
   S dacc = S(0);
   TVND_UNROLL for (int d = 0; d < kMaxDims; ++d) if (d < g.nd) {
     const int64_t off = next_offset(g, pp, d);
-    for (int64_t c = 0; c < C; ++c) {
+    for (int c = 0; c < C; ++c) {
       const S* r = P.r + (c * g.lines + pp.l) * pitch + pp.j;
       S* q = P.q + (d * C + c) * n + i;
       S* p = P.p + (d * C + c) * n + i;
@@ -576,14 +591,15 @@ TV_HOST_DEVICE TV_INLINE double update_at(const Geometry& g, const Problem<T, S>
 
 template <typename T, typename S, bool ISO>
 TV_HOST_DEVICE TV_INLINE void cert_scale_at(const Geometry& g, const Problem<T, S>& P, int64_t i) {
-  const int64_t n = g.n, C = g.channels;
+  const int64_t n = g.n;
+  const int C = g.channels;
   if (!ISO) {
     P.s[i] = double(P.w[P.w_map ? i : 0]);
     return;
   }
   double n2 = 0.0;
   TVND_UNROLL for (int d = 0; d < kMaxDims; ++d) if (d < g.nd) {
-    for (int64_t c = 0; c < C; ++c) {
+    for (int c = 0; c < C; ++c) {
       const double v = double(P.p[(d * C + c) * n + i]);
       n2 += v * v;
     }
@@ -593,9 +609,10 @@ TV_HOST_DEVICE TV_INLINE void cert_scale_at(const Geometry& g, const Problem<T, 
 
 template <typename T, typename S, bool ISO>
 TV_HOST_DEVICE TV_INLINE void cert_y_at(const Geometry& g, const Problem<T, S>& P, int64_t i) {
-  const int64_t n = g.n, C = g.channels, W = g.w;
+  const int64_t n = g.n, W = g.w;
+  const int C = g.channels;
   const PixelPos pp = pixel_pos(g, i);
-  for (int64_t c = 0; c < C; ++c) {
+  for (int c = 0; c < C; ++c) {
     double acc = double(P.x[c * n + i]);
     TVND_UNROLL for (int d = 0; d < kMaxDims; ++d) if (d < g.nd) {
       const S* p = P.p + (d * C + c) * n;
@@ -614,13 +631,14 @@ TV_HOST_DEVICE TV_INLINE void cert_y_at(const Geometry& g, const Problem<T, S>& 
 // Pixel i's gap terms (iso: one; aniso: one per entry, summed in (d, c) order).
 template <typename T, typename S, bool ISO>
 TV_HOST_DEVICE TV_INLINE double gap_at(const Geometry& g, const Problem<T, S>& P, int64_t i) {
-  const int64_t n = g.n, C = g.channels, pitch = g.w + 1;
+  const int64_t n = g.n, pitch = g.w + 1;
+  const int C = g.channels;
   const PixelPos pp = pixel_pos(g, i);
   const double si = P.s[i];
   double n2 = 0.0, inner = 0.0, sum = 0.0;
   TVND_UNROLL for (int d = 0; d < kMaxDims; ++d) if (d < g.nd) {
     const int64_t off = next_offset(g, pp, d);
-    for (int64_t c = 0; c < C; ++c) {
+    for (int c = 0; c < C; ++c) {
       const double* y = P.y + (c * g.lines + pp.l) * pitch + pp.j;
       const double dy = y[off] - y[0];
       const double pv = double(P.p[(d * C + c) * n + i]);

@@ -38,74 +38,88 @@ int64_t find_root(std::vector<int64_t>& parent, int64_t i) {
 
 struct Workspace {
   std::vector<uint8_t> next;     // bit d: pixel has a successor along d
+  std::vector<double> mask;      // (nd, n): 1.0 where pixel has a successor along d, else 0
+  std::vector<double> proj;      // (n)
   std::vector<double> unit;      // (nd, C, n)
   std::vector<double> coef;      // (n)
-  std::vector<int64_t> region;   // (n) compact region ids
+  std::vector<int64_t> region;   // (n) compact ids of multi-pixel regions, -1: alone
+  std::vector<int64_t> members;  // the pixels of multi-pixel regions (P_S moves only them)
   std::vector<double> count;     // (regions)
   std::vector<double> sums;      // (regions, C)
   std::vector<double> du;        // (nd, C, n)
   std::vector<double> u, r, p, ap, tmp;  // (C, n)
 };
 
-// D u: du[(d C + c) n + i] = u[c n + i + s_d] - u[c n + i] (0 past the last slice).
+// D u: du[(d C + c) n + i] = u[c n + i + s_d] - u[c n + i] (0 past the last slice):
+// branch-free loops (times the 0/1 mask), which the compiler vectorises.
 void grad_into(const Geometry& g, const Workspace& ws, const double* u, double* du) {
   const int64_t n = g.n, C = g.channels;
   for (int d = 0; d < g.nd; ++d)
     for (int64_t c = 0; c < C; ++c) {
       const double* uc = u + c * n;
+      const double* m = ws.mask.data() + d * n;
       double* out = du + (d * C + c) * n;
-      const int64_t s = g.stride[d];
-      for (int64_t i = 0; i < n; ++i)
-        out[i] = ((ws.next[i] >> d) & 1) ? uc[i + s] - uc[i] : 0.0;
+      const int64_t s = g.stride[d], end = n - s;
+      for (int64_t i = 0; i < end; ++i) out[i] = (uc[i + s] - uc[i]) * m[i];
+      for (int64_t i = end; i < n; ++i) out[i] = 0.0;
     }
 }
 
-// out = P_S(u): the mean over each region, channel by channel.
+// out = P_S(u): the mean over each region, channel by channel (a pixel alone in
+// its region keeps its value: only the members of larger regions are averaged).
 void region_average(const Geometry& g, Workspace& ws, const double* u, double* out) {
   const int64_t n = g.n, C = g.channels;
+  if (out != u) std::copy(u, u + C * n, out);
+  if (ws.members.empty()) return;
   std::fill(ws.sums.begin(), ws.sums.end(), 0.0);
   for (int64_t c = 0; c < C; ++c)
-    for (int64_t i = 0; i < n; ++i) ws.sums[ws.region[i] * C + c] += u[c * n + i];
+    for (const int64_t i : ws.members) ws.sums[ws.region[i] * C + c] += u[c * n + i];
   const int64_t R = static_cast<int64_t>(ws.count.size());
   for (int64_t k = 0; k < R; ++k)
     for (int64_t c = 0; c < C; ++c) ws.sums[k * C + c] /= ws.count[k];
   for (int64_t c = 0; c < C; ++c)
-    for (int64_t i = 0; i < n; ++i) out[c * n + i] = ws.sums[ws.region[i] * C + c];
+    for (const int64_t i : ws.members) out[c * n + i] = ws.sums[ws.region[i] * C + c];
 }
 
 // out = M u = P_S(u + D^T H D u) (iso).
 void apply_m(const Geometry& g, Workspace& ws, const double* u, double* out) {
   const int64_t n = g.n, C = g.channels, nd = g.nd;
   grad_into(g, ws, u, ws.du.data());
-  // hdu = coef (du - unit <du, unit>), in place in du.
-  for (int64_t i = 0; i < n; ++i) {
-    if (ws.coef[i] == 0.0) {
-      for (int64_t k = 0; k < nd * C; ++k) ws.du[k * n + i] = 0.0;
-      continue;
-    }
-    double proj = 0.0;
-    for (int64_t k = 0; k < nd * C; ++k) proj += ws.du[k * n + i] * ws.unit[k * n + i];
-    for (int64_t k = 0; k < nd * C; ++k)
-      ws.du[k * n + i] = ws.coef[i] * (ws.du[k * n + i] - ws.unit[k * n + i] * proj);
+  // hdu = coef (du - unit <du, unit>), in place in du (0 where coef is 0: flat
+  // pixels, and the last slices, where du and unit are 0).
+  double* proj = ws.proj.data();
+  for (int64_t i = 0; i < n; ++i) proj[i] = 0.0;
+  for (int64_t k = 0; k < nd * C; ++k) {
+    const double* a = ws.du.data() + k * n;
+    const double* e = ws.unit.data() + k * n;
+    for (int64_t i = 0; i < n; ++i) proj[i] += a[i] * e[i];
   }
-  // tmp = u + D^T hdu; (D_d^T h)[j] = h[j - e_d] - h[j].
-  for (int64_t c = 0; c < C; ++c)
-    for (int64_t i = 0; i < n; ++i) ws.tmp[c * n + i] = u[c * n + i];
+  for (int64_t k = 0; k < nd * C; ++k) {
+    double* a = ws.du.data() + k * n;
+    const double* e = ws.unit.data() + k * n;
+    for (int64_t i = 0; i < n; ++i) a[i] = ws.coef[i] * (a[i] - e[i] * proj[i]);
+  }
+  // tmp = u + D^T hdu; (D_d^T h)[j] = h[j - e_d] - h[j] (h is 0 on the last slice).
+  std::copy(u, u + C * n, ws.tmp.data());
   for (int d = 0; d < nd; ++d)
     for (int64_t c = 0; c < C; ++c) {
       const double* h = ws.du.data() + (d * C + c) * n;
       double* t = ws.tmp.data() + c * n;
       const int64_t s = g.stride[d];
-      for (int64_t i = 0; i < n; ++i) {
-        t[i] -= h[i];
-        if ((ws.next[i] >> d) & 1) t[i + s] += h[i];
-      }
+      for (int64_t i = 0; i < n; ++i) t[i] -= h[i];
+      for (int64_t i = 0; i + s < n; ++i) t[i + s] += h[i];
     }
   region_average(g, ws, ws.tmp.data(), out);
 }
 
 double dot(const std::vector<double>& a, const std::vector<double>& b) {
-  return std::inner_product(a.begin(), a.end(), b.begin(), 0.0);
+  double acc = 0.0;
+  const int64_t m = static_cast<int64_t>(a.size());
+  const double* x = a.data();
+  const double* y = b.data();
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < m; ++i) acc += x[i] * y[i];
+  return acc;
 }
 
 void backward_problem(const Geometry& g, bool iso, const double* gy, const double* y,
@@ -135,6 +149,10 @@ void backward_problem(const Geometry& g, bool iso, const double* gy, const doubl
       if (idx + 1 < g.size[d]) ws.next[i] |= uint8_t(1u << d);
     }
   }
+  ws.mask.assign(size_t(nd * n), 0.0);
+  for (int d = 0; d < nd; ++d)
+    for (int64_t i = 0; i < n; ++i) ws.mask[d * n + i] = ((ws.next[i] >> d) & 1) ? 1.0 : 0.0;
+  ws.proj.assign(size_t(n), 0.0);
   std::vector<double> v(size_t(nd * cn));
   grad_into(g, ws, y, v.data());
   ws.unit.assign(size_t(nd * cn), 0.0);
@@ -170,16 +188,21 @@ void backward_problem(const Geometry& g, bool iso, const double* gy, const doubl
       }
     }
   }
+  // Compact ids for the regions of two or more pixels; the others stay -1.
+  std::vector<int64_t> size_of(static_cast<size_t>(n), 0);
+  for (int64_t i = 0; i < n; ++i) size_of[find_root(parent, i)] += 1;
   ws.region.assign(size_t(n), -1);
   std::vector<int64_t> id_of(size_t(n), -1);
   int64_t regions = 0;
   for (int64_t i = 0; i < n; ++i) {
     const int64_t root = find_root(parent, i);
+    if (size_of[root] < 2) continue;
     if (id_of[root] < 0) id_of[root] = regions++;
     ws.region[i] = id_of[root];
+    ws.members.push_back(i);
   }
   ws.count.assign(size_t(regions), 0.0);
-  for (int64_t i = 0; i < n; ++i) ws.count[ws.region[i]] += 1.0;
+  for (const int64_t i : ws.members) ws.count[ws.region[i]] += 1.0;
   ws.sums.assign(size_t(regions * C), 0.0);
   ws.du.assign(size_t(nd * cn), 0.0);
   ws.u.assign(size_t(cn), 0.0);

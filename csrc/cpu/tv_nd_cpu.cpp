@@ -17,6 +17,7 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -67,33 +68,55 @@ void solve_problem(const Geometry& g, const T* x, const T* w, bool w_map, T* y_o
     return;
   }
   std::vector<S> p(size_t(ND * entries), S(0)), q(size_t(ND * entries), S(0));
-  std::vector<S> r(size_t(C * lines * (W + 1)));
-  std::vector<double> y(size_t(C * lines * (W + 1)));
+  // One thread: the residual runs a slab ahead of the update (sweep_fused) in a
+  // ring of the outermost axis's slab plus one line; threads split over lines:
+  // the whole residual first.
+  const int64_t ring = split ? lines : (ND >= 2 ? g.line_step[0] : 0) + 1;
+  std::vector<S> r(static_cast<size_t>(C * ring * (W + 1)));
+  std::vector<double> y(static_cast<size_t>(C * lines * (W + 1)));
   std::vector<double> s(static_cast<size_t>(n));
-  const std::vector<S> zero(size_t(W), S(0));
-  Problem<T, S> P{x, w, w_map, p.data(), q.data(), r.data(), y.data(), s.data()};
+  const std::vector<S> zero(static_cast<size_t>(W), S(0));
+  Problem<T, S> P{x, w, w_map, p.data(), q.data(), r.data(), y.data(), s.data(), ring};
   const S inv_l = S(1.0 / core::tvnd::lipschitz(ND));
   const int64_t grain = line_grain(W);
+  std::vector<S> n2_seq(static_cast<size_t>(W)), sc_seq(static_cast<size_t>(W));
   double t = 1.0;
   int64_t check_at = o.check_every;
   for (int64_t it = 1; it <= o.max_iter; ++it) {
     const double tn = core::tvnd::next_t(t);
     const S beta = S((t - 1.0) / tn);
     t = tn;
-    for_lines(split, lines, grain, [&](int64_t l) {
-      core::tvnd::residual_line<T, S, ND>(g, P, l, zero.data());
-    });
-    // The update sweep, and the restart test's <q - p+, p+ - p> (O'Donoghue & Candes
-    // 2015, gradient scheme): momentum starts over (t = 1) when it is > 0.
-    auto update_range = [&](int64_t b, int64_t e, double acc) {
-      std::vector<S> n2(static_cast<size_t>(ISO ? W : 0)), sc(static_cast<size_t>(ISO ? W : 0));
-      for (int64_t l = b; l < e; ++l)
-        core::tvnd::update_line<T, S, ND, ISO>(g, P, l, inv_l, beta, n2.data(), sc.data(), &acc);
-      return acc;
-    };
-    const double dot = split ? at::parallel_reduce(0, lines, grain, 0.0, update_range,
-                                                   [](double a, double b) { return a + b; })
-                             : update_range(0, lines, 0.0);
+    double dot = 0.0;
+    if (split) {
+      for_lines(true, lines, grain, [&](int64_t l) {
+        core::tvnd::residual_line<T, S, ND>(g, P, l, zero.data());
+      });
+      // The update sweep, and the restart test's <q - p+, p+ - p> (O'Donoghue &
+      // Candes 2015, gradient scheme): momentum starts over (t = 1) when it is > 0.
+      dot = at::parallel_reduce(
+          0, lines, grain, 0.0,
+          [&](int64_t b, int64_t e, double acc) {
+            std::vector<S> n2(static_cast<size_t>(ISO ? W : 0)),
+                sc(static_cast<size_t>(ISO ? W : 0));
+            for (int64_t l = b; l < e; ++l)
+              core::tvnd::update_line<T, S, ND, ISO>(g, P, l, inv_l, beta, n2.data(), sc.data(),
+                                                     &acc);
+            return acc;
+          },
+          [](double a, double b) { return a + b; });
+    } else {
+      // One sweep: the residual of line l + ahead (ahead = the outermost axis's
+      // line step, the farthest next line an update reads) just before the update
+      // of line l, which is the last to read the old q that residual needs.
+      const int64_t ahead = ring - 1;
+      for (int64_t l = 0; l < std::min(ahead, lines); ++l)
+        core::tvnd::residual_line<T, S, ND>(g, P, l, zero.data());
+      for (int64_t l = 0; l < lines; ++l) {
+        if (l + ahead < lines) core::tvnd::residual_line<T, S, ND>(g, P, l + ahead, zero.data());
+        core::tvnd::update_line<T, S, ND, ISO>(g, P, l, inv_l, beta, n2_seq.data(), sc_seq.data(),
+                                               &dot);
+      }
+    }
     if (o.restart && dot > 0.0) t = 1.0;
     if (it != check_at && it != o.max_iter) continue;
     check_at = core::tvnd::next_check(it, o.check_every);

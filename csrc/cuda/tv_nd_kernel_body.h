@@ -86,7 +86,8 @@ TV_HOST_DEVICE TV_INLINE Problem<T, S> problem_of(const NdArgs<T, S>& a, int64_t
                        a.q + b * g.nd * cn,
                        a.r + b * lp,
                        a.y + b * lp,
-                       a.s + b * g.n};
+                       a.s + b * g.n,
+                       g.lines};
 }
 
 // Whether problem b takes part in a per-pixel phase.
