@@ -14,8 +14,12 @@ namespace {
 // (one atomicAdd per block; double atomicAdd needs sm_60+).
 // One kernel per phase (PHASE a template argument): each holds only its own
 // phase's code, so that none carries the register pressure of the others.
+// __launch_bounds__(256, 1): with the block size alone, ptxas capped some phases
+// (float64 gap and shrink-factor sums) at 64 registers and spilled 4-12 bytes on
+// sm_80 / sm_90 (CI tier a refuses spills); one resident block per SM allowed
+// lets them use 101-112 registers with no spill (same code, same results).
 template <typename T, typename S, bool ISO, int PHASE>
-__global__ void __launch_bounds__(kNdBlockDim) pixel_kernel(const NdArgs<T, S> a, int64_t it) {
+__global__ void __launch_bounds__(kNdBlockDim, 1) pixel_kernel(const NdArgs<T, S> a, int64_t it) {
   constexpr int phase = PHASE;
   __shared__ double partial[kNdBlockDim];
   const int64_t n = a.g.n;
