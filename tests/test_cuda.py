@@ -497,3 +497,38 @@ def test_fast_path_and_cpp_autograd_on_cuda_without_host_sync() -> None:
             tvcli.prox_tv1d(x, lam_arg).backward(g)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("norm, channel_dim, dims", [
+    ("iso", None, (-2, -1)), ("iso", 1, (-2, -1)), ("iso", None, (-3, -2, -1)),
+    ("aniso", None, (-3, -2, -1))])
+def test_nd_prox_cuda_matches_cpu_within_the_certificates(dtype, norm, channel_dim,
+                                                          dims) -> None:
+    """tvcli::prox_tv_nd on CUDA (issue 25): both devices certify their RMS error
+    against the same exact prox, so they differ by at most the sum of the two bounds
+    (the GPU's per-block gap sums round differently, so iterations may differ)."""
+    g = torch.Generator().manual_seed(3)
+    shape = (2, 3, 6, 20, 24) if len(dims) == 3 else (2, 3, 40, 36)
+    x = torch.rand(shape, generator=g, dtype=dtype)
+    lam = 0.05 + 0.1 * torch.rand((*shape[:1], 1, *shape[2:]), generator=g, dtype=dtype)
+    lam[..., :3] = 0  # zero weights allowed
+    kw = dict(dims=dims, norm=norm, channel_dim=channel_dim, tol=1e-4, return_info=True)
+    y_cpu, info_cpu = tvcli.prox_tv(x, lam, **kw)
+    y_gpu, info_gpu = tvcli.prox_tv(x.cuda(), lam.cuda(), **kw)
+    assert y_gpu.device.type == "cuda" and y_gpu.dtype == dtype
+    assert bool((info_gpu.error_bound.cpu() <= 1e-4).all())
+    n = x[0].numel() if channel_dim is not None else x[0, 0].numel()
+    per_problem = (y_gpu.cpu().double() - y_cpu.double()).pow(2)
+    per_problem = per_problem.flatten(start_dim=1 if channel_dim is not None else 2).sum(-1)
+    rms = (per_problem / n).sqrt().flatten()
+    slack = 2e-6 if dtype == torch.float32 else 1e-12  # float32 outputs' own rounding
+    allowed = (info_cpu.error_bound.double() + info_gpu.error_bound.cpu().double()).flatten()
+    assert bool((rms <= allowed + slack).all()), (rms.max(), allowed.min())
+
+
+def test_nd_prox_opcheck_cuda() -> None:
+    x = torch.rand(2, 3, 5, 4, device="cuda", dtype=torch.float64)
+    w = torch.full((2, 1, 5, 4), 0.1, device="cuda", dtype=torch.float64)
+    torch.library.opcheck(torch.ops.tvcli.prox_tv_nd.default,
+                          (x, w, 2, "iso", 1e-3, 50, 5, False))
