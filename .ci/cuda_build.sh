@@ -64,7 +64,8 @@ import tvcli
 import tvcli._extension  # noqa: F401  (tvcli imports lazily; this loads tvcli._C)
 
 ops = ["prox_tv1d", "prox_tv1d_backward", "prox_tv1d_pn_stats", "prox_tv2d_dykstra",
-       "prox_tv2d_dykstra_backward", "prox_tv2d_solve", "prox_tv2d_region_backward"]
+       "prox_tv2d_dykstra_backward", "prox_tv2d_solve", "prox_tv2d_region_backward",
+       "prox_tv_nd"]
 for op in ops:
     for key in ("CPU", "CUDA"):
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"tvcli::{op}", key), (op, key)
