@@ -494,6 +494,18 @@ def _from_samples(samples: np.ndarray, fmt: str, name: str) -> tuple[np.ndarray,
     return img, ImageMeta(fmt, dtype, width, height, channels, name)
 
 
+def _read_bytes(path: str | os.PathLike) -> bytes:
+    """The file's bytes; ImageReadError with one line naming the file otherwise."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{path}: is a folder") from None
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
 def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:
     """Reads an image file into float32 (H, W, C) in [0, 1] and its :class:`ImageMeta`.
 
@@ -517,15 +529,7 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:
         except (OSError, ValueError) as exc:
             raise ImageReadError(f"{path}: cannot read .npy array ({exc})") from None
         return _from_samples(arr, "npy", str(path))
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ImageReadError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageReadError(f"{path}: is a folder") from None
-    except OSError as exc:
-        raise ImageReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return decode_image(data, str(path))
+    return decode_image(_read_bytes(path), str(path))
 
 
 # ---------------------------------------------------------------- writing
@@ -790,15 +794,7 @@ def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, VolumeMeta]:
             kinds), more than one stack axis (e.g. time and depth), an unsupported
             sample type or colour space, NaN / Inf samples.
     """
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ImageReadError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageReadError(f"{path}: is a folder") from None
-    except OSError as exc:
-        raise ImageReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return decode_volume(data, str(path))
+    return decode_volume(_read_bytes(path), str(path))
 
 
 def decode_volume(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, VolumeMeta]:
