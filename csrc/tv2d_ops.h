@@ -20,7 +20,7 @@ void check_signs(const at::Tensor& signs, const at::Tensor& g);
 
 // Converged 2-D anisotropic TV prox of contiguous (B, H, W) images, lam (B,).
 // Returns y (B, H, W) in x's dtype and info (B, 3) float64:
-// [iterations, rms error bound sqrt(2 gap / (H W)), converged 0/1].
+// [iterations, rms error bound sqrt(gap / (H W)), converged 0/1].
 std::tuple<at::Tensor, at::Tensor> prox_tv2d_solve_cpu(const at::Tensor& x,
                                                        const at::Tensor& lam, double tol,
                                                        int64_t max_iter, int64_t check_every,

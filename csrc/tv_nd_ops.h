@@ -27,7 +27,7 @@ TvNdOptions check_tv_nd_args(const at::Tensor& x, const at::Tensor& w, int64_t n
 
 // Certified n-D TV prox of every problem x[b] ((C, *S); C channels share one norm
 // per pixel with "iso"). Returns y (x's shape and dtype) and info (B, 3) float64:
-// [iterations, RMS error bound sqrt(2 gap / (C n)) of y, converged 0/1]. The
+// [iterations, RMS error bound sqrt(gap / (C n)) of y, converged 0/1]. The
 // dual state is float32 when f32_state (the certificate is double either way);
 // restart: momentum restarts when <q - p+, p+ - p> > 0 (off: plain FISTA, the
 // iterates of tvcli/tv_nd_solvers.py).

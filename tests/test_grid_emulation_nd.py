@@ -79,7 +79,10 @@ def test_emulated_bad_problems_and_sync() -> None:
         assert torch.equal(y.isnan(), y_ref.isnan())
         assert torch.equal(y.nan_to_num(), y_ref.nan_to_num())
         assert torch.equal(info.isnan(), i_ref.isnan())
-        assert torch.equal(info.nan_to_num(), i_ref.nan_to_num())
+        # Iterations and the stop exactly; the bound to the rounding of the gap's
+        # summation order (blocks here, lines on the CPU), as in the test above.
+        assert torch.equal(info[:, [0, 2]].nan_to_num(), i_ref[:, [0, 2]].nan_to_num())
+        assert torch.allclose(info[:, 1], i_ref[:, 1], rtol=1e-9, atol=1e-15, equal_nan=True)
     assert bool(torch.isnan(y[1:]).all()) and bool(torch.isfinite(y[0]).all())
 
 

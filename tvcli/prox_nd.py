@@ -294,7 +294,7 @@ def prox_tv(
             problems. With ``"aniso"`` the channels decouple anyway and it is
             ignored.
         tol: stop a problem once the certified bound on its RMS error against the
-            exact prox, ``sqrt(2 * duality_gap / n)`` (``n`` = its number of
+            exact prox, ``sqrt(duality_gap / n)`` (``n`` = its number of
             entries), is <= tol (units of ``x``).
         max_iter: iteration cap (problems that hit it report ``converged=False``).
         return_info: also return a :class:`TvInfo`: stop reason, iterations and the

@@ -18,8 +18,9 @@ incoming gradient ``g`` (``M`` is symmetric positive definite on ``S``):
 
 ``M`` is applied matrix-free and the system solved by conjugate gradients, per
 problem. ``P_S`` is the average over regions, found by label propagation with
-pointer jumping. ``Z`` is taken as ``||(Dy)_i|| <= thr`` with ``thr`` eight times
-the certified RMS error bound of the forward (plus a rounding floor): pixels whose
+pointer jumping. ``Z`` is taken as ``||(Dy)_i|| <= thr`` with ``thr`` 8 sqrt(2)
+times the certified RMS error bound of the forward (plus a rounding floor; eight
+times the former bound ``sqrt(2 gap / n)``, which was sqrt(2) looser): pixels whose
 true difference is 0 fall below it, a true non-zero difference above ``2 thr`` is
 never mistaken for flat. Canonical layout as in :mod:`tvcli.tv_nd_ops`, float64.
 """
@@ -34,7 +35,9 @@ __all__ = ["implicit_backward", "CG_RTOL", "CG_MAX_ITER"]
 
 CG_RTOL = 1e-10  # relative residual at which CG stops (per problem)
 CG_MAX_ITER = 2000
-_FLAT_FACTOR = 8.0  # thr = factor * certified RMS bound + rounding floor
+# thr = factor * certified RMS bound + rounding floor. 8 x the former sqrt(2 gap / n)
+# bound; kept the same threshold when the bound became sqrt(gap / n).
+_FLAT_FACTOR = 8.0 * 2.0**0.5
 
 
 def _region_labels(edges: list[torch.Tensor]) -> torch.Tensor:

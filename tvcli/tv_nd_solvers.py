@@ -5,9 +5,11 @@ Problem, per problem ``b`` of the canonical layout (see :mod:`tvcli.tv_nd_ops`):
     y* = argmin_y 1/2 ||y - x||^2 + sum_i w_i ||(D y)_i||
 
 Dual: ``min_{p in ball(w)} 1/2 ||x - D^T p||^2``; any feasible ``p`` gives the
-primal point ``y = x - D^T p`` and the duality gap ``G >= 1/2 ||y - y*||^2``
-(the primal is 1-strongly convex), so ``sqrt(2 G / n)`` (``n`` = entries of the
-problem) is a certified bound on the RMS error of ``y``. Each problem stops when
+primal point ``y = x - D^T p`` and the duality gap ``G >= ||y - y*||^2`` (the
+primal's suboptimality bounds half of it, the primal being 1-strongly convex, and
+the dual's the other half: csrc/core/tv_common.h, ``certified_rms``), so
+``sqrt(G / n)`` (``n`` = entries of the problem) is a certified bound on the RMS
+error of ``y``. Each problem stops when
 that bound is <= ``tol``; stopped problems leave the batch (so late iterations
 only cost what is still running).
 
@@ -38,11 +40,11 @@ SOLVERS = ("fgp", "cp")
 def _certify(
     x: torch.Tensor, p: torch.Tensor, w: torch.Tensor, norm: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``y = x - D^T p`` and its RMS error bound ``sqrt(2 gap / n)`` per problem."""
+    """``y = x - D^T p`` and its RMS error bound ``sqrt(gap / n)`` per problem."""
     y = x - div_t(p)
     gap = gap_terms(p, grad(y), w, norm)
     n = x[0].numel()
-    return y, (2.0 * gap.clamp_min(0) / n).sqrt()
+    return y, (gap.clamp_min(0) / n).sqrt()
 
 
 def solve(

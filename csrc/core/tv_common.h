@@ -6,6 +6,7 @@
 // element stride), so rows and columns of an image are read in place.
 #pragma once
 
+#include <math.h>
 #include <stdint.h>
 
 #if defined(__CUDACC__) || defined(__HIPCC__)
@@ -53,6 +54,18 @@ TV_HOST_DEVICE TV_INLINE A quiet_nan() {
 template <typename A>
 TV_HOST_DEVICE TV_INLINE A sign_of(A v) {
   return A((v > A(0)) - (v < A(0)));
+}
+
+// Certified RMS error bound of a TV prox y of `entries` values from the duality
+// gap G = P(y) - D(p) of a feasible dual p whose primal point is y = x - K^T p
+// (every converged solver here: the n-D FGP, the 2-D FISTA / Dykstra).
+// Both halves of the gap bound the same error: P(y) - P* >= 1/2 ||y - y*||^2 (P is
+// 1-strongly convex) and D* - D(p) >= 1/2 ||y - y*||^2 (D(p) = 1/2 ||x||^2 -
+// 1/2 ||y||^2, and <K y*, p* - p> >= 0 because p* maximises <K y*, .> over the dual
+// ball), so G >= ||y - y*||^2 and the RMS error is <= sqrt(G / entries) -- sqrt(2)
+// tighter than the textbook sqrt(2 G / entries), which drops the dual half.
+TV_HOST_DEVICE TV_INLINE double certified_rms(double gap, int64_t entries) {
+  return sqrt((gap > 0.0 ? gap : 0.0) / double(entries));
 }
 
 }  // namespace core

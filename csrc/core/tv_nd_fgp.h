@@ -22,7 +22,8 @@
 //
 //   G = sum_i w_i ||(D y)_i|| - <p~_i, (D y)_i>   (+ 2 (k + 2) eps w_i ||(D y)_i||)
 //
-// bounds 1/2 ||y - y*||^2, so sqrt(2 G / (C n)) bounds the RMS error of y (the
+// bounds ||y - y*||^2 (tv_common.h, certified_rms: the primal and the dual half
+// each bound 1/2 of it), so sqrt(G / (C n)) bounds the RMS error of y (the
 // rounding allowance is tvcli/tv_nd_ops.py's gap_terms: k entries per pixel's
 // norm, every term >= 0, no cancellation of large sums).
 //
@@ -195,7 +196,7 @@ TV_HOST_DEVICE TV_INLINE int64_t next_check(int64_t it, int64_t check_every) {
 
 // RMS error bound of a problem of `entries` values from its gap.
 TV_HOST_DEVICE TV_INLINE double rms_bound(double gap, int64_t entries) {
-  return sqrt_of(2.0 * (gap > 0.0 ? gap : 0.0) / double(entries));
+  return certified_rms(gap, entries);
 }
 
 // ------------------------------------------------------------ problem pointers

@@ -12,8 +12,9 @@
 // Without extrapolation (beta = 0) this is exactly proximal Dykstra (paper Alg. 1).
 // The primal iterate y = prox_cols(z) = x - u - v+ pairs with the feasible duals
 // u = x - z, v+, so   gap = P(y) - D(u, v+) = lam TV(y) + <y, y - x> >= 0,
-// and by 1-strong convexity of P, ||y - y*||_2 <= sqrt(2 gap). We stop an image when
-// sqrt(2 gap / (H W)) (a bound on its RMS error) is <= tol.
+// and gap >= ||y - y*||^2 (1-strong convexity of P bounds half of it, the dual's
+// suboptimality the other half: core::certified_rms). We stop an image when
+// sqrt(gap / (H W)) (a bound on its RMS error) is <= tol.
 //
 // All arithmetic is float64 whatever x's dtype: the dual variables accumulate
 // over hundreds of iterations and the gap is a small difference of large sums.
@@ -175,7 +176,7 @@ void solve_images(const T* xp, const double* lp, int64_t B, int64_t H, int64_t W
       if (!active[b]) continue;
       double gap = 0.0;
       for (int64_t r = 0; r < H; ++r) gap += row_gap[b * H + r];
-      const double bound = std::sqrt(std::max(2.0 * gap, 0.0) / double(HW));
+      const double bound = core::certified_rms(gap, HW);
       ip[b * 3 + 1] = bound;
       if (bound <= tol) {
         active[b] = 0;

@@ -458,8 +458,7 @@ TV_HOST_DEVICE inline void fista_check_image(const FistaArgs& a, int64_t b, int6
   if (!check) return;
   double gap = 0.0;
   for (int64_t r = 0; r < a.h; ++r) gap += a.row_gap[b * a.h + r];
-  const double g2 = 2.0 * gap;
-  const double bound = sqrt((g2 > 0.0 ? g2 : 0.0) / double(a.h * a.wd));
+  const double bound = core::certified_rms(gap, a.h * a.wd);
   a.info[b * 3 + 1] = bound;
   if (bound <= tol) {
     a.active[b] = 0;
