@@ -138,6 +138,26 @@ def test_f32_state_choice() -> None:
     assert info.stop == "tol"  # chose the float64 state, which reaches 1e-5
 
 
+def test_stalled_f32_state_is_solved_again_in_f64(monkeypatch) -> None:
+    """A problem whose float32 state stalls above tol (forced here by allowing the
+    float32 state at any tol) is solved again with the float64 state: it converges,
+    with exactly the float64-state result; the others keep their float32 results."""
+    g = torch.Generator().manual_seed(8)
+    x = torch.rand(3, 1, 16, 16, generator=g)
+    # Problem 1 has a tiny weight: its float32 floor (~2.4e-4 w) is far below tol.
+    lam = torch.tensor([0.1, 1e-4, 0.1]).reshape(3, 1, 1, 1)
+    monkeypatch.setattr(prox_nd, "_F32_STATE_MIN_TOL", 0.0)
+    y, info = tvcli.prox_tv(x, lam, norm="iso", tol=1e-6, max_iter=4000, return_info=True)
+    assert info.stop == "tol" and bool((info.error_bound <= 1e-6).all())
+    f32 = OP(x, lam, 2, "iso", 1e-6, 4000, 5, True)
+    f64 = OP(x, lam, 2, "iso", 1e-6, 4000, 5, False)
+    redo = ~f32[1][:, 2].bool()
+    assert redo.tolist() == [True, False, True]
+    for b in range(3):
+        want = f64[0][b] if redo[b] else f32[0][b]
+        assert torch.equal(y[b], want), b
+
+
 def test_restart_saves_iterations() -> None:
     """Momentum restart (the default) reaches a tight tol in fewer iterations than
     plain FISTA on a heavily smoothed image, to the same certified accuracy."""
