@@ -18,6 +18,12 @@ and weight = lam (same discretisation: forward differences, Neumann boundary).
 
 Usage: python benchmarks/tv_variants_bench.py [photos ...] [--lam 0.1] [--sigma 25]
        [--repeat 3] [--target 1e-3] [--ref-tol 1e-4]
+
+``--cli-default``: instead, each method at its own tuned lam (issue 25's first speed
+goal): the CLI's default model and settings (colour TV, the 8-bit default --tol and
+--max-iter, through ``tvcli.cli.tvfilter.filter_image`` as ``tvcli smooth`` runs it)
+at ``--cli-lam`` against scikit-image's defaults at ``--skimage-lam`` (the lams
+tuned by benchmarks/tv_variants_defaults.py), interleaved; PSNR and median times.
 """
 
 from __future__ import annotations
@@ -65,12 +71,19 @@ def main() -> None:
     ap.add_argument("--target", type=float, default=1e-3)
     ap.add_argument("--ref-tol", type=float, default=1e-4)
     ap.add_argument("--count", type=int, default=1, help="Kodak photos when none given")
+    ap.add_argument("--cli-default", action="store_true")
+    ap.add_argument("--cli-lam", type=float, default=0.098)
+    ap.add_argument("--skimage-lam", type=float, default=0.069)
     args = ap.parse_args()
     torch.set_num_threads(1)
     photos = args.photos or [str(p) for p in sorted(KODAK.glob("*.png"))[: args.count]]
     if not photos:
         photos = ["examples/images/astronaut.png"]
     print(machine_line(), flush=True)
+    if args.cli_default:
+        cli_default_vs_skimage(photos, args)
+        print(machine_line())
+        return
     lam = args.lam
     for path in photos:
         clean = read_image(path)[0][..., :3].astype(np.float64)
@@ -136,6 +149,47 @@ def main() -> None:
         print(f"noisy PSNR {_psnr(xn, clean):.2f} dB; times: "
               + "; ".join(f"{k}: {[round(v, 3) for v in vs]}" for k, vs in times.items()))
     print(machine_line())
+
+
+def cli_default_vs_skimage(photos: list[str], args: argparse.Namespace) -> None:
+    """The CLI's default smoothing at ``--cli-lam`` against scikit-image's defaults at
+    ``--skimage-lam``, each photo (float32, colour AWGN, seed 0) interleaved
+    ``--repeat`` times; one table row per photo and a total."""
+    from tvcli.cli.smooth import DEFAULT_TV, default_max_iter, default_tol
+    from tvcli.cli.tvfilter import FilterSettings, filter_image
+
+    settings = FilterSettings("smooth", args.cli_lam, "2d", None, default_tol("uint8", DEFAULT_TV),
+                              default_max_iter("uint8", DEFAULT_TV), "direct", "cpu",
+                              DEFAULT_TV, "joint")
+    print(f"\ntvcli: {settings.tv} {settings.color} lam {args.cli_lam:g} tol {settings.tol:g} "
+          f"max_iter {settings.max_iter}; scikit-image defaults lam {args.skimage_lam:g}; "
+          f"sigma {args.sigma:g}, {args.repeat} interleaved repeats, medians\n")
+    print("| photo | tvcli CLI default: time / PSNR / iterations | scikit-image defaults: "
+          "time / PSNR | time ratio tvcli / scikit-image | PSNR difference |")
+    print("|---|---|---|---|---|")
+    tot = {"ours": 0.0, "sk": 0.0, "dp": []}
+    for path in photos:
+        clean = read_image(path)[0][..., :3].astype(np.float64)
+        g = torch.Generator().manual_seed(0)
+        noise = args.sigma / 255 * torch.randn(clean.shape, generator=g, dtype=torch.float64)
+        xn = (torch.from_numpy(clean) + noise).float().numpy()
+        times: dict[str, list[float]] = {"ours": [], "sk": []}
+        for _ in range(args.repeat):
+            t = time.perf_counter()
+            ours, facts = filter_image(xn, settings)
+            times["ours"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            sk = denoise_tv_chambolle(xn, weight=args.skimage_lam, channel_axis=-1)
+            times["sk"].append(time.perf_counter() - t)
+        mo, ms = statistics.median(times["ours"]), statistics.median(times["sk"])
+        po, ps = _psnr(np.clip(ours, 0, 1), clean), _psnr(np.clip(sk, 0, 1), clean)
+        tot["ours"] += mo
+        tot["sk"] += ms
+        tot["dp"].append(po - ps)
+        print(f"| {Path(path).name} | {mo:.3f} s / {po:.2f} dB / {facts.get('iterations')} | "
+              f"{ms:.3f} s / {ps:.2f} dB | {mo / ms:.2f} | {po - ps:+.2f} dB |", flush=True)
+    print(f"| all {len(photos)} | {tot['ours']:.2f} s | {tot['sk']:.2f} s | "
+          f"{tot['ours'] / tot['sk']:.2f} | {min(tot['dp']):+.2f} to {max(tot['dp']):+.2f} dB |")
 
 
 if __name__ == "__main__":
