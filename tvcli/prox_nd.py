@@ -36,6 +36,7 @@ import torch
 from tvcli._extension import HAS_EXT, ext_has_device
 from tvcli.prox2d import Tv2dInfo, prox_tv2d
 from tvcli.tv_implicit import _FLAT_FACTOR, CG_MAX_ITER, CG_RTOL, implicit_backward
+from tvcli.tv_nd_core import CHECK_EVERY, F32_STATE_MIN_TOL, use_f32_state
 from tvcli.tv_nd_ops import pixel_norm
 from tvcli.tv_nd_solvers import solve
 
@@ -46,10 +47,8 @@ _COMPUTE_DTYPES = (torch.float32, torch.float64)
 
 # Most spatial dims the compiled op takes (csrc/core/tv_nd_fgp.h, kMaxDims).
 _OP_MAX_DIMS = 4
-# Float32 dual state (twice the speed of float64) only when tol is at least this
-# fraction of the largest weight: measured, a float32 state stalls with a
-# certified bound of ~1e-3 x max(w) (docs/tv_variants.md); 10x margin.
-_F32_STATE_MIN_TOL = 1e-2
+# The float32-state rule (tvcli/tv_nd_core.py; the CLI's torch-free path uses it too).
+_F32_STATE_MIN_TOL = F32_STATE_MIN_TOL
 
 # Same fields and meaning as the 2-D engine's info; the batch shape is x's shape
 # without ``dims`` (and without ``channel_dim`` when channels are coupled).
@@ -103,9 +102,9 @@ def _solve_compiled(
     (x's dtype), the certified bound and the iterations, ``(B,)`` float64 each."""
     nd = x.dim() - 2
     wk = w.squeeze(1).contiguous()
-    f32_state = x.dtype == torch.float32 and tol >= _F32_STATE_MIN_TOL * float(wk.max())
+    f32_state = use_f32_state(x.dtype == torch.float32, tol, float(wk.max()))
     y, info = torch.ops.tvcli.prox_tv_nd(x.contiguous(), wk, nd, norm, float(tol),
-                                         int(max_iter), 5, f32_state)
+                                         int(max_iter), CHECK_EVERY, f32_state)
     return y, info[:, 1], info[:, 0]
 
 
