@@ -363,3 +363,24 @@ def test_off_switch_and_other_models_import_torch(tmp_path, monkeypatch):
     assert not fast_filter.usable("cpu", "rows", None, "iso", None, "direct")
     monkeypatch.setenv("TVCLI_NO_FAST_CLI", "1")
     assert not fast_filter.usable("cpu", "2d", None, "iso", None, "direct")
+
+
+@needs_core
+def test_fallback_in_a_fresh_process(tmp_path):
+    """A real run that loads tvcli._core (and its OpenMP runtime, passive waits)
+    first and then falls back to torch, which shares that runtime: the same file
+    as the torch path's."""
+    src = tmp_path / "in.png"
+    io.write_image(src, _image(20, 24, 3, seed=8), dtype="uint8")
+    outs = []
+    for off in ("0", "1"):
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("TVCLI_NO_FAST_CLI", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+        env.update(PYTHONPATH=str(ROOT), TVCLI_NO_FAST_CLI=off)
+        out = tmp_path / f"out{off}.png"
+        r = subprocess.run([sys.executable, "-m", "tvcli", "smooth", str(src), "-o", str(out),
+                            "--lam", "1000", "-q"], capture_output=True, text=True, env=env,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]

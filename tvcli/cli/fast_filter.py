@@ -18,6 +18,7 @@ then skips the solver: ``_mean_candidates``, with a margin).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,16 +41,34 @@ ENV_OFF = "TVCLI_NO_FAST_CLI"
 _HUGE = 2.0 ** 126
 
 
+def _load_core():
+    """``tvcli._core`` (or None), its OpenMP runtime started with the passive wait
+    policy unless the user chose one (OMP_WAIT_POLICY / GOMP_SPINCOUNT): threads
+    that wait between the solver's ~2 parallel regions per iteration then sleep
+    instead of spinning. On a machine whose cores are busy with other work, the
+    spinning made two threads 10x slower than one (docs/cli.md, "Performance").
+    libgomp reads the variable once, when it is loaded; the environment is
+    restored right after."""
+    if "tvcli._core" in sys.modules or any(
+            k in os.environ for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")):
+        return core_module()
+    os.environ["OMP_WAIT_POLICY"] = "passive"
+    try:
+        return core_module()
+    finally:
+        del os.environ["OMP_WAIT_POLICY"]
+
+
 def enabled() -> bool:
     """Whether the torch-free path may run: built, and not turned off."""
-    return os.environ.get(ENV_OFF, "0") != "1" and core_module() is not None
+    return os.environ.get(ENV_OFF, "0") != "1" and _load_core() is not None
 
 
 def auto_is_cpu() -> bool:
     """Whether ``--device auto`` is known to pick the CPU without importing torch:
     tvcli's engine was built without CUDA kernels, or torch is a CPU-only build
     (its version.py says ``cuda = None``). False when unsure."""
-    core = core_module()
+    core = _load_core()
     if core is not None and not core.cuda_engine:
         return True
     from importlib.util import find_spec
