@@ -8,7 +8,7 @@ load hits both alike; reports the median wall time (process start to exit, the
 file written) and the median CPU time (user + system of the child), the load
 average before and after, and checks that both outputs are the same file.
 
-    python benchmarks/cli_startup.py /tmp/c512x384.png --runs 7
+    python benchmarks/cli_startup.py /tmp/c512x384.png --runs 7 [--opts '--threads 1']
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -47,8 +48,10 @@ def main() -> None:
     ap.add_argument("image")
     ap.add_argument("--lam", default="0.05")
     ap.add_argument("--runs", type=int, default=7, help="runs of each variant")
-    ap.add_argument("extra", nargs="*", help="more tvcli smooth options (after --)")
+    ap.add_argument("--opts", default="", help="more tvcli smooth options, one string: "
+                                                "--opts '--threads 1'")
     args = ap.parse_args()
+    args.extra = shlex.split(args.opts)
     out_dir = Path(tempfile.mkdtemp())
     outs = {True: str(out_dir / "fast.png"), False: str(out_dir / "torch.png")}
     times: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
