@@ -386,3 +386,16 @@ def test_fallback_in_a_fresh_process(tmp_path):
         assert r.returncode == 0, r.stderr
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]
+
+
+@needs_core
+def test_module_thread_count_is_clamped():
+    """A huge count is clamped (OpenMP crashes on ~20000 threads), with a warning."""
+    from tvcli.threads import max_threads
+
+    x, w = _problem(2, (1, 1, 9, 8), "float32", False, seed=9)
+    with pytest.warns(RuntimeWarning, match=f"using {max_threads()}"):
+        y, _ = prox_tv_nd(x, w, 2, "iso", 1e-4, 300, threads=100000)
+    assert np.array_equal(y, prox_tv_nd(x, w, 2, "iso", 1e-4, 300, threads=1)[0])
+    with pytest.raises(ValueError, match="integer >= 1"):
+        prox_tv_nd(x, w, 2, "iso", 1e-4, 300, threads=0)

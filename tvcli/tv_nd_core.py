@@ -43,15 +43,24 @@ def prox_tv_nd(x, w, nd: int, norm: str, tol: float, max_iter: int, *, threads: 
                restart: bool = True):
     """``torch.ops.tvcli.prox_tv_nd`` on numpy arrays: x C-contiguous ``(B, C, *S)``
     float32 / float64 (``nd = len(S)`` in 1..4), w x's dtype ``(B, 1, *S)`` or ``(B, 1,
-    1, ...)``, on ``threads`` OpenMP threads. Returns ``(y, info)``: y x's shape and
-    dtype, info float64 ``(B, 3)`` [iterations, RMS error bound, converged].
+    1, ...)``, on ``threads`` OpenMP threads (clamped to
+    :func:`tvcli.threads.max_threads` with a ``RuntimeWarning``, as torch's are).
+    Returns ``(y, info)``: y x's shape and dtype, info float64 ``(B, 3)``
+    [iterations, RMS error bound, converged].
 
     Raises:
         ImportError: tvcli._core is not built.
         ValueError / TypeError: bad arguments (one line, as the torch op's).
     """
+    import warnings
+
     import numpy as np
 
+    from tvcli.threads import clamp_threads
+
+    threads, reason = clamp_threads(threads)
+    if reason is not None:
+        warnings.warn(f"tvcli: {reason}", RuntimeWarning, stacklevel=2)
     core = core_module()
     if core is None:
         raise ImportError("tvcli._core is not built (see docs/building.md)")
