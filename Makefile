@@ -84,4 +84,4 @@ gpu-data: setup $(EPS_DATA)/manifest.json
 	$(PY) -m tvcli.learning.train.gpu make-data --bsds500 $(BSDS500) --eps $(EPS_DATA)
 
 clean:
-	rm -rf build tvcli/_C*.so tvcli/.built
+	rm -rf build tvcli/_C*.so tvcli/_core*.so tvcli/.built

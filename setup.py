@@ -1,4 +1,5 @@
-"""Build script for tvcli's compiled engine (tvcli._C).
+"""Build script for tvcli's compiled engine (tvcli._C, and tvcli._core: its n-D TV
+solver without torch, for the command line).
 
 Build against the installed torch, without build isolation:
 
@@ -99,9 +100,46 @@ def _build_ext_class():
                                                      or 1))
             super().build_extensions()
 
+        def build_extension(self, ext) -> None:
+            if ext.name != CORE_MODULE:
+                super().build_extension(ext)
+                return
+            # The torch-free module is an optimisation of the command line only:
+            # without it the CLI takes the torch path, so a failed build warns.
+            try:
+                super().build_extension(ext)
+            except Exception as exc:  # compiler or ninja errors alike
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc)
+                print(f"warning: {CORE_MODULE} not built ({first}); the command line will "
+                      "import torch for every image", file=sys.stderr)
+
     no_ninja = os.environ.get("TVCLI_NO_NINJA", "0") == "1"  # to test the fallback
     return TvcliBuildExt.with_options(no_python_abi_suffix=False,
                                       **({"use_ninja": False} if no_ninja else {}))
+
+
+#: The torch-free build of the n-D TV solver (csrc/py/core_module.cpp): the command
+#: line's default smoothing runs through it without importing torch (issue 28).
+CORE_MODULE = "tvcli._core"
+
+
+def _core_extension(cxx_flags: list[str], openmp: list[str], cuda: bool):
+    """tvcli._core: a plain CPython module (no torch headers or libraries), built with
+    the torch extension's C++ flags so that it rounds as the torch op does. Needs
+    OpenMP (Linux); elsewhere None, and the CLI takes the torch path."""
+    from setuptools import Extension
+
+    if not openmp:
+        return None
+    return Extension(
+        CORE_MODULE,
+        sources=["csrc/py/core_module.cpp"],
+        include_dirs=[os.path.join(ROOT, "csrc")],
+        define_macros=[("TVCLI_CUDA_ENGINE", "1")] if cuda else [],
+        extra_compile_args=list(cxx_flags),
+        extra_link_args=[*openmp, "-s"],
+        language="c++",
+    )
 
 
 def _extensions():
@@ -120,7 +158,9 @@ def _extensions():
         extra_link_args=[*openmp, "-s"],
         py_limited_api=False,
     )
-    if _want_cuda():
+    cuda = _want_cuda()
+    core = _core_extension(cxx_flags, openmp, cuda)
+    if cuda:
         # Kernels: csrc/cuda/*.cu (torch-free); torch glue: csrc/cuda/*.cpp.
         # --fmad=false keeps GPU results equal to the CPU's (no fused multiply-add).
         # Architectures: TORCH_CUDA_ARCH_LIST, else the visible GPUs', else
@@ -137,7 +177,7 @@ def _extensions():
         )
     else:
         ext = CppExtension(sources=sources, extra_compile_args={"cxx": cxx_flags}, **common)
-    return [ext], {"build_ext": _build_ext_class()}
+    return [ext] + ([core] if core is not None else []), {"build_ext": _build_ext_class()}
 
 
 ext_modules, cmdclass = _extensions()

@@ -54,6 +54,7 @@ fi
 sed -E 's/^(\[[0-9]+\/[0-9]+\]) .* -c -c ([^ ]+) .*/\1 \2/' build.log \
   | grep -E '^\[|warning:' | grep -v SetuptoolsDeprecationWarning || true
 ls tvcli/_C*.so >/dev/null  # the build must have produced the module
+ls tvcli/_core*.so >/dev/null  # and the torch-free solver (CPU only) beside it
 t2=$(date +%s)
 echo "== CUDA build in $((t2 - t1)) s"
 
@@ -72,6 +73,8 @@ for op in ops:
 print("== tvcli", tvcli.__version__, "backends:", tvcli.built_backends(),
       "| CPU and CUDA kernels registered for", ", ".join(ops))
 assert tvcli.built_backends() == ["cpu", "cuda"]
+from tvcli import _core  # the CLI's torch-free solver: built, and knows _C has CUDA
+assert _core.cuda_engine is True
 PY
 "$PY" -m pytest -q -p no:cacheprovider tests
 echo "== CUDA build tier done in $(( $(date +%s) - t0 )) s"

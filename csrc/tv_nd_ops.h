@@ -8,14 +8,9 @@
 
 #include <tuple>
 
-namespace tvcli {
+#include "core/tv_nd_options.h"
 
-struct TvNdOptions {
-  double tol;
-  int64_t max_iter;
-  int64_t check_every;
-  bool restart;  // gradient-scheme momentum restart (O'Donoghue & Candes 2015)
-};
+namespace tvcli {
 
 // x: contiguous (B, C, *S) float32/float64, nd = len(S) in 1..4, every size >= 1
 // (B may be 0); w: contiguous, x's dtype and device, shape (B, 1, 1, *S) or

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import tvcli
-from tvcli import prox_nd
+from tvcli import prox_nd, tv_nd_core
 from tvcli._extension import HAS_EXT, ext_has_device
 from tvcli.tv_nd_solvers import solve
 
@@ -146,7 +146,7 @@ def test_stalled_f32_state_is_solved_again_in_f64(monkeypatch) -> None:
     x = torch.rand(3, 1, 16, 16, generator=g)
     # Problem 1 has a tiny weight: its float32 floor (~2.4e-4 w) is far below tol.
     lam = torch.tensor([0.1, 1e-4, 0.1]).reshape(3, 1, 1, 1)
-    monkeypatch.setattr(prox_nd, "_F32_STATE_MIN_TOL", 0.0)
+    monkeypatch.setattr(tv_nd_core, "F32_STATE_MIN_TOL", 0.0)
     y, info = tvcli.prox_tv(x, lam, norm="iso", tol=1e-6, max_iter=4000, return_info=True)
     assert info.stop == "tol" and bool((info.error_bound <= 1e-6).all())
     f32 = OP(x, lam, 2, "iso", 1e-6, 4000, 5, True)

@@ -36,6 +36,7 @@ import torch
 from tvcli._extension import HAS_EXT, ext_has_device
 from tvcli.prox2d import Tv2dInfo, prox_tv2d
 from tvcli.tv_implicit import _FLAT_FACTOR, CG_MAX_ITER, CG_RTOL, implicit_backward
+from tvcli.tv_nd_core import CHECK_EVERY, F32_STATE_MIN_TOL, use_f32_state
 from tvcli.tv_nd_ops import pixel_norm
 from tvcli.tv_nd_solvers import solve
 
@@ -46,13 +47,8 @@ _COMPUTE_DTYPES = (torch.float32, torch.float64)
 
 # Most spatial dims the compiled op takes (csrc/core/tv_nd_fgp.h, kMaxDims).
 _OP_MAX_DIMS = 4
-# Float32 dual state (1.6-2.3x the speed of float64, the same iterations on photos)
-# only when tol is at least this fraction of the largest weight. Measured
-# (docs/tv_variants.md "State precision"): a float32 state stalls at a certified
-# bound of 2e-4 to 5e-4 x max(w) on 64x64 noise, and reached 1.3e-4 x w on noisy
-# Kodak photos with the float64 state's iteration counts; 4x margin. A problem that
-# still hits max_iter with it is solved again with the float64 state.
-_F32_STATE_MIN_TOL = 2e-3
+# The float32-state rule (tvcli/tv_nd_core.py; the CLI's torch-free path uses it too).
+_F32_STATE_MIN_TOL = F32_STATE_MIN_TOL
 
 # Same fields and meaning as the 2-D engine's info; the batch shape is x's shape
 # without ``dims`` (and without ``channel_dim`` when channels are coupled).
@@ -107,16 +103,15 @@ def _solve_compiled(
     nd = x.dim() - 2
     wk = w.squeeze(1).contiguous()
     xk = x.contiguous()
-    f32_state = x.dtype == torch.float32 and tol >= _F32_STATE_MIN_TOL * float(wk.max())
-    y, info = torch.ops.tvcli.prox_tv_nd(xk, wk, nd, norm, float(tol), int(max_iter), 5,
-                                         f32_state)
+    f32_state = use_f32_state(x.dtype == torch.float32, tol, float(wk.max()))
+    y, info = torch.ops.tvcli.prox_tv_nd(xk, wk, nd, norm, float(tol), int(max_iter),
+                                         CHECK_EVERY, f32_state)
     if f32_state:
-        # A float32 state that stalled above tol (not seen on photos at the rule's
-        # margin): those problems again with the float64 state, which reaches tol.
-        again = ((info[:, 2] == 0) & (info[:, 0] >= max_iter)).nonzero().squeeze(1)
-        if again.numel():
+        # A float32 state that stalled above tol: those problems again in float64.
+        again = stalled_f32(info.tolist(), max_iter)
+        if again:
             ya, ia = torch.ops.tvcli.prox_tv_nd(xk[again], wk[again].contiguous(), nd, norm,
-                                                float(tol), int(max_iter), 5, False)
+                                                float(tol), int(max_iter), CHECK_EVERY, False)
             y[again], info[again] = ya, ia
     return y, info[:, 1], info[:, 0]
 

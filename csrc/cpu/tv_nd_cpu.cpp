@@ -1,202 +1,32 @@
 // CPU backend of the n-D TV prox (isotropic / colour / anisotropic, weight maps):
-// FISTA on the dual with a certified stop, csrc/core/tv_nd_fgp.h.
-//
-// Parallelism: with at least as many problems as threads, one problem per thread
-// (its state allocated by the thread, so memory is threads x one problem, not the
-// batch); otherwise the problems run one after another and every sweep is split
-// over lines of the last axis (a big image or volume). Lines are independent
-// inside a sweep, so y does not depend on the split; only the gap's summation
-// order does (to rounding).
-//
-// An iteration is two sweeps over the problem: the residual r = x - D^T q (one
-// image, C n values), and the fused update (dual step, projection, momentum) that
-// reads r, q, p and writes q, p. Every check_every iterations (and at max_iter)
-// the certificate runs in double: re-projection of p, y = x - D^T p~, the gap.
+// the torch op's binding of the host driver csrc/cpu/tv_nd_driver.h (FISTA on the
+// dual with a certified stop, csrc/core/tv_nd_fgp.h), run on ATen's thread pool.
+// The torch-free module tvcli._core (csrc/py/core_module.cpp) binds the same
+// driver to OpenMP directly and gives the same bits for the same thread count.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 
-#include <algorithm>
-#include <cmath>
-#include <limits>
-#include <vector>
-
-#include "../core/tv_nd_fgp.h"
 #include "../tv_nd_ops.h"
+#include "tv_nd_driver.h"
 
 namespace tvcli {
 namespace {
 
-using core::tvnd::Geometry;
-using core::tvnd::Problem;
-
-// Lines per task of a line-parallel sweep: ~4096 elements.
-int64_t line_grain(int64_t w) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(w, 1)); }
-
-// Whether one problem's data are usable: x finite, w finite and >= 0.
-template <typename T>
-bool problem_ok(const T* x, int64_t nx, const T* w, int64_t nw) {
-  for (int64_t i = 0; i < nx; ++i)
-    if (!core::is_finite(x[i])) return false;
-  for (int64_t i = 0; i < nw; ++i)
-    if (!core::is_finite(w[i]) || !(w[i] >= T(0))) return false;
-  return true;
-}
-
-// Runs `f(l)` for l in [0, lines): over threads when `split`, else in this thread.
-template <typename F>
-void for_lines(bool split, int64_t lines, int64_t grain, const F& f) {
-  if (!split) {
-    for (int64_t l = 0; l < lines; ++l) f(l);
-    return;
+// The driver's parallel backend: ATen's intra-op pool.
+struct AtenParallel {
+  static int64_t num_threads() { return at::get_num_threads(); }
+  template <typename F>
+  static void for_range(int64_t begin, int64_t end, int64_t grain, const F& f) {
+    at::parallel_for(begin, end, grain, f);
   }
-  at::parallel_for(0, lines, grain, [&](int64_t b, int64_t e) {
-    for (int64_t l = b; l < e; ++l) f(l);
-  });
-}
-
-template <typename T, typename S, int ND, bool ISO>
-void solve_problem(const Geometry& g, const T* x, const T* w, bool w_map, T* y_out,
-                   double* info, const TvNdOptions& o, bool split) {
-  const int64_t C = g.channels, n = g.n, W = g.w, lines = g.lines, entries = C * n;
-  if (!problem_ok(x, entries, w, w_map ? n : 1)) {
-    for (int64_t i = 0; i < entries; ++i) y_out[i] = std::numeric_limits<T>::quiet_NaN();
-    info[0] = 0.0;
-    info[1] = std::numeric_limits<double>::quiet_NaN();
-    info[2] = 0.0;
-    return;
+  template <typename F, typename SF>
+  static double reduce(int64_t begin, int64_t end, int64_t grain, double ident, const F& f,
+                       const SF& sf) {
+    return at::parallel_reduce(begin, end, grain, ident, f, sf);
   }
-  std::vector<S> p(size_t(ND * entries), S(0)), q(size_t(ND * entries), S(0));
-  // One thread: the residual runs a slab ahead of the update (sweep_fused) in a
-  // ring of the outermost axis's slab plus one line; threads split over lines:
-  // the whole residual first.
-  const int64_t ring = split ? lines : (ND >= 2 ? g.line_step[0] : 0) + 1;
-  std::vector<S> r(static_cast<size_t>(C * ring * (W + 1)));
-  std::vector<double> y(static_cast<size_t>(C * lines * (W + 1)));
-  std::vector<double> s(static_cast<size_t>(n));
-  const std::vector<S> zero(static_cast<size_t>(W), S(0));
-  Problem<T, S> P{x, w, w_map, p.data(), q.data(), r.data(), y.data(), s.data(), ring};
-  const S inv_l = S(1.0 / core::tvnd::lipschitz(ND));
-  const int64_t grain = line_grain(W);
-  std::vector<S> n2_seq(static_cast<size_t>(W)), sc_seq(static_cast<size_t>(W));
-  double t = 1.0;
-  int64_t check_at = o.check_every;
-  for (int64_t it = 1; it <= o.max_iter; ++it) {
-    const double tn = core::tvnd::next_t(t);
-    const S beta = S((t - 1.0) / tn);
-    t = tn;
-    double dot = 0.0;
-    if (split) {
-      for_lines(true, lines, grain, [&](int64_t l) {
-        core::tvnd::residual_line<T, S, ND>(g, P, l, zero.data());
-      });
-      // The update sweep, and the restart test's <q - p+, p+ - p> (O'Donoghue &
-      // Candes 2015, gradient scheme): momentum starts over (t = 1) when it is > 0.
-      dot = at::parallel_reduce(
-          0, lines, grain, 0.0,
-          [&](int64_t b, int64_t e, double acc) {
-            std::vector<S> n2(static_cast<size_t>(ISO ? W : 0)),
-                sc(static_cast<size_t>(ISO ? W : 0));
-            for (int64_t l = b; l < e; ++l)
-              core::tvnd::update_line<T, S, ND, ISO>(g, P, l, inv_l, beta, n2.data(), sc.data(),
-                                                     &acc);
-            return acc;
-          },
-          [](double a, double b) { return a + b; });
-    } else {
-      // One sweep: the residual of line l + ahead (ahead = the outermost axis's
-      // line step, the farthest next line an update reads) just before the update
-      // of line l, which is the last to read the old q that residual needs.
-      const int64_t ahead = ring - 1;
-      for (int64_t l = 0; l < std::min(ahead, lines); ++l)
-        core::tvnd::residual_line<T, S, ND>(g, P, l, zero.data());
-      for (int64_t l = 0; l < lines; ++l) {
-        if (l + ahead < lines) core::tvnd::residual_line<T, S, ND>(g, P, l + ahead, zero.data());
-        core::tvnd::update_line<T, S, ND, ISO>(g, P, l, inv_l, beta, n2_seq.data(), sc_seq.data(),
-                                               &dot);
-      }
-    }
-    if (o.restart && dot > 0.0) t = 1.0;
-    if (it != check_at && it != o.max_iter) continue;
-    check_at = core::tvnd::next_check(it, o.check_every);
-    for_lines(split, lines, grain,
-              [&](int64_t l) { core::tvnd::cert_scale_line<T, S, ND, ISO>(g, P, l); });
-    for_lines(split, lines, grain,
-              [&](int64_t l) { core::tvnd::cert_y_line<T, S, ND, ISO>(g, P, l, zero.data()); });
-    auto gap_range = [&](int64_t b, int64_t e, double acc) {
-      std::vector<double> a(static_cast<size_t>(W)), c(static_cast<size_t>(W));
-      for (int64_t l = b; l < e; ++l)
-        acc += core::tvnd::gap_line<T, S, ND, ISO>(g, P, l, a.data(), c.data());
-      return acc;
-    };
-    const double gap = split ? at::parallel_reduce(0, lines, grain, 0.0, gap_range,
-                                                   [](double a, double b) { return a + b; })
-                             : gap_range(0, lines, 0.0);
-    const double bound = core::tvnd::rms_bound(gap, entries);
-    const bool done = bound <= o.tol;
-    if (done || it == o.max_iter) {
-      for_lines(split, lines, grain, [&](int64_t l) {
-        for (int64_t c = 0; c < C; ++c) {
-          const double* yl = y.data() + (c * lines + l) * (W + 1);
-          T* out = y_out + c * n + l * W;
-          for (int64_t j = 0; j < W; ++j) out[j] = T(yl[j]);
-        }
-      });
-      info[0] = double(it);
-      info[1] = bound;
-      info[2] = done ? 1.0 : 0.0;
-      return;
-    }
-  }
-}
-
-template <typename T, typename S, int ND, bool ISO>
-void solve_batch(const at::Tensor& x, const at::Tensor& w, const at::Tensor& y,
-                 const at::Tensor& info, const TvNdOptions& o) {
-  const int64_t B = x.size(0);
-  int64_t sizes[core::tvnd::kMaxDims];
-  for (int d = 0; d < ND; ++d) sizes[d] = x.size(2 + d);
-  const Geometry g = core::tvnd::make_geometry(ND, sizes, int(x.size(1)));
-  const bool w_map = w.numel() != B;
-  const int64_t xs = g.channels * g.n, ws = w_map ? g.n : 1;
-  const T* xp = x.const_data_ptr<T>();
-  const T* wp = w.const_data_ptr<T>();
-  T* yp = y.mutable_data_ptr<T>();
-  double* ip = info.mutable_data_ptr<double>();
-  if (B >= at::get_num_threads()) {
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b)
-        solve_problem<T, S, ND, ISO>(g, xp + b * xs, wp + b * ws, w_map, yp + b * xs,
-                                     ip + 3 * b, o, false);
-    });
-  } else {
-    for (int64_t b = 0; b < B; ++b)
-      solve_problem<T, S, ND, ISO>(g, xp + b * xs, wp + b * ws, w_map, yp + b * xs, ip + 3 * b,
-                                   o, true);
-  }
-}
-
-template <typename T, typename S>
-void dispatch_nd(int64_t nd, bool iso, const at::Tensor& x, const at::Tensor& w,
-                 const at::Tensor& y, const at::Tensor& info, const TvNdOptions& o) {
-#define TVCLI_ND_CASE(N)                                  \
-  case N:                                                 \
-    if (iso)                                              \
-      solve_batch<T, S, N, true>(x, w, y, info, o);       \
-    else                                                  \
-      solve_batch<T, S, N, false>(x, w, y, info, o);      \
-    return;
-  switch (nd) {
-    TVCLI_ND_CASE(1)
-    TVCLI_ND_CASE(2)
-    TVCLI_ND_CASE(3)
-    TVCLI_ND_CASE(4)
-    default:
-      TORCH_CHECK(false, "tvcli: prox_tv_nd supports 1 to 4 spatial dimensions, got ", nd);
-  }
-#undef TVCLI_ND_CASE
-}
+};
 
 }  // namespace
 
@@ -209,12 +39,23 @@ std::tuple<at::Tensor, at::Tensor> prox_tv_nd_cpu(const at::Tensor& x, const at:
   const bool iso = norm == "iso";
   at::Tensor y = at::empty_like(x);
   at::Tensor info = at::empty({x.size(0), 3}, x.options().dtype(at::kDouble));
-  if (x.size(0) == 0) return {y, info};
+  const int64_t B = x.size(0);
+  if (B == 0) return {y, info};
+  int64_t sizes[core::tvnd::kMaxDims];
+  for (int64_t d = 0; d < nd; ++d) sizes[d] = x.size(2 + d);
+  const bool w_map = w.numel() != B;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "prox_tv_nd_cpu", [&] {
-    if (f32_state)
-      dispatch_nd<scalar_t, float>(nd, iso, x, w, y, info, o);
-    else
-      dispatch_nd<scalar_t, double>(nd, iso, x, w, y, info, o);
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* wp = w.const_data_ptr<scalar_t>();
+    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+    double* ip = info.mutable_data_ptr<double>();
+    const bool ok =
+        f32_state
+            ? tvnd_driver::solve_nd<AtenParallel, scalar_t, float>(
+                  int(nd), iso, sizes, int(x.size(1)), B, xp, wp, w_map, yp, ip, o)
+            : tvnd_driver::solve_nd<AtenParallel, scalar_t, double>(
+                  int(nd), iso, sizes, int(x.size(1)), B, xp, wp, w_map, yp, ip, o);
+    TORCH_CHECK(ok, "tvcli: prox_tv_nd supports 1 to 4 spatial dimensions, got ", nd);
   });
   return {y, info};
 }

@@ -171,12 +171,10 @@ def warn(message: str) -> None:
     print(f"tvcli: warning: {message}", file=sys.stderr, flush=True)
 
 
-def apply_threads(threads: int | None) -> int | None:
-    """``--threads N`` of any command: sets torch's CPU threads, clamped to the
-    machine's sensible maximum (:func:`tvcli.threads.max_threads`) with one warning
-    line; returns the count set (None: torch's default is left alone)."""
-    if threads is None:
-        return None
+def clamp_cli_threads(threads: int) -> int:
+    """``--threads N`` clamped to the machine's sensible maximum
+    (:func:`tvcli.threads.max_threads`), with one warning line when clamped;
+    CLIError for a bad count. Imports no torch."""
     from tvcli.threads import clamp_threads
 
     try:
@@ -185,6 +183,16 @@ def apply_threads(threads: int | None) -> int | None:
         raise CLIError(f"--threads must be an integer >= 1, got {threads!r}") from None
     if reason is not None:
         warn(f"--threads {reason}")
+    return used
+
+
+def apply_threads(threads: int | None) -> int | None:
+    """``--threads N`` of any command: sets torch's CPU threads, clamped to the
+    machine's sensible maximum (:func:`tvcli.threads.max_threads`) with one warning
+    line; returns the count set (None: torch's default is left alone)."""
+    if threads is None:
+        return None
+    used = clamp_cli_threads(threads)
     import torch
 
     torch.set_num_threads(used)

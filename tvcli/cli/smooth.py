@@ -20,6 +20,7 @@ from tvcli.cli._app import (
     CLIError,
     app,
     apply_threads,
+    clamp_cli_threads,
     write_stdout,
 )
 from tvcli.cli.shard import (
@@ -239,8 +240,9 @@ def run_filter(
     if as_json and output == "-":
         raise CLIError("--json cannot be used with -o - (stdout carries the image)")
 
-    from tvcli.cli import batch
+    from tvcli.cli import batch, fast_filter
     from tvcli.cli.tvfilter import FilterSettings, has_prox_tv2d
+    from tvcli.threads import default_threads
 
     weights = None if lam_map is None else read_lam_map(lam_map, volume)
     skipped: list[str] = []
@@ -262,20 +264,27 @@ def run_filter(
         raise CLIError("--json cannot be used when the image goes to stdout; give -o FILE")
     batch.note_skipped_outputs(skipped, quiet)
 
-    apply_threads(threads)
-    dev = resolve_device(device, ops_for_mode(mode, iters))
-    if mode == "2d" and not has_prox_tv2d():
-        raise CLIError("--mode 2d needs tvcli.prox_tv2d, which this build lacks; "
-                       "use --mode rows or --mode cols")
-    if solver != "direct":
-        check_solver(solver, dev)
-        if mode == "2d" and not _tv2d_takes_solver():
-            raise CLIError("--solver applies to --mode rows / cols; the 2-D operator picks "
-                           "its own inner 1-D solver")
+    cpu_threads = None
+    if fast_filter.usable(device, mode, iters, tv, lam_map, solver):
+        # The default model on the CPU: solved without importing torch (~1.3 s of a
+        # small image's run), by tvcli._core on torch's thread count.
+        dev = "cpu"
+        cpu_threads = default_threads() if threads is None else clamp_cli_threads(threads)
+    else:
+        apply_threads(threads)
+        dev = resolve_device(device, ops_for_mode(mode, iters))
+        if mode == "2d" and not has_prox_tv2d():
+            raise CLIError("--mode 2d needs tvcli.prox_tv2d, which this build lacks; "
+                           "use --mode rows or --mode cols")
+        if solver != "direct":
+            check_solver(solver, dev)
+            if mode == "2d" and not _tv2d_takes_solver():
+                raise CLIError("--solver applies to --mode rows / cols; the 2-D operator "
+                               "picks its own inner 1-D solver")
     # tol / max_iter None: the defaults for each output's sample type (process_job,
     # process_volume_job)
     settings = FilterSettings(operation, lam, mode, iters, tol, max_iter, solver, dev, tv,
-                              color, volume, weights, lam_map)
+                              color, volume, weights, lam_map, cpu_threads)
     dtype = _DTYPE_OF_DEPTH[bit_depth]
     process = process_volume_job if volume else process_job
     return run_batch(operation, inputs, jobs, lambda job: process(job, settings, dtype),
@@ -374,7 +383,7 @@ def process_job(job, settings, dtype: str | None):
 
     from tvcli import io
     from tvcli.cli.batch import STDIO, Record
-    from tvcli.cli.tvfilter import filter_image
+    from tvcli.cli.fast_filter import apply_to_image
 
     start = time.perf_counter()
     job.status("reading")
@@ -398,7 +407,7 @@ def process_job(job, settings, dtype: str | None):
     stored = io.choose_dtype(fmt, dtype or meta.dtype, strict=dtype is not None)
     settings = _with_default_tol(settings, stored)
     # Without a comparison picture the input array is not needed afterwards.
-    out, facts = filter_image(img, settings, inplace=job.compare is None, status=job.status)
+    out, facts = apply_to_image(img, settings, inplace=job.compare is None, status=job.status)
     t_solve = time.perf_counter()
     job.status("writing")
     if job.target == STDIO:
@@ -456,7 +465,7 @@ def process_volume_job(job, settings, dtype: str | None):
 
     from tvcli import io
     from tvcli.cli.batch import STDIO, Record
-    from tvcli.cli.tvfilter import filter_volume
+    from tvcli.cli.fast_filter import apply_to_volume
 
     start = time.perf_counter()
     job.status("reading")
@@ -469,7 +478,7 @@ def process_volume_job(job, settings, dtype: str | None):
     t_read = time.perf_counter()
     stored = dtype or meta.dtype
     settings = _with_default_tol(settings, stored)
-    out, facts = filter_volume(vol, settings, status=job.status)
+    out, facts = apply_to_volume(vol, settings, status=job.status)
     t_solve = time.perf_counter()
     job.status("writing")
     io.ensure_folder(Path(job.target).parent)

@@ -27,6 +27,7 @@ class FilterSettings:
     ``cols`` are exact 1-D proxes along image rows / columns.
 
     ``volume``: 3-D TV over (slices, rows, columns) of a stack (:func:`filter_volume`).
+    ``cpu_threads``: see :mod:`tvcli.cli.fast_filter` (None: not the torch-free path).
     ``lam_map``: per-pixel weights in [0, 1] units of ``lam`` (the weight at a
     pixel is ``lam * lam_map``), float (H, W), or (Z, H, W) / (1, H, W) for a
     volume; None: ``lam`` everywhere. Converged modes only.
@@ -45,6 +46,9 @@ class FilterSettings:
     volume: bool = False
     lam_map: np.ndarray | None = field(default=None, compare=False, repr=False)
     lam_map_path: str | None = None
+    # Set by the command line when it left torch out (tvcli.cli.fast_filter): the
+    # CPU threads of the torch-free solver, and of torch should it be needed.
+    cpu_threads: int | None = None
 
 
 def has_prox_tv2d() -> bool:

@@ -1,0 +1,85 @@
+"""The compiled n-D TV prox on numpy arrays, without torch (``tvcli._core``).
+
+``tvcli._core`` is the torch-free build of the solver behind
+``torch.ops.tvcli.prox_tv_nd``: the same driver and core (csrc/cpu/tv_nd_driver.h,
+csrc/core/tv_nd_fgp.h), compiled with the same flags, on OpenMP threads split as
+ATen splits them, so that it returns the same bits at the same thread count. The
+command line's default smoothing uses it to skip torch's import
+(:mod:`tvcli.cli.fast_filter`). This module also holds the solver settings that
+:mod:`tvcli.prox_nd` passes to the torch op, so that both callers agree.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+__all__ = ["CHECK_EVERY", "F32_STATE_MIN_TOL", "core_module", "prox_tv_nd", "stalled_f32",
+           "use_f32_state"]
+
+# Float32 dual state (1.6-2.3x the speed of float64, the same iterations on photos)
+# only when tol is at least this fraction of the largest weight. Measured
+# (docs/tv_variants.md "State precision"): a float32 state stalls at a certified
+# bound of 2e-4 to 5e-4 x max(w) on 64x64 noise, and reached 1.3e-4 x w on noisy
+# Kodak photos with the float64 state's iteration counts; 4x margin. A problem that
+# still ends at max_iter with it is solved again with the float64 state
+# (:func:`stalled_f32`).
+F32_STATE_MIN_TOL = 2e-3
+# Iterations between two certificates (duality-gap checks).
+CHECK_EVERY = 5
+
+
+def core_module() -> ModuleType | None:
+    """``tvcli._core``, or None when this installation did not build it."""
+    try:
+        from tvcli import _core
+    except ImportError:
+        return None
+    return _core
+
+
+def use_f32_state(float32_data: bool, tol: float, wmax: float) -> bool:
+    """Whether the dual state is float32: float32 data and ``tol >= F32_STATE_MIN_TOL
+    x wmax`` (``wmax`` the largest weight as a Python float, ``tol`` as passed)."""
+    return float32_data and tol >= F32_STATE_MIN_TOL * wmax
+
+
+def stalled_f32(info_rows: list[list[float]], max_iter: int) -> list[int]:
+    """Problems a float32-state solve left unconverged at ``max_iter`` (``info_rows``:
+    the solver's info as lists [iterations, bound, converged]): both callers solve
+    them again with the float64 state, so that a float32 stall costs time, not
+    accuracy. Problems skipped as bad (0 iterations, NaN bound) are not listed."""
+    return [b for b, (it, _bound, conv) in enumerate(info_rows)
+            if conv == 0.0 and it >= max_iter]
+
+
+def prox_tv_nd(x, w, nd: int, norm: str, tol: float, max_iter: int, *, threads: int,
+               check_every: int = CHECK_EVERY, f32_state: bool = False,
+               restart: bool = True):
+    """``torch.ops.tvcli.prox_tv_nd`` on numpy arrays: x C-contiguous ``(B, C, *S)``
+    float32 / float64 (``nd = len(S)`` in 1..4), w x's dtype ``(B, 1, *S)`` or ``(B, 1,
+    1, ...)``, on ``threads`` OpenMP threads (clamped to
+    :func:`tvcli.threads.max_threads` with a ``RuntimeWarning``, as torch's are).
+    Returns ``(y, info)``: y x's shape and dtype, info float64 ``(B, 3)``
+    [iterations, RMS error bound, converged].
+
+    Raises:
+        ImportError: tvcli._core is not built.
+        ValueError / TypeError: bad arguments (one line, as the torch op's).
+    """
+    import warnings
+
+    import numpy as np
+
+    from tvcli.threads import clamp_threads
+
+    threads, reason = clamp_threads(threads)
+    if reason is not None:
+        warnings.warn(f"tvcli: {reason}", RuntimeWarning, stacklevel=2)
+    core = core_module()
+    if core is None:
+        raise ImportError("tvcli._core is not built (see docs/building.md)")
+    y = np.empty_like(x)
+    info = np.empty((x.shape[0], 3), dtype=np.float64)
+    core.prox_tv_nd(x, w, y, info, int(nd), str(norm), float(tol), int(max_iter),
+                    int(check_every), bool(f32_state), bool(restart), int(threads))
+    return y, info
