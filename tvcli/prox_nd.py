@@ -36,7 +36,7 @@ import torch
 from tvcli._extension import HAS_EXT, ext_has_device
 from tvcli.prox2d import Tv2dInfo, prox_tv2d
 from tvcli.tv_implicit import _FLAT_FACTOR, CG_MAX_ITER, CG_RTOL, implicit_backward
-from tvcli.tv_nd_core import CHECK_EVERY, F32_STATE_MIN_TOL, use_f32_state
+from tvcli.tv_nd_core import CHECK_EVERY, F32_STATE_MIN_TOL, stalled_f32, use_f32_state
 from tvcli.tv_nd_ops import pixel_norm
 from tvcli.tv_nd_solvers import solve
 
