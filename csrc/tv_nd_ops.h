@@ -25,14 +25,15 @@ TvNdOptions check_tv_nd_args(const at::Tensor& x, const at::Tensor& w, int64_t n
 // [iterations, RMS error bound sqrt(gap / (C n)) of y, converged 0/1]. The
 // dual state is float32 when f32_state (the certificate is double either way);
 // restart: momentum restarts when <q - p+, p+ - p> > 0 (off: plain FISTA, the
-// iterates of tvcli/tv_nd_solvers.py).
+// iterates of tvcli/tv_nd_solvers.py). adaptive_checks: certificates where the
+// bound's decay predicts tol (TvNdOptions), else every check_every iterations.
 // A problem whose x is not finite, or whose w is negative or not finite, gives
 // NaN and info [0, NaN, 0].
 std::tuple<at::Tensor, at::Tensor> prox_tv_nd_cpu(const at::Tensor& x, const at::Tensor& w,
                                                   int64_t nd, c10::string_view norm,
                                                   double tol, int64_t max_iter,
                                                   int64_t check_every, bool f32_state,
-                                                  bool restart);
+                                                  bool restart, bool adaptive_checks);
 
 struct TvNdBackwardOptions {
   double flat_factor;  // flat: |(D y)_i| <= flat_factor x bound + 1e-12 (1 + max|y|)

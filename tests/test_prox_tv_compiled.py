@@ -257,3 +257,26 @@ def test_compiled_backward_nan_and_opcheck() -> None:
     y[1, 0, 0, 0] = 0.5
     torch.library.opcheck(torch.ops.tvcli.prox_tv_nd_backward.default,
                           (g, y, w, info[:, 1].contiguous(), 2, "iso", 8.0, 1e-10, 2000))
+
+
+def test_adaptive_checks_keep_the_certificate_and_stop_near_the_fixed_schedule() -> None:
+    """Predicted certificate times (the CPU default, tvcli.tv_nd_core.ADAPTIVE_CHECKS):
+    every problem still stops with a certified bound <= tol, at an iteration within
+    +-20 % (+ 5) of the fixed schedule's stop (measured on Kodak photos: -6 % to
+    +5 %); tvcli.prox_tv asks for it on the CPU. (Shown to fail once: with the
+    prediction always taking its widest step, the 1e-4 case stopped at 109 iterations
+    against 80.)"""
+    g = torch.Generator().manual_seed(11)
+    x = torch.rand(2, 3, 48, 40, generator=g)
+    x[1] = torch.where(x[1] > 0.5, 0.8, 0.2) + 0.1 * torch.randn(3, 48, 40, generator=g)
+    for f32, tol, lam in ((True, 1e-3, 0.1), (False, 1e-4, 0.2), (False, 1e-5, 0.05)):
+        w = torch.full((2, 1, 1, 1), lam)
+        _, fixed = OP(x, w, 2, "iso", tol, 20000, 5, f32, True, False)
+        y, adapt = OP(x, w, 2, "iso", tol, 20000, 5, f32, True, True)
+        assert bool(adapt[:, 2].all()) and bool((adapt[:, 1] <= tol).all())
+        ratio = (adapt[:, 0] - fixed[:, 0]).abs() / (fixed[:, 0] + 25)
+        assert bool((ratio <= 0.2).all()), (tol, fixed[:, 0], adapt[:, 0])
+        want = tvcli.prox_tv(x, w.reshape(2, 1, 1, 1), norm="iso", channel_dim=1, tol=tol,
+                             max_iter=20000)
+        if tv_nd_core.use_f32_state(True, tol, float(w.max())) == f32:  # prox_tv's choice
+            assert torch.equal(want, y)

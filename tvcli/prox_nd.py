@@ -36,7 +36,13 @@ import torch
 from tvcli._extension import HAS_EXT, ext_has_device
 from tvcli.prox2d import Tv2dInfo, prox_tv2d
 from tvcli.tv_implicit import _FLAT_FACTOR, CG_MAX_ITER, CG_RTOL, implicit_backward
-from tvcli.tv_nd_core import CHECK_EVERY, F32_STATE_MIN_TOL, stalled_f32, use_f32_state
+from tvcli.tv_nd_core import (
+    ADAPTIVE_CHECKS,
+    CHECK_EVERY,
+    F32_STATE_MIN_TOL,
+    stalled_f32,
+    use_f32_state,
+)
 from tvcli.tv_nd_ops import pixel_norm
 from tvcli.tv_nd_solvers import solve
 
@@ -104,14 +110,17 @@ def _solve_compiled(
     wk = w.squeeze(1).contiguous()
     xk = x.contiguous()
     f32_state = use_f32_state(x.dtype == torch.float32, tol, float(wk.max()))
+    # Certificates where the bound's decay predicts tol (CPU; CUDA: fixed spacing).
+    adaptive = ADAPTIVE_CHECKS and x.device.type == "cpu"
     y, info = torch.ops.tvcli.prox_tv_nd(xk, wk, nd, norm, float(tol), int(max_iter),
-                                         CHECK_EVERY, f32_state)
+                                         CHECK_EVERY, f32_state, True, adaptive)
     if f32_state:
         # A float32 state that stalled above tol: those problems again in float64.
         again = stalled_f32(info.tolist(), max_iter)
         if again:
             ya, ia = torch.ops.tvcli.prox_tv_nd(xk[again], wk[again].contiguous(), nd, norm,
-                                                float(tol), int(max_iter), CHECK_EVERY, False)
+                                                float(tol), int(max_iter), CHECK_EVERY, False,
+                                                True, adaptive)
             y[again], info[again] = ya, ia
     return y, info[:, 1], info[:, 0]
 

@@ -11,6 +11,10 @@ struct TvNdOptions {
   int64_t max_iter;
   int64_t check_every;
   bool restart;  // gradient-scheme momentum restart (O'Donoghue & Candes 2015)
+  // CPU driver only: after the first checks, schedule the next certificate where
+  // the bound's decay predicts tol (csrc/cpu/tv_nd_driver.h, next_check_predicted);
+  // false: core::tvnd::next_check's fixed spacing (the CUDA kernels' schedule).
+  bool adaptive_checks = false;
 };
 
 }  // namespace tvcli

@@ -34,8 +34,9 @@ std::tuple<at::Tensor, at::Tensor> prox_tv_nd_cpu(const at::Tensor& x, const at:
                                                   int64_t nd, c10::string_view norm,
                                                   double tol, int64_t max_iter,
                                                   int64_t check_every, bool f32_state,
-                                                  bool restart) {
-  const TvNdOptions o = check_tv_nd_args(x, w, nd, norm, tol, max_iter, check_every, restart);
+                                                  bool restart, bool adaptive_checks) {
+  TvNdOptions o = check_tv_nd_args(x, w, nd, norm, tol, max_iter, check_every, restart);
+  o.adaptive_checks = adaptive_checks;
   const bool iso = norm == "iso";
   at::Tensor y = at::empty_like(x);
   at::Tensor info = at::empty({x.size(0), 3}, x.options().dtype(at::kDouble));

@@ -24,12 +24,14 @@
 // An iteration is two sweeps over the problem: the residual r = x - D^T q (one
 // image, C n values), and the fused update (dual step, projection, momentum) that
 // reads r, q, p and writes q, p. Every check_every iterations (and at max_iter)
-// the certificate runs in double: re-projection of p, y = x - D^T p~, the gap.
+// the certificate runs in double: re-projection of p, y = x - D^T p~, the gap
+// (three sweeps split over threads, or one fused sweep in one thread).
 //
 // Host only (std::vector); the arguments are checked by the bindings.
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <vector>
 
@@ -67,6 +69,28 @@ void for_lines(bool split, int64_t lines, int64_t grain, const F& f) {
   });
 }
 
+// The iteration of the certificate after one at `it` whose bound (> tol) was
+// `bound`, the one before at `prev_it` (0: none) `prev_bound`: where the bound's
+// decay since then, fitted as bound ~ it^-a (a measured 0.85-1.75 on noisy photos),
+// reaches tol, predicted a little early (a x 1.25). At least check_every later; at
+// most it / 2 later below iteration 100 and it / 10 from there (the fixed
+// schedule's spacing: long solves' decay is irregular, with restarts, and a wider
+// step overshot by up to 20 % in measurements); the fixed spacing
+// (core::tvnd::next_check) when there is nothing to fit: the first check, a bound
+// that did not fall (after a momentum restart), or tol 0.
+inline int64_t next_check_predicted(int64_t it, int64_t check_every, int64_t prev_it,
+                                    double prev_bound, double bound, double tol) {
+  if (prev_it <= 0 || !(tol > 0.0) || !(bound > tol) || !(prev_bound > bound) ||
+      !std::isfinite(prev_bound))
+    return core::tvnd::next_check(it, check_every);
+  double a = std::log(prev_bound / bound) / std::log(double(it) / double(prev_it));
+  a = std::min(std::max(1.25 * a, 0.5), 4.0);
+  const double at = double(it) * std::pow(bound / tol, 1.0 / a);
+  const int64_t step = it < 100 ? it / 2 : it / 10;
+  const double lo = double(it + check_every), hi = double(it + std::max(check_every, step));
+  return int64_t(std::ceil(std::min(std::max(at, lo), hi)));
+}
+
 template <class Par, typename T, typename S, int ND, bool ISO>
 void solve_problem(const Geometry& g, const T* x, const T* w, bool w_map, T* y_out,
                    double* info, const TvNdOptions& o, bool split) {
@@ -93,6 +117,8 @@ void solve_problem(const Geometry& g, const T* x, const T* w, bool w_map, T* y_o
   std::vector<S> n2_seq(static_cast<size_t>(W)), sc_seq(static_cast<size_t>(W));
   double t = 1.0;
   int64_t check_at = o.check_every;
+  int64_t prev_check = 0;  // the last certificate's iteration and bound (adaptive)
+  double prev_bound = 0.0;
   for (int64_t it = 1; it <= o.max_iter; ++it) {
     const double tn = core::tvnd::next_t(t);
     const S beta = S((t - 1.0) / tn);
@@ -130,23 +156,45 @@ void solve_problem(const Geometry& g, const T* x, const T* w, bool w_map, T* y_o
     }
     if (o.restart && dot > 0.0) t = 1.0;
     if (it != check_at && it != o.max_iter) continue;
-    check_at = core::tvnd::next_check(it, o.check_every);
-    for_lines<Par>(split, lines, grain,
-                   [&](int64_t l) { core::tvnd::cert_scale_line<T, S, ND, ISO>(g, P, l); });
-    for_lines<Par>(split, lines, grain, [&](int64_t l) {
-      core::tvnd::cert_y_line<T, S, ND, ISO>(g, P, l, zero.data());
-    });
     auto gap_range = [&](int64_t b, int64_t e, double acc) {
       std::vector<double> a(static_cast<size_t>(W)), c(static_cast<size_t>(W));
       for (int64_t l = b; l < e; ++l)
         acc += core::tvnd::gap_line<T, S, ND, ISO>(g, P, l, a.data(), c.data());
       return acc;
     };
-    const double gap = split ? Par::reduce(0, lines, grain, 0.0, gap_range,
-                                           [](double a, double b) { return a + b; })
-                             : gap_range(0, lines, 0.0);
+    double gap = 0.0;
+    if (split) {
+      for_lines<Par>(true, lines, grain,
+                     [&](int64_t l) { core::tvnd::cert_scale_line<T, S, ND, ISO>(g, P, l); });
+      for_lines<Par>(true, lines, grain, [&](int64_t l) {
+        core::tvnd::cert_y_line<T, S, ND, ISO>(g, P, l, zero.data());
+      });
+      gap = Par::reduce(0, lines, grain, 0.0, gap_range,
+                        [](double a, double b) { return a + b; });
+    } else {
+      // One sweep, as the iteration's: the shrink factors and y of line l + ahead
+      // (y reads the factors of its own and earlier lines), then the gap of line l
+      // (it reads y of lines up to l + ahead). Same values and the same order of
+      // the gap's sum as three sweeps, at about a third of the memory traffic.
+      const int64_t ahead = ring - 1;
+      auto scale_and_y = [&](int64_t l) {
+        core::tvnd::cert_scale_line<T, S, ND, ISO>(g, P, l);
+        core::tvnd::cert_y_line<T, S, ND, ISO>(g, P, l, zero.data());
+      };
+      for (int64_t l = 0; l < std::min(ahead, lines); ++l) scale_and_y(l);
+      std::vector<double> a(static_cast<size_t>(W)), c(static_cast<size_t>(W));
+      for (int64_t l = 0; l < lines; ++l) {
+        if (l + ahead < lines) scale_and_y(l + ahead);
+        gap += core::tvnd::gap_line<T, S, ND, ISO>(g, P, l, a.data(), c.data());
+      }
+    }
     const double bound = core::tvnd::rms_bound(gap, entries);
     const bool done = bound <= o.tol;
+    check_at = o.adaptive_checks ? next_check_predicted(it, o.check_every, prev_check,
+                                                        prev_bound, bound, o.tol)
+                                 : core::tvnd::next_check(it, o.check_every);
+    prev_check = it;
+    prev_bound = bound;
     if (done || it == o.max_iter) {
       for_lines<Par>(split, lines, grain, [&](int64_t l) {
         for (int64_t c = 0; c < C; ++c) {
