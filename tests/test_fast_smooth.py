@@ -208,12 +208,15 @@ def _image(h: int, w: int, channels: int, seed: int = 0) -> np.ndarray:
 
 def _cli(monkeypatch, fast: bool, *args: str):
     """Runs ``tvcli ARGS --json`` in this process with or without the torch-free path;
-    returns the JSON record without its timings."""
+    returns the JSON record without its timings. ``--device cpu`` unless ARGS name a
+    device: on a CUDA build ``--device auto`` keeps the torch path (it asks torch for
+    a GPU), and these tests compare the two CPU paths."""
     if fast:
         monkeypatch.delenv("TVCLI_NO_FAST_CLI", raising=False)
     else:
         monkeypatch.setenv("TVCLI_NO_FAST_CLI", "1")
-    res = runner.invoke(app, [*map(str, args), "--json", "--overwrite"])
+    device = [] if "--device" in args else ["--device", "cpu"]
+    res = runner.invoke(app, [*map(str, args), *device, "--json", "--overwrite"])
     assert res.exit_code == 0, res.output
     rec = json.loads(res.stdout)
     for key in ("seconds", "timings", "output"):
