@@ -136,31 +136,34 @@ def summarize(run: dict) -> str:
     lines = [f"{meta['date']}, {meta['machine']}, {meta['threads']} thread(s), load "
              f"{meta['load_start']} -> {meta['load_end']}, {meta['repeats']} repeats "
              f"(median); photos {', '.join(meta['photos'])}", ""]
-    img = [r for r in run["rows"] if "wall_s_per_mp" in r]
+    img = _table(run["rows"], builds, "model", "wall / CPU s/MP",
+                 (("wall_s_per_mp", ".2f"), ("cpu_s_per_mp", ".2f")), " / ")
+    cls = _table(run["rows"], builds, "classifier", "images/s, CPU ms/image, CIFAR-10-C min",
+                 (("images_per_s", ".0f"), ("cpu_ms_per_image", ".2f"),
+                  ("c_protocol_minutes", ".1f")), ", ")
     if img:
-        head = " | ".join(f"{b}: wall / CPU s/MP" for b in builds)
-        lines += [f"| model | {head} |", "|---" * (1 + len(builds)) + "|"]
-        for m in dict.fromkeys(r["model"] for r in img):
-            cells = []
-            for b in builds:
-                sel = [r for r in img if r["model"] == m and r["build"] == b]
-                cells.append(f"{statistics.median(r['wall_s_per_mp'] for r in sel):.2f} / "
-                             f"{statistics.median(r['cpu_s_per_mp'] for r in sel):.2f}")
-            lines.append(f"| {m} | {' | '.join(cells)} |")
-        lines.append("")
-    cls = [r for r in run["rows"] if "images_per_s" in r]
-    if cls:
-        head = " | ".join(f"{b}: images/s, CPU ms/image, CIFAR-10-C min" for b in builds)
-        lines += [f"| classifier | {head} |", "|---" * (1 + len(builds)) + "|"]
-        for m in dict.fromkeys(r["model"] for r in cls):
-            cells = []
-            for b in builds:
-                sel = [r for r in cls if r["model"] == m and r["build"] == b]
-                cells.append(f"{statistics.median(r['images_per_s'] for r in sel):.0f}, "
-                             f"{statistics.median(r['cpu_ms_per_image'] for r in sel):.2f}, "
-                             f"{statistics.median(r['c_protocol_minutes'] for r in sel):.1f}")
-            lines.append(f"| {m} | {' | '.join(cells)} |")
-    return "\n".join(lines)
+        lines += img + [""]
+    return "\n".join(lines + cls)
+
+
+def _table(rows: list[dict], builds: list[str], what: str, unit: str,
+           fields: tuple[tuple[str, str], ...], sep: str) -> list[str]:
+    """One markdown table, a row per model and a cell per build: the medians of
+    ``fields`` (key, format) over the repeats of the rows that have the first key;
+    [] when none has."""
+    rows = [r for r in rows if fields[0][0] in r]
+    if not rows:
+        return []
+    head = " | ".join(f"{b}: {unit}" for b in builds)
+    out = [f"| {what} | {head} |", "|---" * (1 + len(builds)) + "|"]
+    for m in dict.fromkeys(r["model"] for r in rows):
+        cells = []
+        for b in builds:
+            sel = [r for r in rows if r["model"] == m and r["build"] == b]
+            cells.append(sep.join(format(statistics.median(r[k] for r in sel), f)
+                                  for k, f in fields))
+        out.append(f"| {m} | {' | '.join(cells)} |")
+    return out
 
 
 def main() -> None:

@@ -27,15 +27,21 @@ def _cpu_has_avx512() -> bool:
     return all(f in flags.split() for f in ("avx512f", "avx512dq", "avx512bw", "avx512vl"))
 
 
-def _both(x: torch.Tensor, lam: torch.Tensor, iters: int, monkeypatch: pytest.MonkeyPatch):
-    """(y, signs) of the default path and of the scalar sweep."""
+def _default_and_scalar(run, monkeypatch: pytest.MonkeyPatch):
+    """``run()`` on one thread with the default (SIMD where built) path, then with
+    TVCLI_PAPER_SIMD=0 (the scalar / 2-wide one): the two results."""
     torch.set_num_threads(1)
     monkeypatch.delenv("TVCLI_PAPER_SIMD", raising=False)
-    a = ops.prox_tv2d_dykstra(x, lam, iters)
+    a = run()
     monkeypatch.setenv("TVCLI_PAPER_SIMD", "0")
-    b = ops.prox_tv2d_dykstra(x, lam, iters)
+    b = run()
     monkeypatch.delenv("TVCLI_PAPER_SIMD")
     return a, b
+
+
+def _both(x: torch.Tensor, lam: torch.Tensor, iters: int, monkeypatch: pytest.MonkeyPatch):
+    """(y, signs) of the default path and of the scalar sweep."""
+    return _default_and_scalar(lambda: ops.prox_tv2d_dykstra(x, lam, iters), monkeypatch)
 
 
 def _assert_same_bits(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor]):
@@ -50,12 +56,8 @@ def _assert_same_backward(gy: torch.Tensor, signs: torch.Tensor, lam: torch.Tens
                           monkeypatch: pytest.MonkeyPatch) -> None:
     """The backward's AVX-512 strips against its 2-wide ones on the same signs:
     dL/dx and dL/dlam bit for bit."""
-    torch.set_num_threads(1)
-    monkeypatch.delenv("TVCLI_PAPER_SIMD", raising=False)
-    ga = ops.prox_tv2d_dykstra_backward(gy, signs, lam)
-    monkeypatch.setenv("TVCLI_PAPER_SIMD", "0")
-    gb = ops.prox_tv2d_dykstra_backward(gy, signs, lam)
-    monkeypatch.delenv("TVCLI_PAPER_SIMD")
+    ga, gb = _default_and_scalar(lambda: ops.prox_tv2d_dykstra_backward(gy, signs, lam),
+                                 monkeypatch)
     for ta, tb in zip(ga, gb, strict=True):
         assert torch.equal(ta.contiguous().view(torch.uint8), tb.contiguous().view(torch.uint8))
 

@@ -118,7 +118,7 @@ def test_float32_state_certificate_holds(norm: str, coupled: bool, spatial) -> N
     ref = torch.from_numpy(prox_tv_cvxpy(x.numpy(), w.numpy(), norm))
     nd = len(spatial)
     for tol in (1e-2, 3e-3):
-        assert tol >= prox_nd._F32_STATE_MIN_TOL * float(w.max())  # the float32-state path
+        assert tol >= tv_nd_core.F32_STATE_MIN_TOL * float(w.max())  # the float32-state path
         y, info = OP(x.float().unsqueeze(0), w.float().reshape(1, 1, *spatial), nd, norm, tol,
                      5000, 5, True)
         assert bool(info[0, 2]) and float(info[0, 1]) <= tol
@@ -132,7 +132,7 @@ def test_f32_state_choice() -> None:
     x = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(5))
     stalled = OP(x, torch.full((1, 1, 1, 1), 0.1), 2, "iso", 1e-9, 3000, 5, True)[1]
     assert float(stalled[0, 1]) > 1e-5  # the float32 floor: why the rule exists
-    assert float(stalled[0, 1]) < prox_nd._F32_STATE_MIN_TOL * 0.1
+    assert float(stalled[0, 1]) < tv_nd_core.F32_STATE_MIN_TOL * 0.1
     y, info = tvcli.prox_tv(x[0, 0], 0.1, norm="iso", tol=1e-5, max_iter=50000,
                             return_info=True)
     assert info.stop == "tol"  # chose the float64 state, which reaches 1e-5

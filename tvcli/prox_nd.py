@@ -39,7 +39,6 @@ from tvcli.tv_implicit import _FLAT_FACTOR, CG_MAX_ITER, CG_RTOL, implicit_backw
 from tvcli.tv_nd_core import (
     ADAPTIVE_CHECKS,
     CHECK_EVERY,
-    F32_STATE_MIN_TOL,
     stalled_f32,
     use_f32_state,
 )
@@ -53,8 +52,6 @@ _COMPUTE_DTYPES = (torch.float32, torch.float64)
 
 # Most spatial dims the compiled op takes (csrc/core/tv_nd_fgp.h, kMaxDims).
 _OP_MAX_DIMS = 4
-# The float32-state rule (tvcli/tv_nd_core.py; the CLI's torch-free path uses it too).
-_F32_STATE_MIN_TOL = F32_STATE_MIN_TOL
 
 # Same fields and meaning as the 2-D engine's info; the batch shape is x's shape
 # without ``dims`` (and without ``channel_dim`` when channels are coupled).

@@ -429,8 +429,7 @@ def process_job(job, settings, dtype: str | None):
         extra={"operation": settings.operation, "mode": settings.mode,
                **({"tol": settings.tol} if settings.tol is not None else {}),
                "input_bit_depth": meta.bit_depth, **facts, **_tv_fields(settings),
-               "timings": {"read": round(t_read - start, 4), "solve": round(t_solve - t_read, 4),
-                           "write": round(t_write - t_solve, 4)}},
+               "timings": _timings(start, t_read, t_solve, t_write)},
     )
 
 
@@ -444,6 +443,12 @@ def _with_default_tol(settings, stored: str):
         settings, tol=default_tol(stored, tv) if settings.tol is None else settings.tol,
         max_iter=default_max_iter(stored, tv) if settings.max_iter is None
         else settings.max_iter)
+
+
+def _timings(start: float, t_read: float, t_solve: float, t_write: float) -> dict:
+    """The JSON record's read / solve / write seconds from perf_counter stamps."""
+    return {"read": round(t_read - start, 4), "solve": round(t_solve - t_read, 4),
+            "write": round(t_write - t_solve, 4)}
 
 
 def _map_name(settings) -> str:
@@ -496,8 +501,7 @@ def process_volume_job(job, settings, dtype: str | None):
         extra={"operation": settings.operation, "mode": "3d", "depth": meta.depth,
                "dtype": written.dtype, "input_dtype": meta.dtype,
                "input_bit_depth": meta.bit_depth, **facts, **_tv_fields(settings),
-               "timings": {"read": round(t_read - start, 4), "solve": round(t_solve - t_read, 4),
-                           "write": round(t_write - t_solve, 4)}},
+               "timings": _timings(start, t_read, t_solve, t_write)},
     )
 
 
