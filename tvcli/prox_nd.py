@@ -39,6 +39,7 @@ from tvcli.tv_implicit import _FLAT_FACTOR, CG_MAX_ITER, CG_RTOL, implicit_backw
 from tvcli.tv_nd_core import (
     ADAPTIVE_CHECKS,
     CHECK_EVERY,
+    MERGE_FLAT,
     stalled_f32,
     use_f32_state,
 )
@@ -108,16 +109,18 @@ def _solve_compiled(
     xk = x.contiguous()
     f32_state = use_f32_state(x.dtype == torch.float32, tol, float(wk.max()))
     # Certificates where the bound's decay predicts tol (CPU; CUDA: fixed spacing).
-    adaptive = ADAPTIVE_CHECKS and x.device.type == "cpu"
+    # and the merged-region certificate near tol (CPU only).
+    cpu = x.device.type == "cpu"
+    adaptive, merge = ADAPTIVE_CHECKS and cpu, MERGE_FLAT and cpu
     y, info = torch.ops.tvcli.prox_tv_nd(xk, wk, nd, norm, float(tol), int(max_iter),
-                                         CHECK_EVERY, f32_state, True, adaptive)
+                                         CHECK_EVERY, f32_state, True, adaptive, merge)
     if f32_state:
         # A float32 state that stalled above tol: those problems again in float64.
         again = stalled_f32(info.tolist(), max_iter)
         if again:
             ya, ia = torch.ops.tvcli.prox_tv_nd(xk[again], wk[again].contiguous(), nd, norm,
                                                 float(tol), int(max_iter), CHECK_EVERY, False,
-                                                True, adaptive)
+                                                True, adaptive, merge)
             y[again], info[again] = ya, ia
     return y, info[:, 1], info[:, 0]
 

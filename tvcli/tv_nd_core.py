@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
-__all__ = ["ADAPTIVE_CHECKS", "CHECK_EVERY", "F32_STATE_MIN_TOL", "core_module", "prox_tv_nd",
-           "stalled_f32", "use_f32_state"]
+__all__ = ["ADAPTIVE_CHECKS", "CHECK_EVERY", "F32_STATE_MIN_TOL", "MERGE_FLAT", "core_module",
+           "prox_tv_nd", "stalled_f32", "use_f32_state"]
 
 # Float32 dual state (1.6-2.3x the speed of float64, the same iterations on photos)
 # only when tol is at least this fraction of the largest weight. Measured
@@ -31,6 +31,9 @@ CHECK_EVERY = 5
 # (csrc/cpu/tv_nd_driver.h, next_check_predicted) instead of every 5 iterations up
 # to 100 and ~10 % apart after: a certificate costs about two iterations.
 ADAPTIVE_CHECKS = True
+# On the CPU, near tol, the certificate also tries the midpoint of y and its average
+# over nearly flat regions (csrc/cpu/tv_nd_merge.h): a lower bound, fewer iterations.
+MERGE_FLAT = True
 
 
 def core_module() -> ModuleType | None:
@@ -59,7 +62,8 @@ def stalled_f32(info_rows: list[list[float]], max_iter: int) -> list[int]:
 
 def prox_tv_nd(x, w, nd: int, norm: str, tol: float, max_iter: int, *, threads: int,
                check_every: int = CHECK_EVERY, f32_state: bool = False,
-               restart: bool = True, adaptive_checks: bool = False):
+               restart: bool = True, adaptive_checks: bool = False,
+               merge_flat: bool = False):
     """``torch.ops.tvcli.prox_tv_nd`` on numpy arrays: x C-contiguous ``(B, C, *S)``
     float32 / float64 (``nd = len(S)`` in 1..4), w x's dtype ``(B, 1, *S)`` or ``(B, 1,
     1, ...)``, on ``threads`` OpenMP threads (clamped to
@@ -87,5 +91,5 @@ def prox_tv_nd(x, w, nd: int, norm: str, tol: float, max_iter: int, *, threads: 
     info = np.empty((x.shape[0], 3), dtype=np.float64)
     core.prox_tv_nd(x, w, y, info, int(nd), str(norm), float(tol), int(max_iter),
                     int(check_every), bool(f32_state), bool(restart), int(threads),
-                    bool(adaptive_checks))
+                    bool(adaptive_checks), bool(merge_flat))
     return y, info

@@ -15,6 +15,9 @@ struct TvNdOptions {
   // the bound's decay predicts tol (csrc/cpu/tv_nd_driver.h, next_check_predicted);
   // false: core::tvnd::next_check's fixed spacing (the CUDA kernels' schedule).
   bool adaptive_checks = false;
+  // CPU driver only: near tol, also certify the midpoint of y and its average over
+  // nearly flat regions when that bound is lower (csrc/cpu/tv_nd_merge.h).
+  bool merge_flat = false;
 };
 
 }  // namespace tvcli

@@ -34,9 +34,11 @@ std::tuple<at::Tensor, at::Tensor> prox_tv_nd_cpu(const at::Tensor& x, const at:
                                                   int64_t nd, c10::string_view norm,
                                                   double tol, int64_t max_iter,
                                                   int64_t check_every, bool f32_state,
-                                                  bool restart, bool adaptive_checks) {
+                                                  bool restart, bool adaptive_checks,
+                                                  bool merge_flat) {
   TvNdOptions o = check_tv_nd_args(x, w, nd, norm, tol, max_iter, check_every, restart);
   o.adaptive_checks = adaptive_checks;
+  o.merge_flat = merge_flat;
   const bool iso = norm == "iso";
   at::Tensor y = at::empty_like(x);
   at::Tensor info = at::empty({x.size(0), 3}, x.options().dtype(at::kDouble));

@@ -7,7 +7,7 @@
 // thread count.
 //
 //   prox_tv_nd(x, w, y, info, nd, norm, tol, max_iter, check_every, f32_state,
-//              restart, threads, adaptive_checks=False) -> None
+//              restart, threads, adaptive_checks=False, merge_flat=False) -> None
 //
 // x: C-contiguous (B, C, *S) float32 or float64, nd = len(S) in 1..4; w: x's
 // dtype, (B, 1, *S) or (B, 1, 1, ...); y: writable, x's shape and dtype; info:
@@ -99,16 +99,17 @@ bool run(int nd, bool iso, const int64_t* sizes, int channels, int64_t B, const 
 PyObject* prox_tv_nd(PyObject*, PyObject* args, PyObject* kwargs) {
   static const char* kwlist[] = {"x",   "w",        "y",           "info",      "nd",
                                  "norm", "tol",     "max_iter",    "check_every",
-                                 "f32_state", "restart", "threads", "adaptive_checks", nullptr};
+                                 "f32_state", "restart", "threads", "adaptive_checks",
+                                 "merge_flat", nullptr};
   PyObject *xo, *wo, *yo, *io;
-  int nd, f32_state, restart, threads, adaptive_checks = 0;
+  int nd, f32_state, restart, threads, adaptive_checks = 0, merge_flat = 0;
   const char* norm;
   double tol;
   long long max_iter, check_every;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOisdLLppi|p", const_cast<char**>(kwlist),
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOisdLLppi|pp", const_cast<char**>(kwlist),
                                    &xo, &wo, &yo, &io, &nd, &norm, &tol, &max_iter,
                                    &check_every, &f32_state, &restart, &threads,
-                                   &adaptive_checks))
+                                   &adaptive_checks, &merge_flat))
     return nullptr;
   // The checks and messages of check_tv_nd_args (csrc/ops.cpp), then the buffers'.
   if (nd < 1 || nd > tvcli::core::tvnd::kMaxDims)
@@ -160,7 +161,7 @@ PyObject* prox_tv_nd(PyObject*, PyObject* args, PyObject* kwargs) {
     return value_error("tvcli: y and info must not overlap x, w or each other");
   if (B == 0) Py_RETURN_NONE;
   const tvcli::TvNdOptions o{tol, int64_t(max_iter), int64_t(check_every), restart != 0,
-                             adaptive_checks != 0};
+                             adaptive_checks != 0, merge_flat != 0};
   const bool w_map = w.view.len / w.view.itemsize != B;
   const int channels = int(x.view.shape[1]);
   const char* error = nullptr;
@@ -191,7 +192,7 @@ PyMethodDef methods[] = {
     {"prox_tv_nd", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(prox_tv_nd)),
      METH_VARARGS | METH_KEYWORDS,
      "prox_tv_nd(x, w, y, info, nd, norm, tol, max_iter, check_every, f32_state, restart, "
-     "threads, adaptive_checks=False): torch.ops.tvcli.prox_tv_nd into y and info, "
+     "threads, adaptive_checks=False, merge_flat=False): torch.ops.tvcli.prox_tv_nd into y and info, "
      "without torch."},
     {nullptr, nullptr, 0, nullptr}};
 

@@ -35,6 +35,7 @@ from tvcli.cli.tvfilter import (
 )
 from tvcli.tv_nd_core import (
     ADAPTIVE_CHECKS,
+    MERGE_FLAT,
     core_module,
     prox_tv_nd,
     stalled_f32,
@@ -152,14 +153,16 @@ def _prox(x: np.ndarray, settings: FilterSettings) -> tuple[np.ndarray, dict]:
     f32 = use_f32_state(x.dtype == np.float32, settings.tol, float(w))
     max_iter = settings.max_iter or 5000
     y, info = prox_tv_nd(xk, wk, nd, "iso", settings.tol, max_iter, f32_state=f32,
-                         threads=settings.cpu_threads, adaptive_checks=ADAPTIVE_CHECKS)
+                         threads=settings.cpu_threads, adaptive_checks=ADAPTIVE_CHECKS,
+                         merge_flat=MERGE_FLAT)
     again = stalled_f32(info.tolist(), max_iter) if f32 else []
     if again:  # as tvcli.prox_nd: a stalled float32 state, again in float64
         y[again], info[again] = prox_tv_nd(np.ascontiguousarray(xk[again]),
                                            np.ascontiguousarray(wk[again]), nd, "iso",
                                            settings.tol, max_iter, f32_state=False,
                                            threads=settings.cpu_threads,
-                                           adaptive_checks=ADAPTIVE_CHECKS)
+                                           adaptive_checks=ADAPTIVE_CHECKS,
+                                           merge_flat=MERGE_FLAT)
     bound = info[:, 1]
     facts: dict = {"iterations": int(info[:, 0].astype(np.int64).max()),
                    "stop": "tol" if bool((bound <= settings.tol).all()) else "max_iter"}
