@@ -121,7 +121,7 @@ def test_simd_sharp_equals_scalar_and_expression_bits(shape, dtype, monkeypatch)
         return torch.equal(u.contiguous().view(torch.uint8), v.contiguous().view(torch.uint8))
 
     for iters in (1, 4):
-        a, b_ = _default_and_scalar(lambda: run(iters), monkeypatch)
+        a, b_ = _default_and_scalar(lambda k=iters: run(k), monkeypatch)
         for y, s, y_ref, s_ref, gx, gl, gx_ref, gl_ref in (a, b_):
             _assert_same_bits((y, s), (y_ref, s_ref))
             assert same(gx, gx_ref) and same(gl, gl_ref)
