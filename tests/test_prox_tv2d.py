@@ -507,3 +507,27 @@ def test_layer_sharp_torch_compile_matches_eager_bits() -> None:
     gc = torch.autograd.grad((yc ** 2).sum(), (x, layer.lam_param))
     for a, b in zip(ge, gc, strict=True):
         assert torch.equal(a, b)
+
+
+def test_layer_sharp_without_fused_op_keeps_expression_order(monkeypatch) -> None:
+    """Without the fused op (here: switched off for the CPU) the layer falls back to
+    `y = prox; 2 * x - y` (Alg. 1 over prox_tv1d): same NaN positions, values to
+    rounding."""
+    from tvcli import _extension as ext
+
+    x0, gy = _sharp_case((3, 3, 9, 10), torch.float32, seed=4)
+    layer = TVLayer(3, mode="sharp", lam_init=0.07)
+    outs = []
+    for off in (False, True):
+        if off:
+            monkeypatch.setitem(ext._EXT_DEVICES, "prox_tv2d_dykstra", frozenset())
+        a = x0.clone().requires_grad_()
+        y = layer(a * 1)
+        assert ("Sub" in type(y.grad_fn).__name__) == off
+        layer.zero_grad()
+        y.backward(gy)
+        outs.append((y.detach(), a.grad, layer.lam_param.grad.clone()))
+    for u, v in zip(*outs, strict=True):
+        ok = ~(u.isnan() | v.isnan())
+        assert torch.equal(u.isnan(), v.isnan())
+        assert torch.allclose(u[ok], v[ok], rtol=1e-5, atol=1e-5)

@@ -365,7 +365,8 @@ def _sharpen_paper(
     difference itself and its backward returns ``2 g - J^T g`` (the prox's backward
     of ``-g`` plus ``2 g``, as autograd sums them), without the two fresh tensors
     of the expression forward and the three of its backward. Elsewhere (half types,
-    whose ``2 * x - y`` rounds in the half type; the fallback) the expression."""
+    whose ``2 * x - y`` rounds in the half type; lam = inf; the fallback without the
+    engine) the expression, as ``y = prox_tv2d(...); 2 * x - y``."""
     if (isinstance(x, torch.Tensor) and x.dtype in _COMPUTE_DTYPES and x.dim() >= 2
             and isinstance(iters, int) and not isinstance(iters, bool) and iters >= 1
             and ext_has_device(x.device.type, "prox_tv2d_dykstra")):
@@ -374,7 +375,10 @@ def _sharpen_paper(
         _check_lam_values(lam if isinstance(lam, torch.Tensor) else float(lam))
         if _finite_lam(lam_b):
             return _dykstra_fused(x, lam_b, d0, d1, iters, sharp=True)
-    return 2 * x - prox_tv2d(x, lam, dims, iters=iters)
+    # The prox first, then the product, as TVLayer always wrote it: autograd then
+    # adds the prox's gradient to 2 g (the order decides only which NaN survives).
+    y = prox_tv2d(x, lam, dims, iters=iters)
+    return 2 * x - y
 
 
 def sharpen_tv2d(
