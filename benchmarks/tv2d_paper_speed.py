@@ -15,7 +15,8 @@ figure is a median over rounds; ratios are taken within an arm (TV / conv, TV ar
 
 ``--arm NAME=PATH[:VAR=VALUE...]``: PATH goes first on the worker's PYTHONPATH.
 ``--ops``: instead, the paper-mode op's forward and backward calls alone on the
-layers' N*C planes (ms and minor page faults per call).
+layers' N*C planes (ms and minor page faults per call), also with ``sharp=True``
+(2 x - prox inside the op; NaN for builds without that option).
 """
 
 from __future__ import annotations
@@ -110,8 +111,9 @@ class Worker:
 
     def op(self, shape: list[int], which: str) -> dict:
         """ms and minor page faults of one call of the paper-mode op itself
-        (``fwd``: tvcli::prox_tv2d_dykstra, K = 4, lam 0.05; ``bwd``: its backward)
-        on the N*C planes of (N, C, H, W), float32."""
+        (``fwd``: tvcli::prox_tv2d_dykstra, K = 4, lam 0.05; ``bwd``: its backward;
+        ``fwd-sharp`` / ``bwd-sharp``: the same with sharp=True) on the N*C planes
+        of (N, C, H, W), float32."""
         import resource
 
         torch = self.torch
@@ -126,10 +128,15 @@ class Worker:
             g = self._tensor([b, shape[2], shape[3]], 1)
             self.cache[key] = (x, lam, g, ops.prox_tv2d_dykstra(x, lam, 4)[1])
         x, lam, g, signs = self.cache[key]
+        sharp = which.endswith("-sharp")
+        args = (True,) if sharp else ()
+        if sharp and "sharp" not in [a.name for a in
+                                     ops.prox_tv2d_dykstra.default._schema.arguments]:
+            return {"ms": float("nan"), "faults": float("nan")}  # a build without it
         f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         t0 = time.perf_counter()
-        out = ops.prox_tv2d_dykstra(x, lam, 4) if which == "fwd" else (
-            ops.prox_tv2d_dykstra_backward(g, signs, lam))
+        out = ops.prox_tv2d_dykstra(x, lam, 4, *args) if which.startswith("fwd") else (
+            ops.prox_tv2d_dykstra_backward(g, signs, lam, *args))
         ms = 1e3 * (time.perf_counter() - t0)
         del out
         return {"ms": ms, "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0}
@@ -196,7 +203,7 @@ def items(args: argparse.Namespace) -> list[tuple[str, dict]]:
     if args.ops:
         for shape in LAYER_SHAPES:
             s = "x".join(map(str, shape))
-            for which in ("fwd", "bwd"):
+            for which in ("fwd", "bwd", "fwd-sharp", "bwd-sharp"):
                 out.append((f"op-{which} {s}", {"task": "op", "shape": list(shape),
                                                  "which": which}))
         return out

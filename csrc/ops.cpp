@@ -136,9 +136,12 @@ TORCH_LIBRARY(tvcli, m) {
         "float region_tol) -> (Tensor, Tensor)");
   m.def("prox_tv2d_region_backward(Tensor grad_y, Tensor y, Tensor lam, float region_tol) "
         "-> (Tensor, Tensor)");
-  m.def("prox_tv2d_dykstra(Tensor x, Tensor lam, int iters) -> (Tensor, Tensor)");
-  m.def("prox_tv2d_dykstra_backward(Tensor grad_y, Tensor signs, Tensor lam) "
+  // sharp=True: TV sharpening, y = 2 x - prox(x), and its backward (defaulted, so
+  // calls without it keep the prox).
+  m.def("prox_tv2d_dykstra(Tensor x, Tensor lam, int iters, bool sharp=False) "
         "-> (Tensor, Tensor)");
+  m.def("prox_tv2d_dykstra_backward(Tensor grad_y, Tensor signs, Tensor lam, "
+        "bool sharp=False) -> (Tensor, Tensor)");
   // Benchmark/diagnostic: solver="pn" plus per-signal iterations and status.
   m.def("prox_tv1d_pn_stats(Tensor x, Tensor lam, int dim, int max_iter=100) -> "
         "(Tensor, Tensor, Tensor)");

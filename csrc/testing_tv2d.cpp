@@ -69,9 +69,10 @@ void emulate_lines(Args& a, int64_t size, int64_t grid_dim, int64_t block_dim,
 template <typename T, typename A>
 void emulate_forward(const at::Tensor& x, const at::Tensor& lam, const at::Tensor& bad,
                      int64_t iters, int64_t grid_dim, int64_t block_dim, int64_t path,
-                     const at::Tensor& y, const at::Tensor& sgn) {
+                     const at::Tensor& y, const at::Tensor& sgn, bool sharp) {
   const int64_t B = x.size(0), H = x.size(1), W = x.size(2);
-  cuda::DykstraFwdArgs<T, A> a = cuda::make_dykstra_fwd_args<T, A>(x, lam, bad, iters, y, sgn);
+  cuda::DykstraFwdArgs<T, A> a =
+      cuda::make_dykstra_fwd_args<T, A>(x, lam, bad, iters, y, sgn, sharp);
   if (path == 0) {
     a.pitch = cuda::fused_pitch(W);
     emulate_fused<A>(grid_dim, B, cuda::dykstra_fwd_state(H, a.pitch), [&](int64_t b, A* smem) {
@@ -89,10 +90,11 @@ void emulate_forward(const at::Tensor& x, const at::Tensor& lam, const at::Tenso
 template <typename T, typename A>
 void emulate_backward(const at::Tensor& g, const at::Tensor& sgn, const at::Tensor& lam,
                       int64_t grid_dim, int64_t block_dim, int64_t path, const at::Tensor& gx,
-                      const at::Tensor& glam) {
+                      const at::Tensor& glam, bool sharp) {
   const int64_t B = g.size(0), H = g.size(1), W = g.size(2);
   Guarded<A> rows(B * H), cols(B * W);
-  cuda::DykstraBwdArgs<T, A> a = cuda::make_dykstra_bwd_args<T, A>(g, sgn, lam, gx, glam);
+  cuda::DykstraBwdArgs<T, A> a =
+      cuda::make_dykstra_bwd_args<T, A>(g, sgn, lam, gx, glam, sharp);
   a.glam_rows = rows.data();
   a.glam_cols = cols.data();
   if (path == 0) {
@@ -175,11 +177,12 @@ void emulate_region_backward(const at::Tensor& g, const at::Tensor& y, const at:
 // b = signs; returns grad_x, grad_lam), "fista" (a = x; returns y, info),
 // "region_backward" (a = grad_y, b = y; returns grad_x, grad_lam; `path` is the
 // number of workspace slots). path: 0 fused, 1 lines. float_arith: the float
-// accumulator option for float32 input (paper mode).
+// accumulator option for float32 input (paper mode). sharp: the paper-mode
+// kernels' sharpening option (the ops' sharp=True).
 std::tuple<at::Tensor, at::Tensor> emulate_cuda_grid_2d(
     c10::string_view kernel, const at::Tensor& a_in, const at::Tensor& b_in,
     const at::Tensor& lam, int64_t iters, int64_t grid_dim, int64_t block_dim, int64_t path,
-    bool float_arith, double tol, int64_t max_iter) {
+    bool float_arith, double tol, int64_t max_iter, bool sharp) {
   TORCH_CHECK(a_in.device().is_cpu(), "tvcli: the grid emulation runs on the CPU");
   TORCH_CHECK(a_in.dim() == 3 && lam.dim() == 1 && lam.size(0) == a_in.size(0),
               "tvcli: expected (B, H, W) and lam (B,)");
@@ -194,11 +197,12 @@ std::tuple<at::Tensor, at::Tensor> emulate_cuda_grid_2d(
     at::Tensor sgn = at::full({B, 2 * iters, H, W}, 99, a.options().dtype(at::kChar));
     const at::Tensor bad = cuda::bad_images(a);
     if (a.scalar_type() == at::kFloat && float_arith) {
-      emulate_forward<float, float>(a, lam, bad, iters, grid_dim, block_dim, path, out, sgn);
+      emulate_forward<float, float>(a, lam, bad, iters, grid_dim, block_dim, path, out, sgn,
+                                    sharp);
     } else {
       AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "emulate_dykstra", [&] {
         emulate_forward<scalar_t, double>(a, lam, bad, iters, grid_dim, block_dim, path, out,
-                                          sgn);
+                                          sgn, sharp);
       });
     }
     return {out, sgn};
@@ -207,11 +211,12 @@ std::tuple<at::Tensor, at::Tensor> emulate_cuda_grid_2d(
   if (kernel == "dykstra_backward") {
     const at::Tensor sgn = b_in.contiguous();
     if (a.scalar_type() == at::kFloat && float_arith) {
-      emulate_backward<float, float>(a, sgn, lam, grid_dim, block_dim, path, out, out_lam);
+      emulate_backward<float, float>(a, sgn, lam, grid_dim, block_dim, path, out, out_lam,
+                                     sharp);
     } else {
       AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "emulate_dykstra_backward", [&] {
         emulate_backward<scalar_t, double>(a, sgn, lam, grid_dim, block_dim, path, out,
-                                           out_lam);
+                                           out_lam, sharp);
       });
     }
     return {out, out_lam};
@@ -230,7 +235,7 @@ std::tuple<at::Tensor, at::Tensor> emulate_cuda_grid_2d(
 TORCH_LIBRARY_FRAGMENT(tvcli, m) {
   m.def("_emulate_cuda_grid_2d(str kernel, Tensor a, Tensor b, Tensor lam, int iters, "
         "int grid_dim, int block_dim, int path, bool float_arith=False, float tol=1e-4, "
-        "int max_iter=2000) -> (Tensor, Tensor)");
+        "int max_iter=2000, bool sharp=False) -> (Tensor, Tensor)");
   // Whether paper mode's per-image forward takes the AVX-512 lanes now
   // (tests/test_paper_simd.py: the bit comparisons are not of one path with itself).
   m.def("_paper_simd_enabled() -> bool", [] { return cpu::paper_simd_enabled(); });

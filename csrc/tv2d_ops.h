@@ -32,11 +32,15 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_region_backward_cpu(const at::Tenso
                                                                  double region_tol);
 
 // Paper mode: K proximal-Dykstra iterations; returns y and the jump signs of every
-// pass (int8, (B, 2K, H, W)) for the backward.
+// pass (int8, (B, 2K, H, W)) for the backward. sharp: y is TV sharpening's
+// 2 x - prox(x) instead (rounded as PyTorch rounds `2 * x - y`), and the backward
+// that of this output (2 g + the prox's backward of -g; dL/dlam of -g).
 std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_cpu(const at::Tensor& x,
-                                                         const at::Tensor& lam, int64_t iters);
+                                                         const at::Tensor& lam, int64_t iters,
+                                                         bool sharp);
 std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_backward_cpu(const at::Tensor& grad_y,
                                                                   const at::Tensor& signs,
-                                                                  const at::Tensor& lam);
+                                                                  const at::Tensor& lam,
+                                                                  bool sharp);
 
 }  // namespace tvcli

@@ -403,6 +403,30 @@ def test_2d_paper_mode_parity(dtype, shape) -> None:
     _close(grads[1][1], grads[0][1], dtype, float(w.abs().sum()))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(2, 3, 32, 32), (1, 1, 300, 260)])
+def test_2d_paper_mode_sharp_on_device(dtype, shape) -> None:
+    """sharp=True on the device (fused and lines routes) is 2 x - prox of the
+    device's own prox, and its backward 2 g + the prox's backward of -g, bit for
+    bit (as on the CPU; the grid emulation checks the kernels' bodies there)."""
+    x = _images(dtype, shape).reshape(-1, *shape[2:]).cuda()
+    x[0, 0, 0] = float("nan")
+    lam = (torch.rand(x.shape[0], dtype=dtype) * 0.2 + 0.02).cuda()
+    lam[-1] = 0.0
+    ops = torch.ops.tvcli
+    p, s = ops.prox_tv2d_dykstra(x, lam, 4)
+    y, s2 = ops.prox_tv2d_dykstra(x, lam, 4, True)
+    assert torch.equal(s, s2)
+    assert torch.equal(y.isnan(), (2 * x - p).isnan())
+    assert torch.equal(y.nan_to_num(), (2 * x - p).nan_to_num())
+    gy = torch.randn(x.shape, dtype=dtype, device="cuda")
+    r, rl = ops.prox_tv2d_dykstra_backward(-gy, s, lam)
+    gx, gl = ops.prox_tv2d_dykstra_backward(gy, s, lam, True)
+    ref = gy * 2 + r
+    assert torch.equal(gx.isnan(), ref.isnan()) and torch.equal(gx.nan_to_num(), ref.nan_to_num())
+    assert torch.equal(gl.isnan(), rl.isnan()) and torch.equal(gl.nan_to_num(), rl.nan_to_num())
+
+
 def test_2d_converged_parity() -> None:
     x = _images(torch.float64, (2, 1, 40, 33))
     lam = torch.tensor([0.05, 0.2], dtype=torch.float64).reshape(2, 1, 1, 1)
@@ -427,6 +451,7 @@ def test_2d_opcheck_cuda() -> None:
     x = _images(torch.float64, (1, 3, 8, 9)).reshape(3, 8, 9).cuda()
     lam = torch.full((3,), 0.1, dtype=torch.float64, device="cuda")
     torch.library.opcheck(torch.ops.tvcli.prox_tv2d_dykstra, (x, lam, 3))
+    torch.library.opcheck(torch.ops.tvcli.prox_tv2d_dykstra, (x, lam, 3, True))
     torch.library.opcheck(torch.ops.tvcli.prox_tv2d_solve, (x, lam, 1e-6, 500, 1, 1e-6),
                           test_utils=("test_schema", "test_faketensor"))  # as on the CPU
 

@@ -81,6 +81,54 @@ def test_dykstra_special_images(path) -> None:
     assert torch.equal(torch.isnan(gl), torch.isnan(gl_ref))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("grid", GRIDS)
+@pytest.mark.parametrize("path", [FUSED, LINES])
+@pytest.mark.parametrize("shape", [(3, 11, 8), (4, 1, 9), (2, 6, 1), (5, 32, 32)])
+def test_dykstra_sharp_matches_cpu(dtype, grid, path, shape) -> None:
+    """sharp=True: the kernels' 2 x - prox (store phase) and their backward (-g read
+    by the first column pass, 2 g + that stored) equal the CPU op's bit for bit."""
+    x, lam = _images(dtype, *shape)
+    lam[0] = 0.0
+    y_ref, s_ref = torch.ops.tvcli.prox_tv2d_dykstra(x, lam, 3, True)
+    y, s = _emu("dykstra", x, x, lam, 3, grid, path, sharp=True)
+    assert torch.equal(s, s_ref)
+    assert torch.equal(y, y_ref)
+    gy = torch.randn(x.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    gy = gy.to(dtype)
+    gx_ref, gl_ref = torch.ops.tvcli.prox_tv2d_dykstra_backward(gy, s_ref, lam, True)
+    gx, gl = _emu("dykstra_backward", gy, s_ref, lam, 3, grid, path, sharp=True)
+    assert torch.equal(gx, gx_ref)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert torch.allclose(gl, gl_ref, rtol=tol, atol=tol * float(gy.abs().sum()))
+    # and the sharpening itself: the prox kernels' outputs with it written out
+    p, _ = _emu("dykstra", x, x, lam, 3, grid, path)
+    assert torch.equal(y, 2 * x - p)
+    r, rl = _emu("dykstra_backward", -gy, s_ref, lam, 3, grid, path)
+    assert torch.equal(gx, gy * 2 + r) and torch.equal(gl, rl)
+
+
+@pytest.mark.parametrize("path", [FUSED, LINES])
+def test_dykstra_sharp_special_images(path) -> None:
+    """sharp=True on NaN/Inf images (lam 0 and lam > 0) and lam inf, NaN in g."""
+    x, _ = _images(torch.float64, 5, 6, 7, seed=1)
+    x[0, 2, 3] = math.inf
+    x[1, 0, 0] = math.nan
+    x[4, 5, 6] = -math.inf
+    lam = torch.tensor([0.2, 0.0, 0.0, math.inf, 0.0], dtype=torch.float64)
+    y_ref, s_ref = torch.ops.tvcli.prox_tv2d_dykstra(x, lam, 2, True)
+    y, s = _emu("dykstra", x, x, lam, 2, (2, 5), path, sharp=True)
+    assert torch.equal(s, s_ref)
+    assert torch.equal(y.view(torch.int64), y_ref.view(torch.int64))  # NaNs included
+    gy = torch.ones_like(x)
+    gy[2, 1, 1] = math.nan
+    gx_ref, gl_ref = torch.ops.tvcli.prox_tv2d_dykstra_backward(gy, s_ref, lam, True)
+    gx, gl = _emu("dykstra_backward", gy, s_ref, lam, 2, (2, 5), path, sharp=True)
+    assert torch.equal(gx.view(torch.int64), gx_ref.view(torch.int64))
+    assert torch.equal(torch.isnan(gl), torch.isnan(gl_ref))
+    assert torch.equal(torch.nan_to_num(gl), torch.nan_to_num(gl_ref))
+
+
 def test_dykstra_float_arithmetic_option() -> None:
     """The float accumulator option (float32 input): same structure, float rounding.
     Its accuracy on real workloads is for a GPU run to measure (docs/gpu.md)."""

@@ -372,3 +372,162 @@ def test_paper_mode_line_parallel_path(shape: tuple[int, ...]) -> None:
         gb = torch.autograd.grad((b * g).sum(), (x, lam))
         for u, v in zip(ga, gb, strict=True):
             assert float((u - v).abs().max()) <= 1e-10
+
+
+# ------------------------------------------------- sharpening inside the paper-mode op
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().contiguous().view(torch.int32 if t.dtype == torch.float32 else torch.int64)
+
+
+def _nan_with_bits(bits: int, dtype: torch.dtype) -> float:
+    """A float NaN of the given float32 bits, as a 0-d tensor of ``dtype``."""
+    t = torch.tensor([bits - (1 << 32) if bits >= 1 << 31 else bits], dtype=torch.int32)
+    return t.view(torch.float32).to(dtype)
+
+
+def _sharp_case(shape, dtype, seed):
+    """Rough maps with a NaN image, an Inf image, a lam = 0 channel whose image holds
+    a NaN of other bits (0xffc00000, as Inf - Inf gives on x86), and an upstream
+    gradient with NaNs of two payloads."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.relu(torch.randn(shape, generator=g, dtype=torch.float64)).to(dtype)
+    n, c = shape[0], shape[1]
+    x[0, 0, 0, 0] = float("nan")
+    x[n - 1, c - 1, -1, -1] = float("inf")
+    if c > 2:
+        x[0, 2, 0, -1] = _nan_with_bits(0xFFC00000, dtype)  # lam 0 below: kept
+        x[n - 1, 1, -1, 0] = _nan_with_bits(0xFFC00000, dtype)  # lam > 0: a NaN image
+    gy = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+    gy[0, 1, 0, 0] = float("nan")
+    gy[n - 1, 0, 0, -1] = _nan_with_bits(0x7FC12345, dtype)
+    return x, gy
+
+
+SHARP_SHAPES = [(4, 3, 32, 32), (2, 3, 1, 17), (2, 3, 13, 1), (6, 3, 9, 12), (1, 3, 70, 45),
+                (3, 3, 8, 64), (2, 3, 70, 9)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", SHARP_SHAPES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_layer_sharp_fused_equals_expression(dtype, shape, threads) -> None:
+    """TVLayer(mode="sharp") in paper mode runs the fused op (2 x - prox inside it,
+    and its backward); output, dL/dx and dL/dlam equal what `y = prox_tv2d(x);
+    2 * x - y` gives through autograd (the layer's former code) bit for bit, NaN
+    payloads included. Shapes: per-image (SIMD and scalar widths) and line-parallel
+    paths, 1 x N and N x 1 planes."""
+    torch.set_num_threads(threads)
+    x0, gy = _sharp_case(shape, dtype, seed=sum(shape))
+    layer = TVLayer(3, mode="sharp", lam_init=0.07).to(dtype)
+    with torch.no_grad():
+        layer.lam_param[2] = -1e4  # softplus underflows: lam == 0 exactly
+    assert float(layer.lam[2]) == 0.0
+    outs = []
+    for fused in (True, False):
+        a = x0.clone().requires_grad_()
+        x = a * 1  # a non-leaf input, as in a network
+        if fused:
+            y = layer(x)
+            assert "Sub" not in type(y.grad_fn).__name__  # the op's own output
+        else:
+            p = tvcli.prox_tv2d(x, layer.lam.reshape(-1, 1, 1), iters=4)
+            y = 2 * x - p
+        layer.zero_grad()
+        y.backward(gy)
+        outs.append((y.detach(), a.grad, layer.lam_param.grad.clone()))
+    for u, v in zip(*outs, strict=True):
+        assert torch.equal(_bits(u), _bits(v)), f"{int((_bits(u) != _bits(v)).sum())} differ"
+    assert bool(outs[0][0].isnan().any()) and bool(outs[0][1].isnan().any())
+    torch.set_num_threads(2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_op_sharp_forward_and_backward(dtype) -> None:
+    """The op's sharp=True against its prox with the sharpening written out: y bits
+    = 2 x - prox (a NaN prox wins, as in PyTorch's subtraction), the same signs;
+    backward = 2 g + (the prox's backward of -g), dL/dlam = that of -g."""
+    x0, gy = _sharp_case((5, 3, 11, 16), dtype, seed=3)
+    x, gy = x0.reshape(15, 11, 16), gy.reshape(15, 11, 16)
+    lam = torch.linspace(0.0, 0.3, 15, dtype=dtype)
+    ops = torch.ops.tvcli
+    p, s = ops.prox_tv2d_dykstra(x, lam, 3)
+    y, s2 = ops.prox_tv2d_dykstra(x, lam, 3, True)
+    assert torch.equal(s, s2)
+    assert torch.equal(_bits(y), _bits(2 * x - p))
+    r, rl = ops.prox_tv2d_dykstra_backward(-gy, s, lam)
+    gx, gl = ops.prox_tv2d_dykstra_backward(gy, s, lam, True)
+    ref = gy * 2
+    ref.add_(r)  # as autograd's buffer: the product's 2 g first, then the prox's
+    assert torch.equal(_bits(gx), _bits(ref))
+    assert torch.equal(_bits(gl), _bits(rl))
+
+
+def test_layer_sharp_lam_zero_and_overrides() -> None:
+    """lam = 0 (fixed, or a per-call override) gives x; a float override takes the
+    fused path too; half types and iters=None keep the expression."""
+    x = torch.relu(torch.randn(4, 3, 10, 12))
+    fixed = TVLayer(3, mode="sharp", learn_lam=False, lam_init=0.0)
+    assert torch.equal(fixed(x), x)
+    layer = TVLayer(3, mode="sharp", lam_init=0.05)
+    assert torch.equal(layer(x, lam=0.0), x)
+    assert torch.equal(_bits(layer(x, lam=0.1)), _bits(2 * x - tvcli.prox_tv2d(x, 0.1, iters=4)))
+    xh, layer_h = x.to(torch.bfloat16), layer.to(torch.bfloat16)
+    p = tvcli.prox_tv2d(xh, layer_h.lam.reshape(-1, 1, 1), iters=4)
+    assert torch.equal(layer_h(xh), 2 * xh - p)
+    assert type(layer_h(xh).grad_fn).__name__ == "SubBackward0"
+
+
+def test_layer_sharp_fused_gradcheck() -> None:
+    x = torch.rand(4, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    layer = TVLayer(2, mode="sharp", lam_init=0.08, iters=3).double()
+    lam_override = torch.tensor([0.05, 0.11], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, l_: layer(a, lam=l_), (x, lam_override))
+    assert torch.autograd.gradcheck(lambda a: layer(a), (x,))
+
+
+def test_opcheck_2d_ops_sharp() -> None:
+    x = torch.rand(3, 6, 7, dtype=torch.float64)
+    lam = torch.tensor([0.05, 0.0, 0.2], dtype=torch.float64)
+    torch.library.opcheck(torch.ops.tvcli.prox_tv2d_dykstra, (x, lam, 2, True))
+    _, s = torch.ops.tvcli.prox_tv2d_dykstra(x, lam, 2)
+    torch.library.opcheck(torch.ops.tvcli.prox_tv2d_dykstra_backward,
+                          (torch.rand(3, 6, 7, dtype=torch.float64), s, lam, True))
+
+
+def test_layer_sharp_torch_compile_matches_eager_bits() -> None:
+    torch._dynamo.reset()
+    x = torch.relu(torch.randn(4, 3, 12, 10)).requires_grad_()
+    layer = TVLayer(3, mode="sharp", lam_init=0.05)
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    ye, yc = layer(x), compiled(x)
+    assert torch.equal(ye, yc)
+    ge = torch.autograd.grad((ye ** 2).sum(), (x, layer.lam_param))
+    gc = torch.autograd.grad((yc ** 2).sum(), (x, layer.lam_param))
+    for a, b in zip(ge, gc, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_layer_sharp_without_fused_op_keeps_expression_order(monkeypatch) -> None:
+    """Without the fused op (here: switched off for the CPU) the layer falls back to
+    `y = prox; 2 * x - y` (Alg. 1 over prox_tv1d): same NaN positions, values to
+    rounding."""
+    from tvcli import _extension as ext
+
+    x0, gy = _sharp_case((3, 3, 9, 10), torch.float32, seed=4)
+    layer = TVLayer(3, mode="sharp", lam_init=0.07)
+    outs = []
+    for off in (False, True):
+        if off:
+            monkeypatch.setitem(ext._EXT_DEVICES, "prox_tv2d_dykstra", frozenset())
+        a = x0.clone().requires_grad_()
+        y = layer(a * 1)
+        assert ("Sub" in type(y.grad_fn).__name__) == off
+        layer.zero_grad()
+        y.backward(gy)
+        outs.append((y.detach(), a.grad, layer.lam_param.grad.clone()))
+    for u, v in zip(*outs, strict=True):
+        ok = ~(u.isnan() | v.isnan())
+        assert torch.equal(u.isnan(), v.isnan())
+        assert torch.allclose(u[ok], v[ok], rtol=1e-5, atol=1e-5)

@@ -87,21 +87,24 @@ if HAS_EXT:
         setup_context=_prox_tv2d_solve_setup_context,
     )
 
-    # 2-D paper mode: (y, signs) = prox_tv2d_dykstra(x (B, H, W), lam (B,), iters).
+    # 2-D paper mode: (y, signs) = prox_tv2d_dykstra(x (B, H, W), lam (B,), iters,
+    # sharp=False); sharp=True gives y = 2 x - prox(x) (TV sharpening) and its backward.
     @torch.library.register_fake("tvcli::prox_tv2d_dykstra")
-    def _prox_tv2d_dykstra_fake(x: torch.Tensor, lam: torch.Tensor, iters: int):
+    def _prox_tv2d_dykstra_fake(x: torch.Tensor, lam: torch.Tensor, iters: int,
+                                sharp: bool = False):
         torch._check(x.dim() == 3, lambda: "tvcli: expected (B, H, W) images")
         b, h, w = x.shape
         return x.new_empty(x.shape), x.new_empty((b, 2 * iters, h, w), dtype=torch.int8)
 
     @torch.library.register_fake("tvcli::prox_tv2d_dykstra_backward")
     def _prox_tv2d_dykstra_backward_fake(
-        grad_y: torch.Tensor, signs: torch.Tensor, lam: torch.Tensor
+        grad_y: torch.Tensor, signs: torch.Tensor, lam: torch.Tensor, sharp: bool = False
     ):
         return grad_y.new_empty(grad_y.shape), lam.new_empty(lam.shape)
 
     def _prox_tv2d_dykstra_setup_context(ctx, inputs, output) -> None:
-        _x, lam, _iters = inputs
+        _x, lam, _iters, sharp = inputs
+        ctx.sharp = sharp
         ctx.save_for_backward(output[1], lam)
         ctx.mark_non_differentiable(output[1])
 
@@ -109,9 +112,9 @@ if HAS_EXT:
         # Exact reverse mode of the K unrolled iterations from the saved jump signs.
         signs, lam = ctx.saved_tensors
         grad_x, grad_lam = torch.ops.tvcli.prox_tv2d_dykstra_backward(
-            grad_y.contiguous(), signs, lam
+            grad_y.contiguous(), signs, lam, ctx.sharp
         )
-        return grad_x, grad_lam, None
+        return grad_x, grad_lam, None, None
 
     torch.library.register_autograd(
         "tvcli::prox_tv2d_dykstra",

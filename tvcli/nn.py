@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from tvcli.prox import prox_tv1d
-from tvcli.prox2d import prox_tv2d
+from tvcli.prox2d import _sharpen_paper, prox_tv2d
 from tvcli.prox_nd import NORMS, prox_tv
 
 __all__ = ["TVLayer", "learned_lams"]
@@ -153,6 +153,9 @@ class TVLayer(nn.Module):
             lam_t = lam_t.reshape(-1, 1, 1)  # (C,) or (1,) -> per channel over H, W
         if self.norm == "iso":
             y = prox_tv(x, lam_t, (-2, -1), norm="iso", tol=self.tol)
+        elif self.direction == "2d" and self.mode == "sharp" and self.iters is not None:
+            # 2 x - prox inside the fused op where it runs (same bits as below).
+            return _sharpen_paper(x, lam_t, (-2, -1), self.iters)
         elif self.direction == "2d":
             y = prox_tv2d(x, lam_t, (-2, -1), iters=self.iters)
         else:

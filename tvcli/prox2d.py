@@ -102,20 +102,27 @@ def _finite_lam(lam: torch.Tensor) -> bool:
 
 
 def _dykstra_fused(
-    x: torch.Tensor, lam: torch.Tensor, d0: int, d1: int, iters: int
+    x: torch.Tensor, lam: torch.Tensor, d0: int, d1: int, iters: int, sharp: bool = False
 ) -> torch.Tensor:
     """Alg. 1 in one C++ op per call (same arithmetic as :func:`_dykstra`): each
     image's iterates stay in cache and the backward replays only saved jump signs.
-    Images holding NaN/Inf give NaN, as prox_tv1d would make them."""
+    Images holding NaN/Inf give NaN, as prox_tv1d would make them. ``sharp``: the op
+    returns ``2 * x - prox`` itself, and its backward that of the difference (the
+    bits of the expression through autograd; see :func:`_sharpen_paper`)."""
     xm = x.movedim((d0, d1), (-2, -1))
     h, w = xm.shape[-2], xm.shape[-1]
     x3 = xm.reshape(-1, h, w)
     lam3 = lam.movedim((d0, d1), (-2, -1)).expand(*xm.shape[:-2], 1, 1).reshape(-1)
     if x3.shape[0] == 0 or h * w == 0:
-        return x.clone()
+        return 2 * x - x if sharp else x.clone()
     # NaN/Inf images are handled inside the op (no extra pass over x here: on a
     # layer's 16 MB activations a torch.isfinite check cost as much as 2 prox passes).
-    y3, _signs = torch.ops.tvcli.prox_tv2d_dykstra(x3.contiguous(), lam3.contiguous(), iters)
+    if sharp:
+        y3, _signs = torch.ops.tvcli.prox_tv2d_dykstra(
+            x3.contiguous(), lam3.contiguous(), iters, True
+        )
+    else:
+        y3, _signs = torch.ops.tvcli.prox_tv2d_dykstra(x3.contiguous(), lam3.contiguous(), iters)
     return y3.reshape(xm.shape).movedim((-2, -1), (d0, d1))
 
 
@@ -347,6 +354,31 @@ def sharpen_tv1d(
     dtypes as :func:`tvcli.prox_tv1d`; ``lam == 0`` returns ``x`` exactly.
     """
     return 2 * x - prox_tv1d(x, lam, dim, **kwargs)
+
+
+def _sharpen_paper(
+    x: torch.Tensor, lam: float | torch.Tensor, dims: tuple[int, int], iters: int
+) -> torch.Tensor:
+    """``2 * x - prox_tv2d(x, lam, dims, iters=iters)``: the same values and, through
+    autograd, the same gradients bit for bit, but where the fused paper-mode op runs
+    (float32 / float64 ``x`` on a device with the op, finite lam) the op writes the
+    difference itself and its backward returns ``2 g - J^T g`` (the prox's backward
+    of ``-g`` plus ``2 g``, as autograd sums them), without the two fresh tensors
+    of the expression forward and the three of its backward. Elsewhere (half types,
+    whose ``2 * x - y`` rounds in the half type; lam = inf; the fallback without the
+    engine) the expression, as ``y = prox_tv2d(...); 2 * x - y``."""
+    if (isinstance(x, torch.Tensor) and x.dtype in _COMPUTE_DTYPES and x.dim() >= 2
+            and isinstance(iters, int) and not isinstance(iters, bool) and iters >= 1
+            and ext_has_device(x.device.type, "prox_tv2d_dykstra")):
+        d0, d1 = _normalize_dims(x, dims)
+        lam_b = _broadcast_lam(lam, x, (d0, d1), x.dtype)
+        _check_lam_values(lam if isinstance(lam, torch.Tensor) else float(lam))
+        if _finite_lam(lam_b):
+            return _dykstra_fused(x, lam_b, d0, d1, iters, sharp=True)
+    # The prox first, then the product, as TVLayer always wrote it: autograd then
+    # adds the prox's gradient to 2 g (the order decides only which NaN survives).
+    y = prox_tv2d(x, lam, dims, iters=iters)
+    return 2 * x - y
 
 
 def sharpen_tv2d(

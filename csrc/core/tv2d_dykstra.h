@@ -54,13 +54,37 @@ TV_HOST_DEVICE TV_INLINE int8_t jump_sign(A a, A b) {
   return int8_t((b > a) - (b < a));
 }
 
+// TV sharpening's output element from the input x and the prox p, both rounded to
+// T: 2 x - p, as PyTorch rounds `2 * x - y` (2 x is exact, then one rounded
+// subtraction; no fused multiply-add: the build contracts none, -ffp-contract=off,
+// --fmad=false). NaNs as PyTorch's CPU subtraction gives them (measured, torch
+// 2.13, AVX-512 and AVX2 kernels): it computes fmadd(y, -1, 2 x), whose result is
+// y's NaN (quieted) whenever y is NaN, even when x is NaN too, while a plain
+// `2 x - p` would give x's; so a NaN p is returned as p + 0 (p quieted).
+template <typename T>
+TV_HOST_DEVICE TV_INLINE T sharpen_store(T x, T p) {
+  const T two_x = T(2) * x;
+  return p != p ? p + T(0) : two_x - p;
+}
+
+// The sharpened backward's dL/dx element from g = dL/d(output) and r = the prox's
+// vector-Jacobian product with -g (rounded to T): 2 g + r, as autograd through
+// `2 * x - y` sums the two paths (g * 2 from the product first, then the prox's
+// gradient of -g added to it: r's NaN wins where both are NaN, as above).
+template <typename T>
+TV_HOST_DEVICE TV_INLINE T sharpen_grad(T g, T r) {
+  const T two_g = g * T(2);
+  return r != r ? r + T(0) : two_g + r;
+}
+
 // Forward. x, y: h*w contiguous (T); sgn: 2*K planes of h*w (plane 2k: row pass k,
 // element (i, j) = sign(Z[i][j+1] - Z[i][j]); plane 2k+1: column pass k, element
 // (i, j) = sign(Y[i+1][j] - Y[i][j])). lam finite >= 0; x may hold NaN/Inf.
+// sharp: y = sharpen_store(x, prox) instead of the prox (paper eq. 4, TV sharpening).
 template <typename T, typename A>
 TV_HOST_DEVICE inline void tv2d_dykstra_forward(const T* x, T* y, int8_t* sgn, int64_t h,
                                                 int64_t w, int64_t iters, A lam, A* ws,
-                                                LineSolver solver) {
+                                                LineSolver solver, bool sharp = false) {
   const int64_t hw = h * w, n = h > w ? h : w;
   A* Y = ws;
   A* P = Y + hw;
@@ -80,7 +104,10 @@ TV_HOST_DEVICE inline void tv2d_dykstra_forward(const T* x, T* y, int8_t* sgn, i
     // As prox_tv1d: lam == 0 keeps the image (identity), otherwise all NaN; the
     // marker kBadImage in the first sign tells the backward to return NaN.
     const T nan = T(quiet_nan<A>());
-    for (int64_t k = 0; k < hw; ++k) y[k] = lam == A(0) ? x[k] : nan;
+    for (int64_t k = 0; k < hw; ++k) {
+      const T p = lam == A(0) ? x[k] : nan;
+      y[k] = sharp ? sharpen_store(x[k], p) : p;
+    }
     for (int64_t k = 0; k < 2 * iters * hw; ++k) sgn[k] = 0;
     sgn[0] = kBadImage;
     return;
@@ -108,7 +135,11 @@ TV_HOST_DEVICE inline void tv2d_dykstra_forward(const T* x, T* y, int8_t* sgn, i
       }
     }
   }
-  for (int64_t k = 0; k < hw; ++k) y[k] = T(Y[k]);
+  if (sharp) {
+    for (int64_t k = 0; k < hw; ++k) y[k] = sharpen_store(x[k], T(Y[k]));
+  } else {
+    for (int64_t k = 0; k < hw; ++k) y[k] = T(Y[k]);
+  }
 }
 
 // ---------------------------------------------------------------- backward

@@ -312,7 +312,7 @@ namespace {
 // core::tv2d_dykstra_forward (same operations in the same order per element).
 template <typename T>
 void dykstra_lines(const T* xp, const T* lp, T* yp, int8_t* sp, int64_t B, int64_t H,
-                   int64_t W, int64_t iters, core::LineSolver ls) {
+                   int64_t W, int64_t iters, core::LineSolver ls, bool sharp) {
   const int64_t HW = H * W, planes = 2 * iters;
   const auto opts = at::TensorOptions().dtype(at::kDouble);
   at::Tensor Yt = at::empty({B * HW}, opts), Pt = at::zeros({B * HW}, opts);
@@ -332,7 +332,10 @@ void dykstra_lines(const T* xp, const T* lp, T* yp, int8_t* sp, int64_t B, int64
       if (finite) continue;
       bad[b] = 1;  // as core::tv2d_dykstra_forward: identity at lam 0, else NaN
       const T nan = T(core::quiet_nan<double>());
-      for (int64_t k = b * HW; k < (b + 1) * HW; ++k) yp[k] = lp[b] == T(0) ? xp[k] : nan;
+      for (int64_t k = b * HW; k < (b + 1) * HW; ++k) {
+        const T p = lp[b] == T(0) ? xp[k] : nan;
+        yp[k] = sharp ? core::sharpen_store(xp[k], p) : p;
+      }
       std::fill(sp + b * planes * HW, sp + (b + 1) * planes * HW, int8_t(0));
       sp[b * planes * HW] = core::kBadImage;
     }
@@ -387,7 +390,13 @@ void dykstra_lines(const T* xp, const T* lp, T* yp, int8_t* sp, int64_t B, int64
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       if (bad[b]) continue;
-      for (int64_t k = b * HW; k < (b + 1) * HW; ++k) yp[k] = T(Y[k]);
+      if (sharp) {
+        for (int64_t k = b * HW; k < (b + 1) * HW; ++k) {
+          yp[k] = core::sharpen_store(xp[k], T(Y[k]));
+        }
+      } else {
+        for (int64_t k = b * HW; k < (b + 1) * HW; ++k) yp[k] = T(Y[k]);
+      }
     }
   });
 }
@@ -490,10 +499,11 @@ at::Tensor empty_big(at::IntArrayRef sizes, const at::TensorOptions& opts) {
 }  // namespace
 
 // Paper mode: K Dykstra iterations per image, one image per task (a layer's
-// N * C images keep both cores busy; each image's state stays in cache).
+// N * C images keep both cores busy; each image's state stays in cache). sharp:
+// the output is 2 x - prox(x) (core::sharpen_store), written in the final pass.
 std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_cpu(const at::Tensor& x,
                                                          const at::Tensor& lam,
-                                                         int64_t iters) {
+                                                         int64_t iters, bool sharp) {
   check_images(x, lam);
   TORCH_CHECK(iters >= 1, "tvcli: iters must be >= 1");
   const int64_t B = x.size(0), H = x.size(1), W = x.size(2), HW = H * W;
@@ -515,7 +525,7 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_cpu(const at::Tensor& x,
       // iterations it beat the DP at every lam we tried (camera 512x512, lam 0.01:
       // 47 vs 65 ms; lam 0.1: 54 vs 56 ms; astronaut RGB, lam 0.003-0.3: 1.1-1.8x);
       // the DP only pays on the much smoother iterates of the converged mode.
-      dykstra_lines<scalar_t>(xp, lp, yp, sp, B, H, W, iters, ls);
+      dykstra_lines<scalar_t>(xp, lp, yp, sp, B, H, W, iters, ls, sharp);
       return;
     }
     // Condat's sweep in AVX-512 lanes where the CPU has them (same bits:
@@ -528,7 +538,7 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_cpu(const at::Tensor& x,
         for (int64_t b = begin; b < end; ++b) {
           cpu::tv2d_dykstra_forward_simd<scalar_t>(xp + b * HW, yp + b * HW,
                                                    sp + b * 2 * iters * HW, H, W, iters,
-                                                   double(lp[b]), ws.data());
+                                                   double(lp[b]), ws.data(), sharp);
         }
         return;
       }
@@ -536,16 +546,21 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_cpu(const at::Tensor& x,
       for (int64_t b = begin; b < end; ++b) {
         core::tv2d_dykstra_forward<scalar_t, double>(xp + b * HW, yp + b * HW,
                                                      sp + b * 2 * iters * HW, H, W, iters,
-                                                     double(lp[b]), ws.data(), ls);
+                                                     double(lp[b]), ws.data(), ls, sharp);
       }
     });
   });
   return {y, sgn};
 }
 
+// sharp: the backward of the sharpened output 2 x - prox(x): the prox's backward
+// runs on -g (a negated copy of the image's g, in cache), then dL/dx = 2 g + that
+// (core::sharpen_grad) and dL/dlam is the prox's for -g: the bits autograd gives
+// through `2 * x - y`.
 std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_backward_cpu(const at::Tensor& grad_y,
                                                                   const at::Tensor& sgn,
-                                                                  const at::Tensor& lam) {
+                                                                  const at::Tensor& lam,
+                                                                  bool sharp) {
   const at::Tensor g = grad_y.contiguous();
   check_images(g, lam);
   check_signs(sgn, g);
@@ -566,19 +581,30 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_backward_cpu(const at::Tens
     at::parallel_for(0, B, std::max<int64_t>(1, 4096 / std::max<int64_t>(HW, 1)),
                      [&](int64_t begin, int64_t end) {
       std::vector<double> ws(core::tv2d_dykstra_workspace(H, W));
+      std::vector<scalar_t> neg(sharp ? HW : 0);
       const int64_t sign_bytes = 2 * iters * HW;
       for (int64_t b = begin; b < end; ++b) {
+        const scalar_t* gb = gp + b * HW;
+        const scalar_t* gin = gb;
+        if (sharp) {
+          for (int64_t k = 0; k < HW; ++k) neg[k] = -gb[k];
+          gin = neg.data();
+        }
         // The next image's signs (8 KB for 32 x 32, K = 4) load while this one is
         // computed: the backward reads the planes last to first, which the hardware
         // prefetchers do not anticipate (~15% of the time on a layer's 32 x 32 maps).
         if (b + 1 < end && sign_bytes <= 65536) prefetch(sp + (b + 1) * sign_bytes, sign_bytes);
         glp[b] = scalar_t(
-            simd ? cpu::tv2d_dykstra_backward_simd<scalar_t>(sp + b * sign_bytes, gp + b * HW,
+            simd ? cpu::tv2d_dykstra_backward_simd<scalar_t>(sp + b * sign_bytes, gin,
                                                              gxp + b * HW, H, W, iters,
                                                              !(double(lp[b]) > 0.0), ws.data())
                  : core::tv2d_dykstra_backward<scalar_t, double>(
-                       sp + b * sign_bytes, gp + b * HW, gxp + b * HW, H, W, iters,
+                       sp + b * sign_bytes, gin, gxp + b * HW, H, W, iters,
                        !(double(lp[b]) > 0.0), ws.data()));
+        if (sharp) {
+          scalar_t* gxb = gxp + b * HW;
+          for (int64_t k = 0; k < HW; ++k) gxb[k] = core::sharpen_grad(gb[k], gxb[k]);
+        }
       }
     });
   });

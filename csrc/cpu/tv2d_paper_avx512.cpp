@@ -49,9 +49,10 @@ namespace {
 
 template <typename T>
 __attribute__((noinline)) void image_scalar(const T* x, T* y, int8_t* sgn, int64_t h,
-                                            int64_t w, int64_t iters, double lam, double* ws) {
+                                            int64_t w, int64_t iters, double lam, double* ws,
+                                            bool sharp) {
   core::tv2d_dykstra_forward<T, double>(x, y, sgn, h, w, iters, lam, ws,
-                                        core::LineSolver::kCondat);
+                                        core::LineSolver::kCondat, sharp);
 }
 
 template <typename T>
@@ -513,7 +514,7 @@ void transpose(const double* src, int64_t h, int64_t w, double* dst, const doubl
 
 template <typename T>
 void forward_image(const T* x, T* y, int8_t* sgn, int64_t h, int64_t w, int64_t iters,
-                   double lam, double* ws) {
+                   double lam, double* ws, bool sharp) {
   const int64_t hw = h * w;
   double* Pt = ws;       // P, transposed (row pass space)
   double* Q = Pt + hw;   // Q
@@ -526,7 +527,7 @@ void forward_image(const T* x, T* y, int8_t* sgn, int64_t h, int64_t w, int64_t 
   bool finite = true;
   for (int64_t k = 0; k < hw; ++k) finite = finite && core::is_finite(double(x[k]));
   if (!finite) {
-    image_scalar<T>(x, y, sgn, h, w, iters, lam, ws);
+    image_scalar<T>(x, y, sgn, h, w, iters, lam, ws, sharp);
     return;
   }
   for (int64_t k = 0; k < hw; ++k) {
@@ -551,7 +552,13 @@ void forward_image(const T* x, T* y, int8_t* sgn, int64_t h, int64_t w, int64_t 
     for (int64_t j = 0; j < w; ++j) sc[(h - 1) * w + j] = 0;
     if (it + 1 < iters) transpose(Y, h, w, At, Pt);
   }
-  for (int64_t k = 0; k < hw; ++k) y[k] = T(Y[k]);
+  // Sharpening as the scalar code (core::sharpen_store: a multiply by 2, then one
+  // subtraction; the compiler may vectorise it but not contract it).
+  if (sharp) {
+    for (int64_t k = 0; k < hw; ++k) y[k] = core::sharpen_store(x[k], T(Y[k]));
+  } else {
+    for (int64_t k = 0; k < hw; ++k) y[k] = T(Y[k]);
+  }
 }
 
 
@@ -762,8 +769,8 @@ double backward_image(const int8_t* sgn, const T* g, T* gx, int64_t h, int64_t w
 
 template <typename T>
 void tv2d_dykstra_forward_simd(const T* x, T* y, int8_t* sgn, int64_t h, int64_t w,
-                               int64_t iters, double lam, double* ws) {
-  forward_image<T>(x, y, sgn, h, w, iters, lam, ws);
+                               int64_t iters, double lam, double* ws, bool sharp) {
+  forward_image<T>(x, y, sgn, h, w, iters, lam, ws, sharp);
 }
 
 template <typename T>
@@ -782,8 +789,8 @@ double tv2d_dykstra_backward_simd(const int8_t* sgn, const T* g, T* gx, int64_t 
 
 template <typename T>
 void tv2d_dykstra_forward_simd(const T* x, T* y, int8_t* sgn, int64_t h, int64_t w,
-                               int64_t iters, double lam, double* ws) {
-  image_scalar<T>(x, y, sgn, h, w, iters, lam, ws);
+                               int64_t iters, double lam, double* ws, bool sharp) {
+  image_scalar<T>(x, y, sgn, h, w, iters, lam, ws, sharp);
 }
 
 #endif
@@ -793,9 +800,9 @@ template double tv2d_dykstra_backward_simd<float>(const int8_t*, const float*, f
 template double tv2d_dykstra_backward_simd<double>(const int8_t*, const double*, double*,
                                                    int64_t, int64_t, int64_t, bool, double*);
 template void tv2d_dykstra_forward_simd<float>(const float*, float*, int8_t*, int64_t, int64_t,
-                                               int64_t, double, double*);
+                                               int64_t, double, double*, bool);
 template void tv2d_dykstra_forward_simd<double>(const double*, double*, int8_t*, int64_t,
-                                                int64_t, int64_t, double, double*);
+                                                int64_t, int64_t, double, double*, bool);
 
 }  // namespace cpu
 }  // namespace tvcli

@@ -22,7 +22,8 @@ bool paper_simd_enabled();
 // Doubles of workspace for tv2d_dykstra_forward_simd on an h x w image.
 int64_t paper_simd_workspace(int64_t h, int64_t w);
 
-// As core::tv2d_dykstra_forward<T, double>(x, y, sgn, h, w, iters, lam, ws, kCondat):
+// As core::tv2d_dykstra_forward<T, double>(x, y, sgn, h, w, iters, lam, ws, kCondat,
+// sharp) (sharp: y = 2 x - prox, core::sharpen_store):
 // x, y: h*w contiguous; sgn: 2*iters planes of h*w int8 (row pass k: plane 2k,
 // element (i, j) = sign(Z[i][j+1] - Z[i][j]); column pass k: plane 2k+1, element
 // (i, j) = sign(Y[i+1][j] - Y[i][j])); lam finite >= 0; x may hold NaN/Inf.
@@ -30,7 +31,7 @@ int64_t paper_simd_workspace(int64_t h, int64_t w);
 // Only call when paper_simd_enabled().
 template <typename T>
 void tv2d_dykstra_forward_simd(const T* x, T* y, int8_t* sgn, int64_t h, int64_t w,
-                               int64_t iters, double lam, double* ws);
+                               int64_t iters, double lam, double* ws, bool sharp);
 
 // As core::tv2d_dykstra_backward<T, double>(sgn, g, gx, h, w, iters, identity, ws),
 // bit for bit (gx and the returned dL/dlam); ws: core::tv2d_dykstra_workspace(h, w)

@@ -69,9 +69,10 @@ int64_t fused_blocks(int64_t batch) { return std::min<int64_t>(std::max<int64_t>
 
 template <typename T, typename A>
 void dykstra_forward(const at::Tensor& x, const at::Tensor& lam, const at::Tensor& bad,
-                     int64_t iters, const at::Tensor& y, const at::Tensor& sgn) {
+                     int64_t iters, const at::Tensor& y, const at::Tensor& sgn, bool sharp) {
   const int64_t B = x.size(0), H = x.size(1), W = x.size(2);
-  cuda::DykstraFwdArgs<T, A> a = cuda::make_dykstra_fwd_args<T, A>(x, lam, bad, iters, y, sgn);
+  cuda::DykstraFwdArgs<T, A> a =
+      cuda::make_dykstra_fwd_args<T, A>(x, lam, bad, iters, y, sgn, sharp);
   const cudaStream_t stream = stream_of(x);
   const auto state_opts = x.options().dtype(c10::CppTypeToScalarType<A>::value);
   const int64_t pitch = cuda::fused_pitch(W);
@@ -92,11 +93,11 @@ void dykstra_forward(const at::Tensor& x, const at::Tensor& lam, const at::Tenso
 
 template <typename T, typename A>
 void dykstra_backward(const at::Tensor& g, const at::Tensor& sgn, const at::Tensor& lam,
-                      const at::Tensor& gx, const at::Tensor& glam) {
+                      const at::Tensor& gx, const at::Tensor& glam, bool sharp) {
   const int64_t B = g.size(0), H = g.size(1), W = g.size(2);
   const auto state_opts = g.options().dtype(c10::CppTypeToScalarType<A>::value);
   at::Tensor rows = at::empty({B * H}, state_opts), cols = at::empty({B * W}, state_opts);
-  cuda::DykstraBwdArgs<T, A> a = cuda::make_dykstra_bwd_args<T, A>(g, sgn, lam, gx, glam);
+  cuda::DykstraBwdArgs<T, A> a = cuda::make_dykstra_bwd_args<T, A>(g, sgn, lam, gx, glam, sharp);
   a.glam_rows = rows.mutable_data_ptr<A>();
   a.glam_cols = cols.mutable_data_ptr<A>();
   const cudaStream_t stream = stream_of(g);
@@ -118,7 +119,7 @@ void dykstra_backward(const at::Tensor& g, const at::Tensor& sgn, const at::Tens
 
 std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_cuda(const at::Tensor& x,
                                                           const at::Tensor& lam,
-                                                          int64_t iters) {
+                                                          int64_t iters, bool sharp) {
   check_images_cuda(x, lam);
   TORCH_CHECK(iters >= 1, "tvcli: iters must be >= 1");
   const int64_t B = x.size(0), H = x.size(1), W = x.size(2);
@@ -128,10 +129,10 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_cuda(const at::Tensor& x,
   const c10::cuda::CUDAGuard guard(x.device());
   const at::Tensor bad = cuda::bad_images(x);
   if (x.scalar_type() == at::kFloat && float_arith()) {
-    dykstra_forward<float, float>(x, lam, bad, iters, y, sgn);
+    dykstra_forward<float, float>(x, lam, bad, iters, y, sgn, sharp);
   } else {
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "prox_tv2d_dykstra_cuda", [&] {
-      dykstra_forward<scalar_t, double>(x, lam, bad, iters, y, sgn);
+      dykstra_forward<scalar_t, double>(x, lam, bad, iters, y, sgn, sharp);
     });
   }
   return {y, sgn};
@@ -139,7 +140,8 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_cuda(const at::Tensor& x,
 
 std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_backward_cuda(const at::Tensor& grad_y,
                                                                    const at::Tensor& sgn,
-                                                                   const at::Tensor& lam) {
+                                                                   const at::Tensor& lam,
+                                                                   bool sharp) {
   const at::Tensor g = grad_y.contiguous();
   check_images_cuda(g, lam);
   check_signs(sgn, g);
@@ -148,10 +150,10 @@ std::tuple<at::Tensor, at::Tensor> prox_tv2d_dykstra_backward_cuda(const at::Ten
   if (g.numel() == 0) return {gx, glam.zero_()};
   const c10::cuda::CUDAGuard guard(g.device());
   if (g.scalar_type() == at::kFloat && float_arith()) {
-    dykstra_backward<float, float>(g, sgn, lam, gx, glam);
+    dykstra_backward<float, float>(g, sgn, lam, gx, glam, sharp);
   } else {
     AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "prox_tv2d_dykstra_backward_cuda", [&] {
-      dykstra_backward<scalar_t, double>(g, sgn, lam, gx, glam);
+      dykstra_backward<scalar_t, double>(g, sgn, lam, gx, glam, sharp);
     });
   }
   return {gx, glam};

@@ -26,7 +26,8 @@ inline at::Tensor bad_images(const at::Tensor& x) {
 template <typename T, typename A>
 DykstraFwdArgs<T, A> make_dykstra_fwd_args(const at::Tensor& x, const at::Tensor& lam,
                                            const at::Tensor& bad, int64_t iters,
-                                           const at::Tensor& y, const at::Tensor& sgn) {
+                                           const at::Tensor& y, const at::Tensor& sgn,
+                                           bool sharp) {
   DykstraFwdArgs<T, A> a{};
   a.x = x.const_data_ptr<T>();
   a.y = y.mutable_data_ptr<T>();
@@ -37,6 +38,7 @@ DykstraFwdArgs<T, A> make_dykstra_fwd_args(const at::Tensor& x, const at::Tensor
   a.h = x.size(1);
   a.w = x.size(2);
   a.iters = iters;
+  a.sharp = sharp;
   return a;
 }
 
@@ -46,7 +48,7 @@ DykstraFwdArgs<T, A> make_dykstra_fwd_args(const at::Tensor& x, const at::Tensor
 template <typename T, typename A>
 DykstraBwdArgs<T, A> make_dykstra_bwd_args(const at::Tensor& g, const at::Tensor& sgn,
                                            const at::Tensor& lam, const at::Tensor& gx,
-                                           const at::Tensor& glam) {
+                                           const at::Tensor& glam, bool sharp) {
   DykstraBwdArgs<T, A> a{};
   a.sgn = sgn.const_data_ptr<int8_t>();
   a.g = g.const_data_ptr<T>();
@@ -57,6 +59,7 @@ DykstraBwdArgs<T, A> make_dykstra_bwd_args(const at::Tensor& g, const at::Tensor
   a.h = g.size(1);
   a.w = g.size(2);
   a.iters = sgn.size(1) / 2;
+  a.sharp = sharp;
   return a;
 }
 

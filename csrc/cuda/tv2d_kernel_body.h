@@ -53,6 +53,7 @@ struct DykstraFwdArgs {
   const uint8_t* bad;   // (batch,): 1 where the image holds NaN/Inf
   A* state;             // lines path: every image's state (null when fused)
   int64_t batch, h, w, pitch, iters;
+  bool sharp;           // y = 2 x - prox (core::sharpen_store) instead of the prox
 };
 
 // Elements of A per image state: Y, P, Q and a scratch line plane S.
@@ -132,19 +133,22 @@ TV_HOST_DEVICE inline void dykstra_col(const DykstraFwdArgs<T, A>& a, int64_t b,
 }
 
 // Element k of image b: y = Y; a NaN/Inf image gives x at lam 0, else NaN, and
-// all-zero signs with core::kBadImage first (as core::tv2d_dykstra_forward).
+// all-zero signs with core::kBadImage first (as core::tv2d_dykstra_forward);
+// sharp: 2 x - that (core::sharpen_store).
 template <typename T, typename A>
 TV_HOST_DEVICE inline void dykstra_store_elem(const DykstraFwdArgs<T, A>& a, int64_t b, A* base,
                                               int64_t k) {
   const int64_t hw = a.h * a.w, o = b * hw + k;
   if (a.bad[b]) {
-    a.y[o] = A(a.lam[b]) == A(0) ? a.x[o] : T(core::quiet_nan<A>());
+    const T p = A(a.lam[b]) == A(0) ? a.x[o] : T(core::quiet_nan<A>());
+    a.y[o] = a.sharp ? core::sharpen_store(a.x[o], p) : p;
     for (int64_t q = 0; q < 2 * a.iters; ++q) {
       a.sgn[(b * 2 * a.iters + q) * hw + k] = q == 0 && k == 0 ? core::kBadImage : int8_t(0);
     }
     return;
   }
-  a.y[o] = T(fwd_state(a, base).Y[(k / a.w) * a.pitch + k % a.w]);
+  const T p = T(fwd_state(a, base).Y[(k / a.w) * a.pitch + k % a.w]);
+  a.y[o] = a.sharp ? core::sharpen_store(a.x[o], p) : p;
 }
 
 // One phase of a fused kernel over items 0 .. count-1 (lines or elements of
@@ -187,6 +191,7 @@ struct DykstraBwdArgs {
   A* glam_rows;       // (batch, h): per-row-line dL/dlam over the iterations
   A* glam_cols;       // (batch, w)
   int64_t batch, h, w, iters;
+  bool sharp;         // the backward of 2 x - prox: the prox's of -g, gx = 2 g + that
 };
 
 template <typename T, typename A>
@@ -196,6 +201,8 @@ TV_HOST_DEVICE TV_INLINE bool bwd_bad(const DykstraBwdArgs<T, A>& a, int64_t b) 
 
 // Column line j of image b in backward iteration it (iters - 1 down to 0): as
 // core::dykstra_bwd_cols on one line. State: gP, gQ, M (h w each, pitch w).
+// sharp: the first pass reads -g from column j of gP (written here: gP is first
+// written by the row pass after this one), A(-g) being -A(g) bit for bit.
 template <typename T, typename A>
 TV_HOST_DEVICE inline void dykstra_bwd_col(const DykstraBwdArgs<T, A>& a, int64_t b, A* base,
                                            int64_t j, int64_t it) {
@@ -210,12 +217,21 @@ TV_HOST_DEVICE inline void dykstra_bwd_col(const DykstraBwdArgs<T, A>& a, int64_
   const T* g = a.g + b * hw + j;
   A c, cnt;
   using core::LockstepIO;
-  const A gl = first ? core::run_means_lines<LockstepIO::kFirst, T, A>(g, gQ + j, M + j, sc, h,
-                                                                       1, w, &c, &cnt)
-                     : core::run_means_lines<LockstepIO::kUpdate, A, A>(gP + j, gQ + j, M + j,
-                                                                        sc, h, 1, w, &c, &cnt);
+  A gl;
+  if (first && a.sharp) {
+    for (int64_t i = 0; i < h; ++i) gP[i * w + j] = A(-g[i * w]);
+    gl = core::run_means_lines<LockstepIO::kFirst, A, A>(gP + j, gQ + j, M + j, sc, h, 1, w, &c,
+                                                         &cnt);
+  } else {
+    gl = first ? core::run_means_lines<LockstepIO::kFirst, T, A>(g, gQ + j, M + j, sc, h, 1, w,
+                                                                 &c, &cnt)
+               : core::run_means_lines<LockstepIO::kUpdate, A, A>(gP + j, gQ + j, M + j, sc, h,
+                                                                  1, w, &c, &cnt);
+  }
   if (identity) {
-    for (int64_t i = 0; i < h; ++i) gQ[i * w + j] = first ? A(g[i * w]) : gP[i * w + j];
+    for (int64_t i = 0; i < h; ++i) {
+      gQ[i * w + j] = first ? (a.sharp ? gP[i * w + j] : A(g[i * w])) : gP[i * w + j];
+    }
   }
   A* slot = a.glam_cols + b * w + j;
   *slot = first ? gl : *slot + gl;
@@ -247,18 +263,21 @@ TV_HOST_DEVICE inline void dykstra_bwd_row(const DykstraBwdArgs<T, A>& a, int64_
   *slot = first ? gl : *slot + gl;
 }
 
-// Element k of image b: dL/dX = gP (g itself for K = 0, NaN for a bad image).
+// Element k of image b: dL/dX = gP (g itself for K = 0, NaN for a bad image);
+// sharp: 2 g + that (core::sharpen_grad; -g for K = 0).
 template <typename T, typename A>
 TV_HOST_DEVICE inline void dykstra_bwd_store_elem(const DykstraBwdArgs<T, A>& a, int64_t b,
                                                   A* base, int64_t k) {
   const int64_t o = b * a.h * a.w + k;
+  T r;
   if (bwd_bad(a, b)) {
-    a.gx[o] = T(core::quiet_nan<A>());
+    r = T(core::quiet_nan<A>());
   } else if (a.iters <= 0) {
-    a.gx[o] = a.g[o];
+    r = a.sharp ? T(-a.g[o]) : a.g[o];
   } else {
-    a.gx[o] = T(base[k]);
+    r = T(base[k]);
   }
+  a.gx[o] = a.sharp ? core::sharpen_grad(a.g[o], r) : r;
 }
 
 // dL/dlam of image b: its lines' sums, rows then columns.
