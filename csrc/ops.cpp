@@ -149,7 +149,7 @@ TORCH_LIBRARY(tvcli, m) {
   // converged]) of x (B, C, *S), w (B, 1, *S) or (B, 1, 1...).
   m.def("prox_tv_nd(Tensor x, Tensor w, int nd, str norm, float tol, int max_iter, "
         "int check_every=5, bool f32_state=False, bool restart=True, "
-        "bool adaptive_checks=False, bool merge_flat=False) -> (Tensor, Tensor)");
+        "bool adaptive_checks=False, bool merge_flat=False, float f32_until=0.0) -> (Tensor, Tensor)");
   // Its implicit backward: (grad_x, grad_w (B, 1, *S)) at the solution y (float64).
   m.def("prox_tv_nd_backward(Tensor grad_y, Tensor y, Tensor w, Tensor bound, int nd, str norm, "
         "float flat_factor, float cg_rtol, int cg_max_iter) -> (Tensor, Tensor)");

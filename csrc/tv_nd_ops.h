@@ -28,7 +28,9 @@ TvNdOptions check_tv_nd_args(const at::Tensor& x, const at::Tensor& w, int64_t n
 // iterates of tvcli/tv_nd_solvers.py). adaptive_checks: certificates where the
 // bound's decay predicts tol (TvNdOptions), else every check_every iterations.
 // merge_flat: near tol, also certify the midpoint of y and its average over nearly
-// flat regions (csrc/cpu/tv_nd_merge.h). Both CPU only (the CUDA op ignores them).
+// flat regions (csrc/cpu/tv_nd_merge.h). f32_until: a float32 state turns float64
+// once the bound is <= f32_until x max(w) (TvNdOptions). All three CPU only (the
+// CUDA op ignores them).
 // A problem whose x is not finite, or whose w is negative or not finite, gives
 // NaN and info [0, NaN, 0].
 std::tuple<at::Tensor, at::Tensor> prox_tv_nd_cpu(const at::Tensor& x, const at::Tensor& w,
@@ -36,7 +38,7 @@ std::tuple<at::Tensor, at::Tensor> prox_tv_nd_cpu(const at::Tensor& x, const at:
                                                   double tol, int64_t max_iter,
                                                   int64_t check_every, bool f32_state,
                                                   bool restart, bool adaptive_checks,
-                                                  bool merge_flat);
+                                                  bool merge_flat, double f32_until);
 
 struct TvNdBackwardOptions {
   double flat_factor;  // flat: |(D y)_i| <= flat_factor x bound + 1e-12 (1 + max|y|)

@@ -123,13 +123,14 @@ if HAS_EXT:
     )
 
     # n-D TV prox: (y, info) = prox_tv_nd(x (B, C, *S), w (B, 1, *S | 1...), nd, norm,
-    # tol, max_iter, check_every, f32_state, restart, adaptive_checks, merge_flat). Its autograd is
+    # tol, max_iter, check_every, f32_state, restart, adaptive_checks, merge_flat,
+    # f32_until). Its autograd is
     # tvcli.prox_nd's implicit backward (a torch.autograd.Function around the op).
     @torch.library.register_fake("tvcli::prox_tv_nd")
     def _prox_tv_nd_fake(
         x: torch.Tensor, w: torch.Tensor, nd: int, norm: str, tol: float, max_iter: int,
         check_every: int = 5, f32_state: bool = False, restart: bool = True,
-        adaptive_checks: bool = False, merge_flat: bool = False,
+        adaptive_checks: bool = False, merge_flat: bool = False, f32_until: float = 0.0,
     ):
         torch._check(x.dim() == nd + 2, lambda: "tvcli: x must have shape (B, C, *S)")
         torch._check(w.dtype == x.dtype, lambda: "tvcli: w must have x's dtype")

@@ -40,8 +40,8 @@ from tvcli.tv_nd_core import (
     ADAPTIVE_CHECKS,
     CHECK_EVERY,
     MERGE_FLAT,
+    f32_state_args,
     stalled_f32,
-    use_f32_state,
 )
 from tvcli.tv_nd_ops import pixel_norm
 from tvcli.tv_nd_solvers import solve
@@ -107,13 +107,17 @@ def _solve_compiled(
     nd = x.dim() - 2
     wk = w.squeeze(1).contiguous()
     xk = x.contiguous()
-    f32_state = use_f32_state(x.dtype == torch.float32, tol, float(wk.max()))
-    # Certificates where the bound's decay predicts tol (CPU; CUDA: fixed spacing).
-    # and the merged-region certificate near tol (CPU only).
+    # On the CPU: a float32 state that turns float64 near tol, certificates where
+    # the bound's decay predicts tol, and the merged-region certificate near tol.
+    # CUDA: one state type per solve, fixed check spacing, the plain certificate.
     cpu = x.device.type == "cpu"
+    f32 = x.dtype == torch.float32
+    f32_state, f32_until = f32_state_args(f32, tol, 0.0 if cpu or not f32 else float(wk.max()),
+                                          can_switch=cpu)
     adaptive, merge = ADAPTIVE_CHECKS and cpu, MERGE_FLAT and cpu
     y, info = torch.ops.tvcli.prox_tv_nd(xk, wk, nd, norm, float(tol), int(max_iter),
-                                         CHECK_EVERY, f32_state, True, adaptive, merge)
+                                         CHECK_EVERY, f32_state, True, adaptive, merge,
+                                         f32_until)
     if f32_state:
         # A float32 state that stalled above tol: those problems again in float64.
         again = stalled_f32(info.tolist(), max_iter)

@@ -14,14 +14,16 @@ from __future__ import annotations
 from types import ModuleType
 
 __all__ = ["ADAPTIVE_CHECKS", "CHECK_EVERY", "F32_STATE_MIN_TOL", "MERGE_FLAT", "core_module",
-           "prox_tv_nd", "stalled_f32", "use_f32_state"]
+           "f32_state_args", "prox_tv_nd", "stalled_f32"]
 
 # Float32 dual state (1.6-2.3x the speed of float64, the same iterations on photos)
-# only when tol is at least this fraction of the largest weight. Measured
+# down to a bound of this fraction of the largest weight. Measured
 # (docs/tv_variants.md "State precision"): a float32 state stalls at a certified
 # bound of 2e-4 to 5e-4 x max(w) on 64x64 noise, and reached 1.3e-4 x w on noisy
-# Kodak photos with the float64 state's iteration counts; 4x margin. A problem that
-# still ends at max_iter with it is solved again with the float64 state
+# Kodak photos with the float64 state's iteration counts; 4x margin. On the CPU the
+# state turns float64 there (the op's f32_until) when tol is below it; elsewhere
+# (CUDA) the float32 state is used only when tol is at least that. A problem that
+# still ends at max_iter with a float32 state is solved again with the float64 state
 # (:func:`stalled_f32`).
 F32_STATE_MIN_TOL = 2e-3
 # Iterations between two certificates (duality-gap checks): the first, and the
@@ -45,10 +47,17 @@ def core_module() -> ModuleType | None:
     return _core
 
 
-def use_f32_state(float32_data: bool, tol: float, wmax: float) -> bool:
-    """Whether the dual state is float32: float32 data and ``tol >= F32_STATE_MIN_TOL
-    x wmax`` (``wmax`` the largest weight as a Python float, ``tol`` as passed)."""
-    return float32_data and tol >= F32_STATE_MIN_TOL * wmax
+def f32_state_args(float32_data: bool, tol: float, wmax: float, *,
+                   can_switch: bool) -> tuple[bool, float]:
+    """The op's ``(f32_state, f32_until)``. Float32 data start with a float32 dual
+    state when ``can_switch`` (the CPU driver turns it float64 once the bound is <=
+    ``F32_STATE_MIN_TOL x max(w)``), else only when ``tol >= F32_STATE_MIN_TOL x
+    wmax`` (``wmax`` the largest weight as a Python float, ``tol`` as passed)."""
+    if not float32_data:
+        return False, 0.0
+    if can_switch:
+        return True, F32_STATE_MIN_TOL
+    return tol >= F32_STATE_MIN_TOL * wmax, 0.0
 
 
 def stalled_f32(info_rows: list[list[float]], max_iter: int) -> list[int]:
@@ -63,7 +72,7 @@ def stalled_f32(info_rows: list[list[float]], max_iter: int) -> list[int]:
 def prox_tv_nd(x, w, nd: int, norm: str, tol: float, max_iter: int, *, threads: int,
                check_every: int = CHECK_EVERY, f32_state: bool = False,
                restart: bool = True, adaptive_checks: bool = False,
-               merge_flat: bool = False):
+               merge_flat: bool = False, f32_until: float = 0.0):
     """``torch.ops.tvcli.prox_tv_nd`` on numpy arrays: x C-contiguous ``(B, C, *S)``
     float32 / float64 (``nd = len(S)`` in 1..4), w x's dtype ``(B, 1, *S)`` or ``(B, 1,
     1, ...)``, on ``threads`` OpenMP threads (clamped to
@@ -91,5 +100,5 @@ def prox_tv_nd(x, w, nd: int, norm: str, tol: float, max_iter: int, *, threads: 
     info = np.empty((x.shape[0], 3), dtype=np.float64)
     core.prox_tv_nd(x, w, y, info, int(nd), str(norm), float(tol), int(max_iter),
                     int(check_every), bool(f32_state), bool(restart), int(threads),
-                    bool(adaptive_checks), bool(merge_flat))
+                    bool(adaptive_checks), bool(merge_flat), float(f32_until))
     return y, info

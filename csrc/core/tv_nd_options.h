@@ -18,6 +18,10 @@ struct TvNdOptions {
   // CPU driver only: near tol, also certify the midpoint of y and its average over
   // nearly flat regions when that bound is lower (csrc/cpu/tv_nd_merge.h).
   bool merge_flat = false;
+  // CPU driver only: a float32 dual state turns float64 at the first check whose
+  // plain bound is <= f32_until x max(w) (0: never; the float32 state's floor lies
+  // near 2-5e-4 x max(w), docs/tv_variants.md).
+  double f32_until = 0.0;
 };
 
 }  // namespace tvcli

@@ -35,10 +35,12 @@ std::tuple<at::Tensor, at::Tensor> prox_tv_nd_cpu(const at::Tensor& x, const at:
                                                   double tol, int64_t max_iter,
                                                   int64_t check_every, bool f32_state,
                                                   bool restart, bool adaptive_checks,
-                                                  bool merge_flat) {
+                                                  bool merge_flat, double f32_until) {
   TvNdOptions o = check_tv_nd_args(x, w, nd, norm, tol, max_iter, check_every, restart);
   o.adaptive_checks = adaptive_checks;
   o.merge_flat = merge_flat;
+  TORCH_CHECK(f32_until >= 0.0, "tvcli: f32_until must be >= 0");
+  o.f32_until = f32_until;
   const bool iso = norm == "iso";
   at::Tensor y = at::empty_like(x);
   at::Tensor info = at::empty({x.size(0), 3}, x.options().dtype(at::kDouble));

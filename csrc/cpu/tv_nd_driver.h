@@ -33,6 +33,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "../core/tv_nd_fgp.h"
@@ -92,9 +93,25 @@ inline int64_t next_check_predicted(int64_t it, int64_t check_every, int64_t pre
   return int64_t(std::ceil(std::min(std::max(at, lo), hi)));
 }
 
+// A solve's state at a check, to go on with another dual state type (float32 ->
+// float64, TvNdOptions::f32_until).
+struct StateHandoff {
+  bool active = false;
+  std::vector<double> p, q;
+  double t = 1.0;
+  int64_t it = 0, check_at = 0, prev_check = 0;
+  double prev_bound = 0.0;
+  MergePolicy policy;
+};
+
+// Solves one problem. With `handoff` (a float32 state and o.f32_until > 0), it stops
+// at the first check whose plain bound is <= o.f32_until x max(w) but above tol and
+// leaves the state there (handoff->active) instead of writing y; with `resume`, it
+// goes on from such a state.
 template <class Par, typename T, typename S, int ND, bool ISO>
 void solve_problem(const Geometry& g, const T* x, const T* w, bool w_map, T* y_out,
-                   double* info, const TvNdOptions& o, bool split) {
+                   double* info, const TvNdOptions& o, bool split,
+                   StateHandoff* handoff = nullptr, const StateHandoff* resume = nullptr) {
   const int64_t C = g.channels, n = g.n, W = g.w, lines = g.lines, entries = C * n;
   if (!problem_ok(x, entries, w, w_map ? n : 1)) {
     for (int64_t i = 0; i < entries; ++i) y_out[i] = std::numeric_limits<T>::quiet_NaN();
@@ -123,7 +140,27 @@ void solve_problem(const Geometry& g, const T* x, const T* w, bool w_map, T* y_o
   MergeWork mw;
   const bool merge_ok = o.merge_flat && merge_fits(n);
   MergePolicy policy;
-  for (int64_t it = 1; it <= o.max_iter; ++it) {
+  policy.window = ISO ? 3.0 : 8.0;
+  int64_t it0 = 1;
+  if (resume) {
+    for (size_t i = 0; i < p.size(); ++i) {
+      p[i] = S(resume->p[i]);
+      q[i] = S(resume->q[i]);
+    }
+    t = resume->t;
+    it0 = resume->it + 1;
+    check_at = resume->check_at;
+    prev_check = resume->prev_check;
+    prev_bound = resume->prev_bound;
+    policy = resume->policy;
+  }
+  double switch_at = -1.0;  // plain bound at which the state hands off (< 0: never)
+  if (handoff && o.f32_until > 0.0) {
+    double wmax = 0.0;
+    for (int64_t i = 0; i < (w_map ? n : 1); ++i) wmax = std::max(wmax, double(w[i]));
+    switch_at = o.f32_until * wmax;
+  }
+  for (int64_t it = it0; it <= o.max_iter; ++it) {
     const double tn = core::tvnd::next_t(t);
     const S beta = S((t - 1.0) / tn);
     t = tn;
@@ -212,6 +249,18 @@ void solve_problem(const Geometry& g, const T* x, const T* w, bool w_map, T* y_o
                                  : core::tvnd::next_check(it, o.check_every);
     prev_check = it;
     prev_bound = plain;
+    if (!done && it != o.max_iter && plain <= switch_at) {
+      handoff->active = true;
+      handoff->p.assign(p.begin(), p.end());
+      handoff->q.assign(q.begin(), q.end());
+      handoff->t = t;
+      handoff->it = it;
+      handoff->check_at = check_at;
+      handoff->prev_check = prev_check;
+      handoff->prev_bound = prev_bound;
+      handoff->policy = policy;
+      return;
+    }
     if (done || it == o.max_iter) {
       for_lines<Par>(split, lines, grain, [&](int64_t l) {
         for (int64_t c = 0; c < C; ++c) {
@@ -239,16 +288,23 @@ template <class Par, typename T, typename S, int ND, bool ISO>
 void solve_batch(const Geometry& g, int64_t B, const T* xp, const T* wp, bool w_map, T* yp,
                  double* ip, const TvNdOptions& o) {
   const int64_t xs = g.channels * g.n, ws = w_map ? g.n : 1;
+  // A float32 state with f32_until hands off to a float64 one near tol.
+  constexpr bool kCanSwitch = std::is_same<S, float>::value;
+  auto one = [&](int64_t b, bool split) {
+    StateHandoff h;
+    solve_problem<Par, T, S, ND, ISO>(g, xp + b * xs, wp + b * ws, w_map, yp + b * xs,
+                                      ip + 3 * b, o, split,
+                                      kCanSwitch && o.f32_until > 0.0 ? &h : nullptr);
+    if (h.active)
+      solve_problem<Par, T, double, ND, ISO>(g, xp + b * xs, wp + b * ws, w_map, yp + b * xs,
+                                             ip + 3 * b, o, split, nullptr, &h);
+  };
   if (B >= Par::num_threads()) {
     Par::for_range(0, B, 1, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b)
-        solve_problem<Par, T, S, ND, ISO>(g, xp + b * xs, wp + b * ws, w_map, yp + b * xs,
-                                          ip + 3 * b, o, false);
+      for (int64_t b = b0; b < b1; ++b) one(b, false);
     });
   } else {
-    for (int64_t b = 0; b < B; ++b)
-      solve_problem<Par, T, S, ND, ISO>(g, xp + b * xs, wp + b * ws, w_map, yp + b * xs,
-                                        ip + 3 * b, o, true);
+    for (int64_t b = 0; b < B; ++b) one(b, true);
   }
 }
 

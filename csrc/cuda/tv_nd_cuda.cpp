@@ -67,10 +67,11 @@ std::tuple<at::Tensor, at::Tensor> prox_tv_nd_cuda(const at::Tensor& x, const at
                                                    int64_t max_iter, int64_t check_every,
                                                    bool f32_state, bool restart,
                                                    bool /*adaptive_checks*/,
-                                                   bool /*merge_flat*/) {
+                                                   bool /*merge_flat*/, double /*f32_until*/) {
   // The kernels keep the fixed schedule (core::tvnd::next_check): a predicted one
   // would need every problem's bound on the host at every check (a sync); and the
-  // plain certificate (the merged candidate is a sequential union-find).
+  // plain certificate (the merged candidate is a sequential union-find), and one
+  // state type per solve.
   TORCH_CHECK(x.is_cuda(), "tvcli: x must be a CUDA tensor");
   const TvNdOptions o = check_tv_nd_args(x, w, nd, norm, tol, max_iter, check_every, restart);
   TORCH_CHECK(x.size(0) < (int64_t(1) << 31), "tvcli: too many problems for the CUDA kernels");

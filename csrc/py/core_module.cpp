@@ -7,7 +7,8 @@
 // thread count.
 //
 //   prox_tv_nd(x, w, y, info, nd, norm, tol, max_iter, check_every, f32_state,
-//              restart, threads, adaptive_checks=False, merge_flat=False) -> None
+//              restart, threads, adaptive_checks=False, merge_flat=False,
+//              f32_until=0.0) -> None
 //
 // x: C-contiguous (B, C, *S) float32 or float64, nd = len(S) in 1..4; w: x's
 // dtype, (B, 1, *S) or (B, 1, 1, ...); y: writable, x's shape and dtype; info:
@@ -100,16 +101,17 @@ PyObject* prox_tv_nd(PyObject*, PyObject* args, PyObject* kwargs) {
   static const char* kwlist[] = {"x",   "w",        "y",           "info",      "nd",
                                  "norm", "tol",     "max_iter",    "check_every",
                                  "f32_state", "restart", "threads", "adaptive_checks",
-                                 "merge_flat", nullptr};
+                                 "merge_flat", "f32_until", nullptr};
   PyObject *xo, *wo, *yo, *io;
   int nd, f32_state, restart, threads, adaptive_checks = 0, merge_flat = 0;
+  double f32_until = 0.0;
   const char* norm;
   double tol;
   long long max_iter, check_every;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOisdLLppi|pp", const_cast<char**>(kwlist),
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOisdLLppi|ppd", const_cast<char**>(kwlist),
                                    &xo, &wo, &yo, &io, &nd, &norm, &tol, &max_iter,
                                    &check_every, &f32_state, &restart, &threads,
-                                   &adaptive_checks, &merge_flat))
+                                   &adaptive_checks, &merge_flat, &f32_until))
     return nullptr;
   // The checks and messages of check_tv_nd_args (csrc/ops.cpp), then the buffers'.
   if (nd < 1 || nd > tvcli::core::tvnd::kMaxDims)
@@ -150,6 +152,7 @@ PyObject* prox_tv_nd(PyObject*, PyObject* args, PyObject* kwargs) {
   if (max_iter < 1 || max_iter > (1LL << 40)) return value_error("tvcli: max_iter must be >= 1");
   if (check_every < 1) return value_error("tvcli: check_every must be >= 1");
   if (threads < 1) return value_error("tvcli: threads must be >= 1");
+  if (!(f32_until >= 0.0)) return value_error("tvcli: f32_until must be >= 0");
   if (float_kind(y.view) != kind || y.view.ndim != x.view.ndim ||
       std::memcmp(y.view.shape, x.view.shape, sizeof(Py_ssize_t) * size_t(x.view.ndim)) != 0)
     return value_error("tvcli: y must have x's shape " + shape_text(x.view) + " and dtype");
@@ -161,7 +164,7 @@ PyObject* prox_tv_nd(PyObject*, PyObject* args, PyObject* kwargs) {
     return value_error("tvcli: y and info must not overlap x, w or each other");
   if (B == 0) Py_RETURN_NONE;
   const tvcli::TvNdOptions o{tol, int64_t(max_iter), int64_t(check_every), restart != 0,
-                             adaptive_checks != 0, merge_flat != 0};
+                             adaptive_checks != 0, merge_flat != 0, f32_until};
   const bool w_map = w.view.len / w.view.itemsize != B;
   const int channels = int(x.view.shape[1]);
   const char* error = nullptr;
@@ -192,7 +195,7 @@ PyMethodDef methods[] = {
     {"prox_tv_nd", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(prox_tv_nd)),
      METH_VARARGS | METH_KEYWORDS,
      "prox_tv_nd(x, w, y, info, nd, norm, tol, max_iter, check_every, f32_state, restart, "
-     "threads, adaptive_checks=False, merge_flat=False): torch.ops.tvcli.prox_tv_nd into y and info, "
+     "threads, adaptive_checks=False, merge_flat=False, f32_until=0.0): torch.ops.tvcli.prox_tv_nd into y and info, "
      "without torch."},
     {nullptr, nullptr, 0, nullptr}};
 

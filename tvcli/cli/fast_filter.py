@@ -37,9 +37,9 @@ from tvcli.tv_nd_core import (
     ADAPTIVE_CHECKS,
     MERGE_FLAT,
     core_module,
+    f32_state_args,
     prox_tv_nd,
     stalled_f32,
-    use_f32_state,
 )
 
 ENV_OFF = "TVCLI_NO_FAST_CLI"
@@ -150,11 +150,11 @@ def _prox(x: np.ndarray, settings: FilterSettings) -> tuple[np.ndarray, dict]:
         x.reshape(x.shape[0], 1, *x.shape[1:])
     b = xk.shape[0]
     wk = np.full((b, 1) + (1,) * nd, w, dtype=x.dtype)
-    f32 = use_f32_state(x.dtype == np.float32, settings.tol, float(w))
+    f32, f32_until = f32_state_args(x.dtype == np.float32, settings.tol, float(w), can_switch=True)
     max_iter = settings.max_iter or 5000
     y, info = prox_tv_nd(xk, wk, nd, "iso", settings.tol, max_iter, f32_state=f32,
                          threads=settings.cpu_threads, adaptive_checks=ADAPTIVE_CHECKS,
-                         merge_flat=MERGE_FLAT)
+                         merge_flat=MERGE_FLAT, f32_until=f32_until)
     again = stalled_f32(info.tolist(), max_iter) if f32 else []
     if again:  # as tvcli.prox_nd: a stalled float32 state, again in float64
         y[again], info[again] = prox_tv_nd(np.ascontiguousarray(xk[again]),
