@@ -59,14 +59,19 @@ def test_dykstra_forward_and_backward_match_cpu(dtype, grid, path, shape) -> Non
     assert torch.allclose(gl, gl_ref, rtol=tol, atol=tol * float(gy.abs().sum()))
 
 
-@pytest.mark.parametrize("path", [FUSED, LINES])
-def test_dykstra_special_images(path) -> None:
-    """NaN/Inf images (NaN out, or x at lam 0; marker sign), lam 0 and lam inf."""
+def _special_images() -> tuple[torch.Tensor, torch.Tensor]:
+    """Five 6x7 float64 images holding Inf, NaN and -Inf, with lam 0.2, 0, 0, inf, 0."""
     x, _ = _images(torch.float64, 5, 6, 7, seed=1)
     x[0, 2, 3] = math.inf
     x[1, 0, 0] = math.nan
     x[4, 5, 6] = -math.inf
-    lam = torch.tensor([0.2, 0.0, 0.0, math.inf, 0.0], dtype=torch.float64)
+    return x, torch.tensor([0.2, 0.0, 0.0, math.inf, 0.0], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("path", [FUSED, LINES])
+def test_dykstra_special_images(path) -> None:
+    """NaN/Inf images (NaN out, or x at lam 0; marker sign), lam 0 and lam inf."""
+    x, lam = _special_images()
     y_ref, s_ref = torch.ops.tvcli.prox_tv2d_dykstra(x, lam, 2)
     y, s = _emu("dykstra", x, x, lam, 2, (2, 5), path)
     assert torch.equal(s, s_ref)
@@ -111,11 +116,7 @@ def test_dykstra_sharp_matches_cpu(dtype, grid, path, shape) -> None:
 @pytest.mark.parametrize("path", [FUSED, LINES])
 def test_dykstra_sharp_special_images(path) -> None:
     """sharp=True on NaN/Inf images (lam 0 and lam > 0) and lam inf, NaN in g."""
-    x, _ = _images(torch.float64, 5, 6, 7, seed=1)
-    x[0, 2, 3] = math.inf
-    x[1, 0, 0] = math.nan
-    x[4, 5, 6] = -math.inf
-    lam = torch.tensor([0.2, 0.0, 0.0, math.inf, 0.0], dtype=torch.float64)
+    x, lam = _special_images()
     y_ref, s_ref = torch.ops.tvcli.prox_tv2d_dykstra(x, lam, 2, True)
     y, s = _emu("dykstra", x, x, lam, 2, (2, 5), path, sharp=True)
     assert torch.equal(s, s_ref)

@@ -25,7 +25,10 @@
 // image, C n values), and the fused update (dual step, projection, momentum) that
 // reads r, q, p and writes q, p. Every check_every iterations (and at max_iter)
 // the certificate runs in double: re-projection of p, y = x - D^T p~, the gap
-// (three sweeps split over threads, or one fused sweep in one thread).
+// (three sweeps split over threads, or one fused sweep in one thread). Near tol
+// (merge_flat) it may also certify the midpoint of y and its average over the
+// dual's flat regions (tv_nd_merge.h); a float32 state may hand its iterate to a
+// float64 one at a check (f32_until, StateHandoff).
 //
 // Host only (std::vector); the arguments are checked by the bindings.
 #pragma once
