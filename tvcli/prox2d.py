@@ -117,12 +117,8 @@ def _dykstra_fused(
         return 2 * x - x if sharp else x.clone()
     # NaN/Inf images are handled inside the op (no extra pass over x here: on a
     # layer's 16 MB activations a torch.isfinite check cost as much as 2 prox passes).
-    if sharp:
-        y3, _signs = torch.ops.tvcli.prox_tv2d_dykstra(
-            x3.contiguous(), lam3.contiguous(), iters, True
-        )
-    else:
-        y3, _signs = torch.ops.tvcli.prox_tv2d_dykstra(x3.contiguous(), lam3.contiguous(), iters)
+    y3, _signs = torch.ops.tvcli.prox_tv2d_dykstra(x3.contiguous(), lam3.contiguous(), iters,
+                                                   sharp)
     return y3.reshape(xm.shape).movedim((-2, -1), (d0, d1))
 
 

@@ -112,8 +112,8 @@ def _solve_compiled(
     # CUDA: one state type per solve, fixed check spacing, the plain certificate.
     cpu = x.device.type == "cpu"
     f32 = x.dtype == torch.float32
-    f32_state, f32_until = f32_state_args(f32, tol, 0.0 if cpu or not f32 else float(wk.max()),
-                                          can_switch=cpu)
+    wmax = float(wk.max()) if f32 and not cpu else 0.0  # a device sync: only where used
+    f32_state, f32_until = f32_state_args(f32, tol, wmax, can_switch=cpu)
     adaptive, merge = ADAPTIVE_CHECKS and cpu, MERGE_FLAT and cpu
     y, info = torch.ops.tvcli.prox_tv_nd(xk, wk, nd, norm, float(tol), int(max_iter),
                                          CHECK_EVERY, f32_state, True, adaptive, merge,

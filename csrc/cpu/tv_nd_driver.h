@@ -99,17 +99,18 @@ inline int64_t next_check_predicted(int64_t it, int64_t check_every, int64_t pre
 // A solve's state at a check, to go on with another dual state type (float32 ->
 // float64, TvNdOptions::f32_until).
 struct StateHandoff {
-  bool active = false;
   std::vector<double> p, q;
   double t = 1.0;
-  int64_t it = 0, check_at = 0, prev_check = 0;
-  double prev_bound = 0.0;
+  int64_t it = 0;  // the check it was taken at (0: none); also the last check's
+  int64_t check_at = 0;
+  double prev_bound = 0.0;  // that check's plain bound
   MergePolicy policy;
+  bool active() const { return it > 0; }
 };
 
 // Solves one problem. With `handoff` (a float32 state and o.f32_until > 0), it stops
 // at the first check whose plain bound is <= o.f32_until x max(w) but above tol and
-// leaves the state there (handoff->active) instead of writing y; with `resume`, it
+// leaves the state there (handoff->active()) instead of writing y; with `resume`, it
 // goes on from such a state.
 template <class Par, typename T, typename S, int ND, bool ISO>
 void solve_problem(const Geometry& g, const T* x, const T* w, bool w_map, T* y_out,
@@ -142,8 +143,7 @@ void solve_problem(const Geometry& g, const T* x, const T* w, bool w_map, T* y_o
   double prev_bound = 0.0;
   MergeWork mw;
   const bool merge_ok = o.merge_flat && merge_fits(n);
-  MergePolicy policy;
-  policy.window = ISO ? 3.0 : 8.0;
+  MergePolicy policy = MergePolicy::for_norm(ISO);
   int64_t it0 = 1;
   if (resume) {
     for (size_t i = 0; i < p.size(); ++i) {
@@ -153,7 +153,7 @@ void solve_problem(const Geometry& g, const T* x, const T* w, bool w_map, T* y_o
     t = resume->t;
     it0 = resume->it + 1;
     check_at = resume->check_at;
-    prev_check = resume->prev_check;
+    prev_check = resume->it;
     prev_bound = resume->prev_bound;
     policy = resume->policy;
   }
@@ -252,14 +252,12 @@ void solve_problem(const Geometry& g, const T* x, const T* w, bool w_map, T* y_o
                                  : core::tvnd::next_check(it, o.check_every);
     prev_check = it;
     prev_bound = plain;
-    if (!done && it != o.max_iter && plain <= switch_at) {
-      handoff->active = true;
+    if (handoff && !done && it != o.max_iter && plain <= switch_at) {
       handoff->p.assign(p.begin(), p.end());
       handoff->q.assign(q.begin(), q.end());
       handoff->t = t;
       handoff->it = it;
       handoff->check_at = check_at;
-      handoff->prev_check = prev_check;
       handoff->prev_bound = prev_bound;
       handoff->policy = policy;
       return;
@@ -298,7 +296,7 @@ void solve_batch(const Geometry& g, int64_t B, const T* xp, const T* wp, bool w_
     solve_problem<Par, T, S, ND, ISO>(g, xp + b * xs, wp + b * ws, w_map, yp + b * xs,
                                       ip + 3 * b, o, split,
                                       kCanSwitch && o.f32_until > 0.0 ? &h : nullptr);
-    if (h.active)
+    if (h.active())
       solve_problem<Par, T, double, ND, ISO>(g, xp + b * xs, wp + b * ws, w_map, yp + b * xs,
                                              ip + 3 * b, o, split, nullptr, &h);
   };

@@ -74,9 +74,14 @@ constexpr double kMergeInterior = 1e-4;
 // should be scheduled for.
 struct MergePolicy {
   static constexpr double kGrowth = 1.3, kSlack = 1.2, kUseful = 1.15;
-  double window = 8.0;
+  double window = 8.0;     // of the first try, x tol
   double gain = 0.0;       // plain / merged at the last useful try (0: none yet)
-  double next_try = -1.0;  // plain bound at or below which to try (< 0: kWindow x tol)
+  double next_try = -1.0;  // plain bound at or below which to try (< 0: window x tol)
+  static MergePolicy for_norm(bool iso) {
+    MergePolicy m;
+    m.window = iso ? 3.0 : 8.0;
+    return m;
+  }
   bool attempt(double plain, double tol) const {
     const double at = next_try < 0.0 ? window * tol : next_try;
     return plain > tol && plain <= at;
