@@ -106,6 +106,9 @@ def main() -> None:
     parser.add_argument("--tv", choices=("aniso", "iso", "iso-joint"), default="aniso",
                         help="the TV model: tvcli smooth's --tv aniso, --tv iso, or --tv iso "
                              "--color joint")
+    parser.add_argument("--noise", type=float, default=0.0, metavar="SIGMA",
+                        help="add colour AWGN of SIGMA 8-bit levels (seed 0, as "
+                             "tv_variants_bench.py --cli-default) before smoothing")
     parser.add_argument("--summary", metavar="JSON",
                         help="instead: print the per-tol table of a finished run's JSON")
     args = parser.parse_args()
@@ -120,10 +123,17 @@ def main() -> None:
             top, left = (max(0, (n - args.crop) // 2) for n in img.shape[:2])
             img = img[top:top + args.crop, left:left + args.crop]
         x = torch.from_numpy(np.ascontiguousarray(img[:, :, :3].transpose(2, 0, 1)))
+        if args.noise:
+            g = torch.Generator().manual_seed(0)
+            x = (x.double() + args.noise / 255 * torch.randn(
+                x.shape, generator=g, dtype=torch.float64)).float()
         mp = img.shape[0] * img.shape[1] / 1e6
         for lam in map(float, args.lams.split(",")):
-            ref = None if args.mosaic else \
-                _solve(x.double(), lam, args.ref_tol, 50000, args.tv)[0].numpy()
+            ref, ref_bound = None, None
+            if not args.mosaic:
+                ref, ref_info = _solve(x.double(), lam, args.ref_tol, 50000, args.tv)
+                # what the reference reached: the iso solver's tail can stop on the cap
+                ref, ref_bound = ref.numpy(), float(ref_info.error_bound.max())
             for tol in tols:
                 t0, c0 = time.perf_counter(), time.process_time()
                 y, info = _solve(x, lam, tol, 20000, args.tv)
@@ -137,7 +147,7 @@ def main() -> None:
                 }
                 if ref is not None:
                     y = y.numpy()
-                    row.update(psnr_float=round(_psnr(y, ref), 2))
+                    row.update(psnr_float=round(_psnr(y, ref), 2), ref_bound=ref_bound)
                     for bits in (8, 16):
                         top = 2.0 ** bits - 1
                         # what the CLI writes: clip to [0, 1], scale, round to nearest
@@ -153,8 +163,8 @@ def main() -> None:
 def _write(args, rows: list[dict]) -> None:
     meta = {"machine": platform.processor() or platform.machine(), "threads": args.threads,
             "load": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "crop": args.crop, "ref_tol": args.ref_tol, "sets": args.sets, "tv": args.tv,
-            "torch": torch.__version__}
+            "crop": args.crop, "ref_tol": args.ref_tol, "noise": args.noise,
+            "sets": args.sets, "tv": args.tv, "torch": torch.__version__}
     tmp = Path(args.out + ".tmp")
     tmp.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     tmp.replace(args.out)
@@ -172,7 +182,11 @@ def summarize(run: dict) -> str:
     out = [f"{len(images)} photos x {len(lams)} lam ({', '.join(map(str, lams))}), "
            f"crop {run['meta'].get('crop') or 'none'}, TV {run['meta'].get('tv', 'aniso')}; "
            f"reference tol "
-           f"{run['meta'].get('ref_tol', 1e-6)}", "",
+           f"{run['meta'].get('ref_tol', 1e-6)}"
+           + (f" (reached: at most {max(r['ref_bound'] for r in rows):.2g})"
+              if all("ref_bound" in r for r in rows) else "")
+           + (f"; colour AWGN sigma {run['meta']['noise']:g}" if run["meta"].get("noise")
+              else ""), "",
            "| tol | iterations | PSNR vs exact (float) | 8-bit: largest difference | "
            "8-bit: samples that differ | 16-bit: largest difference | "
            "16-bit: samples that differ | CPU s per MP (median) |",
