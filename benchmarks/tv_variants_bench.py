@@ -21,7 +21,8 @@ Usage: python benchmarks/tv_variants_bench.py [photos ...] [--lam 0.1] [--sigma 
 
 ``--cli-default``: instead, each method at its own tuned lam (issue 25's first speed
 goal): the CLI's default model and settings (colour TV, the 8-bit default --tol and
---max-iter, through ``tvcli.cli.tvfilter.filter_image`` as ``tvcli smooth`` runs it)
+--max-iter, through ``tvcli.cli.fast_filter.apply_to_image`` as ``tvcli smooth`` runs
+it: the torch-free tvcli._core where it applies)
 at ``--cli-lam`` against scikit-image's defaults at ``--skimage-lam`` (the lams
 tuned by benchmarks/tv_variants_defaults.py), interleaved; PSNR and median times.
 """
@@ -155,12 +156,15 @@ def cli_default_vs_skimage(photos: list[str], args: argparse.Namespace) -> None:
     """The CLI's default smoothing at ``--cli-lam`` against scikit-image's defaults at
     ``--skimage-lam``, each photo (float32, colour AWGN, seed 0) interleaved
     ``--repeat`` times; one table row per photo and a total."""
+    from tvcli.cli.fast_filter import apply_to_image
     from tvcli.cli.smooth import DEFAULT_TV, default_max_iter, default_tol
-    from tvcli.cli.tvfilter import FilterSettings, filter_image
+    from tvcli.cli.tvfilter import FilterSettings
 
+    # As `tvcli smooth --threads N` sets it up: cpu_threads selects the torch-free
+    # path (tvcli._core) where it applies, as the command line does.
     settings = FilterSettings("smooth", args.cli_lam, "2d", None, default_tol("uint8", DEFAULT_TV),
                               default_max_iter("uint8", DEFAULT_TV), "direct", "cpu",
-                              DEFAULT_TV, "joint")
+                              DEFAULT_TV, "joint", cpu_threads=torch.get_num_threads())
     print(f"\ntvcli: {settings.tv} {settings.color} lam {args.cli_lam:g} tol {settings.tol:g} "
           f"max_iter {settings.max_iter}; scikit-image defaults lam {args.skimage_lam:g}; "
           f"sigma {args.sigma:g}, {args.repeat} interleaved repeats, medians\n")
@@ -176,7 +180,7 @@ def cli_default_vs_skimage(photos: list[str], args: argparse.Namespace) -> None:
         times: dict[str, list[float]] = {"ours": [], "sk": []}
         for _ in range(args.repeat):
             t = time.perf_counter()
-            ours, facts = filter_image(xn, settings)
+            ours, facts = apply_to_image(xn, settings)
             times["ours"].append(time.perf_counter() - t)
             t = time.perf_counter()
             sk = denoise_tv_chambolle(xn, weight=args.skimage_lam, channel_axis=-1)

@@ -3,8 +3,9 @@
 For refactors of csrc/ that must not change any result. Runs every CPU op and
 the CUDA grid emulations on fixed random inputs (rounding-stressing 1-D rows
 from tests/fuzz_tv1d.py: ties, long flat runs, scaled rows, merge thresholds;
-plus NaN/Inf rows, lam 0 and 1e300, and small image batches), float32 and
-float64, forward and backward, and compares the saved outputs byte for byte
+plus NaN/Inf rows, lam 0 and 1e300, small image batches, and n-D problems: 1-D to
+3-D, iso and aniso, colour, weight maps), float32 and float64, forward and backward
+(the 2-D paper op with and without sharp), and compares the saved outputs byte for byte
 (NaN payloads included).
 
     python tests/tools/compare_builds.py gen /tmp/cmp/inputs.pt
@@ -56,8 +57,27 @@ def gen(path: str) -> None:
         if b > 3:
             x[2, 0, 0] = np.nan
         imgs.append((x, lam))
-    torch.save({"rows": rows, "imgs": imgs}, path)
-    print("signals", sum(r[0].shape[0] for r in rows), "images", sum(i[0].shape[0] for i in imgs))
+    # n-D problems (tvcli::prox_tv_nd): x (B, C, *S), w (B, 1, *S) or (B, 1, 1...):
+    # piecewise-constant plus sparse noise (flat regions: the merged certificate),
+    # weight maps with zeros, one-pixel and one-line shapes, a NaN problem.
+    nds = []
+    for b, c, spatial, wmap in ((1, 1, (1,), False), (3, 1, (37,), True), (2, 3, (1, 9), False),
+                                (4, 1, (16, 16), True), (2, 3, (24, 40), False),
+                                (1, 3, (64, 48), True), (3, 2, (6, 7, 8), False),
+                                (1, 1, (12, 10, 9), True)):
+        shape = (b, c, *spatial)
+        noise = (rng.random(shape) < 0.3) * rng.standard_normal(shape) * 0.05
+        x = rng.integers(0, 12, size=shape) / 10.0 + noise
+        if wmap:
+            w = rng.choice([0.0, 0.03, 0.1, 0.3], size=(b, 1, *spatial))
+        else:
+            w = rng.choice([0.02, 0.1, 0.4], size=(b, 1) + (1,) * len(spatial))
+        if b > 2:
+            x[1].flat[0] = np.nan
+        nds.append((x, w))
+    torch.save({"rows": rows, "imgs": imgs, "nds": nds}, path)
+    print("signals", sum(r[0].shape[0] for r in rows), "images", sum(i[0].shape[0] for i in imgs),
+          "n-D problems", sum(v[0].shape[0] for v in nds))
 
 
 def run(inputs: str, out: str) -> None:
@@ -97,6 +117,10 @@ def run(inputs: str, out: str) -> None:
                     res[f"i{i}/{dt}/dyk{iters}/t{nt}"] = (y, s)
                     res[f"i{i}/{dt}/dyk{iters}/t{nt}/bwd"] = ops.prox_tv2d_dykstra_backward(
                         g, s, lt)
+                    ys, ss = ops.prox_tv2d_dykstra(xt, lt, iters, True)  # sharpening
+                    res[f"i{i}/{dt}/dyk{iters}/t{nt}/sharp"] = (ys, ss)
+                    res[f"i{i}/{dt}/dyk{iters}/t{nt}/sharp/bwd"] = \
+                        ops.prox_tv2d_dykstra_backward(g, ss, lt, True)
                     torch.set_num_threads(1)
                 for path in (0, 1):  # fused, lines
                     for fa in (False, True):  # float accumulator for float32
@@ -112,6 +136,32 @@ def run(inputs: str, out: str) -> None:
                 "fista", xt, xt, lt, 0, 2, 32, 0, False, 1e-4, 300)
             res[f"i{i}/{dt}/emu_region"] = ops._emulate_cuda_grid_2d(
                 "region_backward", g, y, lt, 0, 2, 32, 2, False, 1e-6, 0)
+    for i, (x, w) in enumerate(data.get("nds", [])):
+        nd = x.ndim - 2
+        for dt in (torch.float64, torch.float32):
+            xt, wt = torch.from_numpy(x).to(dt), torch.from_numpy(w).to(dt)
+            g = torch.from_numpy(np.random.default_rng(200 + i).standard_normal(x.shape))
+            for norm in ("iso", "aniso"):
+                for nt in (1, 2):  # one problem per thread, and lines split over threads
+                    torch.set_num_threads(nt)
+                    # the CPU defaults of tvcli.prox_tv (float32: a float32 state to 2e-3
+                    # x max(w), adaptive checks, the merged certificate), and plain FISTA
+                    f32 = dt == torch.float32
+                    key = f"n{i}/{dt}/{norm}/t{nt}"
+                    res[key + "/cpu"] = ops.prox_tv_nd(xt, wt, nd, norm, 1e-4, 3000, 5, f32,
+                                                       True, True, True, 2e-3 if f32 else 0.0)
+                    res[key + "/plain"] = ops.prox_tv_nd(xt, wt, nd, norm, 1e-3, 400, 5, f32,
+                                                         True, False, False, 0.0)
+                    torch.set_num_threads(1)
+                res[f"n{i}/{dt}/{norm}/emu"] = ops._emulate_cuda_grid_nd(
+                    xt, wt, nd, norm, 1e-3, 400, 5, False, True, 2, 1, 32, 2)
+                y = res[f"n{i}/{dt}/{norm}/t1/cpu"][0].double()
+                bound = res[f"n{i}/{dt}/{norm}/t1/cpu"][1][:, 1].contiguous()
+                if norm == "aniso" and x.shape[1] > 1:
+                    continue  # its backward takes one channel (prox_tv splits them)
+                res[f"n{i}/{dt}/{norm}/bwd"] = ops.prox_tv_nd_backward(
+                    g, y.nan_to_num(), wt.double(), bound.nan_to_num(), nd, norm, 8.0 * 2.0 ** 0.5,
+                    1e-10, 2000)
     torch.save(res, out)
     print("outputs", len(res))
 
