@@ -252,7 +252,7 @@ def test_cli_output_equals_the_torch_path(tmp_path, monkeypatch, calls, channels
     io.write_image(src, _image(37, 45, channels), dtype="uint8" if depth == "8" else "uint16")
     rec = _both(monkeypatch, calls, src, "--lam", lam, "--threads", threads)
     assert rec["iterations"] >= 5 and rec["stop"] == "tol" and rec["tv"] == "iso"
-    assert rec["tol"] == (3.5e-4 if depth == "8" else 7e-6)
+    assert rec["tol"] == (5e-4 if depth == "8" else 7e-6)
     # a float32 state first (it turns float64 at a bound of 2e-3 lam: the 16-bit tol)
     assert calls[-1] == (int(threads), True)
     if channels in (2, 4):  # alpha copied through
