@@ -169,8 +169,11 @@ double merged_gap(const core::tvnd::Geometry& g, const core::tvnd::Problem<T, S>
       const int64_t k = at(i);
       for (int64_t c = 0; c < C; ++c) ym[c * plane + k] /= double(count[i]);
     }
+  // ||y' - y||^2 summed per line in a local (a sum kept across the whole loop was
+  // spilled to the stack: a store-to-load chain per sample, a third of the merge).
   double half_sq = 0.0;
   for (int64_t l = g.lines - 1; l >= 0; --l) {
+    double line_sq = 0.0;
     for (int64_t j = W - 1; j >= 0; --j) {
       const int64_t i = l * W + j, k = l * pitch + j, r = parent[i];
       const int64_t kr = r == i ? k : at(r);
@@ -178,9 +181,10 @@ double merged_gap(const core::tvnd::Geometry& g, const core::tvnd::Problem<T, S>
         const double v = ym[c * plane + kr];
         ym[c * plane + k] = v;
         const double dv = v - P.y[c * plane + k];
-        half_sq += dv * dv;
+        line_sq += dv * dv;
       }
     }
+    half_sq += line_sq;
     for (int64_t c = 0; c < C; ++c) ym[c * plane + l * pitch + W] = ym[c * plane + l * pitch + W - 1];
   }
   core::tvnd::Problem<T, S> Pm = P;
