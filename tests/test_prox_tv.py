@@ -137,6 +137,43 @@ def test_special_cases(norm: str) -> None:
     assert tvcli.prox_tv(empty, 0.1, norm=norm).shape == (0, 5, 5)
 
 
+def _mean_candidates_full(x: torch.Tensor, wmax: torch.Tensor) -> torch.Tensor:
+    """prox_nd._mean_candidates without its 16-line screen: every line, as before."""
+    m0 = x.mean(dim=2, keepdim=True, dtype=torch.float64)
+    dev = (x.narrow(2, 0, 1).double() - m0).abs().amax(dim=tuple(range(1, x.dim())))
+    return dev <= wmax * (1.0 + 1e-9) + 1e-300
+
+
+@pytest.mark.parametrize("shape", [(6, 1, 9), (5, 3, 7, 8), (4, 2, 17, 3), (3, 1, 4, 5, 6),
+                                   (2, 3, 40, 30)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_input_screens_equal_their_full_tests(shape, dtype) -> None:
+    """The forward's cheap screens decide as the full tests: the mean candidates (a
+    16-line sample first, then every line of the problems left) at weights around
+    each problem's own deviation, and the finite test (a sum first) with NaN, Inf and
+    sums that overflow float32."""
+    from tvcli.prox_nd import _finite_problems, _mean_candidates
+
+    g = torch.Generator().manual_seed(sum(shape))
+    for scale, offset in ((1.0, 0.0), (1e-3, 1e4), (1e30, 0.0)):
+        x = (offset + scale * torch.randn(*shape, generator=g, dtype=torch.float64)).to(dtype)
+        m0 = x.mean(dim=2, keepdim=True, dtype=torch.float64)
+        dev = (x.narrow(2, 0, 1).double() - m0).abs().amax(dim=tuple(range(1, x.dim())))
+        for f in (0.5, 1.0 - 1e-7, 1.0, 1.0 + 5e-10, 1.0 + 2e-9, 1.0 + 1e-7, 2.0):
+            wmax = dev * f
+            assert torch.equal(_mean_candidates(x, wmax), _mean_candidates_full(x, wmax))
+        # mixed: half the problems just inside, half just outside
+        wmax = dev * torch.where(torch.arange(shape[0]) % 2 == 0, 1.0, 1.0 - 1e-6)
+        assert torch.equal(_mean_candidates(x, wmax), _mean_candidates_full(x, wmax))
+    x = torch.rand(*shape, generator=g, dtype=torch.float64).to(dtype)
+    x[0].view(-1)[-1] = float("nan")
+    x[-1].view(-1)[0] = float("-inf")
+    if shape[0] > 2:
+        x[1] = torch.finfo(dtype).max / 2  # finite, but its sum overflows
+    want = torch.isfinite(x).reshape(shape[0], -1).all(dim=1)
+    assert torch.equal(_finite_problems(x), want)
+
+
 def test_partial_inf_lam_map_is_rejected() -> None:
     x = torch.rand(6, 7, dtype=torch.float64)
     lam = torch.full((6, 7), 0.01, dtype=torch.float64)
