@@ -18,7 +18,7 @@
 // found the same regions at best, and needed a scale that differed 10x between
 // colour and per-channel TV.)
 //
-// Host only, one thread (union-find in raster order), deterministic. Scratch: two
+// Host only, one thread (union-find in raster order), deterministic. Scratch: one
 // int32 and C doubles per pixel.
 #pragma once
 
@@ -33,8 +33,8 @@ namespace tvnd_driver {
 
 // Scratch of the merged candidate, kept across the checks of one problem.
 struct MergeWork {
-  std::vector<int32_t> parent;  // (n) union-find forest, then each pixel's root
-  std::vector<int32_t> count;   // (n) pixels per root
+  // (n) union-find forest; then each pixel's root, and at a root -(its set's size)
+  std::vector<int32_t> parent;
   std::vector<double> y;        // (C, lines, w + 1) y', the certificate's layout
 };
 
@@ -109,7 +109,6 @@ double merged_gap(const core::tvnd::Geometry& g, const core::tvnd::Problem<T, S>
                   MergeWork& mw) {
   const int64_t W = g.w, n = g.n, C = g.channels, pitch = W + 1;
   mw.parent.resize(size_t(n));
-  mw.count.resize(size_t(n));
   int32_t* parent = mw.parent.data();
   for (int64_t i = 0; i < n; ++i) parent[i] = int32_t(i);
   // The dual point is strictly inside its ball (iso) or box entry (aniso) where
@@ -141,11 +140,15 @@ double merged_gap(const core::tvnd::Geometry& g, const core::tvnd::Problem<T, S>
           merge_union(parent, int32_t(i), int32_t(i + g.stride[d]));
     }
   }
-  // Roots, counts and sums in raster order, into y' at the root's place (a root is
+  // Roots, sizes and sums in raster order, into y' at the root's place (a root is
   // its set's smallest index, so it comes first and starts its sums); then the means;
   // then, in reverse raster order, every pixel takes its root's mean (the root lies
   // before it, so its place still holds the mean). 1/2 ||y' - y||^2 on the way.
-  int32_t* count = mw.count.data();
+  // Parents point to smaller indices (unions and path halving keep that), so when
+  // pixel i is reached every pixel before it already holds its root, or is a root
+  // holding -(size so far): i's root is its parent, or its parent's parent. (The
+  // sizes live in the roots' parent entries: no second int32 per pixel, 64 MiB on
+  // a 256^3 volume.)
   const int64_t plane = g.lines * pitch;  // one channel of y / y'
   mw.y.resize(size_t(C * plane));
   double* ym = mw.y.data();
@@ -153,21 +156,22 @@ double merged_gap(const core::tvnd::Geometry& g, const core::tvnd::Problem<T, S>
   for (int64_t l = 0; l < g.lines; ++l)
     for (int64_t j = 0; j < W; ++j) {
       const int64_t i = l * W + j, k = l * pitch + j;
-      const int32_t r = merge_find(parent, int32_t(i));
-      parent[i] = r;
-      if (r == i) {
-        count[i] = 1;
+      const int32_t up = parent[i];
+      if (up == i) {
+        parent[i] = -1;
         for (int64_t c = 0; c < C; ++c) ym[c * plane + k] = P.y[c * plane + k];
       } else {
-        ++count[r];
+        const int32_t r = parent[up] < 0 ? up : parent[up];
+        parent[i] = r;
+        --parent[r];
         const int64_t kr = at(r);
         for (int64_t c = 0; c < C; ++c) ym[c * plane + kr] += P.y[c * plane + k];
       }
     }
   for (int64_t i = 0; i < n; ++i)
-    if (parent[i] == i && count[i] > 1) {
+    if (parent[i] < -1) {
       const int64_t k = at(i);
-      for (int64_t c = 0; c < C; ++c) ym[c * plane + k] /= double(count[i]);
+      for (int64_t c = 0; c < C; ++c) ym[c * plane + k] /= double(-parent[i]);
     }
   // ||y' - y||^2 summed per line in a local (a sum kept across the whole loop was
   // spilled to the stack: a store-to-load chain per sample, a third of the merge).
@@ -176,7 +180,7 @@ double merged_gap(const core::tvnd::Geometry& g, const core::tvnd::Problem<T, S>
     double line_sq = 0.0;
     for (int64_t j = W - 1; j >= 0; --j) {
       const int64_t i = l * W + j, k = l * pitch + j, r = parent[i];
-      const int64_t kr = r == i ? k : at(r);
+      const int64_t kr = r < 0 ? k : at(r);
       for (int64_t c = 0; c < C; ++c) {
         const double v = ym[c * plane + kr];
         ym[c * plane + k] = v;
