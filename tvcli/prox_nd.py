@@ -139,7 +139,7 @@ def _mean_candidates(x: torch.Tensor, wmax: torch.Tensor) -> torch.Tensor:
     of the cost), then one pass over the problems left, no float64 copy of x.
     """
     b, c, s0 = x.shape[:3]
-    rest = x[0, 0, 0].numel()
+    rest = math.prod(x.shape[3:])
     lines = c * rest  # lines along axis 0 per problem
     if lines > 16:
         # 16 lines (channel, place) of each problem: (16, B, s0)
