@@ -343,6 +343,22 @@ def test_interrupted_batch_resumes_with_skip_existing(photos, tmp_path):
     assert len(list(out.iterdir())) == 40
 
 
+def test_help_states_the_default_tolerances():
+    """`smooth --help` gives the defaults the code uses (it had kept the first study's
+    values after the defaults moved)."""
+    from tvcli.cli.smooth import DEFAULT_TOLS, _tol_text
+
+    res = runner.invoke(app, ["smooth", "--help"], env={"COLUMNS": "400"})
+    assert res.exit_code == 0
+    text = " ".join(res.stdout.replace("│", " ").split())
+    assert (f"iso / aniso: {_tol_text(DEFAULT_TOLS['iso', True])} / "
+            f"{_tol_text(DEFAULT_TOLS['aniso', True])} for 8-bit outputs, "
+            f"{_tol_text(DEFAULT_TOLS['iso', False])} / "
+            f"{_tol_text(DEFAULT_TOLS['aniso', False])} for 16-bit") in text
+    assert [_tol_text(v) for v in (3.5e-4, 5e-4, 2e-6, 1e-5)] == ["3.5e-4", "5e-4", "2e-6",
+                                                                  "1e-5"]
+
+
 def test_help_does_not_import_torch():
     code = "import sys, tvcli.cli; assert 'torch' not in sys.modules, 'torch imported'"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True,

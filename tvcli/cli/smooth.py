@@ -70,6 +70,12 @@ DEFAULT_MAX_ITERS = {("aniso", True): 200, ("aniso", False): 2000,
                      ("iso", True): 2000, ("iso", False): 20000}
 
 
+def _tol_text(v: float) -> str:
+    """A tolerance as --help writes it: 3.5e-4, 5e-4, 2e-6."""
+    mantissa, exponent = f"{v:.1e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
 def default_tol(stored: str, tv: str = "aniso") -> float:
     """The default ``--tol`` for an output stored as ``stored`` ("uint8", "uint16",
     "float32") of TV model ``tv``: at most one level from the exact prox (8-bit
@@ -531,10 +537,15 @@ def _register(operation: str, summary: str) -> None:
                                          "layer) instead of converging. 2d only."),
         tol: float = typer.Option(
             None, "--tol", min=0.0, help="Converged 2-D mode: stop when the certified RMS error "
-                                         "is below this, in [0, 1] units. Default: "
-                                         "5e-4 for 8-bit outputs; for 16-bit and float ones "
-                                         "3e-6 (--tv aniso) or 1e-5 (iso): at most one "
-                                         "level from the exact result."),
+                                         "is below this, in [0, 1] units. Default, iso / "
+                                         "aniso: "
+                                         f"{_tol_text(DEFAULT_TOLS['iso', True])} / "
+                                         f"{_tol_text(DEFAULT_TOLS['aniso', True])} for 8-bit "
+                                         f"outputs, {_tol_text(DEFAULT_TOLS['iso', False])} / "
+                                         f"{_tol_text(DEFAULT_TOLS['aniso', False])} for 16-bit "
+                                         "and "
+                                         "float ones: at most one level from the exact "
+                                         "result."),
         max_iter: int = typer.Option(None, "--max-iter", min=1,
                                      help="Cap on 2-D iterations when converging "
                                           "(default: aniso 200 for 8-bit outputs, 2000 "
