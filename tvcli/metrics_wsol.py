@@ -152,7 +152,8 @@ def boxes_from_cam(cam: np.ndarray, thresholds: Sequence[float] | np.ndarray | N
     top = int(u8.max())
     cv2 = _cv2() if backend in ("auto", "cv2") else None
     if backend == "cv2" and cv2 is None:
-        raise ImportError("OpenCV (cv2) is not installed: pip install opencv-python-headless")
+        raise ImportError("OpenCV (cv2) is not installed: pip install 'tvcli[wsol]' "
+                          "(opencv-contrib-python-headless)")
     if backend not in ("auto", "cv2", "scipy"):
         raise ValueError(f"backend must be auto, cv2 or scipy, got {backend!r}")
     out = []
