@@ -181,11 +181,13 @@ class _ProxTvNd(torch.autograd.Function):
 
     Returns y (x's dtype) and info ``(B, 3)`` float64: iterations, RMS error bound,
     converged. The backward is :func:`tvcli.tv_implicit.implicit_backward` (y and
-    w are kept in float64 for it only when a gradient is wanted).
+    w are kept in float64 for it only when a gradient is wanted). Forward and
+    ``setup_context`` are separate, so that ``torch.func`` transforms (grad, vjp,
+    jacrev) can differentiate it.
     """
 
     @staticmethod
-    def forward(ctx, x, w, norm: str, tol: float, max_iter: int):
+    def forward(x, w, norm: str, tol: float, max_iter: int):
         xc, wc = x.detach(), w.detach()
         b = xc.shape[0]
         # over the per-problem view: a broadcast lam is not read n times
@@ -239,12 +241,16 @@ class _ProxTvNd(torch.autograd.Function):
                 info[run, 0] = it.double()
                 info[run, 1] = bound
                 info[run, 2] = (bound <= tol).double()
-        y = y_out()
+        return y_out(), info
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        _x, w, norm, _tol, _max_iter = inputs
+        y, info = output
         ctx.norm = norm
         if any(ctx.needs_input_grad[:2]):
-            ctx.save_for_backward(y.double(), wc.double(), info[:, 1].clone())
+            ctx.save_for_backward(y.double(), w.detach().double(), info[:, 1].clone())
         ctx.mark_non_differentiable(info)
-        return y, info
 
     @staticmethod
     def backward(ctx, grad_y, _grad_info):
