@@ -119,6 +119,7 @@ bool cpu_lam_values_ok(const at::Tensor& v) {
 // undefined tensor when lam does not fit (the Python path then says why).
 at::Tensor broadcast_lam_tensor(const at::Tensor& lam, const at::Tensor& x, int64_t dim) {
   const int64_t nd = x.dim(), ld = lam.dim();
+  if (!lam.has_storage()) return {};  // a torch.func wrapper: the Python path
   if (ld > nd || lam.device() != x.device() || lam.is_complex()) return {};
   if (!at::isFloatingType(lam.scalar_type())) return {};
   c10::SmallVector<int64_t, 8> shape(nd, 1), target(x.sizes().begin(), x.sizes().end());
@@ -171,6 +172,8 @@ PyObject* prox_tv1d_fast(PyObject* /*self*/, PyObject* const* args, Py_ssize_t n
   if (!THPVariable_CheckExact(px) || at::impl::torch_function_mode_enabled())
     return not_handled();
   const at::Tensor& x = THPVariable_Unpack(px);
+  // No storage: a torch.func wrapper (grad, vjp, vmap); the Python path handles it.
+  if (!x.has_storage()) return not_handled();
   const auto dtype = x.scalar_type();
   if ((dtype != at::kFloat && dtype != at::kDouble) || x.dim() == 0 || !has_kernels_for(x))
     return not_handled();

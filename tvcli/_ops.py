@@ -142,3 +142,48 @@ if HAS_EXT:
         norm: str, flat_factor: float, cg_rtol: float, cg_max_iter: int,
     ):
         return y.new_empty(y.shape), y.new_empty((y.shape[0], 1, *y.shape[2:]))
+
+    # torch.func (grad, vjp, jacrev) runs neither the C++ autograd Function of
+    # prox_tv1d nor the autograd that torch.library.register_autograd gives the 2-D
+    # ops (torch 2.13: "must override the setup_context staticmethod"). Under its
+    # transforms the callers use these Functions instead: the same op, the same
+    # setup and backward as above.
+    class Tv1dFunction(torch.autograd.Function):
+        """``prox_tv1d(x, lam, dim, solver)`` for torch.func transforms."""
+
+        @staticmethod
+        def forward(x, lam, dim, solver):
+            return torch.ops.tvcli.prox_tv1d(x, lam, dim, solver)
+
+        setup_context = staticmethod(_prox_tv1d_setup_context)
+        backward = staticmethod(_prox_tv1d_backward)
+
+    class Tv2dSolveFunction(torch.autograd.Function):
+        """``prox_tv2d_solve(...)`` for torch.func transforms."""
+
+        @staticmethod
+        def forward(x, lam, tol, max_iter, check_every, region_tol):
+            return torch.ops.tvcli.prox_tv2d_solve(x, lam, tol, max_iter, check_every,
+                                                   region_tol)
+
+        setup_context = staticmethod(_prox_tv2d_solve_setup_context)
+        backward = staticmethod(_prox_tv2d_solve_backward)
+
+    class Tv2dDykstraFunction(torch.autograd.Function):
+        """``prox_tv2d_dykstra(x, lam, iters, sharp)`` for torch.func transforms."""
+
+        @staticmethod
+        def forward(x, lam, iters, sharp):
+            return torch.ops.tvcli.prox_tv2d_dykstra(x, lam, iters, sharp)
+
+        setup_context = staticmethod(_prox_tv2d_dykstra_setup_context)
+        backward = staticmethod(_prox_tv2d_dykstra_backward)
+
+
+def under_functorch(*tensors: torch.Tensor) -> bool:
+    """Whether any of ``tensors`` is wrapped by a torch.func transform (grad, vjp,
+    jacrev, vmap): then the ops are called through the Functions above. False while
+    torch.compile traces (dynamo cannot trace the test; the graph calls the ops)."""
+    if torch.compiler.is_compiling():
+        return False
+    return any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
