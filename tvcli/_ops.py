@@ -148,36 +148,24 @@ if HAS_EXT:
     # ops (torch 2.13: "must override the setup_context staticmethod"). Under its
     # transforms the callers use these Functions instead: the same op, the same
     # setup and backward as above.
-    class Tv1dFunction(torch.autograd.Function):
-        """``prox_tv1d(x, lam, dim, solver)`` for torch.func transforms."""
+    def _function_for(name: str, op, setup_context, backward) -> type:
+        """An autograd.Function calling ``op`` with ``setup_context`` and ``backward``."""
+        return type(name, (torch.autograd.Function,), {
+            "__doc__": f"``{op}`` for torch.func transforms.",
+            "forward": staticmethod(lambda *args: op(*args)),
+            "setup_context": staticmethod(setup_context),
+            "backward": staticmethod(backward),
+        })
 
-        @staticmethod
-        def forward(x, lam, dim, solver):
-            return torch.ops.tvcli.prox_tv1d(x, lam, dim, solver)
-
-        setup_context = staticmethod(_prox_tv1d_setup_context)
-        backward = staticmethod(_prox_tv1d_backward)
-
-    class Tv2dSolveFunction(torch.autograd.Function):
-        """``prox_tv2d_solve(...)`` for torch.func transforms."""
-
-        @staticmethod
-        def forward(x, lam, tol, max_iter, check_every, region_tol):
-            return torch.ops.tvcli.prox_tv2d_solve(x, lam, tol, max_iter, check_every,
-                                                   region_tol)
-
-        setup_context = staticmethod(_prox_tv2d_solve_setup_context)
-        backward = staticmethod(_prox_tv2d_solve_backward)
-
-    class Tv2dDykstraFunction(torch.autograd.Function):
-        """``prox_tv2d_dykstra(x, lam, iters, sharp)`` for torch.func transforms."""
-
-        @staticmethod
-        def forward(x, lam, iters, sharp):
-            return torch.ops.tvcli.prox_tv2d_dykstra(x, lam, iters, sharp)
-
-        setup_context = staticmethod(_prox_tv2d_dykstra_setup_context)
-        backward = staticmethod(_prox_tv2d_dykstra_backward)
+    Tv1dFunction = _function_for("Tv1dFunction", torch.ops.tvcli.prox_tv1d,
+                                 _prox_tv1d_setup_context, _prox_tv1d_backward)
+    Tv2dSolveFunction = _function_for("Tv2dSolveFunction", torch.ops.tvcli.prox_tv2d_solve,
+                                      _prox_tv2d_solve_setup_context,
+                                      _prox_tv2d_solve_backward)
+    Tv2dDykstraFunction = _function_for("Tv2dDykstraFunction",
+                                        torch.ops.tvcli.prox_tv2d_dykstra,
+                                        _prox_tv2d_dykstra_setup_context,
+                                        _prox_tv2d_dykstra_backward)
 
 
 def under_functorch(*tensors: torch.Tensor) -> bool:
