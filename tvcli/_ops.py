@@ -157,21 +157,27 @@ if HAS_EXT:
             "backward": staticmethod(backward),
         })
 
-    Tv1dFunction = _function_for("Tv1dFunction", torch.ops.tvcli.prox_tv1d,
-                                 _prox_tv1d_setup_context, _prox_tv1d_backward)
-    Tv2dSolveFunction = _function_for("Tv2dSolveFunction", torch.ops.tvcli.prox_tv2d_solve,
-                                      _prox_tv2d_solve_setup_context,
-                                      _prox_tv2d_solve_backward)
-    Tv2dDykstraFunction = _function_for("Tv2dDykstraFunction",
-                                        torch.ops.tvcli.prox_tv2d_dykstra,
-                                        _prox_tv2d_dykstra_setup_context,
-                                        _prox_tv2d_dykstra_backward)
+    # op name -> its Function, for call()
+    _FUNCTIONS = {
+        "prox_tv1d": _function_for("Tv1dFunction", torch.ops.tvcli.prox_tv1d,
+                                   _prox_tv1d_setup_context, _prox_tv1d_backward),
+        "prox_tv2d_solve": _function_for("Tv2dSolveFunction", torch.ops.tvcli.prox_tv2d_solve,
+                                         _prox_tv2d_solve_setup_context,
+                                         _prox_tv2d_solve_backward),
+        "prox_tv2d_dykstra": _function_for("Tv2dDykstraFunction",
+                                           torch.ops.tvcli.prox_tv2d_dykstra,
+                                           _prox_tv2d_dykstra_setup_context,
+                                           _prox_tv2d_dykstra_backward),
+    }
 
 
-def under_functorch(*tensors: torch.Tensor) -> bool:
-    """Whether any of ``tensors`` is wrapped by a torch.func transform (grad, vjp,
-    jacrev, vmap): then the ops are called through the Functions above. False while
-    torch.compile traces (dynamo cannot trace the test; the graph calls the ops)."""
-    if torch.compiler.is_compiling():
-        return False
-    return any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
+def call(name: str, *args):
+    """``torch.ops.tvcli.<name>(*args)``, through its Function above when a tensor
+    argument is wrapped by a torch.func transform (grad, vjp, jacrev, vmap). Not
+    while torch.compile traces (dynamo cannot trace the test; the graph calls the
+    op)."""
+    if not torch.compiler.is_compiling() and any(
+            isinstance(a, torch.Tensor) and torch._C._functorch.is_functorch_wrapped_tensor(a)
+            for a in args):
+        return _FUNCTIONS[name].apply(*args)
+    return getattr(torch.ops.tvcli, name)(*args)

@@ -189,9 +189,7 @@ def prox_tv1d(
     _check_lam_values(lam if isinstance(lam, torch.Tensor) else float(lam))
     xc = x.to(compute_dtype)
     if ext_has_device(xc.device.type):
-        op = _ops.Tv1dFunction.apply if _ops.under_functorch(xc, lam_b) else \
-            torch.ops.tvcli.prox_tv1d
-        y = op(xc, lam_b, dim, solver)
+        y = _ops.call("prox_tv1d", xc, lam_b, dim, solver)
     else:
         warn_fallback(xc.device.type)
         y = _FallbackProx.apply(xc, lam_b, dim)

@@ -117,9 +117,8 @@ def _dykstra_fused(
         return 2 * x - x if sharp else x.clone()
     # NaN/Inf images are handled inside the op (no extra pass over x here: on a
     # layer's 16 MB activations a torch.isfinite check cost as much as 2 prox passes).
-    op = _ops.Tv2dDykstraFunction.apply if _ops.under_functorch(x3, lam3) else \
-        torch.ops.tvcli.prox_tv2d_dykstra
-    y3, _signs = op(x3.contiguous(), lam3.contiguous(), iters, sharp)
+    y3, _signs = _ops.call("prox_tv2d_dykstra", x3.contiguous(), lam3.contiguous(), iters,
+                           sharp)
     return y3.reshape(xm.shape).movedim((-2, -1), (d0, d1))
 
 
@@ -210,10 +209,9 @@ def _converged(
     all_finite = not tracing and bool(finite.all())
     x_s = x3 if all_finite else torch.where(finite.reshape(-1, 1, 1), x3, torch.zeros_like(x3))
     if ext_has_device(x3.device.type, "prox_tv2d_solve"):
-        op = _ops.Tv2dSolveFunction.apply if _ops.under_functorch(x_s, lam_s) else \
-            torch.ops.tvcli.prox_tv2d_solve
-        y, info = op(x_s.contiguous(), lam_s.reshape(-1).contiguous(), float(tol),
-                     int(max_iter), 1, float(tol))
+        y, info = _ops.call("prox_tv2d_solve", x_s.contiguous(),
+                            lam_s.reshape(-1).contiguous(), float(tol), int(max_iter), 1,
+                            float(tol))
     else:
         y, info = _fista_torch(x_s, lam_s, tol, max_iter)
     del x_s

@@ -85,6 +85,8 @@ def run(inputs: str, out: str) -> None:
     that `import tvcli._C` finds."""
     import tvcli._C
 
+    from tvcli.tv_implicit import _FLAT_FACTOR, CG_MAX_ITER, CG_RTOL  # prox_tv's constants
+
     print("using", tvcli._C.__file__)
     ops = torch.ops.tvcli
     torch.set_num_threads(1)
@@ -141,12 +143,12 @@ def run(inputs: str, out: str) -> None:
         for dt in (torch.float64, torch.float32):
             xt, wt = torch.from_numpy(x).to(dt), torch.from_numpy(w).to(dt)
             g = torch.from_numpy(np.random.default_rng(200 + i).standard_normal(x.shape))
+            f32 = dt == torch.float32
             for norm in ("iso", "aniso"):
                 for nt in (1, 2):  # one problem per thread, and lines split over threads
                     torch.set_num_threads(nt)
                     # the CPU defaults of tvcli.prox_tv (float32: a float32 state to 2e-3
                     # x max(w), adaptive checks, the merged certificate), and plain FISTA
-                    f32 = dt == torch.float32
                     key = f"n{i}/{dt}/{norm}/t{nt}"
                     res[key + "/cpu"] = ops.prox_tv_nd(xt, wt, nd, norm, 1e-4, 3000, 5, f32,
                                                        True, True, True, 2e-3 if f32 else 0.0)
@@ -160,8 +162,8 @@ def run(inputs: str, out: str) -> None:
                 if norm == "aniso" and x.shape[1] > 1:
                     continue  # its backward takes one channel (prox_tv splits them)
                 res[f"n{i}/{dt}/{norm}/bwd"] = ops.prox_tv_nd_backward(
-                    g, y.nan_to_num(), wt.double(), bound.nan_to_num(), nd, norm, 8.0 * 2.0 ** 0.5,
-                    1e-10, 2000)
+                    g, y.nan_to_num(), wt.double(), bound.nan_to_num(), nd, norm, _FLAT_FACTOR,
+                    CG_RTOL, CG_MAX_ITER)
     torch.save(res, out)
     print("outputs", len(res))
 
