@@ -1,8 +1,9 @@
-"""Autograd and fake-tensor registrations for the C++ ops ``tvcli::*``.
+"""Autograd, fake-tensor and vmap registrations for the C++ ops ``tvcli::*``.
 
 The schemas and device kernels live in ``csrc/ops.cpp``; registering autograd
 and fake kernels from Python (``torch.library``) makes the ops work with
-``torch.compile`` and ``torch.library.opcheck``.
+``torch.compile`` and ``torch.library.opcheck``; the vmap rules and the Functions
+below make them work under ``torch.func`` (grad, vjp, jacrev, vmap).
 """
 
 from __future__ import annotations
@@ -10,6 +11,25 @@ from __future__ import annotations
 import torch
 
 from tvcli._extension import HAS_EXT
+
+
+def vmap_front(t: torch.Tensor, bdim: int | None, n: int) -> torch.Tensor:
+    """``t`` with vmap's dim (``bdim``, None when ``t`` is not batched) first, size
+    ``n`` (an expanded view when ``t`` is not batched)."""
+    return t.expand(n, *t.shape) if bdim is None else t.movedim(bdim, 0)
+
+
+def merge_vmap_dim(t: torch.Tensor, bdim: int | None, n: int) -> torch.Tensor:
+    """``t`` ``(B, ...)`` as ``(n * B, ...)``: vmap's dim merged into the batch B."""
+    f = vmap_front(t, bdim, n)
+    return f.reshape(n * f.shape[1], *f.shape[2:])
+
+
+def split_vmap_dim(t: torch.Tensor, n: int) -> torch.Tensor:
+    """The inverse of :func:`merge_vmap_dim` on an output ``(n * B, ...)``."""
+    return t.reshape(n, t.shape[0] // n, *t.shape[1:])
+
+
 
 if HAS_EXT:
 
@@ -143,15 +163,56 @@ if HAS_EXT:
     ):
         return y.new_empty(y.shape), y.new_empty((y.shape[0], 1, *y.shape[2:]))
 
-    # torch.func (grad, vjp, jacrev) runs neither the C++ autograd Function of
+    # vmap rules. Every op solves a batch of independent problems along leading
+    # dims, so vmap's dim joins that batch: moved to the front (prox_tv1d's ops,
+    # whose problems are all dims but `dim`) or merged into the leading B (the 2-D
+    # and n-D ops), with unbatched tensor arguments expanded to match. The results
+    # are the op's on the stacked problems, bit for bit.
+    @torch.library.register_vmap("tvcli::prox_tv1d")
+    def _prox_tv1d_vmap(info, in_dims, x, lam, dim, solver):
+        n, rank = info.batch_size, x.dim() - (in_dims[0] is not None)
+        y = torch.ops.tvcli.prox_tv1d(vmap_front(x, in_dims[0], n),
+                                      vmap_front(lam, in_dims[1], n), dim % rank + 1, solver)
+        return y, 0
+
+    @torch.library.register_vmap("tvcli::prox_tv1d_backward")
+    def _prox_tv1d_backward_vmap(info, in_dims, grad_y, y, lam, dim):
+        n, rank = info.batch_size, lam.dim() - (in_dims[2] is not None)
+        args = [vmap_front(t, b, n) for t, b in zip((grad_y, y, lam), in_dims[:3], strict=True)]
+        return torch.ops.tvcli.prox_tv1d_backward(*args, dim % rank + 1), (0, 0)
+
+    def _register_merged_vmap(name: str, ntensors: int) -> None:
+        """A vmap rule for an op whose first ``ntensors`` arguments are tensors with
+        a leading batch dim B and whose outputs all lead with B."""
+        op = getattr(torch.ops.tvcli, name)
+
+        def rule(info, in_dims, *args):
+            n = info.batch_size
+            # contiguous, as these ops' callers pass them (vmap's dim need not be
+            # outermost in memory)
+            merged = [merge_vmap_dim(t, b, n).contiguous()
+                      for t, b in zip(args[:ntensors], in_dims[:ntensors], strict=True)]
+            out = op(*merged, *args[ntensors:])
+            return tuple(split_vmap_dim(o, n) for o in out), (0,) * len(out)
+
+        torch.library.register_vmap(f"tvcli::{name}", rule)
+
+    for _name, _ntensors in (("prox_tv2d_dykstra", 2), ("prox_tv2d_dykstra_backward", 3),
+                             ("prox_tv2d_solve", 2), ("prox_tv2d_region_backward", 3),
+                             ("prox_tv_nd", 2), ("prox_tv_nd_backward", 4)):
+        _register_merged_vmap(_name, _ntensors)
+
+    # torch.func (grad, vjp, jacrev, vmap) runs neither the C++ autograd Function of
     # prox_tv1d nor the autograd that torch.library.register_autograd gives the 2-D
     # ops (torch 2.13: "must override the setup_context staticmethod"). Under its
     # transforms the callers use these Functions instead: the same op, the same
-    # setup and backward as above.
+    # setup and backward as above. Their forward and backward call only ops with
+    # the vmap rules above, so vmap may run them as they are (generate_vmap_rule).
     def _function_for(name: str, op, setup_context, backward) -> type:
         """An autograd.Function calling ``op`` with ``setup_context`` and ``backward``."""
         return type(name, (torch.autograd.Function,), {
             "__doc__": f"``{op}`` for torch.func transforms.",
+            "generate_vmap_rule": True,
             "forward": staticmethod(lambda *args: op(*args)),
             "setup_context": staticmethod(setup_context),
             "backward": staticmethod(backward),
@@ -181,3 +242,13 @@ def call(name: str, *args):
             for a in args):
         return _FUNCTIONS[name].apply(*args)
     return getattr(torch.ops.tvcli, name)(*args)
+
+
+def concrete(t: torch.Tensor) -> torch.Tensor:
+    """``t`` without torch.func's wrappers: under vmap, the values of every batch
+    entry at once. For input checks and shortcut tests that read values (``bool``
+    of a reduction), which vmap does not allow on its batched tensors; a check
+    that holds for every entry holds for each."""
+    while torch._C._functorch.is_functorch_wrapped_tensor(t):
+        t = torch._C._functorch.get_unwrapped(t)
+    return t

@@ -43,7 +43,7 @@ def _check_lam_values(lam: float | torch.Tensor) -> None:
     else:
         if torch.compiler.is_compiling() or lam.device.type != "cpu":
             return
-        lam = lam.detach()
+        lam = _ops.concrete(lam).detach()  # under vmap: every entry's lam
         bad = bool(torch.any(~(lam >= 0)))
         is_nan = bad and bool(torch.any(torch.isnan(lam)))
     if is_nan:

@@ -98,7 +98,7 @@ def _finite_lam(lam: torch.Tensor) -> bool:
     mean), and reading lam back would wait for the GPU."""
     if torch.compiler.is_compiling() or lam.device.type != "cpu":
         return True
-    return bool(torch.isfinite(lam.detach()).all())
+    return bool(torch.isfinite(_ops.concrete(lam).detach()).all())
 
 
 def _dykstra_fused(
@@ -206,7 +206,8 @@ def _converged(
     # torch.where is another copy of the batch (issue 27: peak memory of large images).
     # Under torch.compile the masks always run (no data-dependent branch in a graph).
     tracing = torch.compiler.is_compiling()
-    all_finite = not tracing and bool(finite.all())
+    # Under vmap these tests read every entry's values (a shortcut valid for all).
+    all_finite = not tracing and bool(_ops.concrete(finite).all())
     x_s = x3 if all_finite else torch.where(finite.reshape(-1, 1, 1), x3, torch.zeros_like(x3))
     if ext_has_device(x3.device.type, "prox_tv2d_solve"):
         y, info = _ops.call("prox_tv2d_solve", x_s.contiguous(),
@@ -215,7 +216,7 @@ def _converged(
     else:
         y, info = _fista_torch(x_s, lam_s, tol, max_iter)
     del x_s
-    if tracing or bool(constant.any()):
+    if tracing or bool(_ops.concrete(constant).any()):
         mean = x3.mean(dim=(1, 2), keepdim=True).expand_as(x3)
         y = torch.where(constant.reshape(-1, 1, 1), mean, y)
     if not all_finite:
@@ -332,7 +333,7 @@ def prox_tv2d(
     info3 = info3.detach().cpu()
     conv = info3[:, 2].bool().reshape(batch_shape)
     info = Tv2dInfo(
-        stop="tol" if bool(conv.all()) else "max_iter",
+        stop="tol" if bool(_ops.concrete(conv).all()) else "max_iter",
         iterations=info3[:, 0].to(torch.int64).reshape(batch_shape),
         error_bound=info3[:, 1].reshape(batch_shape),
         converged=conv,

@@ -33,6 +33,7 @@ from numbers import Real
 
 import torch
 
+from tvcli import _ops
 from tvcli._extension import HAS_EXT, ext_has_device
 from tvcli.prox2d import Tv2dInfo, prox_tv2d
 from tvcli.tv_implicit import _FLAT_FACTOR, CG_MAX_ITER, CG_RTOL, implicit_backward
@@ -244,6 +245,22 @@ class _ProxTvNd(torch.autograd.Function):
         return y_out(), info
 
     @staticmethod
+    def vmap(info, in_dims, x, w, norm: str, tol: float, max_iter: int):
+        """vmap's dim joins the batch of problems B: the forward on the stacked
+        problems (its shortcuts read values, which vmap's batched tensors forbid)."""
+        n = info.batch_size
+        xb = _ops.merge_vmap_dim(x, in_dims[0], n)
+        # weights the same over each problem's pixels stay a broadcast view, so the
+        # solver sees them as it would without vmap (not as a map)
+        wbdim = None if in_dims[1] is None else 0
+        wf = w if wbdim is None else w.movedim(in_dims[1], 0)
+        problem = wf.shape[1:] if wbdim is None else wf.shape[2:]  # (1, 1, *S)
+        wb = _ops.merge_vmap_dim(_per_problem_weights(wf), wbdim, n)
+        wb = wb.expand(wb.shape[0], *problem)
+        y, inf = _ProxTvNd.forward(xb, wb, norm, tol, max_iter)
+        return (_ops.split_vmap_dim(y, n), _ops.split_vmap_dim(inf, n)), (0, 0)
+
+    @staticmethod
     def setup_context(ctx, inputs, output) -> None:
         _x, w, norm, _tol, _max_iter = inputs
         y, info = output
@@ -320,7 +337,7 @@ def _check_lam(lam: float | torch.Tensor) -> None:
     if isinstance(lam, torch.Tensor):
         if torch.compiler.is_compiling() or lam.device.type != "cpu":
             return
-        lam = lam.detach()
+        lam = _ops.concrete(lam).detach()  # under vmap: every entry's lam
         if bool(torch.isnan(lam).any()):
             raise ValueError("tvcli: lam must not be NaN")
         if bool((lam < 0).any()):
@@ -465,7 +482,7 @@ def prox_tv(
     info = info.detach().cpu()
     conv = info[:, 2].bool().reshape(batch_shape)
     return y, TvInfo(
-        stop="tol" if bool(conv.all()) else "max_iter",
+        stop="tol" if bool(_ops.concrete(conv).all()) else "max_iter",
         iterations=info[:, 0].to(torch.int64).reshape(batch_shape),
         error_bound=info[:, 1].reshape(batch_shape),
         converged=conv,
