@@ -11,7 +11,7 @@
 #   .ci/gpu_train.sh --dry-run OUT [GROUPS]    # CPU, 3 steps per job on synthetic data (CI)
 #
 # The GPU machine needs python3 with torch (CUDA) and Pillow, no internet. Carry
-# data/gpu/ (`make gpu-data`, ~31 MiB) with the checkout (docs/gpu.md). The
+# data/gpu/ (`make gpu-data`, ~28.4 MiB) with the checkout (docs/gpu.md). The
 # extension: an already built tvcli/_C*.so is used (e.g. built by .ci/gpu_check.sh
 # just before); else it is built in place (setup.py build_ext, within
 # TVCLI_GPU_BUILD_S seconds, default 150; counted in BUDGET_S); if that fails the

@@ -7,6 +7,7 @@ import lzma
 import math
 import struct
 import tarfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -191,6 +192,17 @@ def test_full_size_weights_fit_the_output_files():
         assert sum(sizes[n] + 1024 for n in b) <= TAR_BYTES
     with pytest.raises(ValueError, match="larger than a whole"):
         pack_bins({"big": TAR_BYTES})
+
+
+def test_root_is_the_repository_root():
+    """ROOT (the carry check's git root, data/gpu's parent, ../shared's base) is the
+    checkout's root, not the package: moving gpu.py under tvcli/learning/ once left
+    it at tvcli/, where `git ls-files` saw 0.8 of the 30.7 MiB a run carries."""
+    from tvcli.learning.train.gpu import DEFAULT_PACK_DIR, ROOT
+
+    repo = Path(__file__).resolve().parents[1]
+    assert ROOT == repo
+    assert DEFAULT_PACK_DIR == repo / "data" / "gpu"
 
 
 def test_carried_size_leaves_room_for_the_packs():
