@@ -167,3 +167,25 @@ def test_jacrev_equals_autograd_rows(name: str) -> None:
         (gv,) = torch.autograd.grad(op(v, 0.3).reshape(-1)[k], v)
         rows.append(gv)
     assert torch.equal(jac.reshape(x.numel(), -1), torch.stack(rows).reshape(x.numel(), -1))
+
+
+@pytest.mark.parametrize("mode", ["smooth", "sharp"])
+@pytest.mark.parametrize("direction", ["2d", "row", "col"])
+def test_tvlayer_per_sample_parameter_grads(mode: str, direction: str) -> None:
+    """Per-sample gradients of TVLayer's parameters (vmap of grad of functional_call,
+    as differentially private training takes them) equal one backward per sample."""
+    torch.manual_seed(0)
+    layer = TVLayer(3, mode=mode, direction=direction).double()
+    params = {k: v.detach() for k, v in layer.named_parameters()}
+    x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+
+    def loss(p, xi):
+        return torch.func.functional_call(layer, p, (xi.unsqueeze(0),)).square().sum()
+
+    got = _strict(lambda: torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0))(
+        params, x))
+    for i in range(4):
+        layer.zero_grad()
+        layer(x[i:i + 1]).square().sum().backward()
+        for k, p in layer.named_parameters():
+            assert torch.equal(got[k][i], p.grad), (k, i)
