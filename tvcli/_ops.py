@@ -30,7 +30,6 @@ def split_vmap_dim(t: torch.Tensor, n: int) -> torch.Tensor:
     return t.reshape(n, t.shape[0] // n, *t.shape[1:])
 
 
-
 if HAS_EXT:
 
     @torch.library.register_fake("tvcli::prox_tv1d")
