@@ -129,6 +129,32 @@ def test_volume_rgb_joint_and_alpha_passthrough(tmp_path):
     assert np.abs(want - sep).max() > 1e-3  # joint really couples the channels
 
 
+@pytest.mark.parametrize("volume", [True, False])
+def test_planar_rgb_tiff_is_written_back_planar(tmp_path, volume):
+    """A TIFF whose channels are stored in separate planes comes back so (same
+    array shape from tifffile.imread: (Z, C, H, W) / (C, H, W)), with the same
+    result as the interleaved file; alpha rides along as its own plane."""
+    shape = (3, 8, 10, 4) if volume else (8, 10, 4)
+    rgba = _stack(shape if volume else (1, *shape), "uint16", seed=2)
+    rgba = rgba if volume else rgba[0]
+    planar = np.moveaxis(rgba, -1, -3)  # (Z, C, H, W) / (C, H, W)
+    outs = {}
+    for layout, data, kw in (("planar", planar, {"planarconfig": "separate"}),
+                             ("contig", rgba, {})):
+        src = tmp_path / f"{layout}.tif"
+        _imwrite(src, data, photometric="rgb", extrasamples=("unassalpha",), **kw)
+        out = tmp_path / f"{layout}_out.tif"
+        res = _smooth(str(src), "-o", str(out), *(["--volume"] if volume else []),
+                      "--lam", "0.08")
+        assert res.exit_code == 0, res.output
+        with tifffile.TiffFile(out) as tif:
+            assert tif.pages[0].planarconfig == (2 if layout == "planar" else 1)
+        outs[layout] = tifffile.imread(out)
+    assert outs["planar"].shape == planar.shape and outs["contig"].shape == rgba.shape
+    assert np.array_equal(np.moveaxis(outs["planar"], -3, -1), outs["contig"])
+    assert not np.array_equal(outs["contig"], rgba)  # smoothed
+
+
 def test_volume_3d_tiff_page_and_one_page_stack(tmp_path):
     vol = _stack((4, 16, 16), "float32", seed=2)
     src = tmp_path / "deep.tif"

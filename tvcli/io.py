@@ -107,6 +107,8 @@ class ImageMeta:
         dpi: (horizontal, vertical) resolution in dots per inch, if stored.
         exif: the EXIF block (TIFF-structured bytes as Pillow writes them), with the
             orientation tag removed because the pixels are stored upright.
+        planar: a TIFF whose channels were stored in separate planes (the array is
+            (H, W, C) all the same; a TIFF written with this meta stores them so too).
     """
 
     format: str
@@ -118,6 +120,7 @@ class ImageMeta:
     icc_profile: bytes | None = field(default=None, repr=False)
     dpi: tuple[float, float] | None = None
     exif: bytes | None = field(default=None, repr=False)
+    planar: bool = False
 
     @property
     def has_alpha(self) -> bool:
@@ -210,6 +213,7 @@ class _Extras:
         self.dpi: tuple[float, float] | None = None
         self.exif: bytes | None = None
         self.orientation = 1
+        self.planar = False  # TIFF channels in separate planes (PlanarConfiguration 2)
 
 
 def max_pixels() -> int:
@@ -351,6 +355,7 @@ def _decode_tiff(data: bytes) -> tuple[np.ndarray, _Extras]:
         img = page.asarray()
         if page.planarconfig == 2 and img.ndim == 3:  # separate planes: (C, H, W)
             img = np.moveaxis(img, 0, -1)
+            extras.planar = True
         if photometric == tifffile.PHOTOMETRIC.MINISWHITE:
             img = _invert_first_channel(img)
         elif photometric == tifffile.PHOTOMETRIC.PALETTE:
@@ -468,7 +473,8 @@ def decode_image(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, ImageM
         raise _failure(exc, fmt, name) from exc
     img, meta = _from_samples(samples, fmt, name)
     return img, replace(meta, icc_profile=_icc_for(extras.icc_profile, meta.color_channels),
-                        dpi=extras.dpi, exif=extras.exif)
+                        dpi=extras.dpi, exif=extras.exif,
+                        planar=extras.planar and meta.channels > 1)
 
 
 def _icc_for(profile: bytes | None, color_channels: int) -> bytes | None:
@@ -592,6 +598,10 @@ def encode_image(img: np.ndarray, fmt: str, dtype: str, meta: ImageMeta | None =
         extrasamples = ("unassalpha",) if samples.ndim == 3 and samples.shape[2] in (2, 4) \
             else None
         extra = {"resolution": dpi, "resolutionunit": "INCH"} if dpi else {}
+        if meta is not None and meta.planar and samples.ndim == 3:
+            # as the input stored them: one plane per channel, (C, H, W)
+            samples = np.moveaxis(samples, 2, 0)
+            extra["planarconfig"] = "separate"
         tifffile.imwrite(buf, samples, photometric=photometric, extrasamples=extrasamples,
                          iccprofile=icc, **extra)
         return buf.getvalue()
@@ -749,6 +759,8 @@ class VolumeMeta:
         icc_profile, dpi: as in :class:`ImageMeta` (from the first page).
         stacked: whether the file had a stack axis (False for a one-page 2-D image,
             read as a stack of one slice and written back as one page).
+        planar: the channels were stored in separate planes (PlanarConfiguration 2);
+            a stack written with this meta stores them so too.
     """
 
     dtype: str
@@ -761,6 +773,7 @@ class VolumeMeta:
     icc_profile: bytes | None = field(default=None, repr=False)
     dpi: tuple[float, float] | None = None
     stacked: bool = True
+    planar: bool = False
 
     @property
     def has_alpha(self) -> bool:
@@ -827,7 +840,7 @@ def decode_volume(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, Volum
     depth, height, width, channels = vol.shape
     return vol, VolumeMeta(dtype, depth, height, width, channels, axes, name,
                            _icc_for(extras.icc_profile, channels - int(channels in (2, 4))),
-                           extras.dpi, stacked)
+                           extras.dpi, stacked, extras.planar and channels > 1)
 
 
 def _decode_tiff_stack(data: bytes) -> tuple[np.ndarray, str, _Extras, bool]:
@@ -893,6 +906,7 @@ def _decode_tiff_stack(data: bytes) -> tuple[np.ndarray, str, _Extras, bool]:
                 raise UnsupportedFormatError(
                     f"MINISWHITE TIFF stack with {samples.dtype} samples is not supported")
             samples[..., 0] = np.iinfo(samples.dtype).max - samples[..., 0]
+        extras.planar = page.planarconfig == 2
         tags = page.tags
         if 34675 in tags:
             extras.icc_profile = bytes(tags[34675].value)
@@ -935,6 +949,10 @@ def encode_volume(vol: np.ndarray, dtype: str, meta: VolumeMeta | None = None) -
     icc = _icc_for(meta.icc_profile, color) if meta is not None else None
     dpi = meta.dpi if meta is not None else None
     extra = {"resolution": dpi, "resolutionunit": "INCH"} if dpi else {}
+    if meta is not None and meta.planar and channels > 1:
+        # as the input stored them: one plane per channel, (..., C, H, W)
+        samples = np.moveaxis(samples, -1, -3)
+        extra["planarconfig"] = "separate"
     buf = io.BytesIO()
     tifffile.imwrite(buf, samples, photometric=photometric, extrasamples=extrasamples,
                      iccprofile=icc, **extra)
@@ -957,4 +975,5 @@ def write_volume(path: str | os.PathLike, vol: np.ndarray, meta: VolumeMeta | No
     atomic_write_bytes(path, encode_volume(vol, stored, meta))
     depth, height, width, channels = vol.shape
     return VolumeMeta(stored, depth, height, width, channels, path=str(path),
-                      stacked=meta.stacked if meta is not None else True)
+                      stacked=meta.stacked if meta is not None else True,
+                      planar=bool(meta is not None and meta.planar and channels > 1))
