@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from tvcli.cli._app import CLIError, apply_threads
+from tvcli.cli.per_file import collect_images, emit, exit_status, record_error
 
 CLASSIFIERS = ("allconv", "allconv-tv-smooth", "allconv-tv-sharp")
 _SIDE = 32
@@ -32,21 +33,6 @@ _SIDE = 32
 
 def is_classifier(model_name: str) -> bool:
     return model_name in CLASSIFIERS
-
-
-def _collect(inputs: list[str], recursive: bool) -> list[str]:
-    from tvcli.io import IMAGE_EXTENSIONS
-
-    files: list[str] = []
-    for item in inputs:
-        p = Path(item)
-        if item != "-" and p.is_dir():
-            found = p.rglob("*") if recursive else p.iterdir()
-            files += sorted(str(f) for f in found if f.is_file()
-                            and f.suffix.lower() in IMAGE_EXTENSIONS)
-        else:
-            files.append(item)  # missing files become error records
-    return files
 
 
 def to_input(img, side: int = _SIDE):
@@ -87,7 +73,7 @@ def run_classifier(model_name: str, inputs: list[str], *, output: str | None, de
     except (WeightsError, OSError) as exc:
         raise CLIError(str(exc)) from None
     classes = entry.get("classes") or [str(i) for i in range(model.config["num_classes"])]
-    files = _collect(inputs, recursive)
+    files = collect_images(inputs, recursive)
     if not files:
         raise CLIError("no input images found")
     failed = 0
@@ -109,19 +95,14 @@ def run_classifier(model_name: str, inputs: list[str], *, output: str | None, de
                        size=[_SIDE, _SIDE], resized_from=resized_from)
         except (OSError, ValueError) as exc:  # io.ImageError is a ValueError
             failed += 1
-            rec.update(status="error", error=str(exc).splitlines()[0] if str(exc) else
-                       type(exc).__name__)
-        if as_json:
-            print(json.dumps(rec), flush=True)
-        elif rec["status"] == "error":
-            print(f"tvcli: {f}: {rec['error']}", file=sys.stderr)
-        elif not quiet:
+            record_error(rec, exc)
+        line = ""
+        if rec["status"] == "ok":
             note = (" (resized from {}x{})".format(*resized_from) if rec["resized_from"]
                     else "")
-            print(f"{f}: {rec['class']} ({rec['probability']:.3f}){note}", flush=True)
-    if failed and len(files) > 1:
-        print(f"tvcli: {failed} of {len(files)} files failed", file=sys.stderr)
-    return 1 if failed else 0
+            line = f"{f}: {rec['class']} ({rec['probability']:.3f}){note}"
+        emit(rec, as_json=as_json, quiet=quiet, line=line)
+    return exit_status(failed, len(files))
 
 
 # ------------------------------------------------------------------ eval top-1

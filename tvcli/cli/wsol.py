@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from tvcli.cli._app import CLIError
+from tvcli.cli.per_file import collect_images, emit, exit_status, record_error
 
 LOCALIZERS = ("cam", "cam-tv")
 
@@ -100,12 +101,6 @@ def localize(model, rgb: np.ndarray, input_size: int, threshold: float, device: 
     return {"logits": logits[0].float().cpu(), "cam": cam, "boxes": boxes}
 
 
-def _collect(inputs: list[str], recursive: bool) -> list[str]:
-    from tvcli.cli.classify import _collect as collect
-
-    return collect(inputs, recursive)
-
-
 def run_localizer(model_name: str, inputs: list[str], *, output: str | None, device: str,
                   threads: int | None, recursive: bool, as_json: bool, quiet: bool,
                   overwrite: bool) -> int:
@@ -130,7 +125,7 @@ def run_localizer(model_name: str, inputs: list[str], *, output: str | None, dev
     classes = entry.get("classes") or [str(i) for i in range(model.config["num_classes"])]
     size = int(entry.get("input_size", 128))
     threshold = float(entry.get("cam_threshold", 0.2))
-    files = _collect(inputs, recursive)
+    files = collect_images(inputs, recursive)
     if not files:
         raise CLIError("no input images found")
     if "-" in files:
@@ -177,18 +172,11 @@ def run_localizer(model_name: str, inputs: list[str], *, output: str | None, dev
             io.atomic_write_bytes(paths["json"], (json.dumps(rec) + "\n").encode())
         except (OSError, ValueError) as exc:  # io.ImageError is a ValueError
             failed += 1
-            rec.update(status="error", error=str(exc).splitlines()[0] if str(exc) else
-                       type(exc).__name__)
-        if as_json:
-            print(json.dumps(rec), flush=True)
-        elif rec["status"] == "error":
-            print(f"tvcli: {f}: {rec['error']}", file=sys.stderr)
-        elif not quiet:
-            print(f"{f}: {rec['class']} ({rec['probability']:.3f}), box "
-                  f"{rec['boxes'][0]} -> {paths['overlay']}", flush=True)
-    if failed and len(files) > 1:
-        print(f"tvcli: {failed} of {len(files)} files failed", file=sys.stderr)
-    return 1 if failed else 0
+            record_error(rec, exc)
+        line = (f"{f}: {rec['class']} ({rec['probability']:.3f}), box {rec['boxes'][0]} "
+                f"-> {paths['overlay']}" if rec["status"] == "ok" else "")
+        emit(rec, as_json=as_json, quiet=quiet, line=line)
+    return exit_status(failed, len(files))
 
 
 def eval_wsol(pred: Path, gt: Path, *, as_json: bool, as_csv: bool) -> int:
