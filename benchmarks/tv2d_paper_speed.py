@@ -16,7 +16,9 @@ figure is a median over rounds; ratios are taken within an arm (TV / conv, TV ar
 ``--arm NAME=PATH[:VAR=VALUE...]``: PATH goes first on the worker's PYTHONPATH.
 ``--ops``: instead, the paper-mode op's forward and backward calls alone on the
 layers' N*C planes (ms and minor page faults per call), also with ``sharp=True``
-(2 x - prox inside the op; NaN for builds without that option).
+(2 x - prox inside the op; NaN for builds without that option); ``--op-shapes
+N,C,H,W ...`` sets those shapes (e.g. the same samples as 32x32, 16x16 and 8x8
+planes: ``64,96,32,32 64,384,16,16 64,1536,8,8``).
 """
 
 from __future__ import annotations
@@ -201,7 +203,9 @@ class Arm:
 def items(args: argparse.Namespace) -> list[tuple[str, dict]]:
     out = []
     if args.ops:
-        for shape in LAYER_SHAPES:
+        shapes = ([tuple(int(v) for v in sp.split(",")) for sp in args.op_shapes]
+                  if args.op_shapes else LAYER_SHAPES)
+        for shape in shapes:
             s = "x".join(map(str, shape))
             for which in ("fwd", "bwd", "fwd-sharp", "bwd-sharp"):
                 out.append((f"op-{which} {s}", {"task": "op", "shape": list(shape),
@@ -231,6 +235,8 @@ def main() -> None:
     ap.add_argument("--no-train", action="store_true", help="layers only")
     ap.add_argument("--ops", action="store_true",
                     help="only the paper-mode op's forward and backward calls (ms, page faults)")
+    ap.add_argument("--op-shapes", nargs="+", default=None, metavar="N,C,H,W",
+                    help="--ops on these (N, C, H, W) instead of the layers' shapes")
     ap.add_argument("--json", help="write every sample here")
     args = ap.parse_args()
     if args.worker:
