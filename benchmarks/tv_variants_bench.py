@@ -25,6 +25,8 @@ goal): the CLI's default model and settings (colour TV, the 8-bit default --tol 
 it: the torch-free tvcli._core where it applies)
 at ``--cli-lam`` against scikit-image's defaults at ``--skimage-lam`` (the lams
 tuned by benchmarks/tv_variants_defaults.py), interleaved; PSNR and median times.
+``--threads N``: tvcli's threads (default 1; ``tvcli smooth`` runs on the physical
+cores by default); scikit-image's solver runs on one thread either way.
 """
 
 from __future__ import annotations
@@ -75,8 +77,10 @@ def main() -> None:
     ap.add_argument("--cli-default", action="store_true")
     ap.add_argument("--cli-lam", type=float, default=0.098)
     ap.add_argument("--skimage-lam", type=float, default=0.069)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="tvcli's threads (scikit-image runs on one either way)")
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     photos = args.photos or [str(p) for p in sorted(KODAK.glob("*.png"))[: args.count]]
     if not photos:
         photos = ["examples/images/astronaut.png"]

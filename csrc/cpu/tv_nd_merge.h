@@ -18,8 +18,8 @@
 // found the same regions at best, and needed a scale that differed 10x between
 // colour and per-channel TV.)
 //
-// Host only, one thread (union-find in raster order), deterministic. Scratch: one
-// int32 and C doubles per pixel.
+// Host only, deterministic; the union-find runs in one thread (raster order), the
+// gap's lines over threads in split mode. Scratch: one int32 and C doubles per pixel.
 #pragma once
 
 #include <cmath>
@@ -36,6 +36,7 @@ struct MergeWork {
   // (n) union-find forest; then each pixel's root, and at a root -(its set's size)
   std::vector<int32_t> parent;
   std::vector<double> y;        // (C, lines, w + 1) y', the certificate's layout
+  std::vector<double> line_gap;  // (lines) the gap of each line of y'
 };
 
 // Root of i with path halving.
@@ -104,9 +105,11 @@ struct MergePolicy {
 // y' in mw (merged_line). iso: a pixel with ||p_i|| < (1 - kMergeInterior) w_i joins
 // all its successors; aniso: each direction d where every channel's |p_{d,i}| is
 // that far inside joins that successor.
-template <typename T, typename S, int ND, bool ISO>
+// With `split`, the gap's lines run over Par's threads (chunks of `grain` lines);
+// their sum is taken in line order either way, so the bits do not depend on it.
+template <class Par, typename T, typename S, int ND, bool ISO>
 double merged_gap(const core::tvnd::Geometry& g, const core::tvnd::Problem<T, S>& P,
-                  MergeWork& mw) {
+                  MergeWork& mw, bool split, int64_t grain) {
   const int64_t W = g.w, n = g.n, C = g.channels, pitch = W + 1;
   mw.parent.resize(size_t(n));
   int32_t* parent = mw.parent.data();
@@ -193,10 +196,19 @@ double merged_gap(const core::tvnd::Geometry& g, const core::tvnd::Problem<T, S>
   }
   core::tvnd::Problem<T, S> Pm = P;
   Pm.y = mw.y.data();
-  std::vector<double> a(static_cast<size_t>(W)), b(static_cast<size_t>(W));
+  auto gaps = [&](int64_t b0, int64_t b1) {
+    std::vector<double> a(static_cast<size_t>(W)), b(static_cast<size_t>(W));
+    for (int64_t l = b0; l < b1; ++l)
+      mw.line_gap[size_t(l)] = core::tvnd::gap_line<T, S, ND, ISO>(g, Pm, l, a.data(), b.data());
+  };
+  mw.line_gap.resize(size_t(g.lines));
+  if (split) {
+    Par::for_range(0, g.lines, grain, gaps);
+  } else {
+    gaps(0, g.lines);
+  }
   double sum = 0.0;
-  for (int64_t l = 0; l < g.lines; ++l)
-    sum += core::tvnd::gap_line<T, S, ND, ISO>(g, Pm, l, a.data(), b.data());
+  for (int64_t l = 0; l < g.lines; ++l) sum += mw.line_gap[size_t(l)];
   return sum + 0.5 * half_sq;
 }
 
