@@ -257,8 +257,8 @@ class _ProxTvNd(torch.autograd.Function):
         problem = wf.shape[1:] if wbdim is None else wf.shape[2:]  # (1, 1, *S)
         wb = _ops.merge_vmap_dim(_per_problem_weights(wf), wbdim, n)
         wb = wb.expand(wb.shape[0], *problem)
-        y, inf = _ProxTvNd.forward(xb, wb, norm, tol, max_iter)
-        return (_ops.split_vmap_dim(y, n), _ops.split_vmap_dim(inf, n)), (0, 0)
+        y, tv_info = _ProxTvNd.forward(xb, wb, norm, tol, max_iter)
+        return (_ops.split_vmap_dim(y, n), _ops.split_vmap_dim(tv_info, n)), (0, 0)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:

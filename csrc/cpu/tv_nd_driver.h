@@ -17,9 +17,9 @@
 // Parallelism: with at least as many problems as threads, one problem per thread
 // (its state allocated by the thread, so memory is threads x one problem, not the
 // batch); otherwise the problems run one after another and every sweep is split
-// over lines of the last axis (a big image or volume), the state's zeroing too. Lines are independent
-// inside a sweep, so y does not depend on the split; only the gap's summation
-// order does (to rounding).
+// over lines of the last axis (a big image or volume), the state's zeroing too.
+// Lines are independent inside a sweep, so y does not depend on the split; only
+// the gap's summation order does (to rounding).
 //
 // An iteration is two sweeps over the problem: the residual r = x - D^T q (one
 // image, C n values), and the fused update (dual step, projection, momentum) that
@@ -76,17 +76,16 @@ void for_lines(bool split, int64_t lines, int64_t grain, const F& f) {
   });
 }
 
-// A solve's state array, allocated without being written: zero_state() zeroes it
-// line by line in the threads that will sweep those lines, so that the page faults
-// and the zeroing of a big problem's ~8 arrays split over the threads instead of
-// falling on the caller alone (measured: ~5 % of a 2-thread photo solve).
+// A solve's state array, allocated without being written: solve_problem zeroes it
+// line by line (zero_values) in the threads that will sweep those lines, so that
+// the page faults and the zeroing of a big problem's state split over the threads
+// instead of falling on the caller alone (measured: ~5 % of a 2-thread photo solve).
 template <typename V>
 struct StateArray {
   std::unique_ptr<V[]> buf;
   size_t count = 0;
   explicit StateArray(size_t n) : buf(new V[n]), count(n) {}
   V* data() { return buf.get(); }
-  const V* data() const { return buf.get(); }
   size_t size() const { return count; }
   V& operator[](size_t i) { return buf[i]; }
 };

@@ -537,15 +537,13 @@ def _register(operation: str, summary: str) -> None:
                                          "layer) instead of converging. 2d only."),
         tol: float = typer.Option(
             None, "--tol", min=0.0, help="Converged 2-D mode: stop when the certified RMS error "
-                                         "is below this, in [0, 1] units. Default, iso / "
-                                         "aniso: "
+                                         "is below this, in [0, 1] units. Default, iso / aniso: "
                                          f"{_tol_text(DEFAULT_TOLS['iso', True])} / "
                                          f"{_tol_text(DEFAULT_TOLS['aniso', True])} for 8-bit "
                                          f"outputs, {_tol_text(DEFAULT_TOLS['iso', False])} / "
-                                         f"{_tol_text(DEFAULT_TOLS['aniso', False])} for 16-bit "
-                                         "and "
-                                         "float ones: at most one level from the exact "
-                                         "result."),
+                                         f"{_tol_text(DEFAULT_TOLS['aniso', False])} for "
+                                         "16-bit and float ones: at most one level from the "
+                                         "exact result."),
         max_iter: int = typer.Option(None, "--max-iter", min=1,
                                      help="Cap on 2-D iterations when converging "
                                           "(default: aniso 200 for 8-bit outputs, 2000 "
